@@ -1,0 +1,105 @@
+// swift-tools-version:6.1
+// rastOS: the tool chain for immutable, snapshot-managed Arch Linux systems.
+// Module map (see docs/architecture.md and ../shared/DESIGN.md):
+//   C*            one system library target per C library (module.modulemap + shim.h)
+//   Btrfs Alpm Fdisk Blkid Archive Curl Git Zlib   one Swift wrapper per C library
+//   SystemSupport processes, mounts, loop devices, locks, atomic writes, progress
+//   TOML Recipe   a position-keeping TOML parser and the typed, validated recipe
+//   SnapshotTree BootEntries QCOW2 Kernel Packages DiskImage Pipeline HostCommands
+//   RastBuildCLI RastCLI RastInstallCLI   command trees (tested), behind thin executables
+import PackageDescription
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+func system(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
+    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let package = Package(
+    name: "rastOS",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rast-build", targets: ["rast-build"]),
+        .executable(name: "rast", targets: ["rast"]),
+        .executable(name: "rast-install", targets: ["rast-install"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries.
+        system("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: ["libbtrfsutil-dev"]),
+        system("CAlpm", pkgConfig: "libalpm", apt: ["libalpm-dev", "libgpgme-dev"]),
+        system("CFdisk", pkgConfig: "fdisk", apt: ["libfdisk-dev"]),
+        system("CBlkid", pkgConfig: "blkid", apt: ["libblkid-dev"]),
+        system("CArchive", pkgConfig: "libarchive", apt: ["libarchive-dev"]),
+        system("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
+        system("CGit2", pkgConfig: "libgit2", apt: ["libgit2-dev"]),
+        system("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
+        system("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+        system("CLinux", pkgConfig: nil, apt: []),
+
+        // Swift wrappers, one per C library.
+        .target(name: "Btrfs", dependencies: ["CBtrfsUtil"]),
+        .target(name: "Alpm", dependencies: ["CAlpm"]),
+        .target(name: "Fdisk", dependencies: ["CFdisk"]),
+        .target(name: "Blkid", dependencies: ["CBlkid"]),
+        .target(name: "Archive", dependencies: ["CArchive"]),
+        .target(name: "Curl", dependencies: ["CCurl"]),
+        .target(name: "Git", dependencies: ["CGit2"]),
+        .target(name: "Zlib", dependencies: ["CZlib"]),
+
+        // Shared support and formats.
+        .target(name: "SystemSupport", dependencies: ["CLinux", logging]),
+        .target(name: "TOML"),
+        .target(name: "Recipe", dependencies: ["TOML"]),
+        .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
+        .target(name: "BootEntries", dependencies: ["SystemSupport"]),
+        .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
+
+        // Stages and host operations.
+        .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "SystemSupport"]),
+        .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
+        .target(name: "DiskImage", dependencies: ["Fdisk", "Blkid", "Btrfs", "SystemSupport"]),
+        .target(name: "Pipeline", dependencies: [
+            "Recipe", "Kernel", "Packages", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
+            "SystemSupport",
+        ]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Packages", "SystemSupport"]),
+
+        // Command trees and the thin executables.
+        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", argumentParser]),
+        .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
+        .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "QCOW2", argumentParser]),
+        .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
+        .executableTarget(name: "rast", dependencies: ["RastCLI"]),
+        .executableTarget(name: "rast-install", dependencies: ["RastInstallCLI"]),
+
+        // Tests: real btrfs on loop files, real libalpm, real servers on 127.0.0.1.
+        .target(name: "TestSupport", dependencies: ["SystemSupport"], path: "Tests/TestSupport"),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
+        .testTarget(name: "BtrfsTests", dependencies: ["Btrfs", "TestSupport"]),
+        .testTarget(name: "AlpmTests", dependencies: ["Alpm", "TestSupport"]),
+        .testTarget(name: "FdiskTests", dependencies: ["Fdisk", "TestSupport"]),
+        .testTarget(name: "BlkidTests", dependencies: ["Blkid", "TestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TestSupport"]),
+        .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
+        .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
+        .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
+        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"]),
+        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
+        .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
+        .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "TestSupport"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"]),
+        .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
+        .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,3 @@
+#pragma once
+#include <alpm.h>
+#include <alpm_list.h>

@@ -1,0 +1,77 @@
+#pragma once
+// Linux kernel interfaces Swift cannot reach directly: variadic ioctl calls with the
+// request macros and structures of the loop and block-partition drivers, and mount flags.
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/file.h>
+#include <sys/statfs.h>
+#include <linux/loop.h>
+#include <linux/blkpg.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+// GNU extensions that Swift's Glibc module hides (it is built without _GNU_SOURCE).
+extern int pipe2(int fds[2], int flags);
+extern int mkostemp(char *template_name, int flags);
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
+
+static inline int rast_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+static inline int rast_mkostemp_cloexec(char *template_name) { return mkostemp(template_name, O_CLOEXEC); }
+static inline int rast_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
+static inline int rast_loop_get_free(int control_fd) {
+    return ioctl(control_fd, LOOP_CTL_GET_FREE);
+}
+
+/// Binds `backing_fd` to the loop device `loop_fd` in one step (LOOP_CONFIGURE, Linux 5.8+).
+static inline int rast_loop_configure(int loop_fd, int backing_fd, uint64_t offset,
+                                      uint64_t size_limit, int read_only, int autoclear,
+                                      const char *file_name) {
+    struct loop_config config;
+    memset(&config, 0, sizeof(config));
+    config.fd = (uint32_t)backing_fd;
+    config.block_size = 0;
+    config.info.lo_offset = offset;
+    config.info.lo_sizelimit = size_limit;
+    config.info.lo_flags = (read_only ? LO_FLAGS_READ_ONLY : 0) | (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
+    if (file_name) strncpy((char *)config.info.lo_file_name, file_name, LO_NAME_SIZE - 1);
+    return ioctl(loop_fd, LOOP_CONFIGURE, &config);
+}
+
+static inline int rast_loop_clear(int loop_fd) {
+    return ioctl(loop_fd, LOOP_CLR_FD, 0);
+}
+
+/// Tells the kernel about one partition of a whole-disk device (what `partx -a` does).
+static inline int rast_blkpg_partition(int disk_fd, int add, int number, int64_t start_bytes,
+                                       int64_t length_bytes) {
+    struct blkpg_partition part;
+    memset(&part, 0, sizeof(part));
+    part.pno = number;
+    part.start = start_bytes;
+    part.length = length_bytes;
+    struct blkpg_ioctl_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.op = add ? BLKPG_ADD_PARTITION : BLKPG_DEL_PARTITION;
+    arg.datalen = sizeof(part);
+    arg.data = &part;
+    return ioctl(disk_fd, BLKPG, &arg);
+}
+
+static inline int rast_block_size_bytes(int fd, uint64_t *size) {
+    return ioctl(fd, BLKGETSIZE64, size);
+}
+
+static inline int rast_block_flush(int fd) {
+    return ioctl(fd, BLKFLSBUF, 0);
+}
+
+static inline long rast_btrfs_super_magic(void) { return BTRFS_SUPER_MAGIC; }

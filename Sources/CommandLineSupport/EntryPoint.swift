@@ -1,0 +1,69 @@
+import ArgumentParser
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared `main` of rast, rast-build and rast-install: logging, signal handling, help
+/// when run with no arguments, and errors printed as one clear line instead of a trace.
+public enum EntryPoint {
+    public static func run<Root: ParsableCommand>(_ root: Root.Type, programName: String,
+                                                  arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        let verbose = arguments.contains("--verbose") || arguments.contains("-v")
+        RastLog.bootstrap(verbose: verbose)
+        Cancellation.shared.installSignalHandlers()
+        if arguments.isEmpty {
+            print(Root.helpMessage())
+            exit(0)
+        }
+        let status = execute(root, programName: programName, arguments: arguments)
+        exit(status)
+    }
+
+    /// Parses and runs one invocation; returns the exit status. Used by tests as well.
+    public static func execute<Root: ParsableCommand>(_ root: Root.Type, programName: String, arguments: [String]) -> Int32 {
+        var command: ParsableCommand
+        do {
+            command = try Root.parseAsRoot(arguments)
+        } catch {
+            let message = Root.fullMessage(for: error)
+            let code = Root.exitCode(for: error)
+            if !message.isEmpty {
+                if code == .success { print(message) } else { printError(message) }
+            }
+            return code.rawValue
+        }
+        do {
+            try command.run()
+            return 0
+        } catch let error as InterruptedError {
+            printError("\(programName): \(error); cleaned up")
+            return 130
+        } catch let error as ExitCode {
+            return error.rawValue
+        } catch let error as CleanExit {
+            print(Root.fullMessage(for: error))
+            return 0
+        } catch let error as ValidationError {
+            printError(Root.fullMessage(for: error))
+            return ExitCode.validationFailure.rawValue
+        } catch {
+            printError("\(programName): error: \(error)")
+            return 1
+        }
+    }
+
+    public static func printError(_ text: String) {
+        let line = text.hasSuffix("\n") ? text : text + "\n"
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// `--verbose` for every command; `RAST_DEBUG=1` does the same.
+public struct GlobalOptions: ParsableArguments {
+    @Flag(name: [.customShort("v"), .long], help: "Show debug output, including every external command and its exit status (same as RAST_DEBUG=1).")
+    public var verbose = false
+
+    public init() {}
+}

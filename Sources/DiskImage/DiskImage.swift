@@ -1,0 +1,1 @@
+// DiskImage module.

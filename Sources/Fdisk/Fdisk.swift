@@ -1,0 +1,1 @@
+// Fdisk module.

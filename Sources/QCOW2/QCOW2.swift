@@ -1,0 +1,1 @@
+// QCOW2 module.

@@ -1,0 +1,316 @@
+import CLinux
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An external program to run: argv, environment changes, working directory, input.
+public struct Command: Sendable, CustomStringConvertible {
+    public enum Input: Sendable {
+        case null
+        case inherit
+        case bytes([UInt8])
+    }
+
+    /// How the child's stdout and stderr are handled.
+    public enum Output: @unchecked Sendable {
+        /// Collected and returned in the result.
+        case capture
+        /// Passed through to our own stdout/stderr (interactive programs).
+        case inherit
+        /// Each line (split at `\n` and `\r`) of stdout and stderr, in arrival order.
+        case lines((String) -> Void)
+    }
+
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var removedEnvironment: [String]
+    public var workingDirectory: String?
+    public var input: Input
+
+    public init(_ program: String, _ arguments: [String] = [], environment: [String: String] = [:],
+                workingDirectory: String? = nil, input: Input = .null) {
+        self.arguments = [program] + arguments
+        self.environment = environment
+        self.removedEnvironment = []
+        self.workingDirectory = workingDirectory
+        self.input = input
+    }
+
+    public var program: String { arguments[0] }
+
+    public var description: String {
+        arguments.map { arg in
+            arg.isEmpty || arg.contains(where: { " \"'$\\".contains($0) }) ? "'\(arg)'" : arg
+        }.joined(separator: " ")
+    }
+
+    /// The absolute path of `name` in `PATH` (or `name` itself when it contains a slash).
+    public static func find(_ name: String) -> String? {
+        if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        var dirs = path.split(separator: ":").map(String.init)
+        for extra in ["/usr/sbin", "/sbin"] where !dirs.contains(extra) { dirs.append(extra) }
+        for dir in dirs {
+            let candidate = dir + "/" + name
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// Runs the command; throws `CommandError.failed` on a non-zero exit unless `check` is false.
+    @discardableResult
+    public func run(output: Output = .capture, check: Bool = true) throws -> CommandResult {
+        guard let executable = Command.find(program) else {
+            throw CommandError.notFound(program: program)
+        }
+        try checkCancelled()
+        RastLog.logger.debug("run: \(description)")
+        let result = try spawnAndWait(executable: executable, output: output)
+        RastLog.logger.debug("exit \(result.status): \(program)")
+        if check, result.status != 0 {
+            throw CommandError.failed(command: description, status: result.status,
+                                      output: result.combinedTail(lines: 20))
+        }
+        return result
+    }
+
+    /// Runs the command and returns its stdout with the trailing newline removed.
+    public func output() throws -> String {
+        var text = try run().standardOutput
+        while text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+
+    private func spawnAndWait(executable: String, output: Output) throws -> CommandResult {
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        var inPipe: [Int32] = [-1, -1]
+        defer {
+            for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
+        }
+        let capturing: Bool
+        if case .inherit = output { capturing = false } else { capturing = true }
+        if capturing {
+            try SystemError.check("pipe") { rast_pipe_cloexec(&outPipe) }
+            try SystemError.check("pipe") { rast_pipe_cloexec(&errPipe) }
+            posix_spawn_file_actions_adddup2(&fileActions, outPipe[1], 1)
+            posix_spawn_file_actions_adddup2(&fileActions, errPipe[1], 2)
+        }
+        switch input {
+        case .null:
+            posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        case .inherit:
+            break
+        case .bytes:
+            try SystemError.check("pipe") { rast_pipe_cloexec(&inPipe) }
+            posix_spawn_file_actions_adddup2(&fileActions, inPipe[0], 0)
+        }
+        if let workingDirectory {
+            rast_spawn_add_chdir(&fileActions, workingDirectory)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Interactive children stay in our process group so they own the terminal.
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if case .inherit = input {} else { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+
+        let env = mergedEnvironment()
+        var pid: pid_t = 0
+        let spawnResult = withCStrings(arguments) { argv in
+            withCStrings(env) { envp in
+                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+            }
+        }
+        if spawnResult != 0 {
+            throw SystemError("spawn", path: executable, errno: spawnResult)
+        }
+        let cancelledAlready = Cancellation.shared.register(child: pid)
+        defer { Cancellation.shared.unregister(child: pid) }
+        if cancelledAlready { kill(-pid, SIGTERM) }
+
+        var collector = OutputCollector(output: output)
+        if capturing {
+            close(outPipe[1]); outPipe[1] = -1
+            close(errPipe[1]); errPipe[1] = -1
+        }
+        if case .bytes(let bytes) = input {
+            close(inPipe[0]); inPipe[0] = -1
+            writeAll(fd: inPipe[1], bytes: bytes)
+            close(inPipe[1]); inPipe[1] = -1
+        }
+        if capturing {
+            collector.drain(stdout: outPipe[0], stderr: errPipe[0])
+        }
+
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            if errno != EINTR { throw SystemError("waitpid", path: executable) }
+        }
+        let exitCode: Int32
+        if status & 0x7f == 0 {
+            exitCode = (status >> 8) & 0xff
+        } else {
+            exitCode = 128 + (status & 0x7f)
+        }
+        try checkCancelled()
+        return CommandResult(status: exitCode, standardOutput: collector.stdoutText,
+                             standardError: collector.stderrText)
+    }
+
+    private func mergedEnvironment() -> [String] {
+        var values: [String: String] = [:]
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") {
+                values[String(text[..<eq])] = String(text[text.index(after: eq)...])
+            }
+            index += 1
+        }
+        for key in removedEnvironment { values[key] = nil }
+        for (key, value) in environment { values[key] = value }
+        return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+}
+
+private func writeAll(fd: Int32, bytes: [UInt8]) {
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { buffer in
+            write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+        }
+        if written < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        offset += written
+    }
+}
+
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}
+
+/// Reads both pipes until they close, keeping text and feeding line handlers.
+private struct OutputCollector {
+    let output: Command.Output
+    var stdoutBytes: [UInt8] = []
+    var stderrBytes: [UInt8] = []
+    var pendingLine: [UInt8] = []
+
+    init(output: Command.Output) { self.output = output }
+
+    var stdoutText: String { String(decoding: stdoutBytes, as: UTF8.self) }
+    var stderrText: String { String(decoding: stderrBytes, as: UTF8.self) }
+
+    mutating func drain(stdout: Int32, stderr: Int32) {
+        var fds = [pollfd(fd: stdout, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: stderr, events: Int16(POLLIN), revents: 0)]
+        var open = 2
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while open > 0 {
+            let ready = poll(&fds, nfds_t(fds.count), -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for i in 0..<fds.count where fds[i].fd >= 0 && fds[i].revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) }
+                if count <= 0 {
+                    if count < 0 && errno == EINTR { continue }
+                    fds[i].fd = -1
+                    open -= 1
+                    continue
+                }
+                let chunk = buffer[0..<count]
+                consume(chunk, isError: i == 1)
+            }
+        }
+        flushLine()
+    }
+
+    private mutating func consume(_ chunk: ArraySlice<UInt8>, isError: Bool) {
+        if case .lines(let handler) = output {
+            // Keep a bounded tail for error messages; lines go to the handler.
+            if isError { stderrBytes.append(contentsOf: chunk) } else { stdoutBytes.append(contentsOf: chunk) }
+            trim()
+            for byte in chunk {
+                if byte == 10 || byte == 13 {
+                    if !pendingLine.isEmpty {
+                        handler(String(decoding: pendingLine, as: UTF8.self))
+                        pendingLine.removeAll(keepingCapacity: true)
+                    }
+                } else {
+                    pendingLine.append(byte)
+                }
+            }
+        } else if isError {
+            stderrBytes.append(contentsOf: chunk)
+        } else {
+            stdoutBytes.append(contentsOf: chunk)
+        }
+    }
+
+    private mutating func trim() {
+        let limit = 256 * 1024
+        if stdoutBytes.count > 2 * limit { stdoutBytes.removeFirst(stdoutBytes.count - limit) }
+        if stderrBytes.count > 2 * limit { stderrBytes.removeFirst(stderrBytes.count - limit) }
+    }
+
+    private mutating func flushLine() {
+        if case .lines(let handler) = output, !pendingLine.isEmpty {
+            handler(String(decoding: pendingLine, as: UTF8.self))
+            pendingLine.removeAll()
+        }
+    }
+}
+
+/// What a finished command left behind.
+public struct CommandResult: Sendable {
+    /// The exit status, or 128 + the signal number when a signal ended it.
+    public let status: Int32
+    public let standardOutput: String
+    public let standardError: String
+
+    /// The last lines of stderr (or stdout when stderr is empty), for error messages.
+    public func combinedTail(lines: Int) -> String {
+        let source = standardError.isEmpty ? standardOutput : standardError
+        let all = source.split(separator: "\n", omittingEmptySubsequences: true)
+        return all.suffix(lines).joined(separator: "\n")
+    }
+}
+
+public enum CommandError: Error, CustomStringConvertible, Sendable {
+    case notFound(program: String)
+    case failed(command: String, status: Int32, output: String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let program):
+            return "\(program) was not found in PATH; install it (see `make deps`)"
+        case .failed(let command, let status, let output):
+            let how = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+            let tail = output.isEmpty ? "" : ":\n" + output
+            return "`\(command)` \(how)\(tail)"
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import CLinux
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loop device bound to a file, through the kernel's loop-control interface.
+///
+/// The device is configured with autoclear: once the last user (our descriptor, a mount,
+/// grub-install) lets go, the kernel detaches it, so even a crashed build leaves no loop
+/// device behind after its mounts are gone. Partitions of a GPT image are announced with the
+/// BLKPG ioctl (what `partx -a` does), because the host kernel has no GPT parser.
+public final class LoopDevice {
+    public let path: String
+    public let backingFile: String
+    private var fd: Int32
+    private var partitions: [Int] = []
+
+    /// Attaches `file` (optionally a window of it) to a free loop device.
+    public init(file: String, offset: UInt64 = 0, sizeLimit: UInt64 = 0, readOnly: Bool = false) throws {
+        backingFile = file
+        let backing = open(file, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+        if backing < 0 { throw SystemError("open", path: file) }
+        defer { close(backing) }
+        let control = open("/dev/loop-control", O_RDWR | O_CLOEXEC)
+        if control < 0 { throw SystemError("open", path: "/dev/loop-control") }
+        defer { close(control) }
+
+        var attempts = 0
+        while true {
+            let number = rast_loop_get_free(control)
+            if number < 0 { throw SystemError("find a free loop device") }
+            let devicePath = "/dev/loop\(number)"
+            let device = open(devicePath, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+            if device < 0 {
+                // devtmpfs may lag a moment behind LOOP_CTL_GET_FREE.
+                if errno == ENOENT, attempts < 50 { attempts += 1; usleep(20_000); continue }
+                throw SystemError("open", path: devicePath)
+            }
+            if rast_loop_configure(device, backing, offset, sizeLimit, readOnly ? 1 : 0, 1, file) == 0 {
+                path = devicePath
+                fd = device
+                RastLog.logger.debug("attached \(file) to \(devicePath)")
+                return
+            }
+            let error = errno
+            close(device)
+            // Another process took this device between GET_FREE and CONFIGURE: try the next.
+            if error == EBUSY, attempts < 50 { attempts += 1; continue }
+            throw SystemError("attach \(file) to", path: devicePath, errno: error)
+        }
+    }
+
+    /// The device node of partition `number` once it was added.
+    public func partitionPath(_ number: Int) -> String { "\(path)p\(number)" }
+
+    /// Announces a partition to the kernel and waits for its device node.
+    public func addPartition(number: Int, start: Int64, length: Int64) throws {
+        if rast_blkpg_partition(fd, 1, Int32(number), start, length) != 0 {
+            throw SystemError("add partition \(number) to", path: path)
+        }
+        partitions.append(number)
+        let node = partitionPath(number)
+        for _ in 0..<250 where access(node, F_OK) != 0 { usleep(20_000) }
+        if access(node, F_OK) != 0 {
+            throw UserError("the kernel added partition \(number) of \(path) but \(node) did not appear")
+        }
+    }
+
+    /// Removes the partitions added through `addPartition` (retrying while they are busy).
+    public func removePartitions() {
+        for number in partitions.reversed() {
+            var attempts = 0
+            while rast_blkpg_partition(fd, 0, Int32(number), 0, 0) != 0, errno == EBUSY, attempts < 50 {
+                attempts += 1
+                usleep(100_000)
+            }
+        }
+        partitions.removeAll()
+    }
+
+    /// Lets go of the device: removes partitions and closes our descriptor, after which the
+    /// kernel detaches it as soon as nothing else holds it (autoclear). With `force`, also
+    /// clears the binding at once.
+    public func detach(force: Bool = true) {
+        guard fd >= 0 else { return }
+        removePartitions()
+        _ = rast_block_flush(fd)
+        if force { _ = rast_loop_clear(fd) }
+        close(fd)
+        fd = -1
+        RastLog.logger.debug("released \(path)")
+    }
+
+    deinit { detach() }
+
+    /// Loop devices whose backing file is `file` (from sysfs).
+    public static func devices(backing file: String) -> [String] {
+        guard let names = try? FileManagerShim.contents(of: "/sys/block") else { return [] }
+        return names.filter { $0.hasPrefix("loop") }.compactMap { name in
+            guard let backing = try? Files.readString("/sys/block/\(name)/loop/backing_file") else { return nil }
+            let trimmed = backing.trimmingCharacters(in: .newlines)
+            return trimmed == file || trimmed == file + " (deleted)" ? "/dev/\(name)" : nil
+        }
+    }
+}
+
+/// Directory listing without pulling Foundation's FileManager into hot paths.
+public enum FileManagerShim {
+    public static func contents(of directory: String) throws -> [String] {
+        guard let dir = opendir(directory) else { throw SystemError("open directory", path: directory) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+

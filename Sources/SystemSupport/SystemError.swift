@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// rastOS's version, printed by `--version` of every program.
+public enum RastVersion {
+    public static let string = "0.1.0"
+}
+
+/// A failed system call: what was attempted, on what, and the errno text.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public let operation: String
+    public let path: String?
+    public let errno: Int32
+
+    public init(_ operation: String, path: String? = nil, errno: Int32 = Glibc.errno) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        if let path { return "\(operation) \(path): \(reason)" }
+        return "\(operation): \(reason)"
+    }
+
+    /// Runs `body` and throws a `SystemError` when it returns -1.
+    @discardableResult
+    public static func check(_ operation: String, path: String? = nil, _ body: () -> Int32) throws -> Int32 {
+        let result = body()
+        if result == -1 { throw SystemError(operation, path: path) }
+        return result
+    }
+}
+
+/// A problem the user can fix, said in one sentence (no stack of wrapped errors).
+public struct UserError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Says whether the process runs as root, and a one-sentence error when it does not.
+public enum Privileges {
+    public static var isRoot: Bool { geteuid() == 0 }
+
+    public static func requireRoot(for what: String) throws {
+        guard isRoot else {
+            throw UserError("\(what) needs root privileges; run it again with sudo or as root.")
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import RastBuildCLI
+
+RastBuildMain.run()

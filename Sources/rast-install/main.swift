@@ -1,0 +1,3 @@
+import RastInstallCLI
+
+RastInstallMain.run()

@@ -1,0 +1,3 @@
+import RastCLI
+
+RastMain.run()

@@ -1,0 +1,114 @@
+import Foundation
+import SystemSupport
+import TestSupport
+import Testing
+
+@Suite struct CommandTests {
+    @Test func capturesOutputAndStatus() throws {
+        let result = try Command("sh", ["-c", "echo out; echo err >&2; exit 3"]).run(check: false)
+        #expect(result.status == 3)
+        #expect(result.standardOutput == "out\n")
+        #expect(result.standardError == "err\n")
+    }
+
+    @Test func failureNamesTheCommandAndItsOutput() throws {
+        #expect {
+            try Command("sh", ["-c", "echo broken pipe dream >&2; exit 2"]).run()
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("exited with status 2") && text.contains("broken pipe dream")
+        }
+    }
+
+    @Test func missingProgramIsNamed() {
+        #expect {
+            try Command("rast-no-such-program").run()
+        } throws: { error in "\(error)".contains("rast-no-such-program was not found") }
+    }
+
+    @Test func streamsLinesSplitAtCarriageReturns() throws {
+        var lines: [String] = []
+        try Command("printf", ["a\\rb\\nc\\n"]).run(output: .lines { lines.append($0) })
+        #expect(lines == ["a", "b", "c"])
+    }
+
+    @Test func feedsInput() throws {
+        let out = try Command("cat", input: .bytes(Array("hello".utf8))).output()
+        #expect(out == "hello")
+    }
+}
+
+@Suite struct FileTests {
+    @Test func atomicWriteReplacesContentAndLeavesNoTemporaryFiles() throws {
+        let scratch = try Scratch()
+        let path = scratch.appending("state.json")
+        try Files.writeAtomically(path, string: "one")
+        try Files.writeAtomically(path, string: "two", mode: 0o600)
+        #expect(try Files.readString(path) == "two")
+        #expect(try FileManagerShim.contents(of: scratch.path) == ["state.json"])
+    }
+
+    @Test func sizesParse() {
+        #expect(ByteCount.parse("2G") == 2 << 30)
+        #expect(ByteCount.parse("512MiB") == 512 << 20)
+        #expect(ByteCount.parse("1.5K") == 1536)
+        #expect(ByteCount.parse("2X") == nil)
+        #expect(ByteCount.parse("") == nil)
+        #expect(ByteCount.parse("-1G") == nil)
+    }
+
+    @Test func secondLockHolderFailsAtOnceWithNoWait() throws {
+        let scratch = try Scratch()
+        let path = scratch.appending("lock")
+        let first = try FileLock(path: path, wait: false)
+        // flock locks belong to the open file description, so a second open conflicts.
+        #expect(throws: UserError.self) { try FileLock(path: path, wait: false) }
+        first.unlock()
+        _ = try FileLock(path: path, wait: false)
+    }
+}
+
+@Suite(.serialized) struct LoopAndMountTests {
+    @Test func btrfsOnALoopFileMountsAndCleansUp() throws {
+        let fixture = try BtrfsFixture(size: "256M")
+        let image = fixture.imagePath
+        let mountPoint = fixture.mountPoint
+        #expect(Mounts.isBtrfs(mountPoint))
+        #expect(LoopDevice.devices(backing: image).count == 1)
+        try Files.write(mountPoint + "/hello", string: "hi")
+        fixture.close()
+        #expect(try MountTable.read().mounts(under: mountPoint).isEmpty)
+        #expect(LoopDevice.devices(backing: image).isEmpty)
+    }
+
+    @Test func partitionsAppearThroughBlkpg() throws {
+        try Require.loopDevices()
+        try Require.programs("sfdisk")
+        let scratch = try Scratch()
+        let image = scratch.appending("disk.img")
+        try Command("truncate", ["-s", "64M", image]).run()
+        try Command("sfdisk", ["-q", image], input: .bytes(Array("label: gpt\nstart=2048, size=20480\nstart=22528, size=20480\n".utf8))).run()
+        let loop = try LoopDevice(file: image)
+        try loop.addPartition(number: 1, start: 2048 * 512, length: 20480 * 512)
+        try loop.addPartition(number: 2, start: 22528 * 512, length: 20480 * 512)
+        #expect(Files.exists(loop.partitionPath(2)))
+        loop.detach()
+        #expect(!Files.exists(loop.partitionPath(2)))
+        #expect(LoopDevice.devices(backing: image).isEmpty)
+    }
+}
+
+@Suite struct HTTPServerTests {
+    @Test func servesRangesAndMissingFiles() throws {
+        let scratch = try Scratch()
+        try Files.write(scratch.appending("f.txt"), string: "0123456789")
+        let server = try HTTPServer(root: scratch.path)
+        defer { server.stop() }
+        let whole = try Command("curl", ["-sf", server.baseURL + "/f.txt"]).output()
+        #expect(whole == "0123456789")
+        let tail = try Command("curl", ["-sf", "-r", "4-", server.baseURL + "/f.txt"]).output()
+        #expect(tail == "456789")
+        let missing = try Command("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", server.baseURL + "/nope"]).output()
+        #expect(missing == "404")
+    }
+}

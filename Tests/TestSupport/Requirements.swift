@@ -1,0 +1,54 @@
+import Foundation
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a test needs from the machine. A missing requirement is a test failure with a clear
+/// message (CI runs as root with every package installed), never a silent pass.
+public struct MissingRequirement: Error, CustomStringConvertible {
+    public let description: String
+}
+
+public enum Require {
+    /// Root, for mounts, loop devices and btrfs ioctls.
+    public static func root() throws {
+        guard geteuid() == 0 else {
+            throw MissingRequirement(description: "this test needs root (mounts, loop devices, btrfs); run the tests as root, as CI does with `bash .ci/run`")
+        }
+    }
+
+    /// Programs in PATH; the message names the Debian package that provides each.
+    public static func programs(_ names: String...) throws {
+        let missing = names.filter { Command.find($0) == nil }
+        guard missing.isEmpty else {
+            let hints = missing.map { "\($0) (apt-get install \(debianPackage[$0] ?? $0))" }
+            throw MissingRequirement(description: "this test needs \(hints.joined(separator: ", ")); `make deps` installs everything")
+        }
+    }
+
+    /// Loop devices (root plus /dev/loop-control).
+    public static func loopDevices() throws {
+        try root()
+        guard access("/dev/loop-control", R_OK | W_OK) == 0 else {
+            throw MissingRequirement(description: "this test needs loop devices, but /dev/loop-control is not usable")
+        }
+    }
+
+    public static func file(_ path: String, hint: String) throws {
+        guard Files.exists(path) else {
+            throw MissingRequirement(description: "this test needs \(path) (\(hint))")
+        }
+    }
+
+    static let debianPackage: [String: String] = [
+        "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs", "makepkg": "makepkg",
+        "repo-add": "pacman-package-manager", "pacman": "pacman-package-manager",
+        "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
+        "sgdisk": "gdisk", "mkfs.fat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
+        "grub-install": "grub-pc-bin grub2-common", "grub-mkimage": "grub-efi-amd64-bin",
+        "bsdtar": "libarchive-tools", "git": "git", "gpg": "gnupg", "partx": "util-linux",
+        "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
+        "sfdisk": "fdisk", "busybox": "busybox-static",
+    ]
+}
