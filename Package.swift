@@ -40,6 +40,7 @@ let package = Package(
         system("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         system("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
         system("CLinux", pkgConfig: nil, apt: []),
+        system("CCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
 
         // Swift wrappers, one per C library.
         .target(name: "Btrfs", dependencies: ["CBtrfsUtil"]),
@@ -52,7 +53,7 @@ let package = Package(
         .target(name: "Zlib", dependencies: ["CZlib"]),
 
         // Shared support and formats.
-        .target(name: "SystemSupport", dependencies: ["CLinux", logging]),
+        .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging]),
         .target(name: "TOML"),
         .target(name: "Recipe", dependencies: ["TOML"]),
         .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),

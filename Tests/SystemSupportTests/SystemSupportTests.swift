@@ -112,3 +112,15 @@ import Testing
         #expect(missing == "404")
     }
 }
+
+@Suite struct SHA256Tests {
+    @Test func knownVectors() throws {
+        #expect(SHA256.hash("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let scratch = try Scratch()
+        let path = scratch.appending("f")
+        try Files.write(path, string: String(repeating: "rast", count: 100_000))
+        let expected = try Command("sha256sum", [path]).output().split(separator: " ").first.map(String.init)
+        #expect(try SHA256.hash(file: path) == expected)
+    }
+}
