@@ -58,6 +58,7 @@ let package = Package(
         .target(name: "Recipe", dependencies: ["TOML"]),
         .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
+        .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
 
         // Stages and host operations.
@@ -66,7 +67,7 @@ let package = Package(
         .target(name: "DiskImage", dependencies: ["Fdisk", "Blkid", "Btrfs", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
-            "SystemSupport",
+            "VirtualMachine", "SystemSupport",
         ]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Packages", "SystemSupport"]),
 
@@ -95,7 +96,7 @@ let package = Package(
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "TestSupport"]),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),

@@ -20,6 +20,9 @@ public struct Command: Sendable, CustomStringConvertible {
         case inherit
         /// Each line (split at `\n` and `\r`) of stdout and stderr, in arrival order.
         case lines((String) -> Void)
+        /// Like `lines`, but the handler returns `true` to stop the program (SIGTERM to its
+        /// process group, SIGKILL two seconds later): for watching a VM's console.
+        case linesUntil((String) -> Bool)
     }
 
     public var arguments: [String]
@@ -59,16 +62,21 @@ public struct Command: Sendable, CustomStringConvertible {
     }
 
     /// Runs the command; throws `CommandError.failed` on a non-zero exit unless `check` is false.
+    /// With `timeout` (seconds), the program is stopped when it runs longer and the result's
+    /// `timedOut` is set.
     @discardableResult
-    public func run(output: Output = .capture, check: Bool = true) throws -> CommandResult {
+    public func run(output: Output = .capture, check: Bool = true, timeout: Double? = nil) throws -> CommandResult {
         guard let executable = Command.find(program) else {
             throw CommandError.notFound(program: program)
         }
         try checkCancelled()
         RastLog.logger.debug("run: \(description)")
-        let result = try spawnAndWait(executable: executable, output: output)
+        let result = try spawnAndWait(executable: executable, output: output, timeout: timeout)
         RastLog.logger.debug("exit \(result.status): \(program)")
-        if check, result.status != 0 {
+        if check, result.timedOut {
+            throw CommandError.timedOut(command: description, seconds: timeout ?? 0, output: result.combinedTail(lines: 20))
+        }
+        if check, result.status != 0, !result.stoppedByHandler {
             throw CommandError.failed(command: description, status: result.status,
                                       output: result.combinedTail(lines: 20))
         }
@@ -82,7 +90,7 @@ public struct Command: Sendable, CustomStringConvertible {
         return text
     }
 
-    private func spawnAndWait(executable: String, output: Output) throws -> CommandResult {
+    private func spawnAndWait(executable: String, output: Output, timeout: Double?) throws -> CommandResult {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -144,7 +152,8 @@ public struct Command: Sendable, CustomStringConvertible {
         defer { Cancellation.shared.unregister(child: pid) }
         if cancelledAlready { kill(-pid, SIGTERM) }
 
-        var collector = OutputCollector(output: output)
+        var collector = OutputCollector(output: output, child: pid,
+                                        deadline: timeout.map { Stopwatch.now() + $0 })
         if capturing {
             close(outPipe[1]); outPipe[1] = -1
             close(errPipe[1]); errPipe[1] = -1
@@ -170,7 +179,8 @@ public struct Command: Sendable, CustomStringConvertible {
         }
         try checkCancelled()
         return CommandResult(status: exitCode, standardOutput: collector.stdoutText,
-                             standardError: collector.stderrText)
+                             standardError: collector.stderrText, timedOut: collector.timedOut,
+                             stoppedByHandler: collector.stopped)
     }
 
     private func mergedEnvironment() -> [String] {
@@ -213,11 +223,28 @@ private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer
 /// Reads both pipes until they close, keeping text and feeding line handlers.
 private struct OutputCollector {
     let output: Command.Output
+    let child: pid_t
+    let deadline: Double?
     var stdoutBytes: [UInt8] = []
     var stderrBytes: [UInt8] = []
     var pendingLine: [UInt8] = []
+    var timedOut = false
+    var stopped = false
+    var killAt: Double?
 
-    init(output: Command.Output) { self.output = output }
+    init(output: Command.Output, child: pid_t, deadline: Double?) {
+        self.output = output
+        self.child = child
+        self.deadline = deadline
+    }
+
+    /// SIGTERM now, SIGKILL if the group is still there two seconds later.
+    mutating func stopChild() {
+        guard killAt == nil else { return }
+        kill(-child, SIGTERM)
+        kill(child, SIGTERM)
+        killAt = Stopwatch.now() + 2
+    }
 
     var stdoutText: String { String(decoding: stdoutBytes, as: UTF8.self) }
     var stderrText: String { String(decoding: stderrBytes, as: UTF8.self) }
@@ -228,7 +255,20 @@ private struct OutputCollector {
         var open = 2
         var buffer = [UInt8](repeating: 0, count: 65536)
         while open > 0 {
-            let ready = poll(&fds, nfds_t(fds.count), -1)
+            let now = Stopwatch.now()
+            if let deadline, now >= deadline, !timedOut, !stopped {
+                timedOut = true
+                stopChild()
+            }
+            if let killAt, now >= killAt {
+                kill(-child, SIGKILL)
+                kill(child, SIGKILL)
+                self.killAt = .infinity
+            }
+            var wait: Int32 = -1
+            if let deadline, killAt == nil { wait = Int32(max(0, min(1000, (deadline - now) * 1000))) + 1 }
+            if let killAt, killAt.isFinite { wait = 200 }
+            let ready = poll(&fds, nfds_t(fds.count), wait)
             if ready < 0 {
                 if errno == EINTR { continue }
                 break
@@ -249,7 +289,24 @@ private struct OutputCollector {
     }
 
     private mutating func consume(_ chunk: ArraySlice<UInt8>, isError: Bool) {
-        if case .lines(let handler) = output {
+        if case .linesUntil(let handler) = output {
+            if isError { stderrBytes.append(contentsOf: chunk) } else { stdoutBytes.append(contentsOf: chunk) }
+            trim()
+            for byte in chunk {
+                if byte == 10 || byte == 13 {
+                    if !pendingLine.isEmpty {
+                        let line = String(decoding: pendingLine, as: UTF8.self)
+                        pendingLine.removeAll(keepingCapacity: true)
+                        if !stopped, handler(line) {
+                            stopped = true
+                            stopChild()
+                        }
+                    }
+                } else {
+                    pendingLine.append(byte)
+                }
+            }
+        } else if case .lines(let handler) = output {
             // Keep a bounded tail for error messages; lines go to the handler.
             if isError { stderrBytes.append(contentsOf: chunk) } else { stdoutBytes.append(contentsOf: chunk) }
             trim()
@@ -277,10 +334,11 @@ private struct OutputCollector {
     }
 
     private mutating func flushLine() {
-        if case .lines(let handler) = output, !pendingLine.isEmpty {
-            handler(String(decoding: pendingLine, as: UTF8.self))
-            pendingLine.removeAll()
-        }
+        guard !pendingLine.isEmpty else { return }
+        let line = String(decoding: pendingLine, as: UTF8.self)
+        pendingLine.removeAll()
+        if case .lines(let handler) = output { handler(line) }
+        if case .linesUntil(let handler) = output, !stopped, handler(line) { stopped = true }
     }
 }
 
@@ -290,6 +348,10 @@ public struct CommandResult: Sendable {
     public let status: Int32
     public let standardOutput: String
     public let standardError: String
+    /// The program ran past its timeout and was stopped.
+    public var timedOut = false
+    /// A `linesUntil` handler asked for the program to stop.
+    public var stoppedByHandler = false
 
     /// The last lines of stderr (or stdout when stderr is empty), for error messages.
     public func combinedTail(lines: Int) -> String {
@@ -302,6 +364,7 @@ public struct CommandResult: Sendable {
 public enum CommandError: Error, CustomStringConvertible, Sendable {
     case notFound(program: String)
     case failed(command: String, status: Int32, output: String)
+    case timedOut(command: String, seconds: Double, output: String)
 
     public var description: String {
         switch self {
@@ -311,6 +374,9 @@ public enum CommandError: Error, CustomStringConvertible, Sendable {
             let how = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
             let tail = output.isEmpty ? "" : ":\n" + output
             return "`\(command)` \(how)\(tail)"
+        case .timedOut(let command, let seconds, let output):
+            let tail = output.isEmpty ? "" : ":\n" + output
+            return "`\(command)` did not finish within \(Int(seconds)) seconds and was stopped\(tail)"
         }
     }
 }

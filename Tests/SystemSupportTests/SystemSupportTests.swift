@@ -32,6 +32,24 @@ import Testing
         #expect(lines == ["a", "b", "c"])
     }
 
+    @Test func timeoutStopsTheProgram() throws {
+        let watch = Stopwatch()
+        let result = try Command("sleep", ["30"]).run(check: false, timeout: 0.5)
+        #expect(result.timedOut)
+        #expect(watch.elapsed < 10)
+        #expect(throws: CommandError.self) { try Command("sleep", ["30"]).run(timeout: 0.3) }
+    }
+
+    @Test func lineHandlerCanStopTheProgram() throws {
+        var seen: [String] = []
+        let result = try Command("sh", ["-c", "echo one; echo MARKER; sleep 30; echo never"]).run(output: .linesUntil { line in
+            seen.append(line)
+            return line == "MARKER"
+        })
+        #expect(result.stoppedByHandler)
+        #expect(seen == ["one", "MARKER"])
+    }
+
     @Test func feedsInput() throws {
         let out = try Command("cat", input: .bytes(Array("hello".utf8))).output()
         #expect(out == "hello")
