@@ -90,8 +90,8 @@ public enum QEMU {
     private static let probed = Mutex<String?>(nil)
 
     /// `kvm` when KVM really runs a guest here, else `tcg`. `RAST_ACCEL` overrides.
-    /// /dev/kvm can exist while KVM hangs (nested virtualisation missing), so the probe boots
-    /// a 512-byte boot sector that prints a word on the serial port, with a timeout.
+    /// /dev/kvm can exist while KVM hangs or asserts (nested virtualisation missing), so the
+    /// probe boots a 512-byte boot sector that prints a word on the serial port, with a timeout.
     public static func accelerator() -> String {
         if let forced = ProcessInfo.processInfo.environment["RAST_ACCEL"], ["kvm", "tcg"].contains(forced) {
             return forced
@@ -112,7 +112,9 @@ public enum QEMU {
         sector += [UInt8](repeating: 0, count: 510 - sector.count) + [0x55, 0xAA]
         let path = scratch.appending("probe.img")
         guard (try? Files.writeAtomically(path, bytes: sector)) != nil else { return false }
-        let command = Command(program, ["-accel", "kvm", "-display", "none", "-vga", "none", "-monitor", "none",
+        // The same machine and CPU model as real boots: on hosts without nested virtualisation a
+        // boot sector can run under KVM's default CPU while `-cpu host` asserts in QEMU.
+        let command = Command(program, ["-accel", "kvm", "-machine", "q35", "-cpu", "host", "-display", "none", "-vga", "none", "-monitor", "none",
                                         "-serial", "stdio", "-no-reboot", "-nic", "none",
                                         "-drive", "file=\(path),format=raw,if=floppy"])
         guard let result = try? command.run(output: .linesUntil { $0.contains("RASTKVM") }, check: false, timeout: 8) else {

@@ -1,1 +1,0 @@
-// BootEntries module.

@@ -1,0 +1,182 @@
+import Foundation
+import SystemSupport
+
+/// One bootable deployment: a slot (`tmp` or `tmp0`) holding a copy of snapshot N.
+public struct BootEntry: Sendable, Equatable, Codable {
+    public var title: String
+    public var slot: String
+    public var snapshot: Int
+    /// Kernel file name inside the slot's /boot (e.g. `vmlinuz-linux-rast-base`).
+    public var kernel: String
+    public var initrd: String?
+
+    public init(title: String, slot: String, snapshot: Int, kernel: String, initrd: String? = nil) {
+        self.title = title
+        self.slot = slot
+        self.snapshot = snapshot
+        self.kernel = kernel
+        self.initrd = initrd
+    }
+}
+
+public enum BootLoader: String, Sendable, Codable, CaseIterable {
+    case grub, limine
+}
+
+/// The boot menu of a rastOS disk: what the boot loader configuration is generated from.
+/// The image builder and `rast deploy` both fill one of these and render it, so the first
+/// boot and every later deployment use the same code.
+public struct BootMenu: Sendable, Equatable, Codable {
+    public var distributor: String
+    /// The btrfs filesystem UUID (GRUB finds the root with it).
+    public var filesystemUUID: String
+    /// The root partition's PARTUUID (the kernel cannot resolve `root=UUID=` without an initramfs).
+    public var rootPartitionUUID: String
+    /// Extra kernel arguments (`console=ttyS0`, the recipe's kernel_cmdline).
+    public var kernelArguments: String
+    /// The first entry boots by default.
+    public var entries: [BootEntry]
+    public var timeoutSeconds: Int
+    public var serialConsole: Bool
+
+    public init(distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
+                kernelArguments: String = "console=ttyS0", entries: [BootEntry] = [], timeoutSeconds: Int = 3,
+                serialConsole: Bool = true) {
+        self.distributor = distributor
+        self.filesystemUUID = filesystemUUID
+        self.rootPartitionUUID = rootPartitionUUID
+        self.kernelArguments = kernelArguments
+        self.entries = entries
+        self.timeoutSeconds = timeoutSeconds
+        self.serialConsole = serialConsole
+    }
+
+    /// The subvolume (path from the top level) that is the root of a slot.
+    public static func rootSubvolume(slot: String) -> String { "@.snapshots/rootfs/snapshot-\(slot)" }
+    /// The subvolume holding a slot's /boot.
+    public static func bootSubvolume(slot: String) -> String { "@.snapshots/boot/boot-\(slot)" }
+
+    /// The kernel command line of an entry.
+    public func commandLine(for entry: BootEntry) -> String {
+        var parts = ["root=PARTUUID=\(rootPartitionUUID)", "rootflags=subvol=\(BootMenu.rootSubvolume(slot: entry.slot))",
+                     "ro", "rootwait", "rast.slot=\(entry.slot)"]
+        if !kernelArguments.isEmpty { parts.append(kernelArguments) }
+        return parts.joined(separator: " ")
+    }
+}
+
+public enum BootTemplateError: Error, CustomStringConvertible {
+    case missing(path: String)
+    case unknownPlaceholder(template: String, name: String)
+    case unsafeValue(field: String, value: String)
+
+    public var description: String {
+        switch self {
+        case .missing(let path):
+            return "boot loader template \(path) is missing (set RAST_DATA_DIR to the directory holding bootloader/)"
+        case .unknownPlaceholder(let template, let name):
+            return "boot loader template \(template) uses unknown placeholder {{\(name)}}"
+        case .unsafeValue(let field, let value):
+            return "boot menu \(field) '\(value)' contains characters that cannot appear in a boot loader configuration"
+        }
+    }
+}
+
+/// The templates under `bootloader/` (in the repository, or /usr/share/rast/bootloader in an image).
+public struct BootTemplates: Sendable {
+    public let directory: String
+
+    public init(directory: String = DataDirectory.locate() + "/bootloader") {
+        self.directory = directory
+    }
+
+    func load(_ name: String) throws -> String {
+        let path = directory + "/" + name
+        guard let text = try? Files.readString(path) else { throw BootTemplateError.missing(path: path) }
+        return text
+    }
+
+    /// Replaces `{{name}}` placeholders; an unknown placeholder is an error, not silent text.
+    static func fill(_ template: String, name: String, values: [String: String]) throws -> String {
+        var output = ""
+        var rest = Substring(template)
+        while let open = rest.range(of: "{{") {
+            output += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                output += rest[open.lowerBound...]
+                return output
+            }
+            let key = String(rest[open.upperBound..<close.lowerBound])
+            guard let value = values[key] else { throw BootTemplateError.unknownPlaceholder(template: name, name: key) }
+            output += value
+            rest = rest[close.upperBound...]
+        }
+        output += rest
+        return output
+    }
+}
+
+/// Renders boot loader configurations from a `BootMenu`.
+public enum BootConfiguration {
+    static let generatedNote = "Generated by rast \(RastVersion.string); do not edit (changes are overwritten)."
+
+    /// GRUB's grub.cfg (read from @boot/grub/grub.cfg by both the BIOS and the UEFI image).
+    public static func grub(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
+        try validate(menu)
+        let entryTemplate = try templates.load("grub/entry.cfg")
+        var entries: [String] = []
+        for entry in menu.entries {
+            let initrd = entry.initrd.map { "    initrd /\(BootMenu.bootSubvolume(slot: entry.slot))/\($0)\n" } ?? ""
+            entries.append(try BootTemplates.fill(entryTemplate, name: "grub/entry.cfg", values: [
+                "title": entry.title, "id": "rast-\(entry.slot)", "fs_uuid": menu.filesystemUUID,
+                "boot_path": BootMenu.bootSubvolume(slot: entry.slot), "kernel": entry.kernel,
+                "cmdline": menu.commandLine(for: entry), "initrd": initrd,
+            ]))
+        }
+        let serial = menu.serialConsole ? try templates.load("grub/serial.cfg") : ""
+        return try BootTemplates.fill(try templates.load("grub/grub.cfg"), name: "grub/grub.cfg", values: [
+            "generated": generatedNote, "timeout": String(menu.timeoutSeconds), "serial": serial,
+            "entries": entries.joined(separator: "\n"),
+        ])
+    }
+
+    /// The configuration embedded in GRUB's removable UEFI image.
+    public static func grubEarlyConfig(filesystemUUID: String, templates: BootTemplates = BootTemplates()) throws -> String {
+        try BootTemplates.fill(try templates.load("grub/early.cfg"), name: "grub/early.cfg", values: ["fs_uuid": filesystemUUID])
+    }
+
+    /// Limine's limine.conf. Kernels are expected on the ESP at /rastos/SLOT/KERNEL.
+    public static func limine(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
+        try validate(menu)
+        let entryTemplate = try templates.load("limine/entry.conf")
+        var entries: [String] = []
+        for entry in menu.entries {
+            let initrd = entry.initrd.map { "    module_path: boot():/rastos/\(entry.slot)/\($0)" } ?? ""
+            entries.append(try BootTemplates.fill(entryTemplate, name: "limine/entry.conf", values: [
+                "title": entry.title, "slot": entry.slot, "kernel": entry.kernel,
+                "cmdline": menu.commandLine(for: entry), "initrd": initrd,
+            ]))
+        }
+        return try BootTemplates.fill(try templates.load("limine/limine.conf"), name: "limine/limine.conf", values: [
+            "generated": generatedNote, "timeout": String(menu.timeoutSeconds),
+            "serial": menu.serialConsole ? "yes" : "no", "entries": entries.joined(separator: "\n"),
+        ])
+    }
+
+    /// Titles, UUIDs and file names end up inside quoted configuration text.
+    static func validate(_ menu: BootMenu) throws {
+        func check(_ field: String, _ value: String, allowSpaces: Bool) throws {
+            let forbidden: Set<Character> = allowSpaces ? ["'", "\n", "\\", "{", "}"] : ["'", "\n", "\\", "{", "}", " ", "\""]
+            if value.contains(where: { forbidden.contains($0) }) { throw BootTemplateError.unsafeValue(field: field, value: value) }
+        }
+        try check("filesystem UUID", menu.filesystemUUID, allowSpaces: false)
+        try check("root PARTUUID", menu.rootPartitionUUID, allowSpaces: false)
+        try check("kernel arguments", menu.kernelArguments, allowSpaces: true)
+        for entry in menu.entries {
+            try check("title", entry.title, allowSpaces: true)
+            try check("kernel", entry.kernel, allowSpaces: false)
+            try check("slot", entry.slot, allowSpaces: false)
+            if let initrd = entry.initrd { try check("initrd", initrd, allowSpaces: false) }
+        }
+    }
+}
