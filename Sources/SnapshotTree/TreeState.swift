@@ -1,0 +1,132 @@
+import BootEntries
+import Foundation
+import SystemSupport
+
+/// One snapshot in the tree.
+public struct SnapshotRecord: Codable, Sendable, Equatable {
+    public var id: Int
+    /// nil for the root of a tree (snapshot 0 and every `clone`/`new`).
+    public var parent: Int?
+    public var description: String
+    public var created: String
+
+    public init(id: Int, parent: Int?, description: String, created: String = TreeState.timestamp()) {
+        self.id = id
+        self.parent = parent
+        self.description = description
+        self.created = created
+    }
+}
+
+/// What a deployment slot holds.
+public struct SlotRecord: Codable, Sendable, Equatable {
+    public var slot: String
+    public var snapshot: Int
+    public var deployed: String
+}
+
+/// rast's persistent state, one JSON file written atomically.
+public struct TreeState: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+
+    public var format: Int
+    public var snapshots: [SnapshotRecord]
+    public var slots: [SlotRecord]
+    /// The slot that boots next (also the btrfs default subvolume and GRUB's entry 0).
+    public var next: String?
+    /// What boot entries are generated from; nil until an image is made bootable.
+    public var boot: BootMenuSettings?
+
+    public init(snapshots: [SnapshotRecord] = [], slots: [SlotRecord] = [], next: String? = nil, boot: BootMenuSettings? = nil) {
+        self.format = TreeState.currentFormat
+        self.snapshots = snapshots
+        self.slots = slots
+        self.next = next
+        self.boot = boot
+    }
+
+    public static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date())
+    }
+
+    // MARK: Queries
+
+    public func record(_ id: Int) -> SnapshotRecord? { snapshots.first { $0.id == id } }
+    public func contains(_ id: Int) -> Bool { record(id) != nil }
+    public func children(of id: Int?) -> [SnapshotRecord] {
+        snapshots.filter { $0.parent == id }.sorted { $0.id < $1.id }
+    }
+
+    /// `id` and all its descendants, parents before children.
+    public func subtree(_ id: Int) -> [Int] {
+        var result = [id]
+        var index = 0
+        while index < result.count {
+            result += children(of: result[index]).map(\.id)
+            index += 1
+        }
+        return result
+    }
+
+    /// The lowest free id above 0 (astOS's findnew).
+    public func nextFreeID(excluding taken: Set<Int> = []) -> Int {
+        let used = Set(snapshots.map(\.id)).union(taken)
+        var candidate = 1
+        while used.contains(candidate) { candidate += 1 }
+        return candidate
+    }
+
+    public func slot(_ name: String) -> SlotRecord? { slots.first { $0.slot == name } }
+
+    public mutating func setSlot(_ name: String, snapshot: Int) {
+        slots.removeAll { $0.slot == name }
+        slots.append(SlotRecord(slot: name, snapshot: snapshot, deployed: TreeState.timestamp()))
+        slots.sort { $0.slot < $1.slot }
+    }
+
+    // MARK: Encoding
+
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return Array(try encoder.encode(self)) + [10]
+    }
+
+    public static func decode(_ bytes: [UInt8], path: String) throws -> TreeState {
+        struct Version: Decodable { let format: Int }
+        let data = Data(bytes)
+        guard let version = try? JSONDecoder().decode(Version.self, from: data) else {
+            throw SnapshotError.corruptState(path: path, reason: "not a rast state file (no format field)")
+        }
+        guard version.format <= currentFormat else {
+            throw SnapshotError.corruptState(path: path, reason: "format \(version.format) is newer than this rast understands (\(currentFormat)); update rast")
+        }
+        do {
+            return try JSONDecoder().decode(TreeState.self, from: data)
+        } catch {
+            throw SnapshotError.corruptState(path: path, reason: "\(error)")
+        }
+    }
+}
+
+/// The parts of the boot menu that do not change between deployments.
+public struct BootMenuSettings: Codable, Sendable, Equatable {
+    public var loader: BootLoader
+    public var distributor: String
+    public var filesystemUUID: String
+    public var rootPartitionUUID: String
+    public var kernelArguments: String
+    public var timeoutSeconds: Int
+
+    public init(loader: BootLoader, distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
+                kernelArguments: String, timeoutSeconds: Int = 3) {
+        self.loader = loader
+        self.distributor = distributor
+        self.filesystemUUID = filesystemUUID
+        self.rootPartitionUUID = rootPartitionUUID
+        self.kernelArguments = kernelArguments
+        self.timeoutSeconds = timeoutSeconds
+    }
+}
