@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "BtrfsTests", dependencies: ["Btrfs", "TestSupport"]),
         .testTarget(name: "AlpmTests", dependencies: ["Alpm", "TestSupport"]),
         .testTarget(name: "FdiskTests", dependencies: ["Fdisk", "TestSupport"]),
-        .testTarget(name: "BlkidTests", dependencies: ["Blkid", "TestSupport"]),
+        .testTarget(name: "BlkidTests", dependencies: ["Blkid", "Fdisk", "TestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TestSupport"]),
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
         .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
