@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
-        .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "TestSupport"]),
+        .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),

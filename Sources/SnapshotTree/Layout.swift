@@ -52,6 +52,8 @@ public struct Layout: Sendable {
     public func triple(_ name: String) -> [String] { [root(name), etc(name), boot(name)] }
 
     public func root(_ id: Int) -> String { root(String(id)) }
+    public func etc(_ id: Int) -> String { etc(String(id)) }
+    public func boot(_ id: Int) -> String { boot(String(id)) }
     public func triple(_ id: Int) -> [String] { triple(String(id)) }
 
     /// Names of working copies.

@@ -119,9 +119,12 @@ public struct BootMenuSettings: Codable, Sendable, Equatable {
     public var rootPartitionUUID: String
     public var kernelArguments: String
     public var timeoutSeconds: Int
+    /// btrfs mount options of every fstab line (compression from the recipe).
+    public var mountOptions: String
 
     public init(loader: BootLoader, distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
-                kernelArguments: String, timeoutSeconds: Int = 3) {
+                kernelArguments: String, timeoutSeconds: Int = 3, mountOptions: String = "compress=zstd,noatime") {
+        self.mountOptions = mountOptions
         self.loader = loader
         self.distributor = distributor
         self.filesystemUUID = filesystemUUID

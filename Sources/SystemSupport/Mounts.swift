@@ -84,16 +84,29 @@ public enum Mounts {
         return standardized.count > 1 && standardized.hasSuffix("/") ? String(standardized.dropLast()) : standardized
     }
 
+    /// Generic options (ro, nosuid, nodev, noexec, noatime, ...) become mount flags; the rest
+    /// go to the filesystem as its data string.
     public static func mount(_ source: String, on target: String, type: String? = nil,
                              options: [String] = [], flags: UInt = 0) throws {
-        let data = options.joined(separator: ",")
-        let result = Glibc.mount(source, target, type, flags, data.isEmpty ? nil : data)
+        var allFlags = flags
+        var data: [String] = []
+        let generic: [String: UInt] = [
+            "ro": UInt(MS_RDONLY), "nosuid": UInt(MS_NOSUID), "nodev": UInt(MS_NODEV), "noexec": UInt(MS_NOEXEC),
+            "noatime": UInt(MS_NOATIME), "nodiratime": UInt(MS_NODIRATIME), "relatime": UInt(MS_RELATIME),
+            "sync": UInt(MS_SYNCHRONOUS), "rw": 0,
+        ]
+        for option in options {
+            if let flag = generic[option] { allFlags |= flag } else { data.append(option) }
+        }
+        let dataString = data.joined(separator: ",")
+        let result = Glibc.mount(source, target, type, allFlags, dataString.isEmpty ? nil : dataString)
         if result != 0 {
             let error = errno
-            let what = "mount \(source) (\(type ?? "bind")\(data.isEmpty ? "" : ", \(data)")) on"
+            let shown = options.joined(separator: ",")
+            let what = "mount \(source) (\(type ?? "bind")\(shown.isEmpty ? "" : ", \(shown)")) on"
             throw SystemError(what, path: target, errno: error)
         }
-        RastLog.logger.debug("mounted \(source) on \(target) \(data)")
+        RastLog.logger.debug("mounted \(source) on \(target) \(options.joined(separator: ","))")
     }
 
     public static func bind(_ source: String, on target: String, recursive: Bool = false, readOnly: Bool = false) throws {

@@ -1,0 +1,167 @@
+import Btrfs
+import Foundation
+import SystemSupport
+
+/// The tree compared with the subvolumes on disk.
+public struct CheckReport: Sendable, Codable, Equatable {
+    /// In the tree, missing on disk (with the missing path).
+    public var dangling: [Int: [String]] = [:]
+    /// Complete snapshot triples on disk that the tree does not know.
+    public var orphans: [Int] = []
+    /// Parts of snapshots (or unknown names) on disk that belong to nothing.
+    public var strays: [String] = []
+    /// Working copies (`rast tmp` removes them).
+    public var workingCopies: [String] = []
+    /// Deployment slots recorded in the state but missing on disk.
+    public var missingSlots: [String] = []
+    /// Slots that boot entries point at but that do not exist.
+    public var brokenBootEntries: [String] = []
+    /// The default subvolume is not the slot that boots next.
+    public var defaultMismatch: String?
+    /// Snapshots whose parent is not in the tree.
+    public var unknownParents: [Int] = []
+
+    /// Consistent: everything in the tree exists, nothing unknown but working copies remains,
+    /// and the boot entries point at existing slots.
+    public var isConsistent: Bool {
+        dangling.isEmpty && orphans.isEmpty && strays.isEmpty && missingSlots.isEmpty
+            && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty
+    }
+
+    public var lines: [String] {
+        var lines: [String] = []
+        for (id, paths) in dangling.sorted(by: { $0.key < $1.key }) {
+            lines.append("dangling: snapshot \(id) is in the tree but \(paths.joined(separator: ", ")) missing on disk")
+        }
+        for id in orphans { lines.append("orphan: snapshot \(id) exists on disk but not in the tree") }
+        for path in strays { lines.append("stray: \(path) belongs to no snapshot") }
+        for slot in missingSlots { lines.append("missing slot: deployment slot \(slot) is recorded but missing on disk") }
+        for slot in brokenBootEntries { lines.append("boot entry: points at slot \(slot), which does not exist") }
+        if let defaultMismatch { lines.append("default subvolume: \(defaultMismatch)") }
+        for id in unknownParents { lines.append("parent: snapshot \(id) has a parent that is not in the tree") }
+        for path in workingCopies { lines.append("working copy: \(path) (removed by `rast tmp`)") }
+        return lines
+    }
+}
+
+extension SnapshotStore {
+    /// Compares the tree with the disk. Call under the lock (an interrupted change is
+    /// completed first) to see the state a user will see.
+    public func check() throws -> CheckReport {
+        let state = try state()
+        var report = CheckReport()
+        let known = Set(state.snapshots.map(\.id))
+        for record in state.snapshots {
+            let missing = layout.triple(record.id).filter { !Files.exists($0) }
+            if !missing.isEmpty { report.dangling[record.id] = missing }
+            if let parent = record.parent, !known.contains(parent) { report.unknownParents.append(record.id) }
+        }
+        report.workingCopies = try workingCopies()
+
+        // Everything named like a snapshot on disk.
+        var partsOnDisk: [Int: Int] = [:]
+        for (directory, prefix) in [("rootfs", "snapshot-"), ("etc", "etc-"), ("boot", "boot-")] {
+            let path = layout.snapshots + "/" + directory
+            guard Files.isDirectory(path) else { continue }
+            for name in try FileManagerShim.contents(of: path) {
+                guard name.hasPrefix(prefix) else {
+                    report.strays.append(path + "/" + name)
+                    continue
+                }
+                let key = String(name.dropFirst(prefix.count))
+                if key.hasPrefix("chr") || Layout.slots.contains(key) { continue }
+                if let id = Int(key) {
+                    if !known.contains(id) { partsOnDisk[id, default: 0] += 1 }
+                } else {
+                    report.strays.append(path + "/" + name)
+                }
+            }
+        }
+        for (id, count) in partsOnDisk.sorted(by: { $0.key < $1.key }) {
+            if count == 3 { report.orphans.append(id) } else { report.strays += layout.triple(id).filter(Files.exists) }
+        }
+
+        for record in state.slots where layout.triple(record.slot).contains(where: { !Files.exists($0) }) {
+            report.missingSlots.append(record.slot)
+        }
+        for slot in try bootEntrySlots() where !Files.exists(layout.root(slot)) {
+            report.brokenBootEntries.append(slot)
+        }
+        if let next = state.next, Files.exists(layout.root(next)) {
+            let defaultID = try Btrfs.defaultSubvolumeID(fs: layout.top)
+            if defaultID != (try Btrfs.subvolumeID(layout.root(next))) {
+                report.defaultMismatch = "slot \(next) boots next but subvolume \(defaultID) is the default"
+            }
+        }
+        return report
+    }
+
+    /// Slots named by the generated boot configuration.
+    func bootEntrySlots() throws -> [String] {
+        var slots: [String] = []
+        for path in [layout.grubConfig, layout.limineConfig] where Files.exists(path) {
+            let text = try Files.readString(path)
+            var rest = Substring(text)
+            let marker = "rootflags=subvol=@.snapshots/rootfs/snapshot-"
+            while let range = rest.range(of: marker) {
+                let slot = rest[range.upperBound...].prefix { !$0.isWhitespace }
+                slots.append(String(slot))
+                rest = rest[range.upperBound...]
+            }
+        }
+        return slots
+    }
+
+    /// Fixes what `check` found: dangling entries leave the tree (their children move up),
+    /// complete orphans are adopted as new trees, strays are deleted, missing slots are
+    /// forgotten, and the boot entries and default subvolume are regenerated.
+    /// Working copies are left for `rast tmp`. Returns the actions taken.
+    @discardableResult
+    public func repair() throws -> [String] {
+        requireLock()
+        let report = try check()
+        var state = try state()
+        var steps: [Journal.Step] = []
+        var actions: [String] = []
+        for id in report.dangling.keys.sorted() {
+            let parent = state.record(id)?.parent
+            for index in state.snapshots.indices where state.snapshots[index].parent == id {
+                state.snapshots[index].parent = parent
+            }
+            state.snapshots.removeAll { $0.id == id }
+            steps += layout.triple(id).map { Journal.Step.delete(path: $0) }
+            actions.append("removed dangling snapshot \(id) from the tree")
+        }
+        for id in report.unknownParents where state.contains(id) {
+            if let index = state.snapshots.firstIndex(where: { $0.id == id }) { state.snapshots[index].parent = nil }
+            actions.append("made snapshot \(id), whose parent was missing, the root of its own tree")
+        }
+        for id in report.orphans {
+            state.snapshots.append(SnapshotRecord(id: id, parent: nil, description: "recovered orphan"))
+            actions.append("adopted orphan snapshot \(id) as a new tree")
+        }
+        state.snapshots.sort { $0.id < $1.id }
+        for path in report.strays {
+            steps.append(.delete(path: path))
+            actions.append("deleted stray \(path)")
+        }
+        for slot in report.missingSlots {
+            state.slots.removeAll { $0.slot == slot }
+            steps += layout.triple(slot).map { Journal.Step.delete(path: $0) }
+            if state.next == slot { state.next = state.slots.first?.slot }
+            actions.append("forgot deployment slot \(slot), which was missing")
+        }
+        if let next = state.next, let record = state.slot(next), !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty {
+            var entries = [(next, record.snapshot)]
+            let other = Layout.otherSlot(next)
+            if let previous = state.slot(other) { entries.append((other, previous.snapshot)) }
+            steps += try bootSteps(state: state, entries: entries)
+            actions.append("regenerated the boot entries")
+        }
+        let before = try self.state()
+        if !steps.isEmpty || state != before {
+            try commit(Journal(operation: "repair", steps: steps, state: state))
+        }
+        return actions
+    }
+}

@@ -1,0 +1,150 @@
+import BootEntries
+import Btrfs
+import Foundation
+import SystemSupport
+
+extension SnapshotStore {
+    /// Makes snapshot `id` boot next: a writable copy goes into the slot that is not running,
+    /// the boot entries are regenerated (`id` first, the running deployment as the fallback)
+    /// and the slot becomes the default subvolume.
+    ///
+    /// Order of the journal's steps, so that a crash at any point still boots: the menu and
+    /// the default first fall back to the running slot alone, then the target slot is
+    /// replaced, then the menu and the default point at the new deployment.
+    public func deploy(_ id: Int) throws {
+        requireLock()
+        var state = try state()
+        try requireSnapshot(id, in: state)
+        let running = runningSlot(state)
+        let target = running.map(Layout.otherSlot) ?? Layout.slots[0]
+        let staging = Layout.deployCopy(slot: target)
+
+        for (source, copy) in zip(layout.triple(id), layout.triple(staging)) {
+            if Files.exists(copy) { try Subvolume.delete(copy) }
+            try Btrfs.createSnapshot(of: source, at: copy, readOnly: false)
+        }
+        let root = layout.root(staging)
+        try Self.replaceContents(of: root + "/etc", with: layout.etc(staging))
+        try Self.replaceContents(of: root + "/boot", with: layout.boot(staging))
+        try Files.createDirectory(root + "/usr/share/rast")
+        try Files.writeAtomically(root + "/usr/share/rast/snap", string: "\(id)\n")
+        if let settings = state.boot {
+            let table = FSTab.render(settings: settings, slot: target)
+            try Files.writeAtomically(root + "/etc/fstab", string: table)
+            try Files.writeAtomically(layout.etc(staging) + "/fstab", string: table)
+        }
+
+        var steps: [Journal.Step] = []
+        let fallback = running.flatMap { slot in state.slot(slot).map { (slot, $0.snapshot) } }
+        if let (slot, snapshot) = fallback, Files.exists(layout.root(slot)) {
+            steps += try bootSteps(state: state, entries: [(slot, snapshot)])
+        }
+        for (copy, final) in zip(layout.triple(staging), layout.triple(target)) {
+            steps.append(.replace(from: copy, to: final))
+        }
+        var deployed = [(target, id)]
+        if let fallback, Files.exists(layout.root(fallback.0)) { deployed.append(fallback) }
+        steps += try bootSteps(state: state, entries: deployed, kernelSource: [target: layout.boot(staging)])
+        state.setSlot(target, snapshot: id)
+        state.next = target
+        try commit(Journal(operation: "deploy \(id) to \(target)", steps: steps, state: state))
+    }
+
+    /// Makes the previous deployment boot next: cancels a deployment that has not booted yet,
+    /// or (when the running deployment is also the next one) switches to the other slot.
+    /// Returns the snapshot that now boots next.
+    @discardableResult
+    public func rollback() throws -> Int {
+        requireLock()
+        var state = try state()
+        guard let running = runningSlot(state) else { throw SnapshotError.noPreviousDeployment }
+        let newNext = state.next != running ? running : Layout.otherSlot(running)
+        guard let record = state.slot(newNext), Files.exists(layout.root(newNext)) else {
+            throw SnapshotError.noPreviousDeployment
+        }
+        let other = Layout.otherSlot(newNext)
+        var entries = [(newNext, record.snapshot)]
+        if let previous = state.slot(other), Files.exists(layout.root(other)) { entries.append((other, previous.snapshot)) }
+        let steps = try bootSteps(state: state, entries: entries)
+        state.next = newNext
+        try commit(Journal(operation: "rollback to \(newNext)", steps: steps, state: state))
+        return record.snapshot
+    }
+
+    /// Regenerates the boot entries from the deployments (astOS's `boot`).
+    public func updateBootEntries() throws {
+        requireLock()
+        let state = try state()
+        guard let next = state.next, let record = state.slot(next) else {
+            throw SnapshotError.notBootable(reason: "no snapshot is deployed yet; run `rast deploy N`")
+        }
+        var entries = [(next, record.snapshot)]
+        let other = Layout.otherSlot(next)
+        if let previous = state.slot(other), Files.exists(layout.root(other)) { entries.append((other, previous.snapshot)) }
+        try commit(Journal(operation: "boot entries", steps: try bootSteps(state: state, entries: entries), state: state))
+    }
+
+    /// The boot menu for these deployments, first entry = default.
+    public func bootMenu(state: TreeState, entries: [(slot: String, snapshot: Int)],
+                         kernelSource: [String: String] = [:]) throws -> BootMenu? {
+        guard let settings = state.boot else { return nil }
+        var menu = BootMenu(distributor: settings.distributor, filesystemUUID: settings.filesystemUUID,
+                            rootPartitionUUID: settings.rootPartitionUUID, kernelArguments: settings.kernelArguments,
+                            timeoutSeconds: settings.timeoutSeconds)
+        for (index, (slot, snapshot)) in entries.enumerated() {
+            let bootDirectory = kernelSource[slot] ?? layout.boot(slot)
+            guard let kernel = try Self.kernel(in: bootDirectory) else {
+                throw SnapshotError.notBootable(reason: "no kernel (vmlinuz-*) in \(bootDirectory) for snapshot \(snapshot)")
+            }
+            let title = index == 0 ? "\(settings.distributor) snapshot \(snapshot)"
+                : "\(settings.distributor) previous deployment (snapshot \(snapshot))"
+            menu.entries.append(BootEntry(title: title, slot: slot, snapshot: snapshot, kernel: kernel,
+                                          initrd: try Self.initrd(in: bootDirectory)))
+        }
+        return menu
+    }
+
+    /// Journal steps that write the boot configuration and set the default subvolume.
+    func bootSteps(state: TreeState, entries: [(String, Int)], kernelSource: [String: String] = [:]) throws -> [Journal.Step] {
+        var steps: [Journal.Step] = []
+        if let menu = try bootMenu(state: state, entries: entries.map { (slot: $0.0, snapshot: $0.1) }, kernelSource: kernelSource),
+           let settings = state.boot {
+            switch settings.loader {
+            case .grub:
+                steps.append(.write(path: layout.grubConfig, contents: try BootConfiguration.grub(menu, templates: templates)))
+            case .limine:
+                steps.append(.write(path: layout.limineConfig, contents: try BootConfiguration.limine(menu, templates: templates)))
+            }
+        }
+        if let first = entries.first { steps.append(.setDefault(path: layout.root(first.0))) }
+        return steps
+    }
+
+    static func kernel(in directory: String) throws -> String? {
+        guard Files.isDirectory(directory) else { return nil }
+        return try FileManagerShim.contents(of: directory).first { $0.hasPrefix("vmlinuz") }
+    }
+
+    static func initrd(in directory: String) throws -> String? {
+        guard Files.isDirectory(directory) else { return nil }
+        return try FileManagerShim.contents(of: directory).first { $0.hasPrefix("initramfs") && !$0.contains("fallback") }
+    }
+}
+
+/// /etc/fstab of a deployment slot (astOS's layout; only / is read-only).
+public enum FSTab {
+    public static func render(settings: BootMenuSettings, slot: String) -> String {
+        let uuid = "UUID=\(settings.filesystemUUID)"
+        let options = settings.mountOptions
+        return """
+            # /etc/fstab of rastOS deployment slot \(slot), written by rast deploy.
+            \(uuid) / btrfs subvol=@.snapshots/rootfs/snapshot-\(slot),\(options),ro 0 0
+            \(uuid) /.snapshots btrfs subvol=@.snapshots,\(options) 0 0
+            \(uuid) /home btrfs subvol=@home,\(options) 0 0
+            \(uuid) /var btrfs subvol=@var,\(options) 0 0
+            \(uuid) /etc btrfs subvol=@.snapshots/etc/etc-\(slot),\(options) 0 0
+            \(uuid) /boot btrfs subvol=@.snapshots/boot/boot-\(slot),\(options) 0 0
+
+            """
+    }
+}

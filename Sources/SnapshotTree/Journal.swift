@@ -1,0 +1,112 @@
+import Btrfs
+import Foundation
+import SystemSupport
+
+/// A change to the tree, recorded before it is applied so that a crash at any moment leaves
+/// either the old state or the new one.
+///
+/// Every change first builds what it needs under working-copy names (`…-chr…`, which
+/// `rast tmp` removes and which are never part of the tree). Writing the journal is the
+/// commit point. Its steps are idempotent: the next rast command replays an interrupted
+/// journal from the start, then writes the new state and removes the journal.
+struct Journal: Codable, Equatable {
+    enum Step: Codable, Equatable {
+        /// Delete a subvolume (recursively) if it exists.
+        case delete(path: String)
+        /// Move `from` to `to`, replacing `to`. Done when `from` is gone and `to` exists.
+        case replace(from: String, to: String)
+        /// Make `path` the filesystem's default subvolume (if it exists).
+        case setDefault(path: String)
+        /// Write a file atomically.
+        case write(path: String, contents: String)
+    }
+
+    var operation: String
+    var steps: [Step]
+    var state: TreeState
+}
+
+extension Journal.Step: CustomStringConvertible {
+    var description: String {
+        switch self {
+        case .delete(let path): return "delete \(path)"
+        case .replace(let from, let to): return "rename \(from) to \(to)"
+        case .setDefault(let path): return "set default subvolume \(path)"
+        case .write(let path, _): return "write \(path)"
+        }
+    }
+}
+
+extension SnapshotStore {
+    /// Records `journal`, applies it, writes the new state and removes the journal.
+    func commit(_ journal: Journal) throws {
+        try Files.writeAtomically(layout.journalFile, bytes: Array(try JSONEncoder().encode(journal)))
+        RastLog.logger.debug("journal: \(journal.operation) (\(journal.steps.count) steps)")
+        try apply(journal)
+    }
+
+    /// Replays an interrupted journal, if there is one. Called under the lock.
+    func recover() throws {
+        guard Files.exists(layout.journalFile) else { return }
+        let bytes = try Files.read(layout.journalFile)
+        let journal: Journal
+        do {
+            journal = try JSONDecoder().decode(Journal.self, from: Data(bytes))
+        } catch {
+            throw SnapshotError.corruptState(path: layout.journalFile, reason: "\(error)")
+        }
+        RastLog.logger.notice("completing an interrupted change: \(journal.operation)")
+        try apply(journal)
+    }
+
+    private func apply(_ journal: Journal) throws {
+        for step in journal.steps {
+            do {
+                try checkCancelled()
+                try perform(step)
+            } catch {
+                throw SnapshotError.journalFailed(step: step.description, reason: "\(error)")
+            }
+        }
+        try Files.writeAtomically(layout.stateFile, bytes: try journal.state.encoded())
+        unlink(layout.journalFile)
+        try Files.syncDirectory(layout.stateDirectory)
+        cachedState = journal.state
+    }
+
+    private func perform(_ step: Journal.Step) throws {
+        switch step {
+        case .delete(let path):
+            if Files.exists(path) { try Subvolume.delete(path) }
+        case .replace(let from, let to):
+            if Files.exists(from) {
+                if Files.exists(to) { try Subvolume.delete(to) }
+                try Btrfs.rename(from: from, to: to)
+            } else if !Files.exists(to) {
+                throw SnapshotError.journalFailed(step: step.description, reason: "neither \(from) nor \(to) exists")
+            }
+        case .setDefault(let path):
+            if Files.exists(path) { try Btrfs.setDefaultSubvolume(path) }
+        case .write(let path, let contents):
+            try Files.createDirectory((path as NSString).deletingLastPathComponent)
+            try Files.writeAtomically(path, string: contents)
+        }
+    }
+}
+
+/// Subvolume helpers shared by the store's operations.
+enum Subvolume {
+    /// Deletes a subvolume and anything nested in it; a plain directory left by an earlier
+    /// crash (never a subvolume) is removed as a tree.
+    static func delete(_ path: String) throws {
+        if try Btrfs.isSubvolume(path) {
+            try Btrfs.deleteSubvolume(at: path, recursive: true)
+        } else {
+            try Files.removeTree(path)
+        }
+    }
+
+    static func exists(_ path: String) -> Bool {
+        (try? Btrfs.isSubvolume(path)) ?? false
+    }
+}
