@@ -21,6 +21,15 @@ extern int pipe2(int fds[2], int flags);
 extern int mkostemp(char *template_name, int flags);
 extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
 
+extern int unshare(int flags);
+
+/// Moves the calling thread into a new mount namespace whose mounts do not propagate back,
+/// so that everything mounted afterwards disappears with the process, even after SIGKILL.
+static inline int rast_private_mount_namespace(void) {
+    if (unshare(0x00020000 /* CLONE_NEWNS */) != 0) return -1;
+    return mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
 static inline int rast_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 static inline int rast_mkostemp_cloexec(char *template_name) { return mkostemp(template_name, O_CLOEXEC); }
 static inline int rast_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {

@@ -11,6 +11,10 @@ public enum EntryPoint {
                                                   arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         let verbose = arguments.contains("--verbose") || arguments.contains("-v")
         RastLog.bootstrap(verbose: verbose)
+        if Privileges.isRoot {
+            // Whatever we mount is released with the process, also when it is killed.
+            do { try Mounts.enterPrivateNamespace() } catch { RastLog.logger.debug("\(error)") }
+        }
         Cancellation.shared.installSignalHandlers()
         if arguments.isEmpty {
             print(Root.helpMessage())
@@ -39,15 +43,18 @@ public enum EntryPoint {
         } catch let error as InterruptedError {
             printError("\(programName): \(error); cleaned up")
             return 130
-        } catch let error as ExitCode {
-            return error.rawValue
-        } catch let error as CleanExit {
-            print(Root.fullMessage(for: error))
-            return 0
-        } catch let error as ValidationError {
-            printError(Root.fullMessage(for: error))
-            return ExitCode.validationFailure.rawValue
         } catch {
+            // Help, usage and validation errors come from ArgumentParser (some through its
+            // internal types): let it format them. Everything else is ours: one clear line.
+            if error is ExitCode || error is CleanExit || error is ValidationError
+                || String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+                let message = Root.fullMessage(for: error)
+                let code = Root.exitCode(for: error)
+                if !message.isEmpty {
+                    if code == .success { print(message) } else { printError(message) }
+                }
+                return code.rawValue
+            }
             printError("\(programName): error: \(error)")
             return 1
         }

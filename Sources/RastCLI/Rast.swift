@@ -13,7 +13,13 @@ public struct Rast: ParsableCommand {
             next; `rast rollback` returns to the previous deployment.
             """,
         version: RastVersion.string,
-        subcommands: [])
+        subcommands: [
+            TreeCommand.self, CurrentCommand.self, StatusCommand.self, DescCommand.self, DelCommand.self,
+            ChrootCommand.self, LiveChrootCommand.self, RunCommand.self, TreeRunCommand.self,
+            CloneCommand.self, CloneTreeCommand.self, BranchCommand.self, CloneBranchCommand.self, CloneUnderCommand.self,
+            NewCommand.self, DeployCommand.self, RollbackCommand.self, EtcUpdateCommand.self, EditConfCommand.self,
+            TmpCommand.self, UnlockCommand.self, BootCommand.self, CheckCommand.self,
+        ])
 
     public init() {}
 }

@@ -25,12 +25,21 @@ public struct Layout: Sendable {
 
     /// The mount point of the filesystem's top level.
     public let top: String
+    /// Where @.snapshots is: below `top`, or its own mount (/.snapshots on a running system,
+    /// enough for the commands that only read the tree).
+    public let snapshots: String
 
     public init(top: String) {
         self.top = top.count > 1 && top.hasSuffix("/") ? String(top.dropLast()) : top
+        snapshots = self.top + "/@.snapshots"
     }
 
-    public var snapshots: String { top + "/@.snapshots" }
+    /// A read-only view through a mounted @.snapshots (no access to the top level).
+    public init(mountedSnapshots: String) {
+        top = mountedSnapshots
+        snapshots = mountedSnapshots
+    }
+
     public var stateDirectory: String { snapshots + "/rast" }
     public var stateFile: String { stateDirectory + "/state.json" }
     public var journalFile: String { stateDirectory + "/journal.json" }

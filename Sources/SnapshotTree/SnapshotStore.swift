@@ -311,7 +311,7 @@ public final class SnapshotStore {
     // MARK: Helpers
 
     /// Replaces the contents of directory `target` with those of `source` (reflinked copies).
-    static func replaceContents(of target: String, with source: String) throws {
+    public static func replaceContents(of target: String, with source: String) throws {
         guard Files.isDirectory(source) else { return }
         if Files.exists(target) {
             for name in try FileManagerShim.contents(of: target) { try Files.removeTree(target + "/" + name) }

@@ -152,6 +152,14 @@ public enum Mounts {
         if let firstError { throw firstError }
     }
 
+    /// Gives the process (its main thread, which does all mounting, and every child it
+    /// starts) a private mount namespace: mounts made from now on vanish when the process
+    /// ends, however it ends. Call first thing in `main`, as root.
+    public static func enterPrivateNamespace() throws {
+        if rast_private_mount_namespace() != 0 { throw SystemError("create a private mount namespace") }
+        RastLog.logger.debug("running in a private mount namespace")
+    }
+
     public static func isMountPoint(_ path: String) -> Bool {
         (try? MountTable.read().entry(at: path)) != nil
     }

@@ -1,0 +1,94 @@
+import BootEntries
+import Foundation
+import SnapshotTree
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where `rast` works: the running system (its btrfs top level mounted privately for the
+/// duration of the command) or an image whose top level is mounted at `--root DIR`.
+public final class HostSession {
+    public let store: SnapshotStore
+    /// True on the running system, false with --root.
+    public let live: Bool
+    public let output: (String) -> Void
+    private let teardown = Teardown()
+
+    public static let liveTopMount = "/run/rast/top"
+
+    init(store: SnapshotStore, live: Bool, output: @escaping (String) -> Void) {
+        self.store = store
+        self.live = live
+        self.output = output
+    }
+
+    deinit {
+        store.unlock()
+        teardown.run()
+    }
+
+    /// Opens the tree for reading: `root` (an image's top level) or the running system's
+    /// /.snapshots, which needs no privileges.
+    public static func forReading(root: String?, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
+        if let root { return try forImage(root: root, output: output) }
+        let booted = try bootedSlot()
+        for mounted in ["/.snapshots"] {
+            let layout = Layout(mountedSnapshots: mounted)
+            if SnapshotStore.isInitialized(layout) {
+                return HostSession(store: SnapshotStore(layout: layout, bootedSlot: booted), live: true, output: output)
+            }
+        }
+        return try forWriting(root: nil, command: "tree", output: output)
+    }
+
+    /// Opens the tree for a change: needs root; on the running system the top level is
+    /// mounted (in rast's private mount namespace) for the duration of the command.
+    public static func forWriting(root: String?, command: String, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
+        try Privileges.requireRoot(for: "rast \(command)")
+        if let root { return try forImage(root: root, output: output) }
+        let table = try MountTable.read()
+        guard let rootMount = table.entry(at: "/"), rootMount.fileSystemType == "btrfs" else {
+            throw UserError("this system's / is not on btrfs, so it is not a rastOS system; use --root DIR to work on an image's mounted top level")
+        }
+        let booted = try bootedSlot()
+        let teardown = Teardown()
+        try Files.createDirectory(liveTopMount)
+        if table.entry(at: liveTopMount) == nil {
+            try Mounts.mount(rootMount.source, on: liveTopMount, type: "btrfs", options: ["subvolid=5"])
+            teardown.push("the top-level mount \(liveTopMount)") { try Mounts.unmount(liveTopMount) }
+        }
+        let layout = Layout(top: liveTopMount)
+        guard SnapshotStore.isInitialized(layout) else { throw SnapshotError.notRastFilesystem(path: rootMount.source) }
+        let host = HostSession(store: SnapshotStore(layout: layout, bootedSlot: booted), live: true, output: output)
+        host.adopt(teardown)
+        return host
+    }
+
+    static func forImage(root: String, output: @escaping (String) -> Void) throws -> HostSession {
+        let layout = Layout(top: (root as NSString).standardizingPath)
+        guard Files.isDirectory(layout.top) else { throw UserError("--root \(root) is not a directory") }
+        guard SnapshotStore.isInitialized(layout) else { throw SnapshotError.notRastFilesystem(path: root) }
+        return HostSession(store: SnapshotStore(layout: layout), live: false, output: output)
+    }
+
+    private func adopt(_ other: Teardown) {
+        teardown.push("host resources") { other.run() }
+    }
+
+    /// The slot the running system was booted from: the subvolume mounted at /.
+    public static func bootedSlot() throws -> String? {
+        guard let entry = try MountTable.read().entry(at: "/"), entry.fileSystemType == "btrfs" else { return nil }
+        let marker = "/@.snapshots/rootfs/snapshot-"
+        guard entry.root.hasPrefix(marker) else { return nil }
+        let slot = String(entry.root.dropFirst(marker.count))
+        return Layout.slots.contains(slot) ? slot : nil
+    }
+
+    /// Takes the lock, saying so when another rast command holds it.
+    public func lock(wait: Bool) throws {
+        try store.acquire(wait: wait) { [output] in
+            output("waiting for another rast command to finish (use --no-wait to fail instead)")
+        }
+    }
+}
