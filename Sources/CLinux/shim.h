@@ -83,4 +83,14 @@ static inline int rast_block_flush(int fd) {
     return ioctl(fd, BLKFLSBUF, 0);
 }
 
+/// Makes `dest_fd` share `src_fd`'s extents (a reflink); fails on filesystems without it.
+static inline int rast_clone_file(int dest_fd, int src_fd) {
+    return ioctl(dest_fd, FICLONE, src_fd);
+}
+
+extern ssize_t copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len, unsigned int flags);
+static inline ssize_t rast_copy_file_range(int in, int out, size_t len) {
+    return copy_file_range(in, NULL, out, NULL, len, 0);
+}
+
 static inline long rast_btrfs_super_magic(void) { return BTRFS_SUPER_MAGIC; }

@@ -324,8 +324,8 @@ public final class SnapshotStore {
     /// Copies the contents of `source` into the existing directory `target`, keeping owners,
     /// modes, links and times; reflinks on btrfs make it cheap.
     static func copyContents(of source: String, into target: String) throws {
-        guard Files.isDirectory(source), try !FileManagerShim.contents(of: source).isEmpty else { return }
-        try Command("cp", ["-a", "--reflink=auto", source + "/.", target + "/"]).run()
+        guard Files.isDirectory(source) else { return }
+        try TreeCopy.copyContents(of: source, into: target)
     }
 }
 

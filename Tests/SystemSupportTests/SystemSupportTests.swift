@@ -142,3 +142,28 @@ import Testing
         #expect(try SHA256.hash(file: path) == expected)
     }
 }
+
+@Suite struct TreeCopyTests {
+    @Test func copiesModesOwnersLinksAndContentLikeCpArchive() throws {
+        try Require.root()
+        let scratch = try Scratch()
+        let source = scratch.appending("src")
+        try Files.write(source + "/a/file", string: "hello", mode: 0o640)
+        try Files.write(source + "/secret", string: "s", mode: 0o600)
+        try Command("ln", ["-s", "a/file", source + "/link"]).run()
+        try Command("chown", ["-h", "12:34", source + "/link"]).run()
+        try Command("chown", ["1234:5678", source + "/a/file"]).run()
+        try Command("mkfifo", [source + "/fifo"]).run()
+        try Command("touch", ["-d", "2001-02-03 04:05:06", source + "/a/file"]).run()
+        let ours = scratch.appending("ours")
+        try TreeCopy.copyContents(of: source, into: ours)
+        let theirs = scratch.appending("theirs")
+        try Command("cp", ["-a", source, theirs]).run()
+        // Same listing (names, modes, owners, link targets, sizes, times) as cp -a.
+        let list = { (dir: String) in
+            try Command("sh", ["-c", "cd \(dir) && find . -printf '%p %M %U:%G %s %l %T@\\n' | sort"]).output()
+        }
+        #expect(try list(ours) == list(theirs))
+        #expect(try Files.readString(ours + "/a/file") == "hello")
+    }
+}
