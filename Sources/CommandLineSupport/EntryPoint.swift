@@ -48,6 +48,12 @@ public enum EntryPoint {
             printError(Root.fullMessage(for: error))
             return ExitCode.validationFailure.rawValue
         } catch {
+            // `--help` parses into ArgumentParser's help command, whose run() throws a
+            // success-coded error carrying the help text.
+            if Root.exitCode(for: error) == .success {
+                print(Root.fullMessage(for: error))
+                return 0
+            }
             printError("\(programName): error: \(error)")
             return 1
         }
