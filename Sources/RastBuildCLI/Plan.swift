@@ -13,10 +13,10 @@ struct Plan: ParsableCommand {
             with the recipe's values each one uses. Skipped stages say why. Nothing is built.
             """)
 
-    @OptionGroup var global: GlobalOptions
-
     @Argument(help: ArgumentHelp("The recipe file to plan.", valueName: "recipe"))
     var recipe: String
+
+    @OptionGroup var global: GlobalOptions
 
     func run() throws {
         let loaded = try RecipeLoading.load(recipe)

@@ -16,8 +16,6 @@ struct Validate: ParsableCommand {
             as FILE:LINE:COLUMN: error: KEY: MESSAGE, sorted by position, and exits with 1.
             """)
 
-    @OptionGroup var global: GlobalOptions
-
     @Argument(help: ArgumentHelp("The recipe file to check.", valueName: "recipe"))
     var recipe: String
 
@@ -28,6 +26,8 @@ struct Validate: ParsableCommand {
 
     @Flag(help: "Check only the recipe itself, not the files and profiles it names.")
     var textOnly = false
+
+    @OptionGroup var global: GlobalOptions
 
     func run() throws {
         let loaded = try RecipeLoading.load(recipe)

@@ -49,6 +49,16 @@ public struct Recipe: Sendable {
 
 /// The `[kernel]` table: build a kernel from source with a profile, or take a packaged one.
 public struct KernelSpec: Sendable, Equatable {
+    public init(source: Source, profile: String, profiles: [String], fragments: [String] = [], options: [KernelOption] = [], strict: Bool = false, package: String) {
+        self.source = source
+        self.profile = profile
+        self.profiles = profiles
+        self.fragments = fragments
+        self.options = options
+        self.strict = strict
+        self.package = package
+    }
+
     /// Where the kernel comes from.
     public enum Source: Sendable, Equatable {
         /// A local tarball or unpacked source directory (absolute path).
@@ -119,6 +129,12 @@ public struct KernelOption: Sendable, Equatable {
 
 /// The `[packages]` table.
 public struct PackageSpec: Sendable, Equatable {
+    public init(local: [String] = [], aur: [String] = [], install: [String]) {
+        self.local = local
+        self.aur = aur
+        self.install = install
+    }
+
     /// PKGBUILD directories (absolute) built with makepkg into the build's local repository.
     public var local: [String]
     /// AUR package names, cloned from the AUR's git repositories and built like local ones.
@@ -129,6 +145,12 @@ public struct PackageSpec: Sendable, Equatable {
 
 /// One `[[repositories]]` entry: a remote pacman repository.
 public struct RepositorySpec: Sendable, Equatable {
+    public init(name: String, servers: [String], sigLevel: [String]? = nil) {
+        self.name = name
+        self.servers = servers
+        self.sigLevel = sigLevel
+    }
+
     public var name: String
     /// Server URLs in order; `$repo` and `$arch` are replaced as in pacman.conf.
     public var servers: [String]
@@ -145,6 +167,14 @@ public struct RepositorySpec: Sendable, Equatable {
 
 /// The `[system]` table.
 public struct SystemSpec: Sendable, Equatable {
+    public init(hostname: String, timezone: String = "UTC", locale: String = "C.UTF-8", kernelCommandLine: String = "", rootPasswordHash: String? = nil) {
+        self.hostname = hostname
+        self.timezone = timezone
+        self.locale = locale
+        self.kernelCommandLine = kernelCommandLine
+        self.rootPasswordHash = rootPasswordHash
+    }
+
     public var hostname: String
     public var timezone: String
     public var locale: String
@@ -156,6 +186,15 @@ public struct SystemSpec: Sendable, Equatable {
 
 /// One `[[users]]` entry.
 public struct UserSpec: Sendable, Equatable {
+    public init(name: String, uid: Int? = nil, groups: [String] = [], shell: String = "/bin/sh", passwordHash: String? = nil, sshKeys: [String] = []) {
+        self.name = name
+        self.uid = uid
+        self.groups = groups
+        self.shell = shell
+        self.passwordHash = passwordHash
+        self.sshKeys = sshKeys
+    }
+
     public var name: String
     /// Nil lets useradd choose.
     public var uid: Int?
@@ -169,6 +208,12 @@ public struct UserSpec: Sendable, Equatable {
 
 /// One `[[files]]` entry: a file or directory copied into snapshot 0.
 public struct FileOverlay: Sendable, Equatable {
+    public init(source: String, destination: String, mode: UInt32? = nil) {
+        self.source = source
+        self.destination = destination
+        self.mode = mode
+    }
+
     /// Absolute path on the build machine.
     public var source: String
     /// Absolute path inside the image.
@@ -179,8 +224,19 @@ public struct FileOverlay: Sendable, Equatable {
 
 /// The `[snapshots]` table: the tree of snapshots the image starts with.
 public struct SnapshotSpec: Sendable, Equatable {
+    public init(tree: [Node], deploy: Int) {
+        self.tree = tree
+        self.deploy = deploy
+    }
+
     /// One snapshot of the tree; snapshot 0 (the base) is implicit.
     public struct Node: Sendable, Equatable {
+        public init(id: Int, parent: Int, description: String = "") {
+            self.id = id
+            self.parent = parent
+            self.description = description
+        }
+
         public var id: Int
         public var parent: Int
         public var description: String
@@ -221,6 +277,11 @@ public enum Bootloader: String, Sendable, CaseIterable, Equatable {
 
 /// btrfs transparent compression, as in the `compress=` mount option.
 public struct BtrfsCompression: Sendable, Equatable, CustomStringConvertible {
+    public init(algorithm: Algorithm, level: Int? = nil) {
+        self.algorithm = algorithm
+        self.level = level
+    }
+
     public enum Algorithm: String, Sendable, CaseIterable {
         case none
         case zlib
@@ -247,6 +308,16 @@ public struct BtrfsCompression: Sendable, Equatable, CustomStringConvertible {
 /// the BIOS boot partition (when booting with BIOS), the ESP, the btrfs root (the rest),
 /// and 1 MiB for the backup GPT.
 public struct DiskSpec: Sendable, Equatable {
+    public init(size: Int64, biosBootSize: Int64, espSize: Int64, filesystemLabel: String, compression: BtrfsCompression, bootloader: Bootloader, firmware: [Firmware]) {
+        self.size = size
+        self.biosBootSize = biosBootSize
+        self.espSize = espSize
+        self.filesystemLabel = filesystemLabel
+        self.compression = compression
+        self.bootloader = bootloader
+        self.firmware = firmware
+    }
+
     public static let mebibyte: Int64 = 1 << 20
     /// Space before the first partition (protective MBR, GPT, alignment).
     public static let leadingSpace: Int64 = 1 << 20
@@ -288,6 +359,13 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, Equatable {
 
 /// The `[output]` table.
 public struct OutputSpec: Sendable, Equatable {
+    public init(directory: String, formats: [OutputFormat], qcow2Compression: QCOW2Compression, qcow2ClusterSize: Int64) {
+        self.directory = directory
+        self.formats = formats
+        self.qcow2Compression = qcow2Compression
+        self.qcow2ClusterSize = qcow2ClusterSize
+    }
+
     /// Absolute; written relative to the current directory in the recipe.
     public var directory: String
     public var formats: [OutputFormat]
@@ -298,6 +376,13 @@ public struct OutputSpec: Sendable, Equatable {
 
 /// The `[boot_test]` table.
 public struct BootTestSpec: Sendable, Equatable {
+    public init(enabled: Bool, firmware: [Firmware], timeout: Int, memory: Int64) {
+        self.enabled = enabled
+        self.firmware = firmware
+        self.timeout = timeout
+        self.memory = memory
+    }
+
     public var enabled: Bool
     /// A subset of `disk.firmware`.
     public var firmware: [Firmware]
