@@ -1,3 +1,4 @@
+import Foundation
 @testable import Recipe
 import Testing
 import TOML
@@ -425,5 +426,41 @@ import TOML
         #expect(Paths.resolve("/abs//path/", relativeTo: "/x") == "/abs/path")
         #expect(Paths.directory(of: "/a/b/c.toml") == "/a/b")
         #expect(Paths.directory(of: "/c.toml") == "/")
+    }
+}
+
+/// Mutated recipes must give a recipe or positioned problems, never a crash.
+@Suite struct RecipeRobustnessTests {
+    @Test func mutatedExampleRecipesNeverCrash() throws {
+        let original = Array(try String(contentsOfFile: packageRoot + "/recipes/minimal.toml", encoding: .utf8).utf8)
+        var state: UInt64 = 7
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let alphabet = Array("[]{}=.,\"'#\n 0123456789-abxyzGMK".utf8)
+        var accepted = 0
+        var rejected = 0
+        for _ in 0..<1500 {
+            var bytes = original
+            for _ in 0...next(3) {
+                let position = next(bytes.count)
+                switch next(3) {
+                case 0: bytes[position] = alphabet[next(alphabet.count)]
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet[next(alphabet.count)], at: position)
+                }
+            }
+            do {
+                _ = try Recipe.parse(bytes: bytes, file: "r.toml", baseDirectory: "/srv/recipes", workingDirectory: "/w")
+                accepted += 1
+            } catch {
+                #expect(!error.errors.isEmpty)
+                #expect(error.errors.allSatisfy { $0.position.line >= 1 && $0.position.column >= 1 })
+                rejected += 1
+            }
+        }
+        #expect(accepted > 0)
+        #expect(rejected > 0)
     }
 }

@@ -564,3 +564,65 @@ func at(_ line: Int, _ column: Int) -> TOMLPosition {
         #expect(elapsed < .seconds(5), "parsing 80,000 lines took \(elapsed)")
     }
 }
+
+/// Mutated documents must give a value or a `TOMLError`, never a crash (a trap ends the run).
+@Suite struct RobustnessTests {
+    /// A small deterministic generator, so a failure can be reproduced.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let seedDocument = #"""
+        name = "x" # c
+        "q k".'l' = 'lit'
+        n = [1, -2_0, 0x1F, 0o7, 0b1, 1.5e-3, inf, -nan, true, 1979-05-27T07:32:00.5+01:00, 07:32:00, 2024-02-29]
+        s = """a\tb \u00E9 \
+            c"""
+        t = '''x
+        y'''
+        i = { a.b = 1, c = [ { d = "e" } ] }
+        [a.b]
+        k = "v"
+        [[arr]]
+        x = 1
+        [[arr.sub]]
+        y = 2
+        """#
+
+    @Test func mutatedDocumentsNeverCrash() {
+        var random = SplitMix(state: 42)
+        let original = Array(RobustnessTests.seedDocument.utf8)
+        let alphabet = Array("[]{}=.,\"'\\#\n\r\t 0xe_+-:TZuU".utf8)
+        var parsed = 0
+        var rejected = 0
+        for _ in 0..<4000 {
+            var bytes = original
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let position = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[position] = alphabet.randomElement(using: &random) ?? 0
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet.randomElement(using: &random) ?? 0, at: position)
+                }
+                if bytes.isEmpty { bytes = [0x61] }
+            }
+            do {
+                _ = try TOMLDocument.parse(bytes: bytes, file: "t.toml")
+                parsed += 1
+            } catch {
+                #expect(error.position.line >= 1 && error.position.column >= 1)
+                rejected += 1
+            }
+        }
+        // Both outcomes occur, so the mutations exercise the error paths and the happy path.
+        #expect(parsed > 0)
+        #expect(rejected > 0)
+    }
+}
