@@ -55,7 +55,7 @@ let package = Package(
         // Shared support and formats.
         .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging]),
         .target(name: "TOML"),
-        .target(name: "Recipe", dependencies: ["TOML"]),
+        .target(name: "Recipe", dependencies: ["TOML", "SystemSupport"]),
         .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
         .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
-        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"]),
+        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),

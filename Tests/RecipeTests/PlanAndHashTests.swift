@@ -1,0 +1,80 @@
+@testable import Recipe
+import Testing
+
+@Suite struct PlanTests {
+    @Test func stagesInOrderWithTheRecipesValues() throws {
+        let recipe = try decode(minimalText + """
+            [kernel]
+            source = "/usr/src/linux-source-6.1.tar.xz"
+            profile = "container"
+            options = { CONFIG_EXAMPLE = "y" }
+            [system]
+            hostname = "box"
+            kernel_cmdline = "console=ttyS0"
+            [[users]]
+            name = "admin"
+            ssh_keys = ["\(demoKey)"]
+            [snapshots]
+            tree = [{ id = 1, parent = 0, description = "base system" }]
+            deploy = 1
+            [disk]
+            size = "1G"
+            bootloader = "limine"
+            firmware = ["uefi"]
+            [output]
+            formats = ["qcow2"]
+            [boot_test]
+            enabled = false
+            """)
+        let plan = recipe.plan()
+        #expect(plan.map(\.kind) == PlannedStage.Kind.allCases)
+        #expect(plan.map(\.kind.rawValue) == ["kernel", "packages", "rootfs", "configure", "disk", "boot loader", "outputs", "boot test"])
+        #expect(plan.map(\.runs) == [true, false, true, true, true, true, true, false])
+        #expect(plan[0].summary == "build linux-rast-container from /usr/src/linux-source-6.1.tar.xz with profiles base + container (cached by source + config + compiler)")
+        #expect(plan[0].details.contains("options applied last: CONFIG_EXAMPLE=y"))
+        #expect(plan[1].summary == "skipped: no local PKGBUILDs or AUR packages to build")
+        #expect(plan[2].details.first == "packages: busybox, linux-rast-container")
+        #expect(plan[3].details.contains("host name box, time zone UTC, locale C.UTF-8"))
+        #expect(plan[3].details.contains("user admin: shell /bin/sh, 1 SSH key, no password"))
+        #expect(plan[3].details.contains("snapshot 1 from 0: base system"))
+        #expect(plan[4].summary == "partition a 1 GiB GPT image: ESP 64 MiB (FAT32), root 958 MiB (btrfs 'rastos', compress=zstd)")
+        #expect(plan[5].summary == "install Limine for UEFI, with entries for the deployed snapshot 1 and the previous deployment")
+        #expect(plan[5].details == ["extra kernel arguments: console=ttyS0"])
+        #expect(plan[6].summary == "write /home/builder/output/t.qcow2 (zstd-compressed, 64 KiB clusters), a manifest and checksums")
+        #expect(plan[7].summary == "skipped: boot_test.enabled is false")
+    }
+
+    @Test func skippedKernelStagesSayWhy() throws {
+        #expect(try decode(minimalText).plan()[0].summary == "skipped: the recipe has no [kernel] table, so the kernel must come from packages.install")
+        let packaged = try decode(minimalText + "[kernel]\npackaged = \"linux\"\n[[repositories]]\nname = \"core\"\nservers = [\"https://m/$repo\"]")
+        #expect(packaged.plan()[0].runs == false)
+        #expect(packaged.plan()[0].summary == "skipped: no kernel is built; package 'linux' is installed from the repositories (core)")
+    }
+
+    @Test func buildStagesForLocalAndAURPackages() throws {
+        let recipe = try decode("name = \"p\"\n[packages]\nlocal = [\"pkgbuilds/a\"]\naur = [\"yay\", \"paru\"]\ninstall = [\"a\"]\n[boot_test]\nmemory = \"1G\"")
+        let plan = recipe.plan()
+        #expect(plan[1].summary == "build 1 local package and 2 AUR packages with makepkg as an unprivileged user into the build's local repository")
+        #expect(plan[1].details == ["PKGBUILD /srv/recipes/pkgbuilds/a", "AUR yay (cloned from the AUR's git repository)", "AUR paru (cloned from the AUR's git repository)"])
+        #expect(plan[7].summary == "boot /home/builder/output/p.raw in QEMU with BIOS and UEFI (1 GiB memory, 300 s timeout each); passes when the guest reports that rast works")
+    }
+}
+
+@Suite struct SHA256Tests {
+    @Test func knownVectors() {
+        #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex(Array("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu".utf8))
+                == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func blockBoundaries() {
+        // 55, 56 and 64 bytes straddle the padding cases.
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 55)) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 56)) == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 64)) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+    }
+}
