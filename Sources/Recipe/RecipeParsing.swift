@@ -31,7 +31,7 @@ extension Recipe {
         let cwd = workingDirectory ?? currentDirectory()
         let base = Paths.resolve(baseDirectory, relativeTo: cwd)
         let decoder = RecipeDecoder(baseDirectory: base, workingDirectory: cwd)
-        let recipe = decoder.decode(document, file: file, hash: SHA256.hex(bytes))
+        let recipe = decoder.decode(document, file: file, hash: SHA256.hash(bytes))
         guard let recipe, decoder.diagnostics.errors.isEmpty else {
             throw RecipeErrors(decoder.diagnostics.errors)
         }

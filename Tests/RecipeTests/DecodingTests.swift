@@ -1,5 +1,6 @@
 import Foundation
 @testable import Recipe
+import SystemSupport
 import Testing
 import TOML
 
@@ -23,7 +24,7 @@ import TOML
         #expect(recipe.output == OutputSpec(directory: "/home/builder/output", formats: [.raw, .qcow2], qcow2Compression: .zstd, qcow2ClusterSize: 65536))
         #expect(recipe.bootTest == BootTestSpec(enabled: true, firmware: [.bios, .uefi], timeout: 300, memory: 512 << 20))
         #expect(recipe.baseDirectory == "/srv/recipes")
-        #expect(recipe.recipeHash == SHA256.hex(Array(minimalText.utf8)))
+        #expect(recipe.recipeHash == SHA256.hash(Array(minimalText.utf8)))
     }
 
     @Test func pathsAreResolvedAgainstTheRecipeAndOutputAgainstTheWorkingDirectory() throws {
