@@ -17,6 +17,13 @@ public struct PackageOperation: Sendable, Equatable, CustomStringConvertible {
     public var oldVersion: String?
     public var newVersion: String?
 
+    public init(kind: Kind, name: String, oldVersion: String?, newVersion: String?) {
+        self.kind = kind
+        self.name = name
+        self.oldVersion = oldVersion
+        self.newVersion = newVersion
+    }
+
     public var description: String {
         switch kind {
         case .install: return "install \(name) \(newVersion ?? "")"
@@ -139,6 +146,11 @@ public struct AnsweredQuestion: Sendable, Equatable {
     public var question: AlpmQuestion
     /// Yes/no, or for provider selection whether a provider was chosen.
     public var answer: Bool
+
+    public init(question: AlpmQuestion, answer: Bool) {
+        self.question = question
+        self.answer = answer
+    }
 }
 
 /// The closures and policy the C callbacks reach through their context pointer.

@@ -62,6 +62,12 @@ public struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
     /// For removals and conflicts: the package whose removal breaks the dependency.
     public var causingPackage: String?
 
+    public init(package: String, dependency: AlpmDependency, causingPackage: String? = nil) {
+        self.package = package
+        self.dependency = dependency
+        self.causingPackage = causingPackage
+    }
+
     public var description: String {
         if let causingPackage {
             return "removing \(causingPackage) breaks dependency '\(dependency)' required by \(package)"
@@ -76,6 +82,12 @@ public struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
     public var otherPackage: String
     /// The conflicts= entry behind it.
     public var reason: AlpmDependency?
+
+    public init(package: String, otherPackage: String, reason: AlpmDependency? = nil) {
+        self.package = package
+        self.otherPackage = otherPackage
+        self.reason = reason
+    }
 
     public var description: String {
         var text = "\(package) conflicts with \(otherPackage)"
@@ -94,6 +106,13 @@ public struct FileConflict: Sendable, Equatable, CustomStringConvertible {
     /// already on disk (`.filesystem`; nil when no package owns it).
     public var otherPackage: String?
     public var inFilesystem: Bool
+
+    public init(package: String, path: String, otherPackage: String?, inFilesystem: Bool) {
+        self.package = package
+        self.path = path
+        self.otherPackage = otherPackage
+        self.inFilesystem = inFilesystem
+    }
 
     public var description: String {
         if !inFilesystem {
@@ -114,7 +133,8 @@ public struct AlpmError: Error, CustomStringConvertible, Sendable {
         case missingDependency(MissingDependency)
         case conflict(PackageConflict)
         case fileConflict(FileConflict)
-        /// A corrupted package, a bad checksum or a bad or missing signature (file name).
+        /// A corrupted package, a bad checksum or a bad or missing signature: the package
+        /// file (or, where libalpm names only the package, its name).
         case invalidPackage(String)
         /// A package built for an architecture the handle does not accept.
         case invalidArchitecture(String)
@@ -151,7 +171,9 @@ public struct AlpmError: Error, CustomStringConvertible, Sendable {
     }
 
     /// libalpm's text for the error code.
-    public var message: String { code.message }
+    public var message: String {
+        code == .ok ? "failed without an error code (see the details)" : code.message
+    }
 
     public var missingDependencies: [MissingDependency] {
         problems.compactMap { if case .missingDependency(let value) = $0 { return value } else { return nil } }

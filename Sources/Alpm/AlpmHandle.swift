@@ -113,10 +113,18 @@ public struct DatabaseUsage: OptionSet, Sendable {
 /// A libalpm handle (`alpm_handle_t`) for one root and database path. Not thread-safe:
 /// use one handle from one thread at a time. `deinit` releases it; `close()` reports errors.
 public final class AlpmHandle {
-    let handle: OpaquePointer
+    private let rawHandle: OpaquePointer
     public let configuration: AlpmConfiguration
     let callbacks = CallbackContext()
     private var closed = false
+    /// Set while an `AlpmTransaction` is open (libalpm allows one per handle).
+    var transactionOpen = false
+
+    /// The C handle; using a closed handle is a programming error.
+    var handle: OpaquePointer {
+        precondition(!closed, "AlpmHandle for \(configuration.root) used after close()")
+        return rawHandle
+    }
 
     /// Creates the root, database, cache and log directories when missing, then
     /// initialises libalpm with every option set from `configuration`.
@@ -136,7 +144,7 @@ public final class AlpmHandle {
             throw AlpmError(function: "alpm_initialize", subject: "root \(configuration.root), dbpath \(configuration.databasePath)",
                             code: AlpmErrorCode(code))
         }
-        self.handle = handle
+        self.rawHandle = handle
         do {
             try applyOptions()
         } catch {
@@ -147,14 +155,19 @@ public final class AlpmHandle {
     }
 
     deinit {
-        if !closed { alpm_release(handle) }
+        if !closed { alpm_release(rawHandle) }
     }
 
-    /// Releases the handle (and its database lock, if a transaction is still open).
+    /// Releases the handle. Release open transactions first (they keep the handle alive
+    /// and need it to drop the database lock).
     public func close() throws {
         guard !closed else { return }
+        if transactionOpen {
+            throw AlpmError(function: "alpm_release", subject: "\(configuration.databasePath) (a transaction is still open)",
+                            code: .transactionNotNull)
+        }
         closed = true
-        if alpm_release(handle) != 0 {
+        if alpm_release(rawHandle) != 0 {
             throw AlpmError(function: "alpm_release", subject: configuration.databasePath, code: .system)
         }
     }
@@ -351,13 +364,17 @@ public final class AlpmHandle {
     /// Packages installed as dependencies that nothing requires or optionally requires any
     /// more (`pacman -Qdt`).
     public func orphans() -> [AlpmPackage] {
-        installedPackages(details: true).filter {
-            $0.reason == .dependency && ($0.requiredBy ?? []).isEmpty && ($0.optionalFor ?? []).isEmpty
-        }.map { package in
-            var trimmed = package
-            trimmed.files = nil
-            return trimmed
-        }
+        guard let local = localDatabase else { return [] }
+        return AlpmList.packages(alpm_db_get_pkgcache(local)).filter { pkg in
+            guard alpm_pkg_get_reason(pkg) == ALPM_PKG_REASON_DEPEND else { return false }
+            let required = alpm_pkg_compute_requiredby(pkg)
+            let optional = alpm_pkg_compute_optionalfor(pkg)
+            defer {
+                AlpmList.freeStrings(required)
+                AlpmList.freeStrings(optional)
+            }
+            return required == nil && optional == nil
+        }.map { AlpmPackage($0, details: false) }.sorted { $0.name < $1.name }
     }
 
     /// Which installed package owns `path` (absolute in the root, or relative), or nil.
@@ -448,10 +465,12 @@ public final class AlpmHandle {
 
     // MARK: Errors
 
-    func error(_ function: String, subject: String? = nil, problems: [AlpmError.Problem] = [],
+    /// The error libalpm recorded for the call that just failed. Every libalpm call resets
+    /// the error code, so it is read before `subject` is evaluated.
+    func error(_ function: String, subject: @autoclosure () -> String? = nil, problems: [AlpmError.Problem] = [],
                details: [String] = []) -> AlpmError {
-        var subject = subject
         let code = AlpmErrorCode(alpm_errno(handle))
+        var subject = subject()
         if code == .handleLock { subject = lockFile + " (another process holds the database lock, or it is stale)" }
         return AlpmError(function: function, subject: subject, code: code, problems: problems, details: details)
     }

@@ -73,12 +73,17 @@ public final class AlpmTransaction {
         let result = alpm_trans_init(handle.handle, flags.rawValue)
         let details = handle.callbacks.stopCapturing()
         if result != 0 {
+            released = true
             throw handle.error("alpm_trans_init", subject: handle.databasePath, details: details)
         }
+        handle.transactionOpen = true
     }
 
     deinit {
-        if !released { alpm_trans_release(handle.handle) }
+        if !released {
+            alpm_trans_release(handle.handle)
+            handle.transactionOpen = false
+        }
     }
 
     /// Adds a package from the sync databases: a name, `repo/name`, a constraint such as
@@ -222,6 +227,7 @@ public final class AlpmTransaction {
     public func commit() throws {
         try checkOpen("alpm_trans_commit")
         var data: UnsafeMutablePointer<alpm_list_t>?
+        let questionsBefore = handle.callbacks.answeredQuestions.count
         handle.callbacks.startCapturing()
         let result = alpm_trans_commit(handle.handle, &data)
         let details = handle.callbacks.stopCapturing()
@@ -247,6 +253,22 @@ public final class AlpmTransaction {
             }
         }
         alpm_list_free(data)
+        // libalpm 13 reports packages that fail validation (checksum, signature) only through
+        // the "delete corrupted file?" question and its log, not in the returned list.
+        for answered in handle.callbacks.answeredQuestions.dropFirst(questionsBefore) {
+            if case .deleteCorruptedPackage(let path, _) = answered.question {
+                let file = String(path.split(separator: "/").last ?? Substring(path))
+                if !problems.contains(.invalidPackage(file)) { problems.append(.invalidPackage(file)) }
+            }
+        }
+        for line in details {
+            for suffix in [": missing required signature", ": signature from"] {
+                if let range = line.range(of: suffix) {
+                    let package = String(line[..<range.lowerBound])
+                    if !problems.contains(.invalidPackage(package)) { problems.append(.invalidPackage(package)) }
+                }
+            }
+        }
         throw AlpmError(function: "alpm_trans_commit", subject: targetsLabel, code: code, problems: problems, details: details)
     }
 
@@ -254,6 +276,7 @@ public final class AlpmTransaction {
     public func release() throws {
         guard !released else { return }
         released = true
+        handle.transactionOpen = false
         if alpm_trans_release(handle.handle) != 0 {
             throw handle.error("alpm_trans_release", subject: handle.lockFile)
         }

@@ -1,4 +1,5 @@
 import Archive
+import Packages
 import Foundation
 import SystemSupport
 import Testing
@@ -296,5 +297,49 @@ func magic(of compression: ArchiveCompression) -> [UInt8]? {
         }
         #expect(!Files.exists(path))
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
+    }
+}
+
+@Suite struct MakepkgPackageReadingTests {
+    /// A package makepkg built (through our Makepkg) reads the same through libarchive as
+    /// through bsdtar, and extracts with its modes and links.
+    @Test func readsAndExtractsAPackageBuiltByMakepkg() throws {
+        try Require.root()
+        try Require.programs("makepkg", "runuser", "useradd", "fakeroot", "bsdtar")
+        let scratch = try Scratch("rast-archive-makepkg")
+        let spec = PKGBUILDFixtures.hello(version: "1.0")
+        let directory = try spec.write(in: scratch.appending("pkgbuilds"))
+        let result = try Makepkg(jobs: 2).build(directory, into: scratch.appending("out"))
+        let package = try #require(result.packages.first)
+
+        let entries = try ArchiveReader.list(package)
+        #expect(try bsdtarListing(package) == entries.map(BsdtarLine.init))
+        #expect(Array(entries.prefix(3).map(\.path)) == [".BUILDINFO", ".MTREE", ".PKGINFO"])
+        #expect(entries.allSatisfy { $0.owner.uid == 0 && $0.owner.gid == 0 }, "fakeroot makes everything root's")
+        let pkginfo = String(decoding: try #require(try ArchiveReader.contents(of: ".PKGINFO", inArchive: package)), as: UTF8.self)
+        #expect(pkginfo.contains("pkgname = hello\n"))
+        #expect(pkginfo.contains("pkgver = 1.0-1\n"))
+        #expect(pkginfo.contains("depend = libhello>=1.0\n"))
+
+        // .MTREE is a gzip'd mtree; libarchive reads it like any other archive.
+        let mtree = try #require(try ArchiveReader.contents(of: ".MTREE", inArchive: package))
+        let manifest = try ArchiveReader(bytes: mtree, name: ".MTREE")
+        var described: [String] = []
+        while let entry = try manifest.next() { described.append(ArchiveReaderPath.strip(entry.path)) }
+        #expect(described.contains("usr/bin/hello"))
+
+        let target = scratch.appending("extracted")
+        try Files.createDirectory(target)
+        try ArchiveReader.extract(package, to: target)
+        #expect(try Files.readString(target + "/usr/bin/hello") == "#!/bin/sh\necho 'hello 1.0'\n")
+        #expect(fileMode(target + "/usr/bin/hello") & 0o777 == 0o755)
+        #expect(readLink(target + "/usr/bin/hi") == "hello")
+        print("archive: read \(entries.count) entries of makepkg's \(package) (same as bsdtar -tvf) and extracted them")
+    }
+}
+
+enum ArchiveReaderPath {
+    static func strip(_ path: String) -> String {
+        path.hasPrefix("./") ? String(path.dropFirst(2)) : path
     }
 }

@@ -9,27 +9,6 @@ import TestSupport
 import Glibc
 #endif
 
-/// A pacman.conf for the real pacman in cross-checks; every path points into `scratch`.
-func pacmanConfig(in directory: String, repositories: [String: String] = [:]) throws -> String {
-    var text = "[options]\nArchitecture = x86_64\nSigLevel = Never\nLocalFileSigLevel = Never\n"
-    for (name, server) in repositories.sorted(by: { $0.key < $1.key }) {
-        text += "\n[\(name)]\nServer = \(server)\n"
-    }
-    let path = directory + "/pacman.conf"
-    try Files.write(path, string: text)
-    return path
-}
-
-/// Runs the real pacman against `root` and `dbpath` without touching the host's files.
-func pacman(_ arguments: [String], root: String, dbpath: String, config: String, scratch: String,
-            check: Bool = true) throws -> CommandResult {
-    try Require.programs("pacman")
-    let options = ["--root", root, "--dbpath", dbpath, "--config", config, "--cachedir", scratch + "/pacman-cache",
-                   "--hookdir", scratch + "/pacman-hooks", "--gpgdir", scratch + "/pacman-gnupg",
-                   "--logfile", scratch + "/pacman.log", "--noconfirm", "--color", "never"]
-    return try Command("pacman", options + arguments, environment: ["LANG": "C"]).run(check: check)
-}
-
 func makeReachable(_ path: String) {
     // Scratch directories are 0700; the build user must be able to traverse into them.
     chmod(path, 0o755)
@@ -217,16 +196,14 @@ func readLink(_ path: String) -> String? {
         try TargetRoot.create(pacmanRoot)
         let dbpath = pacmanRoot + "/var/lib/pacman"
         try Files.createDirectory(dbpath)
-        let config = try pacmanConfig(in: scratch.path)
-        let installed = try pacman(["-U", path], root: pacmanRoot, dbpath: dbpath, config: config, scratch: scratch.path)
+        let pacman = try RealPacman(root: pacmanRoot, databasePath: dbpath, scratch: scratch.path)
+        let installed = try pacman.run(["-U", path])
         #expect(installed.standardOutput.contains("linux-rast: installed 6.1.55-2"))
-        let query = try pacman(["-Q"], root: pacmanRoot, dbpath: dbpath, config: config, scratch: scratch.path)
-        #expect(query.standardOutput == "linux-rast 6.1.55-2\n")
-        let info = try pacman(["-Qi", "linux-rast"], root: pacmanRoot, dbpath: dbpath, config: config, scratch: scratch.path)
+        #expect(try pacman.installed() == ["linux-rast 6.1.55-2"])
+        let info = try pacman.run(["-Qi", "linux-rast"])
         #expect(info.standardOutput.contains("linux=6.1.55"))
         #expect(info.standardOutput.contains("rast-kernel"))
-        let check = try pacman(["-Qkk", "linux-rast"], root: pacmanRoot, dbpath: dbpath, config: config,
-                               scratch: scratch.path, check: false)
+        let check = try pacman.run(["-Qkk", "linux-rast"], check: false)
         #expect(check.status == 0, "pacman -Qkk: \(check.standardOutput) \(check.standardError)")
         #expect(check.standardOutput.contains("0 altered files"))
         #expect(try Files.read(pacmanRoot + "/usr/lib/modules/6.1.55-rast/vmlinuz") == kernel)
