@@ -271,5 +271,6 @@ func readLink(_ path: String) -> String? {
         }
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: scratch.appending("out"))) ?? []
         #expect(leftovers.isEmpty, "refused packages leave no file behind")
+        print("package archive: refused \(cases.count) kinds of invalid metadata by field, and a staging .PKGINFO")
     }
 }
