@@ -112,6 +112,10 @@ public final class ArchiveWriter {
             try check(archive_write_add_filter_none(handle), handle, function: "archive_write_add_filter_none", archive: name)
         case .gzip:
             try check(archive_write_add_filter_gzip(handle), handle, function: "archive_write_add_filter_gzip", archive: name)
+            // Like `gzip -n` (makepkg's COMPRESSGZ): no time in the header, so equal input
+            // gives equal bytes.
+            try check(archive_write_set_filter_option(handle, "gzip", "timestamp", nil), handle,
+                      function: "archive_write_set_filter_option(gzip:!timestamp)", archive: name)
         case .xz:
             try check(archive_write_add_filter_xz(handle), handle, function: "archive_write_add_filter_xz", archive: name)
         case .zstd:

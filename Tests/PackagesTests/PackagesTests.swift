@@ -183,6 +183,10 @@ func readLink(_ path: String) -> String? {
         #expect(paths == paths.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
         #expect(entries.first { $0.path == "usr/lib/modules/6.1.55-rast/pkgbase.hardlink" }?.kind == .hardlink)
         #expect(!Files.exists(staging + "/.PKGINFO"), "the staging directory is left alone")
+        // Same staging directory and metadata, same bytes (the kernel stage caches on this).
+        let again = try PackageArchive.write(stagingDirectory: staging, metadata: Self.metadata, installScript: install,
+                                             into: scratch.appending("again"))
+        #expect(try Files.read(again) == (try Files.read(path)), "package writing is reproducible")
 
         var read = try PackageArchive.read(path)
         #expect(read.installedSize == Int64(kernel.count + Self.smallFileBytes))
