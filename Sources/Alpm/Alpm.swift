@@ -1,1 +1,0 @@
-// Alpm module.

@@ -1,0 +1,203 @@
+import CAlpm
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libalpm's error number (`alpm_errno_t`), with its name.
+public struct AlpmErrorCode: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt32
+
+    init(_ code: alpm_errno_t) { rawValue = code.rawValue }
+
+    /// libalpm's text for the code ("could not satisfy dependencies").
+    public var message: String {
+        string(alpm_strerror(alpm_errno_t(rawValue: rawValue))) ?? "unknown libalpm error \(rawValue)"
+    }
+
+    public var description: String { message }
+
+    public static let ok = AlpmErrorCode(ALPM_ERR_OK)
+    public static let system = AlpmErrorCode(ALPM_ERR_SYSTEM)
+    public static let wrongArguments = AlpmErrorCode(ALPM_ERR_WRONG_ARGS)
+    public static let diskSpace = AlpmErrorCode(ALPM_ERR_DISK_SPACE)
+    public static let handleLock = AlpmErrorCode(ALPM_ERR_HANDLE_LOCK)
+    public static let databaseOpen = AlpmErrorCode(ALPM_ERR_DB_OPEN)
+    public static let databaseNotFound = AlpmErrorCode(ALPM_ERR_DB_NOT_FOUND)
+    public static let databaseInvalid = AlpmErrorCode(ALPM_ERR_DB_INVALID)
+    public static let databaseInvalidSignature = AlpmErrorCode(ALPM_ERR_DB_INVALID_SIG)
+    public static let databaseVersion = AlpmErrorCode(ALPM_ERR_DB_VERSION)
+    public static let serverBadURL = AlpmErrorCode(ALPM_ERR_SERVER_BAD_URL)
+    public static let serverNone = AlpmErrorCode(ALPM_ERR_SERVER_NONE)
+    public static let transactionNotNull = AlpmErrorCode(ALPM_ERR_TRANS_NOT_NULL)
+    public static let duplicateTarget = AlpmErrorCode(ALPM_ERR_TRANS_DUP_TARGET)
+    public static let transactionAborted = AlpmErrorCode(ALPM_ERR_TRANS_ABORT)
+    public static let hookFailed = AlpmErrorCode(ALPM_ERR_TRANS_HOOK_FAILED)
+    public static let packageNotFound = AlpmErrorCode(ALPM_ERR_PKG_NOT_FOUND)
+    public static let packageIgnored = AlpmErrorCode(ALPM_ERR_PKG_IGNORED)
+    public static let packageInvalid = AlpmErrorCode(ALPM_ERR_PKG_INVALID)
+    public static let packageInvalidChecksum = AlpmErrorCode(ALPM_ERR_PKG_INVALID_CHECKSUM)
+    public static let packageInvalidSignature = AlpmErrorCode(ALPM_ERR_PKG_INVALID_SIG)
+    public static let packageMissingSignature = AlpmErrorCode(ALPM_ERR_PKG_MISSING_SIG)
+    public static let packageOpen = AlpmErrorCode(ALPM_ERR_PKG_OPEN)
+    public static let packageCannotRemove = AlpmErrorCode(ALPM_ERR_PKG_CANT_REMOVE)
+    public static let packageInvalidName = AlpmErrorCode(ALPM_ERR_PKG_INVALID_NAME)
+    public static let packageInvalidArchitecture = AlpmErrorCode(ALPM_ERR_PKG_INVALID_ARCH)
+    public static let signatureMissing = AlpmErrorCode(ALPM_ERR_SIG_MISSING)
+    public static let signatureInvalid = AlpmErrorCode(ALPM_ERR_SIG_INVALID)
+    public static let unsatisfiedDependencies = AlpmErrorCode(ALPM_ERR_UNSATISFIED_DEPS)
+    public static let conflictingDependencies = AlpmErrorCode(ALPM_ERR_CONFLICTING_DEPS)
+    public static let fileConflicts = AlpmErrorCode(ALPM_ERR_FILE_CONFLICTS)
+    public static let retrieve = AlpmErrorCode(ALPM_ERR_RETRIEVE)
+    public static let invalidRegex = AlpmErrorCode(ALPM_ERR_INVALID_REGEX)
+    public static let libarchive = AlpmErrorCode(ALPM_ERR_LIBARCHIVE)
+    public static let libcurl = AlpmErrorCode(ALPM_ERR_LIBCURL)
+    public static let gpgme = AlpmErrorCode(ALPM_ERR_GPGME)
+}
+
+/// A package that needs something no package in the transaction or the root provides.
+public struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
+    /// The package that has the dependency.
+    public var package: String
+    public var dependency: AlpmDependency
+    /// For removals and conflicts: the package whose removal breaks the dependency.
+    public var causingPackage: String?
+
+    public init(package: String, dependency: AlpmDependency, causingPackage: String? = nil) {
+        self.package = package
+        self.dependency = dependency
+        self.causingPackage = causingPackage
+    }
+
+    public var description: String {
+        if let causingPackage {
+            return "removing \(causingPackage) breaks dependency '\(dependency)' required by \(package)"
+        }
+        return "\(package) requires \(dependency)"
+    }
+}
+
+/// Two packages that cannot be installed together.
+public struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
+    public var package: String
+    public var otherPackage: String
+    /// The conflicts= entry behind it.
+    public var reason: AlpmDependency?
+
+    public init(package: String, otherPackage: String, reason: AlpmDependency? = nil) {
+        self.package = package
+        self.otherPackage = otherPackage
+        self.reason = reason
+    }
+
+    public var description: String {
+        var text = "\(package) conflicts with \(otherPackage)"
+        if let reason, reason.name != otherPackage || reason.constraint != .any { text += " (\(reason))" }
+        return text
+    }
+}
+
+/// A file two packages (or a package and the filesystem) both claim.
+public struct FileConflict: Sendable, Equatable, CustomStringConvertible {
+    /// The package being installed.
+    public var package: String
+    /// The absolute path in the root.
+    public var path: String
+    /// The other package in the transaction (`.packages`), or the installed owner of a file
+    /// already on disk (`.filesystem`; nil when no package owns it).
+    public var otherPackage: String?
+    public var inFilesystem: Bool
+
+    public init(package: String, path: String, otherPackage: String?, inFilesystem: Bool) {
+        self.package = package
+        self.path = path
+        self.otherPackage = otherPackage
+        self.inFilesystem = inFilesystem
+    }
+
+    public var description: String {
+        if !inFilesystem {
+            return "\(path) exists in both \(package) and \(otherPackage ?? "?")"
+        }
+        if let otherPackage, !otherPackage.isEmpty {
+            return "\(package): \(path) exists in filesystem (owned by \(otherPackage))"
+        }
+        return "\(package): \(path) exists in filesystem"
+    }
+}
+
+/// A failed libalpm call: the function, what it worked on, libalpm's error code and text,
+/// the problems libalpm listed (missing dependencies, conflicts, file conflicts, invalid
+/// packages) and the error lines it logged while failing.
+public struct AlpmError: Error, CustomStringConvertible, Sendable {
+    public enum Problem: Sendable, Equatable, CustomStringConvertible {
+        case missingDependency(MissingDependency)
+        case conflict(PackageConflict)
+        case fileConflict(FileConflict)
+        /// A corrupted package, a bad checksum or a bad or missing signature: the package
+        /// file (or, where libalpm names only the package, its name).
+        case invalidPackage(String)
+        /// A package built for an architecture the handle does not accept.
+        case invalidArchitecture(String)
+        /// A target name no database knows (or, for removals, that is not installed).
+        case targetNotFound(String)
+
+        public var description: String {
+            switch self {
+            case .missingDependency(let missing): return missing.description
+            case .conflict(let conflict): return conflict.description
+            case .fileConflict(let conflict): return conflict.description
+            case .invalidPackage(let file): return "\(file) is invalid or corrupted"
+            case .invalidArchitecture(let package): return "\(package) has an invalid architecture"
+            case .targetNotFound(let target): return "target not found: \(target)"
+            }
+        }
+    }
+
+    public let function: String
+    /// The package, file, database or directory the call was about.
+    public let subject: String?
+    public let code: AlpmErrorCode
+    public let problems: [Problem]
+    /// Error lines libalpm logged during the call ("hello: missing required signature").
+    public let details: [String]
+
+    public init(function: String, subject: String? = nil, code: AlpmErrorCode, problems: [Problem] = [],
+                details: [String] = []) {
+        self.function = function
+        self.subject = subject
+        self.code = code
+        self.problems = problems
+        self.details = details
+    }
+
+    /// libalpm's text for the error code.
+    public var message: String {
+        code == .ok ? "failed without an error code (see the details)" : code.message
+    }
+
+    public var missingDependencies: [MissingDependency] {
+        problems.compactMap { if case .missingDependency(let value) = $0 { return value } else { return nil } }
+    }
+
+    public var conflicts: [PackageConflict] {
+        problems.compactMap { if case .conflict(let value) = $0 { return value } else { return nil } }
+    }
+
+    public var fileConflicts: [FileConflict] {
+        problems.compactMap { if case .fileConflict(let value) = $0 { return value } else { return nil } }
+    }
+
+    public var invalidPackages: [String] {
+        problems.compactMap { if case .invalidPackage(let value) = $0 { return value } else { return nil } }
+    }
+
+    public var description: String {
+        var text = "\(function) failed"
+        if let subject { text += " on \(subject)" }
+        text += ": \(message)"
+        for problem in problems { text += "\n  " + problem.description }
+        let extra = details.filter { line in !problems.contains { line.contains($0.description) } }
+        for line in extra { text += "\n  " + line }
+        return text
+    }
+}

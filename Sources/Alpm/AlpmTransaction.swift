@@ -1,0 +1,296 @@
+import CAlpm
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Transaction flags (`alpm_transflag_t`).
+public struct TransactionFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// Skip dependency checks (`-d`).
+    public static let noDeps = flag(ALPM_TRANS_FLAG_NODEPS)
+    /// Delete files even if they are marked as backup (`-n`).
+    public static let noSave = flag(ALPM_TRANS_FLAG_NOSAVE)
+    /// Ignore versions when checking dependencies.
+    public static let noDepVersion = flag(ALPM_TRANS_FLAG_NODEPVERSION)
+    /// Remove the packages that depend on the removed ones too (`-c`).
+    public static let cascade = flag(ALPM_TRANS_FLAG_CASCADE)
+    /// Remove dependencies nothing else needs (`-s`).
+    public static let recurse = flag(ALPM_TRANS_FLAG_RECURSE)
+    /// Change the database only, not the files (`--dbonly`).
+    public static let dbOnly = flag(ALPM_TRANS_FLAG_DBONLY)
+    /// Mark every installed package as a dependency (`--asdeps`).
+    public static let allDependencies = flag(ALPM_TRANS_FLAG_ALLDEPS)
+    /// Download packages without installing them (`-w`).
+    public static let downloadOnly = flag(ALPM_TRANS_FLAG_DOWNLOADONLY)
+    /// Do not run install scriptlets (`--noscriptlet`).
+    public static let noScriptlet = flag(ALPM_TRANS_FLAG_NOSCRIPTLET)
+    /// Ignore conflicts.
+    public static let noConflicts = flag(ALPM_TRANS_FLAG_NOCONFLICTS)
+    /// Skip targets that are already up to date (`--needed`).
+    public static let needed = flag(ALPM_TRANS_FLAG_NEEDED)
+    /// Mark every installed package as explicitly installed (`--asexplicit`).
+    public static let allExplicit = flag(ALPM_TRANS_FLAG_ALLEXPLICIT)
+    /// Do not remove packages that others still need (`-u`).
+    public static let unneeded = flag(ALPM_TRANS_FLAG_UNNEEDED)
+    /// With `.recurse`, also remove explicitly installed dependencies (`-ss`).
+    public static let recurseAll = flag(ALPM_TRANS_FLAG_RECURSEALL)
+    /// Do not take the database lock.
+    public static let noLock = flag(ALPM_TRANS_FLAG_NOLOCK)
+
+    private static func flag(_ value: alpm_transflag_t) -> TransactionFlags {
+        TransactionFlags(rawValue: Int32(bitPattern: value.rawValue))
+    }
+}
+
+/// What a prepared transaction will do (and, after commit, did).
+public struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
+    /// Packages installed, upgraded, downgraded or reinstalled.
+    public var added: [PackageOperation]
+    public var removed: [PackageOperation]
+
+    public var isEmpty: Bool { added.isEmpty && removed.isEmpty }
+
+    public var description: String {
+        if isEmpty { return "nothing to do" }
+        return (added + removed).map(\.description).joined(separator: ", ")
+    }
+}
+
+/// A libalpm transaction: add targets, `prepare()`, `commit()`, `release()`. Holds the
+/// database lock while it exists; `deinit` releases it when `release()` was not called.
+public final class AlpmTransaction {
+    public let handle: AlpmHandle
+    public let flags: TransactionFlags
+    private var released = false
+    private var added = Set<String>()
+
+    init(handle: AlpmHandle, flags: TransactionFlags) throws {
+        self.handle = handle
+        self.flags = flags
+        handle.callbacks.startCapturing()
+        let result = alpm_trans_init(handle.handle, flags.rawValue)
+        let details = handle.callbacks.stopCapturing()
+        if result != 0 {
+            released = true
+            throw handle.error("alpm_trans_init", subject: handle.databasePath, details: details)
+        }
+        handle.transactionOpen = true
+    }
+
+    deinit {
+        if !released {
+            alpm_trans_release(handle.handle)
+            handle.transactionOpen = false
+        }
+    }
+
+    /// Adds a package from the sync databases: a name, `repo/name`, a constraint such as
+    /// "hello>=1.1" or a provision; failing those, every package of a group.
+    public func addSyncTarget(_ target: String) throws {
+        try checkOpen("alpm_add_pkg")
+        var dbs = AlpmList.packages(alpm_get_syncdbs(handle.handle))
+        var name = target
+        if let slash = target.firstIndex(of: "/") {
+            let repository = String(target[..<slash])
+            dbs = [try handle.syncDatabase(repository)]
+            name = String(target[target.index(after: slash)...])
+        }
+        let found = AlpmList.withPointers(dbs) { alpm_find_dbs_satisfier(handle.handle, $0, name) }
+        if let pkg = found {
+            try add(pkg, label: target)
+            return
+        }
+        let group = AlpmList.withPointers(dbs) { alpm_find_group_pkgs($0, name) }
+        defer { alpm_list_free(group) }
+        let members = AlpmList.packages(group)
+        guard !members.isEmpty else {
+            throw AlpmError(function: "alpm_find_dbs_satisfier", subject: target, code: .packageNotFound,
+                            problems: [.targetNotFound(target)])
+        }
+        for pkg in members { try add(pkg, label: target) }
+    }
+
+    /// Adds a package file (`pacman -U`), checked with the handle's LocalFileSigLevel.
+    public func addPackageFile(_ path: String) throws {
+        try checkOpen("alpm_pkg_load")
+        var pkg: OpaquePointer?
+        handle.callbacks.startCapturing()
+        let result = alpm_pkg_load(handle.handle, path, 1, handle.configuration.localFileSigLevel.rawValue, &pkg)
+        let details = handle.callbacks.stopCapturing()
+        guard result == 0, let pkg else {
+            throw handle.error("alpm_pkg_load", subject: path, problems: [.invalidPackage(path)], details: details)
+        }
+        if alpm_add_pkg(handle.handle, pkg) != 0 {
+            let failure = handle.error("alpm_add_pkg", subject: path)
+            alpm_pkg_free(pkg)
+            throw failure
+        }
+        // The transaction owns a loaded package from here on and frees it on release.
+    }
+
+    /// Marks an installed package for removal.
+    public func removePackage(named name: String) throws {
+        try checkOpen("alpm_remove_pkg")
+        guard let local = handle.localDatabase, let pkg = alpm_db_get_pkg(local, name) else {
+            throw AlpmError(function: "alpm_db_get_pkg", subject: "\(name) (not installed in \(handle.root))",
+                            code: .packageNotFound, problems: [.targetNotFound(name)])
+        }
+        if alpm_remove_pkg(handle.handle, pkg) != 0 {
+            throw handle.error("alpm_remove_pkg", subject: name)
+        }
+    }
+
+    /// Adds every available upgrade (`pacman -Su`).
+    public func sysupgrade(allowDowngrade: Bool = false) throws {
+        try checkOpen("alpm_sync_sysupgrade")
+        handle.callbacks.startCapturing()
+        let result = alpm_sync_sysupgrade(handle.handle, allowDowngrade ? 1 : 0)
+        let details = handle.callbacks.stopCapturing()
+        if result != 0 { throw handle.error("alpm_sync_sysupgrade", details: details) }
+    }
+
+    private func add(_ pkg: OpaquePointer, label: String) throws {
+        let name = string(alpm_pkg_get_name(pkg)) ?? label
+        guard added.insert(name).inserted else { return }
+        handle.callbacks.startCapturing()
+        let result = alpm_add_pkg(handle.handle, pkg)
+        let details = handle.callbacks.stopCapturing()
+        if result != 0 { throw handle.error("alpm_add_pkg", subject: name, details: details) }
+    }
+
+    /// Resolves dependencies and checks conflicts. Failures list the missing
+    /// dependencies, conflicts or invalid architectures by package name.
+    public func prepare() throws {
+        try checkOpen("alpm_trans_prepare")
+        var data: UnsafeMutablePointer<alpm_list_t>?
+        handle.callbacks.startCapturing()
+        let result = alpm_trans_prepare(handle.handle, &data)
+        let details = handle.callbacks.stopCapturing()
+        guard result != 0 else { return }
+        let code = AlpmErrorCode(alpm_errno(handle.handle))
+        var problems: [AlpmError.Problem] = []
+        for item in AlpmList.pointers(data) {
+            switch code {
+            case .packageInvalidArchitecture:
+                let text = item.assumingMemoryBound(to: CChar.self)
+                problems.append(.invalidArchitecture(String(cString: text)))
+                free(text)
+            case .unsatisfiedDependencies:
+                let missing = item.assumingMemoryBound(to: alpm_depmissing_t.self)
+                problems.append(.missingDependency(MissingDependency(
+                    package: string(missing.pointee.target) ?? "?",
+                    dependency: missing.pointee.depend.map(AlpmDependency.init) ?? AlpmDependency(name: "?"),
+                    causingPackage: string(missing.pointee.causingpkg))))
+                alpm_depmissing_free(missing)
+            case .conflictingDependencies:
+                let conflict = item.assumingMemoryBound(to: alpm_conflict_t.self)
+                problems.append(.conflict(PackageConflict(
+                    package: string(conflict.pointee.package1) ?? "?",
+                    otherPackage: string(conflict.pointee.package2) ?? "?",
+                    reason: conflict.pointee.reason.map(AlpmDependency.init))))
+                alpm_conflict_free(conflict)
+            default:
+                break  // no other code comes with a list
+            }
+        }
+        alpm_list_free(data)
+        throw AlpmError(function: "alpm_trans_prepare", subject: targetsLabel, code: code, problems: problems, details: details)
+    }
+
+    /// The packages a prepared transaction adds and removes.
+    public var summary: TransactionSummary {
+        let local = handle.localDatabase
+        let added = AlpmList.packages(alpm_trans_get_add(handle.handle)).map { pkg -> PackageOperation in
+            let name = string(alpm_pkg_get_name(pkg)) ?? "?"
+            let newVersion = string(alpm_pkg_get_version(pkg))
+            let old = local.flatMap { alpm_db_get_pkg($0, name) }.flatMap { string(alpm_pkg_get_version($0)) }
+            let kind: PackageOperation.Kind
+            if let old, let newVersion {
+                let order = alpm_pkg_vercmp(newVersion, old)
+                kind = order > 0 ? .upgrade : order < 0 ? .downgrade : .reinstall
+            } else {
+                kind = .install
+            }
+            return PackageOperation(kind: kind, name: name, oldVersion: old, newVersion: newVersion)
+        }
+        let removed = AlpmList.packages(alpm_trans_get_remove(handle.handle)).map { pkg in
+            PackageOperation(kind: .remove, name: string(alpm_pkg_get_name(pkg)) ?? "?",
+                             oldVersion: string(alpm_pkg_get_version(pkg)), newVersion: nil)
+        }
+        return TransactionSummary(added: added, removed: removed)
+    }
+
+    /// Downloads, checks and applies the transaction. Failures list file conflicts and
+    /// invalid (corrupted, bad checksum, bad signature) packages by name.
+    public func commit() throws {
+        try checkOpen("alpm_trans_commit")
+        var data: UnsafeMutablePointer<alpm_list_t>?
+        let questionsBefore = handle.callbacks.answeredQuestions.count
+        handle.callbacks.startCapturing()
+        let result = alpm_trans_commit(handle.handle, &data)
+        let details = handle.callbacks.stopCapturing()
+        guard result != 0 else { return }
+        let code = AlpmErrorCode(alpm_errno(handle.handle))
+        var problems: [AlpmError.Problem] = []
+        for item in AlpmList.pointers(data) {
+            switch code {
+            case .fileConflicts:
+                let conflict = item.assumingMemoryBound(to: alpm_fileconflict_t.self)
+                let other = string(conflict.pointee.ctarget)
+                problems.append(.fileConflict(FileConflict(
+                    package: string(conflict.pointee.target) ?? "?", path: string(conflict.pointee.file) ?? "?",
+                    otherPackage: other.flatMap { $0.isEmpty ? nil : $0 },
+                    inFilesystem: conflict.pointee.type == ALPM_FILECONFLICT_FILESYSTEM)))
+                alpm_fileconflict_free(conflict)
+            case .packageInvalid, .packageInvalidChecksum, .packageInvalidSignature, .packageMissingSignature:
+                let text = item.assumingMemoryBound(to: CChar.self)
+                problems.append(.invalidPackage(String(cString: text)))
+                free(text)
+            default:
+                break
+            }
+        }
+        alpm_list_free(data)
+        // libalpm 13 reports packages that fail validation (checksum, signature) only through
+        // the "delete corrupted file?" question and its log, not in the returned list.
+        for answered in handle.callbacks.answeredQuestions.dropFirst(questionsBefore) {
+            if case .deleteCorruptedPackage(let path, _) = answered.question {
+                let file = String(path.split(separator: "/").last ?? Substring(path))
+                if !problems.contains(.invalidPackage(file)) { problems.append(.invalidPackage(file)) }
+            }
+        }
+        for line in details {
+            for suffix in [": missing required signature", ": signature from"] {
+                if let range = line.range(of: suffix) {
+                    let package = String(line[..<range.lowerBound])
+                    if !problems.contains(.invalidPackage(package)) { problems.append(.invalidPackage(package)) }
+                }
+            }
+        }
+        throw AlpmError(function: "alpm_trans_commit", subject: targetsLabel, code: code, problems: problems, details: details)
+    }
+
+    /// Ends the transaction and drops the database lock.
+    public func release() throws {
+        guard !released else { return }
+        released = true
+        handle.transactionOpen = false
+        if alpm_trans_release(handle.handle) != 0 {
+            throw handle.error("alpm_trans_release", subject: handle.lockFile)
+        }
+    }
+
+    private var targetsLabel: String {
+        let summary = self.summary
+        let names = summary.added.map(\.name) + summary.removed.map(\.name)
+        return names.isEmpty ? handle.root : names.joined(separator: ", ")
+    }
+
+    private func checkOpen(_ function: String) throws {
+        if released {
+            throw AlpmError(function: function, subject: "a released transaction", code: .wrongArguments)
+        }
+    }
+}
