@@ -62,12 +62,12 @@ let package = Package(
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
 
         // Stages and host operations.
-        .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "SystemSupport"]),
+        .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
         .target(name: "DiskImage", dependencies: ["Fdisk", "Blkid", "Btrfs", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
-            "Recipe", "Kernel", "Packages", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "SystemSupport",
+            "Recipe", "Kernel", "Packages", "Alpm", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
+            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Packages", "SystemSupport"]),
 

@@ -1,0 +1,142 @@
+import Alpm
+import Foundation
+import SystemSupport
+
+/// A repository as pacman.conf describes it.
+public struct RepositoryConfig: Sendable, Equatable {
+    public var name: String
+    /// Server URLs with `$repo` and `$arch` already substituted or not (both work).
+    public var servers: [String]
+    /// pacman's SigLevel words ("Required DatabaseOptional", "Never"); nil: the default.
+    public var sigLevel: [String]?
+
+    public init(name: String, servers: [String], sigLevel: [String]? = nil) {
+        self.name = name
+        self.servers = servers
+        self.sigLevel = sigLevel
+    }
+}
+
+public enum SigLevelParser {
+    /// Parses pacman's SigLevel words on top of `base` (pacman.conf semantics: Package*/
+    /// Database* prefixes limit a word to one kind; TrustAll/TrustedOnly set the trust flags).
+    public static func parse(_ words: [String], base: SigLevel = .required) throws -> SigLevel {
+        var level = base
+        for word in words {
+            var kinds: [(SigLevel, SigLevel, SigLevel, SigLevel)] = [
+                (.package, .packageOptional, .packageMarginalOK, .packageUnknownOK),
+                (.database, .databaseOptional, .databaseMarginalOK, .databaseUnknownOK),
+            ]
+            var value = word
+            if word.hasPrefix("Package") { kinds = [kinds[0]]; value = String(word.dropFirst("Package".count)) }
+            else if word.hasPrefix("Database") { kinds = [kinds[1]]; value = String(word.dropFirst("Database".count)) }
+            for (check, optional, marginal, unknown) in kinds {
+                switch value {
+                case "Never": level.remove(check); level.remove(optional)
+                case "Optional": level.insert(check); level.insert(optional)
+                case "Required": level.insert(check); level.remove(optional)
+                case "TrustedOnly": level.remove(marginal); level.remove(unknown)
+                case "TrustAll": level.insert(marginal); level.insert(unknown)
+                default: throw UserError("'\(word)' is not a pacman SigLevel (Never, Optional, Required, TrustedOnly, TrustAll, with an optional Package or Database prefix)")
+                }
+            }
+        }
+        return level
+    }
+
+    public static func requiresSignatures(_ level: SigLevel) -> Bool {
+        level.contains(.package) || level.contains(.database)
+    }
+}
+
+/// libalpm working on one root: the image builder's snapshot 0, or a working copy that
+/// `rast` changes. Repositories are registered, progress goes to a `ProgressReporter`, and
+/// every transaction either commits or leaves the root's database untouched.
+public final class PackageSession {
+    public let handle: AlpmHandle
+    public let progress: ProgressReporter
+    public let repositories: [RepositoryConfig]
+
+    /// - Parameters:
+    ///   - root: the root packages go into.
+    ///   - databasePath: the package database (inside the root for rast's snapshots).
+    ///   - cacheDirectory: where downloaded packages are kept.
+    ///   - gpgDirectory: the keyring for signature checks.
+    public init(root: String, databasePath: String, cacheDirectory: String, gpgDirectory: String, logFile: String,
+                repositories: [RepositoryConfig], progress: ProgressReporter) throws {
+        for directory in [databasePath, cacheDirectory, (logFile as NSString).deletingLastPathComponent] {
+            try Files.createDirectory(directory)
+        }
+        let configuration = AlpmConfiguration(
+            root: root, databasePath: databasePath, cacheDirectories: [cacheDirectory],
+            hookDirectories: [root + "/usr/share/libalpm/hooks", root + "/etc/pacman.d/hooks"],
+            gpgDirectory: gpgDirectory, logFile: logFile, defaultSigLevel: .required)
+        handle = try AlpmHandle(configuration)
+        self.progress = progress
+        self.repositories = repositories
+        for repository in repositories {
+            let level = try repository.sigLevel.map { try SigLevelParser.parse($0) } ?? .useDefault
+            try handle.registerSyncDatabase(repository.name, servers: repository.servers, sigLevel: level)
+        }
+        installProgressHandlers()
+    }
+
+    private func installProgressHandlers() {
+        let progress = self.progress
+        handle.progressHandler = { event in
+            guard let package = event.package, !package.isEmpty else { return }
+            let verb: String
+            switch event.step {
+            case .install: verb = "installing"
+            case .upgrade: verb = "upgrading"
+            case .downgrade: verb = "downgrading"
+            case .reinstall: verb = "reinstalling"
+            case .remove: verb = "removing"
+            default: return
+            }
+            progress.update(ProgressUpdate(task: "packages: \(verb)", completed: Int64(event.current - 1) * 100 + Int64(event.percent),
+                                           total: Int64(event.total) * 100, unit: .percent,
+                                           detail: "\(package) (\(event.current)/\(event.total))"))
+        }
+        handle.downloadHandler = { event in
+            if case .progress(let downloaded, let total) = event.kind, total > 0 {
+                progress.update(ProgressUpdate(task: "packages: downloading", completed: downloaded, total: total,
+                                               unit: .bytes, detail: event.file))
+            }
+        }
+        handle.eventHandler = { event in
+            switch event {
+            case .scriptletOutput(let line): progress.note(line)
+            case .hookRun(let name, _, let position, let total, false): progress.note("hook \(position)/\(total): \(name)")
+            case .pacnewCreated(let path): progress.note("warning: \(path) installed as .pacnew")
+            case .pacsaveCreated(let path): progress.note("warning: saved \(path) as .pacsave")
+            default: break
+            }
+        }
+    }
+
+    /// Refreshes the repositories' databases, naming the repository that does not answer.
+    public func refresh(force: Bool = false) throws {
+        progress.begin("packages: synchronising \(repositories.map(\.name).joined(separator: ", "))")
+        do {
+            _ = try handle.updateDatabases(force: force)
+        } catch {
+            throw UserError("cannot synchronise the package databases (\(repositories.map { "\($0.name) at \($0.servers.joined(separator: ", "))" }.joined(separator: "; "))): \(error)")
+        }
+    }
+
+    /// Installs `targets` with their dependencies; a target no repository has is named.
+    @discardableResult
+    public func install(_ targets: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
+        let stopwatch = Stopwatch()
+        progress.begin("packages: installing \(targets.joined(separator: " "))")
+        let summary = try handle.install(targets, flags: flags)
+        progress.end("packages: installed", summary: "\(summary.added.count) packages in \(stopwatch.formatted)")
+        return summary
+    }
+
+    /// Installed packages with their versions, sorted by name.
+    public func installed() -> [(name: String, version: String)] {
+        handle.installedPackages().map { ($0.name, $0.version) }
+    }
+}

@@ -1,0 +1,117 @@
+import Blkid
+import Fdisk
+import Foundation
+import Recipe
+import SystemSupport
+
+/// A partitioned, formatted disk image attached to a loop device.
+public final class AttachedDisk {
+    public struct PartitionRecord: Sendable, Codable, Equatable {
+        public let number: Int
+        public let name: String
+        public let type: String
+        public let startBytes: UInt64
+        public let sizeBytes: UInt64
+        public let partitionUUID: String
+        public var filesystem: String?
+        public var filesystemUUID: String?
+    }
+
+    public let imagePath: String
+    public let loop: LoopDevice
+    public let diskGUID: String
+    public private(set) var partitions: [PartitionRecord]
+
+    init(imagePath: String, loop: LoopDevice, diskGUID: String, partitions: [PartitionRecord]) {
+        self.imagePath = imagePath
+        self.loop = loop
+        self.diskGUID = diskGUID
+        self.partitions = partitions
+    }
+
+    public func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
+    public func device(of partition: PartitionRecord) -> String { loop.partitionPath(partition.number) }
+
+    public var root: PartitionRecord {
+        get throws {
+            guard let root = partition(named: DiskStage.rootName) else { throw UserError("the image has no root partition") }
+            return root
+        }
+    }
+
+    func record(filesystem: String, uuid: String?, forPartition number: Int) {
+        guard let index = partitions.firstIndex(where: { $0.number == number }) else { return }
+        partitions[index].filesystem = filesystem
+        partitions[index].filesystemUUID = uuid
+    }
+}
+
+/// The disk stage: a sparse raw image with a GPT written through libfdisk (BIOS boot when
+/// the recipe boots with BIOS, the ESP, the root partition), attached to a loop device with
+/// its partitions announced to the kernel, the ESP formatted FAT32 and the root btrfs.
+public struct DiskStage {
+    public static let biosName = "BIOS boot"
+    public static let espName = "EFI system"
+    public static let rootName = "rastOS root"
+
+    public let disk: DiskSpec
+    public let imagePath: String
+    public let progress: ProgressReporter
+
+    public func run(teardown: Teardown) throws -> AttachedDisk {
+        try Require.tools(["mkfs.btrfs", "mkfs.fat"], for: "the disk stage")
+        progress.begin("disk: partitioning a \(ByteCount.format(disk.size)) GPT image")
+        try Command("truncate", ["-s", String(disk.size), imagePath]).run()
+        let table = try PartitionTable.create(.gpt, on: imagePath)
+        if disk.hasBIOSBootPartition {
+            _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(disk.biosBootSize)), name: Self.biosName))
+        }
+        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(disk.espSize)), name: Self.espName))
+        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: Self.rootName))
+        try table.write()
+        let diskGUID = try table.diskID()
+        let partitions = try table.partitions().map { partition in
+            AttachedDisk.PartitionRecord(number: partition.number, name: partition.name ?? "", type: partition.type.description,
+                                         startBytes: partition.startBytes, sizeBytes: partition.sizeBytes,
+                                         partitionUUID: partition.uuid ?? "", filesystem: nil, filesystemUUID: nil)
+        }
+
+        let loop = try LoopDevice(file: imagePath)
+        teardown.push("loop device \(loop.path)") { loop.detach() }
+        for partition in partitions {
+            try loop.addPartition(number: partition.number, start: Int64(partition.startBytes), length: Int64(partition.sizeBytes))
+        }
+        let attached = AttachedDisk(imagePath: imagePath, loop: loop, diskGUID: diskGUID, partitions: partitions)
+
+        if let esp = attached.partition(named: Self.espName) {
+            try Command("mkfs.fat", ["-F", "32", "-n", "RASTESP", attached.device(of: esp)]).run()
+            attached.record(filesystem: "vfat", uuid: try Blkid.filesystem(at: attached.device(of: esp))?.uuid, forPartition: esp.number)
+        }
+        let root = try attached.root
+        try Command("mkfs.btrfs", ["-q", "-f", "-L", disk.filesystemLabel, attached.device(of: root)]).run()
+        guard let uuid = try Blkid.filesystem(at: attached.device(of: root))?.uuid else {
+            throw UserError("mkfs.btrfs ran, but libblkid finds no filesystem UUID on \(attached.device(of: root))")
+        }
+        attached.record(filesystem: "btrfs", uuid: uuid, forPartition: root.number)
+        progress.end("disk", summary: partitions.map { "\($0.number): \($0.name) \(ByteCount.format(Int64($0.sizeBytes)))" }.joined(separator: ", "))
+        return attached
+    }
+}
+
+/// Checks for host tools before a stage starts, naming the Debian package.
+enum Require {
+    static let packages: [String: String] = [
+        "mkfs.btrfs": "btrfs-progs", "mkfs.fat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
+        "grub-install": "grub-pc-bin", "grub-mkimage": "grub-efi-amd64-bin", "makepkg": "makepkg",
+        "repo-add": "pacman-package-manager", "qemu-system-x86_64": "qemu-system-x86", "ldd": "libc-bin",
+        "pacman-key": "pacman-package-manager", "limine": "limine (not in Debian 12)",
+    ]
+
+    static func tools(_ names: [String], for stage: String) throws {
+        let missing = names.filter { Command.find($0) == nil }
+        guard missing.isEmpty else {
+            let list = missing.map { "\($0) (\(packages[$0] ?? $0))" }.joined(separator: ", ")
+            throw UserError("\(stage) needs \(list); `make deps` installs them")
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Packages
+import SystemSupport
+
+/// The package stage: builds the recipe's PKGBUILD directories with makepkg (as an
+/// unprivileged user) into the build's local repository, next to the kernel package.
+///
+/// Each result is cached under `cache/packages/KEY/`, where KEY hashes every file of the
+/// PKGBUILD directory, the payload staged for it and makepkg's version: an unchanged
+/// PKGBUILD is not rebuilt.
+///
+/// A PKGBUILD directory may hold a `rast.inputs` file naming payload that rast-build stages
+/// into `inputs/` of the build copy before makepkg runs (makepkg's user cannot read the
+/// build tree of the machine, and the payload is the build's own):
+/// ```
+/// binary rast       inputs/bin/rast and, from ldd, inputs/lib/* (every shared library it needs)
+/// data bootloader   inputs/share/bootloader (a directory of rast's data files)
+/// ```
+public struct LocalPackagesStage {
+    public struct Output: Sendable {
+        public let repository: LocalRepository
+        /// name -> package file in the repository.
+        public let packages: [String: String]
+        public let cacheHits: Int
+    }
+
+    public let pkgbuilds: [String]
+    public let extraPackages: [String]
+    public let workDirectory: String
+    public let cacheDirectory: String
+    public let dataDirectory: String
+    public let rastBinary: String?
+    public let jobs: Int
+    public let progress: ProgressReporter
+
+    public static let repositoryName = "rast-local"
+
+    public func run() throws -> Output {
+        let repository = try LocalRepository(name: Self.repositoryName, directory: workDirectory + "/repo")
+        var files: [String] = extraPackages
+        var hits = 0
+        let makepkg = Makepkg(jobs: jobs, logDirectory: workDirectory + "/logs", buildRoot: workDirectory + "/makepkg",
+                              packager: "rast-build \(RastVersion.string)")
+        for directory in pkgbuilds {
+            try checkCancelled()
+            let name = (directory as NSString).lastPathComponent
+            let staged = try stage(directory, name: name)
+            let key = try cacheKey(staged)
+            let cached = cacheDirectory + "/packages/" + key
+            if Files.isDirectory(cached), let found = try? FileManagerShim.contents(of: cached).filter({ $0.contains(".pkg.tar") }), !found.isEmpty {
+                progress.note("packages: \(name) is cached")
+                files += found.map { cached + "/" + $0 }
+                hits += 1
+                continue
+            }
+            let stopwatch = Stopwatch()
+            progress.begin("packages: building \(name) with makepkg")
+            let scratch = cached + ".partial"
+            try? Files.removeTree(scratch)
+            try Files.createDirectory(scratch)
+            let result = try makepkg.build(staged, into: scratch)
+            try? Files.removeTree(cached)
+            try SystemError.check("rename", path: scratch) { rename(scratch, cached) }
+            files += result.packages.map { cached + "/" + ($0 as NSString).lastPathComponent }
+            progress.end("packages: \(name)", summary: "built in \(stopwatch.formatted)")
+        }
+        _ = try repository.add(files)
+        var packages: [String: String] = [:]
+        for package in try repository.packages() { packages[package.name] = repository.directory + "/" + package.fileName }
+        return Output(repository: repository, packages: packages, cacheHits: hits)
+    }
+
+    /// A copy of the PKGBUILD directory with its payload in inputs/.
+    func stage(_ directory: String, name: String) throws -> String {
+        guard Files.exists(directory + "/PKGBUILD") else {
+            throw UserError("\(directory) has no PKGBUILD (named in the recipe's packages.local)")
+        }
+        let staged = workDirectory + "/pkgbuilds/" + name
+        try? Files.removeTree(staged)
+        try Files.createDirectory(workDirectory + "/pkgbuilds")
+        try TreeCopy.copyContents(of: directory, into: staged)
+        let inputsFile = staged + "/rast.inputs"
+        guard Files.exists(inputsFile) else { return staged }
+        for line in try Files.readString(inputsFile).split(separator: "\n") {
+            let fields = line.split(separator: " ").map(String.init)
+            guard let kind = fields.first, !kind.hasPrefix("#"), fields.count == 2 else { continue }
+            switch kind {
+            case "binary":
+                guard let binary = rastBinary, fields[1] == "rast" else {
+                    throw UserError("\(directory)/rast.inputs asks for the binary '\(fields[1])', but no rast binary was found; build it (`make build`) or set RAST_BINARY")
+                }
+                try Files.createDirectory(staged + "/inputs/bin")
+                try Command("cp", ["-L", binary, staged + "/inputs/bin/rast"]).run()
+                try SharedLibraries.copyClosure(of: binary, into: staged + "/inputs/lib")
+            case "data":
+                let source = dataDirectory + "/" + fields[1]
+                guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
+                try TreeCopy.copyContents(of: source, into: staged + "/inputs/share/" + fields[1])
+            default:
+                throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")
+            }
+        }
+        return staged
+    }
+
+    func cacheKey(_ staged: String) throws -> String {
+        var hasher = SHA256()
+        hasher.update("rast package cache v1\n")
+        hasher.update(try Command("makepkg", ["--version"]).output().split(separator: "\n").first.map(String.init) ?? "")
+        guard let enumerator = FileManager.default.enumerator(atPath: staged) else { return hasher.finalize() }
+        var paths: [String] = []
+        while let path = enumerator.nextObject() as? String { paths.append(path) }
+        for path in paths.sorted() {
+            let full = staged + "/" + path
+            if Files.isDirectory(full) { continue }
+            hasher.update("\(path) \(try SHA256.hash(file: full))\n")
+        }
+        return hasher.finalize()
+    }
+}
+
+/// The shared libraries a binary needs, found with ldd and copied under their sonames.
+public enum SharedLibraries {
+    public static func closure(of binary: String) throws -> [(soname: String, path: String)] {
+        let output = try Command("ldd", [binary]).output()
+        var result: [(String, String)] = []
+        for line in output.split(separator: "\n") {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.contains("=> not found") {
+                throw UserError("\(binary) needs \(text.split(separator: " ").first ?? "") which is not installed on this machine")
+            }
+            if let arrow = text.range(of: " => ") {
+                let soname = String(text[..<arrow.lowerBound])
+                let path = text[arrow.upperBound...].split(separator: " ").first.map(String.init) ?? ""
+                if path.hasPrefix("/") { result.append((soname, path)) }
+            } else if text.hasPrefix("/") {
+                let path = text.split(separator: " ").first.map(String.init) ?? ""
+                result.append(((path as NSString).lastPathComponent, path))
+            }
+        }
+        return result
+    }
+
+    public static func copyClosure(of binary: String, into directory: String) throws {
+        try Files.createDirectory(directory)
+        for (soname, path) in try closure(of: binary) {
+            try Command("cp", ["-L", path, directory + "/" + soname]).run()
+        }
+    }
+}
