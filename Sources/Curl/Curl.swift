@@ -1,1 +1,441 @@
-// Curl module.
+// Curl: downloads over HTTP(S) and file:// with libcurl's easy interface.
+//
+// A download appends to a partial file when one exists (an HTTP Range request from its
+// size), retries transfers that broke off, reports progress, and turns every failure into a
+// `CurlError` naming the URL: an HTTP status >= 400, or libcurl's own message from
+// CURLOPT_ERRORBUFFER. Servers that ignore the Range request are handled (the file starts
+// over), and so is a file that was already complete (416 with the matching length).
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed transfer, naming the URL and saying why.
+public enum CurlError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The server answered with this HTTP status (>= 400, or a redirect not followed).
+    case http(url: String, status: Int)
+    /// libcurl failed: its error code and message (CURLOPT_ERRORBUFFER).
+    case transfer(url: String, code: Int, message: String)
+    /// Reading or writing the local file failed.
+    case file(path: String, operation: String, errno: Int32)
+    /// The body is larger than the limit given to `get`.
+    case tooLarge(url: String, limit: Int)
+    /// Setting up the transfer failed (libcurl could not allocate, or rejected an option).
+    case setup(function: String, code: Int, message: String)
+
+    public var description: String {
+        switch self {
+        case .http(let url, let status):
+            return "\(url): the server answered with HTTP status \(status)"
+        case .transfer(let url, let code, let message):
+            return "\(url): \(message) (curl error \(code))"
+        case .file(let path, let operation, let errno):
+            return "\(operation) \(path): \(String(cString: strerror(errno)))"
+        case .tooLarge(let url, let limit):
+            return "\(url): the response is larger than \(limit) bytes"
+        case .setup(let function, let code, let message):
+            return "\(function) failed: \(message) (curl error \(code))"
+        }
+    }
+
+    /// libcurl's error code for transfer failures (7: could not connect, 28: timeout, ...).
+    public var curlCode: Int? {
+        if case .transfer(_, let code, _) = self { return code }
+        return nil
+    }
+}
+
+/// How a download behaves.
+public struct DownloadOptions: Sendable {
+    /// Continue a partial file with a Range request instead of starting over.
+    public var resume = true
+    /// Retries after a transfer broke off (connection dropped, timeout), each resuming.
+    public var retries = 2
+    public var retryDelay: Duration = .milliseconds(500)
+    public var followRedirects = true
+    public var maxRedirects = 10
+    /// Time allowed to connect; nil for libcurl's default (300 s).
+    public var connectTimeout: Duration? = .seconds(30)
+    /// Time allowed for the whole transfer; nil for no limit.
+    public var timeout: Duration?
+    /// A transfer slower than `bytesPerSecond` for `seconds` is given up as stalled.
+    public var stallLimit: (bytesPerSecond: Int, seconds: Int)? = (1, 60)
+    public var userAgent = "rastOS"
+
+    public init() {}
+}
+
+/// How far a download is.
+public struct DownloadProgress: Sendable, Equatable {
+    /// Bytes in the file so far (including what a resumed download started from).
+    public let bytes: UInt64
+    /// The full size, once the server has said it.
+    public let total: UInt64?
+
+    public init(bytes: UInt64, total: UInt64?) {
+        self.bytes = bytes
+        self.total = total
+    }
+}
+
+/// What a finished download did.
+public struct DownloadResult: Sendable, Equatable {
+    /// The URL after redirects.
+    public let effectiveURL: String
+    /// The final HTTP status (0 for file:// URLs).
+    public let status: Int
+    /// The size of the complete file.
+    public let bytes: UInt64
+    /// The offset the last request resumed from (0 when it started from the beginning).
+    public let resumedFrom: UInt64
+    /// How many requests it took (1 plus the retries used).
+    public let attempts: Int
+}
+
+/// One libcurl easy handle. Reusing it for several transfers keeps connections open.
+/// Not for use from several threads at once.
+public final class CurlTransfer {
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+
+    public init() throws {
+        let initCode = curlGlobalInit
+        guard initCode == CURLE_OK.rawValue else {
+            throw CurlError.setup(function: "curl_global_init", code: Int(initCode), message: curlMessage(initCode))
+        }
+        guard let handle = curl_easy_init() else {
+            throw CurlError.setup(function: "curl_easy_init", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
+        }
+        self.handle = handle
+        errorBuffer = .allocate(capacity: RAST_CURL_ERROR_SIZE)
+        errorBuffer.initialize(repeating: 0, count: RAST_CURL_ERROR_SIZE)
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    /// Downloads `url` to `path`. With `options.resume`, an existing file is taken as the
+    /// beginning of the download and continued. `progress` may throw to cancel.
+    @discardableResult
+    public func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
+                         progress: ((DownloadProgress) throws -> Void)? = nil) throws -> DownloadResult {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try downloadOnce(url, to: path, options: options, progress: progress, attempt: attempt)
+            } catch let error as CurlError where attempt <= options.retries && error.isRetryable {
+                var delay = timespec(tv_sec: Int(options.retryDelay.components.seconds),
+                                     tv_nsec: Int(options.retryDelay.components.attoseconds / 1_000_000_000))
+                nanosleep(&delay, nil)
+            }
+        }
+    }
+
+    /// Fetches `url` into memory (for indexes and small files), refusing more than `limit` bytes.
+    public func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
+        let state = TransferState(handle: handle, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
+        _ = try perform(url, state: state, options: options, resumeFrom: 0)
+        return state.memory
+    }
+
+    private func downloadOnce(_ url: String, to path: String, options: DownloadOptions,
+                              progress: ((DownloadProgress) throws -> Void)?, attempt: Int) throws -> DownloadResult {
+        var info = stat()
+        let existed = stat(path, &info) == 0
+        let existing = options.resume && existed && (info.st_mode & S_IFMT) == S_IFREG ? UInt64(info.st_size) : 0
+        do {
+            do {
+                return try downloadToFile(url, to: path, resumeFrom: existing, options: options, progress: progress, attempt: attempt)
+            } catch is CannotResume {
+                // The server cannot continue this file (no byte ranges, or the partial file
+                // is longer than the resource): start over.
+                return try downloadToFile(url, to: path, resumeFrom: 0, options: options, progress: progress, attempt: attempt)
+            }
+        } catch {
+            // Leave no empty file behind that was not there before (a 404, a refused connection).
+            if !existed, stat(path, &info) == 0, info.st_size == 0 { unlink(path) }
+            throw error
+        }
+    }
+
+    private func downloadToFile(_ url: String, to path: String, resumeFrom: UInt64, options: DownloadOptions,
+                                progress: ((DownloadProgress) throws -> Void)?, attempt: Int) throws -> DownloadResult {
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resumeFrom > 0 ? O_APPEND : O_TRUNC)
+        let fd = open(path, flags, 0o644)
+        guard fd >= 0 else { throw CurlError.file(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+
+        let state = TransferState(handle: handle, sink: .file(fd: fd, path: path), resumeFrom: resumeFrom, progress: progress)
+        let status = try perform(url, state: state, options: options, resumeFrom: resumeFrom)
+        guard fsync(fd) == 0 else { throw CurlError.file(path: path, operation: "fsync", errno: errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw CurlError.file(path: path, operation: "stat", errno: errno) }
+        let size = UInt64(info.st_size)
+        if let progress, state.lastReported != size {
+            try progress(DownloadProgress(bytes: size, total: size))
+        }
+        return DownloadResult(effectiveURL: getString(CURLINFO_EFFECTIVE_URL) ?? url, status: status, bytes: size,
+                              resumedFrom: resumeFrom, attempts: attempt)
+    }
+
+    /// Sets up and runs one transfer; returns the final HTTP status.
+    private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64) throws -> Int {
+        curl_easy_reset(handle)
+        errorBuffer[0] = 0
+        let context = Unmanaged.passUnretained(state).toOpaque()
+        try set(CURLOPT_URL, url)
+        try set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
+        try set(CURLOPT_NOSIGNAL, 1)
+        try set(CURLOPT_PROTOCOLS_STR, "http,https,file")
+        try set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        try set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
+        try set(CURLOPT_MAXREDIRS, options.maxRedirects)
+        try set(CURLOPT_USERAGENT, options.userAgent)
+        if let timeout = options.connectTimeout { try set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
+        if let timeout = options.timeout { try set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
+        if let stall = options.stallLimit {
+            try set(CURLOPT_LOW_SPEED_LIMIT, stall.bytesPerSecond)
+            try set(CURLOPT_LOW_SPEED_TIME, stall.seconds)
+        }
+        if resumeFrom > 0 {
+            try check("curl_easy_setopt(CURLOPT_RESUME_FROM_LARGE)",
+                      rast_curl_set_offset(handle, CURLOPT_RESUME_FROM_LARGE, curl_off_t(resumeFrom)))
+        }
+        try check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        try set(CURLOPT_WRITEDATA, context)
+        try check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        try set(CURLOPT_HEADERDATA, context)
+        try set(CURLOPT_NOPROGRESS, state.progress == nil ? 1 : 0)
+        if state.progress != nil {
+            try check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(handle, curlProgressCallback))
+            try set(CURLOPT_XFERINFODATA, context)
+        }
+
+        let code = withExtendedLifetime(state) { curl_easy_perform(handle) }
+        let status = getLong(CURLINFO_RESPONSE_CODE)
+        if let error = state.callbackError { throw error }
+        switch code {
+        case CURLE_OK:
+            break
+        case CURLE_RANGE_ERROR where resumeFrom > 0, CURLE_BAD_DOWNLOAD_RESUME where resumeFrom > 0:
+            throw CannotResume()
+        default:
+            throw transferError(url, code)
+        }
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        guard scheme == "http" || scheme == "https" else { return status }
+        // libcurl lets a 416 answer to a resumed request through: the file may be complete.
+        if status == 416, resumeFrom > 0 {
+            guard state.contentRangeTotal == resumeFrom else { throw CannotResume() }
+            return status
+        }
+        guard (200..<300).contains(status) else { throw CurlError.http(url: url, status: status) }
+        return status
+    }
+
+    private func transferError(_ url: String, _ code: CURLcode) -> CurlError {
+        let buffered = String(cString: errorBuffer)
+        var message = buffered.isEmpty ? curlMessage(code.rawValue) : buffered
+        // libcurl's message leaves out the system's reason ("Connection refused").
+        let systemErrno = Int32(truncatingIfNeeded: getLong(CURLINFO_OS_ERRNO))
+        if systemErrno != 0 {
+            let reason = String(cString: strerror(systemErrno))
+            if !message.contains(reason) { message += " (\(reason))" }
+        }
+        return .transfer(url: url, code: Int(code.rawValue), message: message)
+    }
+
+    private func check(_ function: String, _ code: CURLcode) throws {
+        guard code == CURLE_OK else {
+            throw CurlError.setup(function: function, code: Int(code.rawValue), message: curlMessage(code.rawValue))
+        }
+    }
+
+    private func set(_ option: CURLoption, _ value: Int) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(handle, option, value))
+    }
+
+    private func set(_ option: CURLoption, _ value: String) throws {
+        // libcurl copies string options (since 7.17), so the temporary C string may go.
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(handle, option, value))
+    }
+
+    private func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(handle, option, value))
+    }
+
+    private func getLong(_ info: CURLINFO) -> Int {
+        var value = 0
+        return rast_curl_get_long(handle, info, &value) == CURLE_OK ? value : 0
+    }
+
+    private func getString(_ info: CURLINFO) -> String? {
+        var value: UnsafeMutablePointer<CChar>?
+        guard rast_curl_get_string(handle, info, &value) == CURLE_OK, let value else { return nil }
+        return String(cString: value)
+    }
+}
+
+/// One-call downloads on a fresh handle.
+public enum Curl {
+    /// Downloads `url` to `path`, resuming a partial file; see `CurlTransfer.download`.
+    @discardableResult
+    public static func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
+                                progress: ((DownloadProgress) throws -> Void)? = nil) throws -> DownloadResult {
+        try CurlTransfer().download(url, to: path, options: options, progress: progress)
+    }
+
+    /// Fetches `url` into memory; see `CurlTransfer.get`.
+    public static func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
+        try CurlTransfer().get(url, limit: limit, options: options)
+    }
+
+    /// The libcurl version string ("7.88.1").
+    public static var version: String { String(cString: rast_curl_version()) }
+}
+
+// MARK: - Callbacks and their shared state
+
+/// curl_global_init, exactly once per process (a global is initialised thread-safely).
+private let curlGlobalInit: UInt32 = rast_curl_global_init().rawValue
+
+private func curlMessage(_ code: UInt32) -> String {
+    String(cString: curl_easy_strerror(CURLcode(rawValue: code)))
+}
+
+extension CurlError {
+    /// Failures after which a resumed attempt may succeed.
+    var isRetryable: Bool {
+        guard case .transfer(_, let code, _) = self else { return false }
+        let retryable: [CURLcode] = [CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+                                     CURLE_OPERATION_TIMEDOUT, CURLE_GOT_NOTHING, CURLE_HTTP2_STREAM]
+        return retryable.contains { Int($0.rawValue) == code }
+    }
+}
+
+/// The server cannot continue the partial file; the download starts over.
+private struct CannotResume: Error {}
+
+extension Duration {
+    fileprivate var milliseconds: Int {
+        Int(components.seconds) * 1000 + Int(components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// What the callbacks of one transfer share; reached through Unmanaged.
+private final class TransferState {
+    enum Sink {
+        case file(fd: Int32, path: String)
+        case memory(limit: Int)
+    }
+
+    let handle: UnsafeMutableRawPointer
+    let sink: Sink
+    let resumeFrom: UInt64
+    let progress: ((DownloadProgress) throws -> Void)?
+    var memory: [UInt8] = []
+    var callbackError: Error?
+    var checkedStatus = false
+    var discardBody = false
+    var contentRangeTotal: UInt64?
+    var lastReported: UInt64?
+
+    init(handle: UnsafeMutableRawPointer, sink: Sink, resumeFrom: UInt64, progress: ((DownloadProgress) throws -> Void)?) {
+        self.handle = handle
+        self.sink = sink
+        self.resumeFrom = resumeFrom
+        self.progress = progress
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if !checkedStatus {
+            // The body of a response that is no success (an error page, a redirect not
+            // followed) is no content of the file; the status becomes the error.
+            checkedStatus = true
+            var status = 0
+            _ = rast_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            discardBody = status >= 300
+        }
+        if discardBody { return }
+        switch sink {
+        case .file(let fd, let path):
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw CurlError.file(path: path, operation: "write", errno: errno)
+                }
+                offset += written
+            }
+        case .memory(let limit):
+            guard memory.count + bytes.count <= limit else {
+                var url: UnsafeMutablePointer<CChar>?
+                _ = rast_curl_get_string(handle, CURLINFO_EFFECTIVE_URL, &url)
+                throw CurlError.tooLarge(url: url.map { String(cString: $0) } ?? "", limit: limit)
+            }
+            memory.append(contentsOf: bytes)
+        }
+    }
+
+    func header(_ line: String) {
+        let lower = line.lowercased()
+        if lower.hasPrefix("http/") {
+            // A new response (after a redirect or a 100 Continue): forget the previous one.
+            contentRangeTotal = nil
+            checkedStatus = false
+            discardBody = false
+        } else if lower.hasPrefix("content-range:"), let slash = line.lastIndex(of: "/") {
+            // "Content-Range: bytes 0-99/1000" or "bytes */1000": the total after the slash.
+            contentRangeTotal = UInt64(String(line[line.index(after: slash)...].filter { $0.isASCII && $0.isNumber }))
+        }
+    }
+
+    func report(now: curl_off_t, total: curl_off_t) throws {
+        guard let progress else { return }
+        let bytes = resumeFrom + UInt64(max(0, now))
+        guard bytes != lastReported else { return }
+        lastReported = bytes
+        try progress(DownloadProgress(bytes: bytes, total: total > 0 ? resumeFrom + UInt64(total) : nil))
+    }
+}
+
+private func curlWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                               _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context else { return 0 }
+    let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
+    let length = size * count
+    do {
+        try state.write(UnsafeRawBufferPointer(start: data, count: length))
+        return length
+    } catch {
+        state.callbackError = error
+        return 0  // anything but `length` makes libcurl stop with CURLE_WRITE_ERROR
+    }
+}
+
+private func curlHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                                _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context, let data else { return 0 }
+    let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
+    let length = size * count
+    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+    state.header(line)
+    return length
+}
+
+private func curlProgressCallback(_ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloadNow: curl_off_t,
+                                  _ uploadTotal: curl_off_t, _ uploadNow: curl_off_t) -> Int32 {
+    guard let context else { return 0 }
+    let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
+    do {
+        try state.report(now: downloadNow, total: downloadTotal)
+        return 0
+    } catch {
+        state.callbackError = error
+        return 1  // non-zero aborts the transfer with CURLE_ABORTED_BY_CALLBACK
+    }
+}

@@ -113,7 +113,7 @@ public final class PartitionTable {
 
     private init(opening path: String, readOnly: Bool, alignment: UInt64) throws {
         guard alignment >= 512, alignment & (alignment - 1) == 0 else {
-            throw FdiskError.invalidIdentifier(String(alignment), reason: "the alignment must be a power of two of at least 512 bytes")
+            throw FdiskError.invalidValue(String(alignment), reason: "the alignment must be a power of two of at least 512 bytes")
         }
         guard let context = fdisk_new_context() else {
             throw FdiskError.system(function: "fdisk_new_context", path: path, errno: ENOMEM)
@@ -175,13 +175,13 @@ public final class PartitionTable {
         switch try requireKind() {
         case .gpt:
             guard let uuid = UUID(uuidString: id) else {
-                throw FdiskError.invalidIdentifier(id, reason: "a GPT disk identifier is a GUID")
+                throw FdiskError.invalidValue(id, reason: "a GPT disk identifier is a GUID")
             }
             value = uuid.uuidString
         case .dos:
             let digits = id.lowercased().hasPrefix("0x") ? String(id.dropFirst(2)) : id
             guard digits.count <= 8, let number = UInt32(digits, radix: 16) else {
-                throw FdiskError.invalidIdentifier(id, reason: "an MBR disk identifier is up to 8 hexadecimal digits")
+                throw FdiskError.invalidValue(id, reason: "an MBR disk identifier is up to 8 hexadecimal digits")
             }
             value = "0x" + String(number, radix: 16)
         }
@@ -213,7 +213,7 @@ public final class PartitionTable {
         let sectorSize = self.sectorSize
         if let start = spec.startBytes {
             guard start % sectorSize == 0 else {
-                throw FdiskError.invalidIdentifier(String(start), reason: "a partition start must be a multiple of the \(sectorSize)-byte sector")
+                throw FdiskError.invalidValue(String(start), reason: "a partition start must be a multiple of the \(sectorSize)-byte sector")
             }
             fdisk_partition_set_start(entry, start / sectorSize)
         } else {

@@ -12,8 +12,8 @@ public enum FdiskError: Error, CustomStringConvertible, Sendable, Equatable {
     case typeNotSupported(type: String, table: String, path: String)
     /// A partition that does not fit into the free space left on the disk.
     case doesNotFit(partition: String, requestedBytes: UInt64, availableBytes: UInt64, path: String)
-    /// A UUID or disk identifier that cannot be parsed.
-    case invalidIdentifier(String, reason: String)
+    /// A disk identifier, alignment or start that cannot be used.
+    case invalidValue(String, reason: String)
     /// A setting the table kind cannot store (a partition name in an MBR table).
     case unsupported(String, table: String, path: String)
     /// The disk holds no partition table libfdisk recognises.
@@ -35,8 +35,8 @@ public enum FdiskError: Error, CustomStringConvertible, Sendable, Equatable {
             return "partition type \(type) cannot be used in the \(table) partition table of \(path)"
         case .doesNotFit(let partition, let requested, let available, let path):
             return "partition \(partition) needs \(bytes(requested)) but only \(bytes(available)) are free on \(path)"
-        case .invalidIdentifier(let value, let reason):
-            return "invalid identifier \"\(value)\": \(reason)"
+        case .invalidValue(let value, let reason):
+            return "invalid value \"\(value)\": \(reason)"
         case .unsupported(let what, let table, let path):
             return "\(what) is not supported by the \(table) partition table of \(path)"
         case .noPartitionTable(let path):
