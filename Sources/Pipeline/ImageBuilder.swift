@@ -1,0 +1,272 @@
+import BootEntries
+import Foundation
+import Kernel
+import Packages
+import QCOW2
+import Recipe
+import SnapshotTree
+import SystemSupport
+import VirtualMachine
+
+/// How to run a build (the recipe says what to build).
+public struct BuildOptions: Sendable {
+    /// Kernel builds, makepkg results and downloaded packages (`~/.cache/rast`).
+    public var cacheDirectory: String
+    /// Where kernel-profiles/ and bootloader/ are.
+    public var dataDirectory: String
+    /// The rast executable the `rast` package carries.
+    public var rastBinary: String?
+    /// Run the boot test (nil: as the recipe says).
+    public var bootTest: Bool?
+    public var jobs: Int
+    public var progress: ProgressReporter
+
+    public init(cacheDirectory: String = Files.cacheDirectory, dataDirectory: String = DataDirectory.locate(),
+                rastBinary: String? = RastBinary.locate(), bootTest: Bool? = nil,
+                jobs: Int = ProcessInfo.processInfo.activeProcessorCount, progress: ProgressReporter = TerminalProgress()) {
+        self.cacheDirectory = cacheDirectory
+        self.dataDirectory = dataDirectory
+        self.rastBinary = rastBinary
+        self.bootTest = bootTest
+        self.jobs = jobs
+        self.progress = progress
+    }
+}
+
+/// Finds the rast executable to put into images: `$RAST_BINARY`, else a `rast` next to the
+/// running program (both are built into the same directory).
+public enum RastBinary {
+    public static func locate() -> String? {
+        if let path = ProcessInfo.processInfo.environment["RAST_BINARY"], !path.isEmpty { return path }
+        guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        let sibling = (executable as NSString).deletingLastPathComponent + "/rast"
+        return Files.exists(sibling) ? sibling : nil
+    }
+}
+
+/// What a finished build produced.
+public struct BuildResult: Sendable {
+    public let outputs: [String]
+    public let manifest: Manifest
+    public let manifestPath: String
+}
+
+/// Runs the stages of DESIGN.md for one recipe:
+/// kernel → packages → disk → rootfs → configure → boot loader → outputs → boot test.
+///
+/// Everything is made in a work directory inside the output directory and only renamed to
+/// its final name (output/NAME.raw, .qcow2, .manifest.json, SHA256SUMS) after every stage,
+/// the boot test included, succeeded. Mounts and loop devices are released on every path
+/// out (errors and SIGINT too; rast-build also runs in its own mount namespace), and the
+/// work directory is removed.
+public final class ImageBuilder {
+    public let recipe: Recipe
+    public let options: BuildOptions
+    private var timings: [Manifest.StageTiming] = []
+
+    public init(recipe: Recipe, options: BuildOptions) {
+        self.recipe = recipe
+        self.options = options
+    }
+
+    var progress: ProgressReporter { options.progress }
+    var templates: BootTemplates { BootTemplates(directory: options.dataDirectory + "/bootloader") }
+
+    /// Checks what can be checked before hours of work: root, tools, files the recipe names.
+    public func preflight() throws {
+        try Privileges.requireRoot(for: "rast-build (it mounts filesystems and attaches loop devices)")
+        try Require.tools(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
+        try BootLoaderStage.preflight(recipe)
+        try recipe.validateEnvironment(profilesDirectory: options.dataDirectory + "/kernel-profiles")
+        if recipe.packages.local.contains(where: { Files.exists($0 + "/rast.inputs") }), options.rastBinary == nil {
+            throw UserError("the recipe builds the rast package, but no rast binary was found; run `make build` first or set RAST_BINARY")
+        }
+    }
+
+    /// Runs `body` as a named stage, recording its time.
+    func stage<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        try checkCancelled()
+        let stopwatch = Stopwatch()
+        let result = try body()
+        timings.append(Manifest.StageTiming(stage: name, seconds: (stopwatch.elapsed * 100).rounded() / 100))
+        return result
+    }
+
+    // MARK: Kernel
+
+    /// The kernel stage alone (`rast-build kernel`); nil when the recipe takes a packaged kernel.
+    public func buildKernel() throws -> KernelBuildResult? {
+        guard let spec = recipe.kernel, spec.isBuilt else { return nil }
+        let source: KernelSource
+        switch spec.source {
+        case .local(let path): source = .local(path: path)
+        case .https(let url, let sha256): source = .https(url: url, sha256: sha256)
+        case .git(let url, let ref): source = .git(url: url, ref: ref)
+        case .packaged: return nil
+        }
+        let options = spec.options.map { option -> ConfigOption in
+            let symbol = option.name.hasPrefix("CONFIG_") ? String(option.name.dropFirst(7)) : option.name
+            let line = String(option.configLine.drop { $0 != "=" }.dropFirst())
+            let value = line.isEmpty ? "n" : line
+            return ConfigOption(symbol: symbol, value: value, file: recipe.file,
+                                line: recipe.position(of: "kernel.options.\(option.name)")?.line ?? 0)
+        }
+        let request = KernelBuildRequest(
+            source: source, profiles: spec.profiles.map { self.options.dataDirectory + "/kernel-profiles/\($0).config" },
+            fragments: spec.fragments, options: options, strict: spec.strict, packageName: spec.package, jobs: self.options.jobs)
+        let stage = KernelStage(cacheDirectory: self.options.cacheDirectory + "/kernel",
+                                logDirectory: recipe.output.directory + "/logs", fetcher: NetworkSourceFetcher(), progress: progress)
+        return try stage.build(request)
+    }
+
+    // MARK: The whole build
+
+    public func build() throws -> BuildResult {
+        try preflight()
+        let total = Stopwatch()
+        try Files.createDirectory(recipe.output.directory)
+        let work = try TemporaryDirectory(prefix: ".rast-work-\(recipe.name)", in: recipe.output.directory)
+        let teardown = Teardown()
+        defer {
+            teardown.run()
+            try? work.remove()
+        }
+        try Files.createDirectory(work.appending("logs"))
+
+        let kernel = try stage("kernel") { try buildKernel() }
+        if let kernel { progress.note("kernel: \(kernel.packageName) \(kernel.kernelRelease)\(kernel.cacheHit ? " (cached)" : "")") }
+
+        let packages = try stage("packages") {
+            try LocalPackagesStage(pkgbuilds: recipe.packages.local, extraPackages: kernel.map { [$0.packagePath] } ?? [],
+                                   workDirectory: work.path, cacheDirectory: options.cacheDirectory, dataDirectory: options.dataDirectory,
+                                   rastBinary: options.rastBinary, jobs: options.jobs, progress: progress).run()
+        }
+
+        let rawPath = work.appending("\(recipe.name).raw")
+        let disk = try stage("disk") {
+            try DiskStage(disk: recipe.disk, imagePath: rawPath, progress: progress).run(teardown: teardown)
+        }
+
+        let mountPoint = work.appending("mnt")
+        let rootfs = try stage("rootfs") {
+            try RootfsStage(recipe: recipe, disk: disk, mountPoint: mountPoint, localRepository: packages.repository,
+                            cacheDirectory: options.cacheDirectory, workDirectory: work.path, templates: templates,
+                            progress: progress).run(teardown: teardown)
+        }
+
+        let settings = try stage("configure") {
+            try ConfigureStage(recipe: recipe, store: rootfs.store, base: rootfs.base, disk: disk, progress: progress).run()
+        }
+        let tree = try rootfs.store.treeView().render().split(separator: "\n").map(String.init)
+        let state = try rootfs.store.state()
+
+        try stage("bootloader") {
+            try BootLoaderStage(recipe: recipe, disk: disk, layout: rootfs.store.layout, templates: templates,
+                                workDirectory: work.path, progress: progress).run()
+        }
+
+        // The filesystem is complete: release it before the image file is read.
+        let used = try usedBytes(of: mountPoint)
+        rootfs.store.unlock()
+        try Mounts.unmountAll(under: mountPoint)
+        disk.loop.detach()
+
+        var files: [(final: String, temporary: String)] = []
+        let outputs = try stage("outputs") { () -> [Manifest.Output] in
+            var outputs: [Manifest.Output] = []
+            if recipe.output.formats.contains(.raw) {
+                files.append((recipe.outputPath(for: .raw), rawPath))
+            }
+            if recipe.output.formats.contains(.qcow2) {
+                let qcow2 = work.appending("\(recipe.name).qcow2")
+                let compression = QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? .zstd
+                let summary = try QCOW2Writer.convert(raw: rawPath, to: qcow2,
+                                                      options: QCOW2Options(compression: compression, clusterSize: Int(recipe.output.qcow2ClusterSize)),
+                                                      progress: progress)
+                progress.note("outputs: \(summary)")
+                files.append((recipe.outputPath(for: .qcow2), qcow2))
+            }
+            for file in files {
+                outputs.append(Manifest.Output(file: (file.final as NSString).lastPathComponent, bytes: try Files.size(file.temporary),
+                                               allocatedBytes: try allocatedBytes(file.temporary), sha256: try SHA256.hash(file: file.temporary)))
+            }
+            return outputs
+        }
+
+        var bootResults: [BootTestResult] = []
+        if options.bootTest ?? recipe.bootTest.enabled {
+            bootResults = try stage("boot test") {
+                try runBootTests(files: files, expectation: BootExpectation(current: recipe.snapshots.deploy, tree: tree))
+            }
+            if let failed = bootResults.first(where: { !$0.passed }) {
+                let logs = recipe.output.directory + "/logs"
+                throw UserError("the boot test failed (\(failed.format), \(failed.firmware)): \(failed.outcome); console log: \(logs)/\((failed.consoleLog as NSString).lastPathComponent)")
+            }
+        }
+
+        let manifest = Manifest(
+            name: recipe.name, recipeFile: recipe.file, recipeHash: recipe.recipeHash, rastVersion: RastVersion.string,
+            created: TreeState.timestamp(), kernel: kernel.map { Manifest.Kernel(package: $0.packageName, version: $0.packageVersion, release: $0.kernelRelease, cacheHit: $0.cacheHit) },
+            packages: rootfs.installed.map { Manifest.Package(name: $0.name, version: $0.version) },
+            disk: Manifest.Disk(sizeBytes: recipe.disk.size, usedBytes: used, diskGUID: disk.diskGUID, partitions: disk.partitions,
+                                bootloader: recipe.disk.bootloader.rawValue, firmware: recipe.disk.firmware.map(\.rawValue)),
+            filesystemUUID: settings.filesystemUUID, rootPartitionUUID: settings.rootPartitionUUID,
+            snapshots: state.snapshots, deployed: recipe.snapshots.deploy, tree: tree,
+            stageTimings: timings + [Manifest.StageTiming(stage: "total", seconds: (total.elapsed * 100).rounded() / 100)],
+            outputs: outputs, bootTests: bootResults)
+        let manifestTemporary = work.appending("\(recipe.name).manifest.json")
+        try Files.writeAtomically(manifestTemporary, bytes: try manifest.encoded())
+        files.append((recipe.output.directory + "/\(recipe.name).manifest.json", manifestTemporary))
+        let sums = try checksums(files: files)
+        files.append((recipe.output.directory + "/SHA256SUMS", sums))
+
+        // Publish: rename every file to its final name (same filesystem), checksums last.
+        for file in files {
+            try SystemError.check("rename", path: file.final) { rename(file.temporary, file.final) }
+        }
+        try Files.syncDirectory(recipe.output.directory)
+        progress.note("done in \(total.formatted): " + files.map(\.final).joined(separator: ", "))
+        return BuildResult(outputs: files.map(\.final), manifest: manifest, manifestPath: recipe.output.directory + "/\(recipe.name).manifest.json")
+    }
+
+    func runBootTests(files: [(final: String, temporary: String)], expectation: BootExpectation) throws -> [BootTestResult] {
+        var results: [BootTestResult] = []
+        let logs = recipe.output.directory + "/logs"
+        try Files.createDirectory(logs)
+        for firmware in recipe.bootTest.firmware {
+            for file in files {
+                let format = file.final.hasSuffix(".qcow2") ? "qcow2" : "raw"
+                let test = BootTest(image: file.temporary, format: format, firmware: firmware == .bios ? .bios : .uefi,
+                                    timeout: Double(recipe.bootTest.timeout), memory: "\(recipe.bootTest.memory >> 20)M",
+                                    expectation: expectation,
+                                    consoleLog: logs + "/boot-\(recipe.name)-\(format)-\(firmware.rawValue).log")
+                results.append(try test.run(progress: progress))
+            }
+        }
+        return results
+    }
+
+    /// SHA256SUMS over the outputs, in `sha256sum` format with the final names.
+    func checksums(files: [(final: String, temporary: String)]) throws -> String {
+        var text = ""
+        for file in files {
+            text += "\(try SHA256.hash(file: file.temporary))  \((file.final as NSString).lastPathComponent)\n"
+        }
+        let path = (files.first?.temporary as NSString?)?.deletingLastPathComponent ?? recipe.output.directory
+        let sums = path + "/SHA256SUMS"
+        try Files.writeAtomically(sums, string: text)
+        return sums
+    }
+
+    func usedBytes(of path: String) throws -> Int64 {
+        var info = statvfs()
+        try SystemError.check("statvfs", path: path) { statvfs(path, &info) }
+        return Int64(info.f_blocks - info.f_bfree) * Int64(info.f_frsize)
+    }
+
+    func allocatedBytes(_ path: String) throws -> Int64 {
+        var st = stat()
+        try SystemError.check("stat", path: path) { stat(path, &st) }
+        return Int64(st.st_blocks) * 512
+    }
+}
