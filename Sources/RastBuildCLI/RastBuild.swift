@@ -13,7 +13,7 @@ public struct RastBuild: ParsableCommand {
             one stage or one tool on its own. The recipe format is described in docs/recipe.md.
             """,
         version: RastVersion.string,
-        subcommands: [],
+        subcommands: [Convert.self],
         defaultSubcommand: nil)
 
     public init() {}

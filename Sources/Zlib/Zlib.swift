@@ -125,7 +125,8 @@ public final class Deflater {
     public let level: Int
     public let format: ZlibFormat
     private let stream: UnsafeMutablePointer<z_stream>
-    private var scratch: [UInt8] = []
+    /// Output space for the streaming calls.
+    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
 
     /// Sets up a compressor; `level` 0...9, `windowBits` 9...15, `memoryLevel` 1...9.
     public init(level: Int = 6, windowBits: Int = 15, format: ZlibFormat = .raw,
@@ -148,6 +149,7 @@ public final class Deflater {
             let error = ZlibError(function: "deflateInit2", code: code, message: zlibMessage(stream))
             stream.deinitialize(count: 1)
             stream.deallocate()
+            scratch.deallocate()
             throw error
         }
     }
@@ -156,6 +158,7 @@ public final class Deflater {
         deflateEnd(stream)
         stream.deinitialize(count: 1)
         stream.deallocate()
+        scratch.deallocate()
     }
 
     /// Starts a new stream with the same settings (cheaper than a new Deflater).
@@ -219,33 +222,29 @@ public final class Deflater {
     }
 
     private func run(_ input: UnsafeRawBufferPointer, flush: Int32, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        if scratch.isEmpty { scratch = [UInt8](repeating: 0, count: streamChunkSize) }
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.pointee.avail_in = uInt(input.count)
         defer {
             stream.pointee.next_in = nil
             stream.pointee.next_out = nil
         }
-        try scratch.withUnsafeMutableBytes { buffer in
-            let base = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            while true {
-                stream.pointee.next_out = base
-                stream.pointee.avail_out = uInt(buffer.count)
-                let code = deflate(stream, flush)
-                let produced = buffer.count - Int(stream.pointee.avail_out)
-                if produced > 0 { try sink(UnsafeRawBufferPointer(start: base, count: produced)) }
-                switch code {
-                case Z_STREAM_END:
-                    return
-                case Z_OK, Z_BUF_ERROR:
-                    // Done when zlib took all input and had output space left over.
-                    if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 && flush != Z_FINISH { return }
-                    if code == Z_BUF_ERROR && produced == 0 {
-                        throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream) ?? "no progress possible")
-                    }
-                default:
-                    throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
+        while true {
+            stream.pointee.next_out = scratch
+            stream.pointee.avail_out = uInt(streamChunkSize)
+            let code = deflate(stream, flush)
+            let produced = streamChunkSize - Int(stream.pointee.avail_out)
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
+            switch code {
+            case Z_STREAM_END:
+                return
+            case Z_OK, Z_BUF_ERROR:
+                // Done when zlib took all input and had output space left over.
+                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 && flush != Z_FINISH { return }
+                if code == Z_BUF_ERROR && produced == 0 {
+                    throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream) ?? "no progress possible")
                 }
+            default:
+                throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
             }
         }
     }
@@ -267,7 +266,8 @@ public final class Inflater {
     public let windowBits: Int
     public let format: ZlibFormat
     private let stream: UnsafeMutablePointer<z_stream>
-    private var scratch: [UInt8] = []
+    /// Output space for the streaming calls.
+    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
     private var ended = false
 
     /// Sets up a decompressor for streams made with a window of at most 2^`windowBits` bytes.
@@ -282,6 +282,7 @@ public final class Inflater {
             let error = ZlibError(function: "inflateInit2", code: code, message: zlibMessage(stream))
             stream.deinitialize(count: 1)
             stream.deallocate()
+            scratch.deallocate()
             throw error
         }
     }
@@ -290,6 +291,7 @@ public final class Inflater {
         inflateEnd(stream)
         stream.deinitialize(count: 1)
         stream.deallocate()
+        scratch.deallocate()
     }
 
     /// Starts a new stream with the same settings.
@@ -340,33 +342,29 @@ public final class Inflater {
     @discardableResult
     public func write(_ input: UnsafeRawBufferPointer, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         if ended || input.isEmpty { return 0 }
-        if scratch.isEmpty { scratch = [UInt8](repeating: 0, count: streamChunkSize) }
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.pointee.avail_in = uInt(input.count)
         defer {
             stream.pointee.next_in = nil
             stream.pointee.next_out = nil
         }
-        try scratch.withUnsafeMutableBytes { buffer in
-            let base = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            while true {
-                stream.pointee.next_out = base
-                stream.pointee.avail_out = uInt(buffer.count)
-                let code = inflate(stream, Z_NO_FLUSH)
-                let produced = buffer.count - Int(stream.pointee.avail_out)
-                if produced > 0 { try sink(UnsafeRawBufferPointer(start: base, count: produced)) }
-                switch code {
-                case Z_STREAM_END:
-                    ended = true
-                    return
-                case Z_OK, Z_BUF_ERROR:
-                    if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { return }
-                    if code == Z_BUF_ERROR && produced == 0 { return }
-                case Z_NEED_DICT:
-                    throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
-                default:
-                    throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
-                }
+        loop: while true {
+            stream.pointee.next_out = scratch
+            stream.pointee.avail_out = uInt(streamChunkSize)
+            let code = inflate(stream, Z_NO_FLUSH)
+            let produced = streamChunkSize - Int(stream.pointee.avail_out)
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
+            switch code {
+            case Z_STREAM_END:
+                ended = true
+                break loop
+            case Z_OK, Z_BUF_ERROR:
+                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { break loop }
+                if code == Z_BUF_ERROR && produced == 0 { break loop }
+            case Z_NEED_DICT:
+                throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
+            default:
+                throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
             }
         }
         return input.count - Int(stream.pointee.avail_in)
