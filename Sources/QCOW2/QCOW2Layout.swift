@@ -101,7 +101,7 @@ struct QCOW2Layout {
         var blobs: [(offset: Int64, bytes: [UInt8])] = []
 
         // L2 tables, in L1 order.
-        var l1 = [UInt8](repeating: 0, count: max(l1Size, 1) * 8)
+        var l1 = [UInt8](repeating: 0, count: l1Size * 8)
         for (l1Index, entries) in l2Tables.sorted(by: { $0.key < $1.key }) {
             let offset = allocate(clusters: 1)
             refcounts[Int(offset / cluster)] = 1
@@ -114,12 +114,16 @@ struct QCOW2Layout {
         }
         l2Tables = [:]
 
-        // L1 table (QEMU wants at least one cluster even for an empty disk).
-        let l1Clusters = (l1.count + clusterSize - 1) / clusterSize
-        let l1Offset = allocate(clusters: l1Clusters)
-        for index in 0..<l1Clusters { refcounts[Int(l1Offset / cluster) + index] = 1 }
-        l1 += [UInt8](repeating: 0, count: l1Clusters * clusterSize - l1.count)
-        blobs.append((l1Offset, l1))
+        // L1 table; an empty disk has none (offset 0), as QEMU makes it: QEMU counts only the
+        // clusters that l1_size entries occupy, so an allocated cluster would be a leak.
+        var l1Offset: Int64 = 0
+        if l1Size > 0 {
+            let l1Clusters = (l1.count + clusterSize - 1) / clusterSize
+            l1Offset = allocate(clusters: l1Clusters)
+            for index in 0..<l1Clusters { refcounts[Int(l1Offset / cluster) + index] = 1 }
+            l1 += [UInt8](repeating: 0, count: l1Clusters * clusterSize - l1.count)
+            blobs.append((l1Offset, l1))
+        }
 
         // Refcount blocks and table cover every cluster, themselves included: grow both until
         // they cover what they add.
