@@ -82,6 +82,7 @@ public enum QCOW2Writer {
     static let unitBytes = 1 << 20
 
     /// Converts the raw image or block device `raw` into the QCOW2 image `destination`.
+    @discardableResult
     public static func convert(raw source: String, to destination: String, options: QCOW2Options = QCOW2Options(),
                                progress: any ProgressReporter = SilentProgress()) throws -> QCOW2Summary {
         do {
