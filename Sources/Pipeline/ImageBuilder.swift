@@ -179,7 +179,7 @@ public final class ImageBuilder {
             }
             if recipe.output.formats.contains(.qcow2) {
                 let qcow2 = work.appending("\(recipe.name).qcow2")
-                let compression = QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? .zstd
+                let compression = QCOW2.QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? QCOW2.QCOW2Compression.zstd
                 let summary = try QCOW2Writer.convert(raw: rawPath, to: qcow2,
                                                       options: QCOW2Options(compression: compression, clusterSize: Int(recipe.output.qcow2ClusterSize)),
                                                       progress: progress)

@@ -13,7 +13,7 @@ public struct RastBuild: ParsableCommand {
             one stage or one tool on its own. The recipe format is described in docs/recipe.md.
             """,
         version: RastVersion.string,
-        subcommands: [Validate.self, Plan.self],
+        subcommands: [Validate.self, Plan.self, Convert.self],
         defaultSubcommand: nil)
 
     public init() {}

@@ -1,1 +1,424 @@
-// Zlib module.
+// Zlib: deflate and inflate through the system zlib, with the window size chosen by the
+// caller. QCOW2 needs raw deflate with a 4 KiB window (QEMU inflates with windowBits -12),
+// which is why the window is a first-class parameter here rather than zlib's default.
+import CZlib
+
+/// A failed zlib call: the function, zlib's return code and zlib's own message.
+public struct ZlibError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The zlib function that failed ("inflate", "deflateInit2").
+    public let function: String
+    /// zlib's return code (Z_DATA_ERROR, ...).
+    public let code: Int32
+    /// zlib's `msg`, or our own sentence when zlib has none.
+    public let message: String?
+
+    public init(function: String, code: Int32, message: String?) {
+        self.function = function
+        self.code = code
+        self.message = message
+    }
+
+    /// The symbolic name of `code`.
+    public var codeName: String {
+        switch code {
+        case Z_OK: return "Z_OK"
+        case Z_STREAM_END: return "Z_STREAM_END"
+        case Z_NEED_DICT: return "Z_NEED_DICT"
+        case Z_ERRNO: return "Z_ERRNO"
+        case Z_STREAM_ERROR: return "Z_STREAM_ERROR"
+        case Z_DATA_ERROR: return "Z_DATA_ERROR"
+        case Z_MEM_ERROR: return "Z_MEM_ERROR"
+        case Z_BUF_ERROR: return "Z_BUF_ERROR"
+        case Z_VERSION_ERROR: return "Z_VERSION_ERROR"
+        default: return "zlib error \(code)"
+        }
+    }
+
+    /// True for errors caused by the compressed data itself (corrupt or truncated input).
+    public var isDataError: Bool { code == Z_DATA_ERROR || code == Z_BUF_ERROR || code == Z_NEED_DICT }
+
+    public var description: String {
+        "zlib \(function) failed: \(message ?? "no message") (\(codeName))"
+    }
+}
+
+/// The framing around the deflate data.
+public enum ZlibFormat: Sendable {
+    /// Bare deflate (RFC 1951), as QCOW2 stores it.
+    case raw
+    /// zlib header and Adler-32 trailer (RFC 1950).
+    case zlib
+    /// gzip header and CRC-32 trailer (RFC 1952).
+    case gzip
+
+    /// zlib's signed windowBits convention for a window of 2^`bits` bytes.
+    func zlibWindowBits(_ bits: Int) -> Int32 {
+        switch self {
+        case .raw: return -Int32(bits)
+        case .zlib: return Int32(bits)
+        case .gzip: return Int32(bits) + 16
+        }
+    }
+}
+
+/// How a `Deflater.write` call flushes.
+public enum DeflateFlush: Sendable {
+    /// Let zlib buffer as it likes.
+    case none
+    /// Emit everything so far, byte-aligned (Z_SYNC_FLUSH).
+    case sync
+    /// Like `sync`, and later data does not refer back to earlier data (Z_FULL_FLUSH).
+    case full
+
+    var raw: Int32 {
+        switch self {
+        case .none: return Z_NO_FLUSH
+        case .sync: return Z_SYNC_FLUSH
+        case .full: return Z_FULL_FLUSH
+        }
+    }
+}
+
+/// zlib's compression strategies.
+public enum DeflateStrategy: Sendable {
+    case `default`, filtered, huffmanOnly, rle, fixed
+
+    var raw: Int32 {
+        switch self {
+        case .default: return Z_DEFAULT_STRATEGY
+        case .filtered: return Z_FILTERED
+        case .huffmanOnly: return Z_HUFFMAN_ONLY
+        case .rle: return Z_RLE
+        case .fixed: return Z_FIXED
+        }
+    }
+}
+
+/// Size of the scratch buffer the streaming calls hand to their sink piece by piece.
+private let streamChunkSize = 64 * 1024
+
+private func zlibMessage(_ stream: UnsafeMutablePointer<z_stream>) -> String? {
+    stream.pointee.msg.map { String(cString: $0) }
+}
+
+private func check(_ function: String, _ code: Int32, _ stream: UnsafeMutablePointer<z_stream>) throws {
+    if code != Z_OK {
+        throw ZlibError(function: function, code: code, message: zlibMessage(stream))
+    }
+}
+
+/// Validates a window size given as log2 bytes.
+private func validatedWindow(_ bits: Int, function: String) throws -> Int {
+    // zlib silently turns a raw window of 8 into 9; accept only what is really used.
+    guard (9...15).contains(bits) else {
+        throw ZlibError(function: function, code: Z_STREAM_ERROR,
+                        message: "window bits must be between 9 and 15 (a 512 B to 32 KiB window), not \(bits)")
+    }
+    return bits
+}
+
+/// A deflate stream (compressor). Owns its `z_stream`; freed in `deinit`. Not thread-safe:
+/// use one per thread.
+public final class Deflater {
+    /// log2 of the window: matches reach back at most 2^windowBits bytes.
+    public let windowBits: Int
+    public let level: Int
+    public let format: ZlibFormat
+    private let stream: UnsafeMutablePointer<z_stream>
+    /// Output space for the streaming calls.
+    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
+
+    /// Sets up a compressor; `level` 0...9, `windowBits` 9...15, `memoryLevel` 1...9.
+    public init(level: Int = 6, windowBits: Int = 15, format: ZlibFormat = .raw,
+                memoryLevel: Int = 8, strategy: DeflateStrategy = .default) throws {
+        let bits = try validatedWindow(windowBits, function: "deflateInit2")
+        guard (0...9).contains(level) else {
+            throw ZlibError(function: "deflateInit2", code: Z_STREAM_ERROR, message: "compression level must be 0...9, not \(level)")
+        }
+        guard (1...9).contains(memoryLevel) else {
+            throw ZlibError(function: "deflateInit2", code: Z_STREAM_ERROR, message: "memory level must be 1...9, not \(memoryLevel)")
+        }
+        self.windowBits = bits
+        self.level = level
+        self.format = format
+        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let code = rast_deflateInit2(stream, Int32(level), Z_DEFLATED, format.zlibWindowBits(bits),
+                                     Int32(memoryLevel), strategy.raw)
+        if code != Z_OK {
+            let error = ZlibError(function: "deflateInit2", code: code, message: zlibMessage(stream))
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            scratch.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        deflateEnd(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+        scratch.deallocate()
+    }
+
+    /// Starts a new stream with the same settings (cheaper than a new Deflater).
+    public func reset() throws {
+        try check("deflateReset", deflateReset(stream), stream)
+    }
+
+    /// An upper bound of the compressed size of `count` bytes in one complete stream.
+    public func bound(_ count: Int) -> Int {
+        // zlib 1.2.13 undercounts a stored (level 0) stream of 0 or 1 bytes by a byte or two.
+        Int(deflateBound(stream, uLong(count))) + 16
+    }
+
+    /// Compresses `input` as one complete stream into `output` (resetting first). Returns the
+    /// compressed size, or nil when the stream does not fit into `output`.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int? {
+        try reset()
+        guard let outBase = output.baseAddress, output.count > 0 else { return nil }
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        stream.pointee.next_out = outBase.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(output.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        let code = deflate(stream, Z_FINISH)
+        switch code {
+        case Z_STREAM_END:
+            return output.count - Int(stream.pointee.avail_out)
+        case Z_OK, Z_BUF_ERROR:
+            // Output space ran out before the end of the stream.
+            return nil
+        default:
+            throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
+        }
+    }
+
+    /// Compresses `input` as one complete stream and returns it.
+    public func compress(_ input: [UInt8]) throws -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: bound(input.count))
+        let size = try input.withUnsafeBytes { inBytes in
+            try output.withUnsafeMutableBytes { try compress(inBytes, into: $0) }
+        }
+        guard let size else {
+            throw ZlibError(function: "deflate", code: Z_BUF_ERROR, message: "output exceeded deflateBound")
+        }
+        output.removeSubrange(size...)
+        return output
+    }
+
+    /// Streaming: feeds `input`; compressed bytes go to `sink` as they are produced.
+    public func write(_ input: UnsafeRawBufferPointer, flush: DeflateFlush = .none,
+                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try run(input, flush: flush.raw, sink: sink)
+    }
+
+    /// Streaming: ends the stream; the remaining bytes go to `sink`. Call `reset()` to reuse.
+    public func finish(to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try run(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH, sink: sink)
+    }
+
+    private func run(_ input: UnsafeRawBufferPointer, flush: Int32, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        while true {
+            stream.pointee.next_out = scratch
+            stream.pointee.avail_out = uInt(streamChunkSize)
+            let code = deflate(stream, flush)
+            let produced = streamChunkSize - Int(stream.pointee.avail_out)
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
+            switch code {
+            case Z_STREAM_END:
+                return
+            case Z_OK, Z_BUF_ERROR:
+                // Done when zlib took all input and had output space left over.
+                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 && flush != Z_FINISH { return }
+                if code == Z_BUF_ERROR && produced == 0 {
+                    throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream) ?? "no progress possible")
+                }
+            default:
+                throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
+            }
+        }
+    }
+}
+
+/// What one `Inflater.decompress` call did.
+public struct InflateResult: Sendable, Equatable {
+    /// Input bytes consumed.
+    public var consumed: Int
+    /// Output bytes produced.
+    public var produced: Int
+    /// True when the end of the deflate stream was reached.
+    public var finished: Bool
+}
+
+/// An inflate stream (decompressor). Owns its `z_stream`; freed in `deinit`. Not thread-safe.
+public final class Inflater {
+    /// log2 of the window; a stream that refers further back fails with Z_DATA_ERROR.
+    public let windowBits: Int
+    public let format: ZlibFormat
+    private let stream: UnsafeMutablePointer<z_stream>
+    /// Output space for the streaming calls.
+    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
+    private var ended = false
+
+    /// Sets up a decompressor for streams made with a window of at most 2^`windowBits` bytes.
+    public init(windowBits: Int = 15, format: ZlibFormat = .raw) throws {
+        let bits = try validatedWindow(windowBits, function: "inflateInit2")
+        self.windowBits = bits
+        self.format = format
+        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let code = rast_inflateInit2(stream, format.zlibWindowBits(bits))
+        if code != Z_OK {
+            let error = ZlibError(function: "inflateInit2", code: code, message: zlibMessage(stream))
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            scratch.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        inflateEnd(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+        scratch.deallocate()
+    }
+
+    /// Starts a new stream with the same settings.
+    public func reset() throws {
+        try check("inflateReset", inflateReset(stream), stream)
+        ended = false
+    }
+
+    /// True once the end of the current stream was reached.
+    public var isFinished: Bool { ended }
+
+    /// Inflates a new stream from `input` into `output` (resetting first) until the stream
+    /// ends, the input runs out or `output` is full. Corrupt data throws.
+    public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> InflateResult {
+        try reset()
+        guard let outBase = output.baseAddress, output.count > 0 else {
+            return InflateResult(consumed: 0, produced: 0, finished: false)
+        }
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        stream.pointee.next_out = outBase.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(output.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        let code = inflate(stream, Z_FINISH)
+        let result = InflateResult(consumed: input.count - Int(stream.pointee.avail_in),
+                                   produced: output.count - Int(stream.pointee.avail_out),
+                                   finished: code == Z_STREAM_END)
+        switch code {
+        case Z_STREAM_END:
+            ended = true
+            return result
+        case Z_OK, Z_BUF_ERROR:
+            // Input exhausted or output full: the caller decides whether that is enough.
+            return result
+        case Z_NEED_DICT:
+            throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
+        default:
+            throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
+        }
+    }
+
+    /// Streaming: feeds `input`; decompressed bytes go to `sink`. Returns the number of input
+    /// bytes consumed, which is less than `input.count` only when the stream ended early
+    /// (`isFinished`); the rest is whatever follows the stream.
+    @discardableResult
+    public func write(_ input: UnsafeRawBufferPointer, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        if ended || input.isEmpty { return 0 }
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        loop: while true {
+            stream.pointee.next_out = scratch
+            stream.pointee.avail_out = uInt(streamChunkSize)
+            let code = inflate(stream, Z_NO_FLUSH)
+            let produced = streamChunkSize - Int(stream.pointee.avail_out)
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
+            switch code {
+            case Z_STREAM_END:
+                ended = true
+                break loop
+            case Z_OK, Z_BUF_ERROR:
+                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { break loop }
+                if code == Z_BUF_ERROR && produced == 0 { break loop }
+            case Z_NEED_DICT:
+                throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
+            default:
+                throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
+            }
+        }
+        return input.count - Int(stream.pointee.avail_in)
+    }
+
+    /// Streaming: throws unless the stream has ended (input that stops early is truncated).
+    public func finish() throws {
+        guard ended else {
+            throw ZlibError(function: "inflate", code: Z_BUF_ERROR, message: "input ended before the end of the deflate stream")
+        }
+    }
+}
+
+/// One-call helpers for whole buffers.
+public enum Zlib {
+    /// The version of the zlib library in use.
+    public static var version: String { String(cString: zlibVersion()) }
+
+    /// Compresses `data` as raw deflate with a window of 2^`windowBits` bytes
+    /// (windowBits 12 is what zlib's callers write as -12).
+    public static func deflateRaw(_ data: [UInt8], level: Int = 6, windowBits: Int = 15) throws -> [UInt8] {
+        try Deflater(level: level, windowBits: windowBits, format: .raw).compress(data)
+    }
+
+    /// Decompresses one complete raw deflate stream made with a window of at most
+    /// 2^`windowBits` bytes. With `expectedSize`, the output must be exactly that long; a
+    /// stream that would produce more is an error (and is not decompressed further).
+    public static func inflateRaw(_ data: [UInt8], windowBits: Int = 15, expectedSize: Int? = nil) throws -> [UInt8] {
+        let inflater = try Inflater(windowBits: windowBits, format: .raw)
+        if let expectedSize {
+            // One extra byte tells "exactly expectedSize" from "more than that".
+            var output = [UInt8](repeating: 0, count: expectedSize + 1)
+            let result = try data.withUnsafeBytes { input in
+                try output.withUnsafeMutableBytes { try inflater.decompress(input, into: $0) }
+            }
+            guard result.finished else {
+                let message = result.produced > expectedSize
+                    ? "the stream holds more than the expected \(expectedSize) bytes"
+                    : "input ended before the end of the deflate stream"
+                throw ZlibError(function: "inflate", code: Z_BUF_ERROR, message: message)
+            }
+            guard result.produced == expectedSize else {
+                throw ZlibError(function: "inflate", code: Z_DATA_ERROR,
+                                message: "the stream holds \(result.produced) bytes, expected \(expectedSize)")
+            }
+            output.removeLast()
+            return output
+        }
+        var output: [UInt8] = []
+        output.reserveCapacity(data.count * 3)
+        try data.withUnsafeBytes { input in
+            _ = try inflater.write(input) { output.append(contentsOf: $0) }
+        }
+        try inflater.finish()
+        return output
+    }
+}

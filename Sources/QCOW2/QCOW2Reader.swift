@@ -1,0 +1,567 @@
+import Foundation
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where one virtual cluster's data is.
+public enum QCOW2ClusterMapping: Equatable, Sendable {
+    /// No data: reads as zeros (no backing files here).
+    case unallocated
+    /// Marked as reading zeros (v3 zero flag).
+    case zero
+    /// Stored as it is at this host offset.
+    case data(hostOffset: UInt64)
+    /// Compressed, starting at this byte offset and spanning at most `maximumSize` bytes.
+    case compressed(hostOffset: UInt64, maximumSize: Int)
+}
+
+/// What `QCOW2Reader.convert(toRaw:)` wrote.
+public struct QCOW2RawSummary: Sendable, Equatable {
+    public var path: String
+    public var virtualSize: Int64
+    /// Bytes written (data); the rest of the disk was left as holes or zeroed.
+    public var bytesWritten: Int64
+    public var seconds: Double
+}
+
+/// The bytes of an image: a file read with pread, or an array (tests, fuzzing).
+private enum ImageSource {
+    case file(ImageFile)
+    case memory([UInt8])
+
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws -> Int {
+        switch self {
+        case .file(let file):
+            return try file.read(into: buffer, count: count, at: offset)
+        case .memory(let bytes):
+            guard offset < Int64(bytes.count), count > 0 else { return 0 }
+            let available = min(count, bytes.count - Int(offset))
+            bytes.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { buffer.copyMemory(from: base + Int(offset), byteCount: available) }
+            }
+            return available
+        }
+    }
+
+    func readBytes(count: Int, at offset: Int64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = try bytes.withUnsafeMutableBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return 0 }
+            return try read(into: base, count: count, at: offset)
+        }
+        bytes.removeSubrange(got...)
+        return bytes
+    }
+}
+
+/// Reads QCOW2 images (versions 2 and 3): header validation, L1/L2 lookup, uncompressed,
+/// compressed (zlib, zstd), zero and unallocated clusters. Malformed images throw
+/// `QCOW2Error`s that name the field or offset at fault; every table and buffer the reader
+/// allocates is bounded by the file size and QEMU's own limits. Not thread-safe.
+public final class QCOW2Reader {
+    /// The image file (nil for an image read from memory).
+    public let path: String?
+    /// Size of the virtual disk in bytes.
+    public let virtualSize: Int64
+    public let clusterSize: Int
+    /// Compression type of the compressed clusters (zlib also for images without any).
+    public let compression: QCOW2Compression
+    /// Format version: 2 or 3.
+    public let version: Int
+    /// Size of the image file.
+    public let fileSize: Int64
+
+    let header: QCOW2Header
+    private let source: ImageSource
+    private let clusterBits: Int
+    private let l2Entries: Int
+    private let l1: [UInt64]
+    private var l2Cache: [UInt64: [UInt64]] = [:]
+    private var l2CacheOrder: [UInt64] = []
+    private static let l2CacheLimit = 32
+    private var decompressor: ClusterDecompressor?
+    private let compressedBuffer: AlignedBuffer
+    private let clusterBuffer: AlignedBuffer
+    /// The compressed cluster (offset, size) that `clusterBuffer` holds, decompressed.
+    private var cachedCompressed: (offset: UInt64, size: Int)?
+
+    /// Opens and validates the image at `path`.
+    public convenience init(path: String) throws {
+        let file = try ImageFile(path: path, flags: O_RDONLY)
+        try self.init(source: .file(file), fileSize: try file.size(), path: path)
+    }
+
+    /// Validates an image held in memory.
+    public convenience init(bytes: [UInt8]) throws {
+        try self.init(source: .memory(bytes), fileSize: Int64(bytes.count), path: nil)
+    }
+
+    private init(source: ImageSource, fileSize: Int64, path: String?) throws {
+        self.source = source
+        self.fileSize = fileSize
+        self.path = path
+        do {
+            let header = try QCOW2Reader.readHeader(source: source, fileSize: fileSize)
+            self.header = header
+            clusterBits = Int(header.clusterBits)
+            clusterSize = 1 << clusterBits
+            l2Entries = clusterSize / 8
+            virtualSize = Int64(header.size)
+            version = Int(header.version)
+            compression = header.compressionType == 1 ? .zstd : .zlib
+            let l1Bytes = try source.readBytes(count: Int(header.l1Size) * 8, at: Int64(header.l1TableOffset))
+            l1 = (0..<Int(header.l1Size)).map { l1Bytes.loadBE64(at: $0 * 8) }
+            // A compressed cluster spans at most 2^(cluster_bits - 8) sectors.
+            compressedBuffer = AlignedBuffer(count: (1 << (clusterBits - 8)) * QCOW2Format.sectorSize)
+            clusterBuffer = AlignedBuffer(count: clusterSize)
+        } catch let error as QCOW2Error {
+            throw error.with(path: path)
+        }
+    }
+
+    // MARK: Header
+
+    private static func readHeader(source: ImageSource, fileSize: Int64) throws -> QCOW2Header {
+        let prefix = try source.readBytes(count: QCOW2Format.headerLength, at: 0)
+        guard prefix.count >= 8 else {
+            throw QCOW2Error(.truncated, field: "header", offset: 0,
+                             "the file is \(fileSize) bytes long, too short for a QCOW2 header")
+        }
+        let magic = prefix.loadBE32(at: 0)
+        guard magic == QCOW2Format.magic else {
+            throw QCOW2Error(.badMagic, field: "magic", offset: 0,
+                             "not a QCOW2 image (magic \(hex(magic)), expected 0x514649fb \"QFI\\xfb\")")
+        }
+        var header = QCOW2Header()
+        header.version = prefix.loadBE32(at: 4)
+        guard header.version == 2 || header.version == 3 else {
+            throw QCOW2Error(.unsupported, field: "version", offset: 4,
+                             "QCOW2 version \(header.version) is not supported (only 2 and 3)")
+        }
+        let minimum = header.version == 2 ? QCOW2Format.v2HeaderLength : QCOW2Format.v3MinimumHeaderLength
+        guard prefix.count >= minimum else {
+            throw QCOW2Error(.truncated, field: "header", offset: 0,
+                             "the file is \(fileSize) bytes long; a version \(header.version) header needs \(minimum)")
+        }
+        header.backingFileOffset = prefix.loadBE64(at: 8)
+        header.backingFileSize = prefix.loadBE32(at: 16)
+        header.clusterBits = prefix.loadBE32(at: 20)
+        header.size = prefix.loadBE64(at: 24)
+        header.cryptMethod = prefix.loadBE32(at: 32)
+        header.l1Size = prefix.loadBE32(at: 36)
+        header.l1TableOffset = prefix.loadBE64(at: 40)
+        header.refcountTableOffset = prefix.loadBE64(at: 48)
+        header.refcountTableClusters = prefix.loadBE32(at: 56)
+        header.nbSnapshots = prefix.loadBE32(at: 60)
+        header.snapshotsOffset = prefix.loadBE64(at: 64)
+        if header.version == 3 {
+            header.incompatibleFeatures = prefix.loadBE64(at: 72)
+            header.compatibleFeatures = prefix.loadBE64(at: 80)
+            header.autoclearFeatures = prefix.loadBE64(at: 88)
+            header.refcountOrder = prefix.loadBE32(at: 96)
+            header.headerLength = prefix.loadBE32(at: 100)
+        } else {
+            header.incompatibleFeatures = 0
+            header.refcountOrder = 4
+            header.headerLength = UInt32(QCOW2Format.v2HeaderLength)
+        }
+
+        guard (UInt32(QCOW2Format.minClusterBits)...UInt32(QCOW2Format.maxClusterBits)).contains(header.clusterBits) else {
+            throw QCOW2Error(.invalidField, field: "cluster_bits", offset: 20,
+                             "cluster_bits is \(header.clusterBits); QCOW2 clusters are 2^9 to 2^21 bytes")
+        }
+        let clusterSize = UInt64(1) << UInt64(header.clusterBits)
+        if header.version == 3 {
+            guard header.headerLength >= UInt32(QCOW2Format.v3MinimumHeaderLength),
+                  header.headerLength % 8 == 0, UInt64(header.headerLength) <= clusterSize else {
+                throw QCOW2Error(.invalidField, field: "header_length", offset: 100,
+                                 "header_length is \(header.headerLength); it must be a multiple of 8 from 104 to the cluster size")
+            }
+            if header.headerLength > 104, prefix.count > 104 {
+                header.compressionType = prefix[104]
+            }
+        }
+        guard header.cryptMethod == 0 else {
+            throw QCOW2Error(.unsupported, field: "crypt_method", offset: 32,
+                             "the image is encrypted (crypt_method \(header.cryptMethod)); encrypted images are not supported")
+        }
+        guard header.backingFileOffset == 0 else {
+            throw QCOW2Error(.unsupported, field: "backing_file_offset", offset: 8,
+                             "the image has a backing file; images with backing files are not supported (flatten it with qemu-img convert)")
+        }
+
+        // Features.
+        let known = QCOW2Format.incompatibleDirty | QCOW2Format.incompatibleCorrupt | QCOW2Format.incompatibleExternalData
+            | QCOW2Format.incompatibleCompressionType | QCOW2Format.incompatibleExtendedL2
+        let incompatible = header.incompatibleFeatures
+        if incompatible & ~known != 0 {
+            throw QCOW2Error(.unsupported, field: "incompatible_features", offset: 72,
+                             "unknown incompatible feature bits \(hex(incompatible & ~known))")
+        }
+        if incompatible & QCOW2Format.incompatibleCorrupt != 0 {
+            throw QCOW2Error(.invalidField, field: "incompatible_features", offset: 72,
+                             "the image is marked corrupt; repair it with qemu-img check -r all")
+        }
+        if incompatible & QCOW2Format.incompatibleExternalData != 0 {
+            throw QCOW2Error(.unsupported, field: "incompatible_features", offset: 72, "images with an external data file are not supported")
+        }
+        if incompatible & QCOW2Format.incompatibleExtendedL2 != 0 {
+            throw QCOW2Error(.unsupported, field: "incompatible_features", offset: 72, "images with extended L2 entries (subclusters) are not supported")
+        }
+        let typeBit = incompatible & QCOW2Format.incompatibleCompressionType != 0
+        switch header.compressionType {
+        case 0:
+            break
+        case 1:
+            guard typeBit else {
+                throw QCOW2Error(.invalidField, field: "compression_type", offset: 104,
+                                 "compression_type is zstd but the compression type feature bit (incompatible bit 3) is not set")
+            }
+        default:
+            throw QCOW2Error(.unsupported, field: "compression_type", offset: 104,
+                             "unknown compression_type \(header.compressionType) (0 is zlib, 1 is zstd)")
+        }
+        guard header.refcountOrder <= 6 else {
+            throw QCOW2Error(.invalidField, field: "refcount_order", offset: 96,
+                             "refcount_order is \(header.refcountOrder); at most 6 (64-bit counts) is allowed")
+        }
+
+        // Tables.
+        guard header.size <= UInt64(Int64.max) else {
+            throw QCOW2Error(.invalidField, field: "size", offset: 24, "the virtual size \(header.size) is too large")
+        }
+        let l2Entries = clusterSize / 8
+        let clusters = header.size / clusterSize + (header.size % clusterSize == 0 ? 0 : 1)
+        let l1Needed = clusters / l2Entries + (clusters % l2Entries == 0 ? 0 : 1)
+        guard UInt64(header.l1Size) * 8 <= UInt64(QCOW2Format.maxL1Bytes) else {
+            throw QCOW2Error(.limitExceeded, field: "l1_size", offset: 36,
+                             "l1_size is \(header.l1Size) entries; QEMU accepts at most \(QCOW2Format.maxL1Bytes / 8)")
+        }
+        guard UInt64(header.l1Size) >= l1Needed else {
+            throw QCOW2Error(.invalidField, field: "l1_size", offset: 36,
+                             "l1_size is \(header.l1Size) but a virtual size of \(header.size) bytes needs \(l1Needed) L1 entries")
+        }
+        try checkTable("l1_table_offset", fieldOffset: 40, offset: header.l1TableOffset,
+                       length: UInt64(header.l1Size) * 8, clusterSize: clusterSize, fileSize: fileSize)
+        guard UInt64(header.refcountTableClusters) * clusterSize <= UInt64(QCOW2Format.maxRefcountTableBytes) else {
+            throw QCOW2Error(.limitExceeded, field: "refcount_table_clusters", offset: 56,
+                             "refcount_table_clusters is \(header.refcountTableClusters); QEMU accepts at most \(QCOW2Format.maxRefcountTableBytes) bytes of refcount table")
+        }
+        try checkTable("refcount_table_offset", fieldOffset: 48, offset: header.refcountTableOffset,
+                       length: UInt64(header.refcountTableClusters) * clusterSize, clusterSize: clusterSize, fileSize: fileSize)
+        if header.nbSnapshots > 0 {
+            guard header.nbSnapshots <= 65536 else {
+                throw QCOW2Error(.limitExceeded, field: "nb_snapshots", offset: 60,
+                                 "nb_snapshots is \(header.nbSnapshots); QEMU accepts at most 65536")
+            }
+            try checkTable("snapshots_offset", fieldOffset: 64, offset: header.snapshotsOffset,
+                           length: 1, clusterSize: clusterSize, fileSize: fileSize)
+        }
+
+        // Header extensions: a bounded walk through the rest of the header cluster.
+        if header.version == 3 {
+            let areaEnd = Int(min(Int64(clusterSize), fileSize))
+            let area = try source.readBytes(count: max(0, areaEnd - Int(header.headerLength)), at: Int64(header.headerLength))
+            var position = 0
+            while position + 8 <= area.count {
+                let type = area.loadBE32(at: position)
+                let length = Int(area.loadBE32(at: position + 4))
+                if type == QCOW2Format.extensionEnd { break }
+                let fileOffset = UInt64(Int(header.headerLength) + position)
+                guard length <= area.count - position - 8 else {
+                    throw QCOW2Error(.invalidField, field: "header extension \(hex(type))", offset: fileOffset,
+                                     "header extension \(hex(type)) at \(hex(fileOffset)) is \(length) bytes long and runs past the header cluster")
+                }
+                if type == QCOW2Format.extensionDataFile {
+                    throw QCOW2Error(.unsupported, field: "header extension \(hex(type))", offset: fileOffset,
+                                     "images with an external data file are not supported")
+                }
+                position += 8 + (length + 7) / 8 * 8
+            }
+        }
+        return header
+    }
+
+    /// A table must start on a cluster boundary (but not at the header) and lie in the file.
+    private static func checkTable(_ field: String, fieldOffset: UInt64, offset: UInt64, length: UInt64,
+                                   clusterSize: UInt64, fileSize: Int64) throws {
+        guard offset % clusterSize == 0, offset != 0 || length == 0 else {
+            throw QCOW2Error(.invalidField, field: field, offset: fieldOffset,
+                             "\(field) is \(hex(offset)), which is not a cluster boundary after the header")
+        }
+        guard offset < UInt64(Int64.max), length == 0 || offset + length <= UInt64(fileSize) else {
+            throw QCOW2Error(offset >= UInt64(fileSize) ? .outOfBounds : .truncated, field: field, offset: fieldOffset,
+                             "\(field) points at \(hex(offset)) (\(length) bytes), past the end of the file (\(fileSize) bytes)")
+        }
+    }
+
+    // MARK: Lookup
+
+    /// The L2 table for L1 index `l1Index`, nil when none is allocated.
+    private func l2Table(_ l1Index: Int) throws -> [UInt64]? {
+        let entry = l1[l1Index]
+        let fileOffset = header.l1TableOffset + UInt64(l1Index) * 8
+        if entry & QCOW2Format.l1ReservedMask != 0 {
+            throw QCOW2Error(.invalidField, field: "L1 entry \(l1Index)", offset: fileOffset,
+                             "L1 entry \(l1Index) (\(hex(entry))) at \(hex(fileOffset)) has reserved bits set")
+        }
+        let tableOffset = entry & QCOW2Format.offsetMask
+        if tableOffset == 0 { return nil }
+        if let cached = l2Cache[tableOffset] { return cached }
+        guard tableOffset % UInt64(clusterSize) == 0 else {
+            throw QCOW2Error(.invalidField, field: "L1 entry \(l1Index)", offset: fileOffset,
+                             "L1 entry \(l1Index) points at an L2 table at \(hex(tableOffset)), which is not cluster-aligned")
+        }
+        guard tableOffset + UInt64(clusterSize) <= UInt64(fileSize) else {
+            throw QCOW2Error(tableOffset >= UInt64(fileSize) ? .outOfBounds : .truncated, field: "L1 entry \(l1Index)", offset: fileOffset,
+                             "L1 entry \(l1Index) points at an L2 table at \(hex(tableOffset)), past the end of the file (\(fileSize) bytes)")
+        }
+        let bytes = try source.readBytes(count: clusterSize, at: Int64(tableOffset))
+        guard bytes.count == clusterSize else {
+            throw QCOW2Error(.truncated, field: "L1 entry \(l1Index)", offset: tableOffset,
+                             "the L2 table at \(hex(tableOffset)) is cut short by the end of the file")
+        }
+        let table = (0..<l2Entries).map { bytes.loadBE64(at: $0 * 8) }
+        if l2CacheOrder.count >= QCOW2Reader.l2CacheLimit {
+            l2Cache[l2CacheOrder.removeFirst()] = nil
+        }
+        l2Cache[tableOffset] = table
+        l2CacheOrder.append(tableOffset)
+        return table
+    }
+
+    /// Where virtual cluster `index` is stored.
+    public func mapping(ofCluster index: Int64) throws -> QCOW2ClusterMapping {
+        guard index >= 0, index < (virtualSize + Int64(clusterSize) - 1) / Int64(clusterSize) else {
+            throw QCOW2Error(.invalidArgument, "cluster \(index) is outside the virtual disk", path: path)
+        }
+        do {
+            let l1Index = Int(index / Int64(l2Entries))
+            guard let table = try l2Table(l1Index) else { return .unallocated }
+            let l2Index = Int(index % Int64(l2Entries))
+            let entryOffset = (l1[l1Index] & QCOW2Format.offsetMask) + UInt64(l2Index) * 8
+            return try decode(table[l2Index], at: entryOffset)
+        } catch let error as QCOW2Error {
+            throw error.with(path: path)
+        }
+    }
+
+    private func decode(_ entry: UInt64, at entryOffset: UInt64) throws -> QCOW2ClusterMapping {
+        let field = "L2 entry"
+        if entry & QCOW2Format.compressedFlag != 0 {
+            if entry & QCOW2Format.copiedFlag != 0 {
+                throw QCOW2Error(.invalidField, field: field, offset: entryOffset,
+                                 "the L2 entry at \(hex(entryOffset)) (\(hex(entry))) is marked both compressed and COPIED")
+            }
+            let shift = UInt64(QCOW2Format.compressedSizeShift(clusterBits: clusterBits))
+            let host = entry & ((UInt64(1) << shift) - 1)
+            let sectors = ((entry >> shift) & ((UInt64(1) << UInt64(clusterBits - 8)) - 1)) + 1
+            let size = Int(sectors) * QCOW2Format.sectorSize - Int(host % UInt64(QCOW2Format.sectorSize))
+            guard host < UInt64(fileSize), host != 0 else {
+                throw QCOW2Error(.outOfBounds, field: field, offset: entryOffset,
+                                 "the compressed cluster of the L2 entry at \(hex(entryOffset)) starts at \(hex(host)), outside the data area of the file (\(fileSize) bytes)")
+            }
+            return .compressed(hostOffset: host, maximumSize: size)
+        }
+        if entry & QCOW2Format.l2ReservedMask != 0 || (version == 2 && entry & QCOW2Format.zeroFlag != 0) {
+            throw QCOW2Error(.invalidField, field: field, offset: entryOffset,
+                             "the L2 entry at \(hex(entryOffset)) (\(hex(entry))) has reserved bits set")
+        }
+        if entry & QCOW2Format.zeroFlag != 0 { return .zero }
+        let host = entry & QCOW2Format.offsetMask
+        if host == 0 { return .unallocated }
+        guard host % UInt64(clusterSize) == 0 else {
+            throw QCOW2Error(.invalidField, field: field, offset: entryOffset,
+                             "the L2 entry at \(hex(entryOffset)) points at \(hex(host)), which is not cluster-aligned")
+        }
+        guard host < UInt64(fileSize) else {
+            throw QCOW2Error(.outOfBounds, field: field, offset: entryOffset,
+                             "the L2 entry at \(hex(entryOffset)) points at \(hex(host)), past the end of the file (\(fileSize) bytes)")
+        }
+        return .data(hostOffset: host)
+    }
+
+    // MARK: Reading
+
+    /// Decompresses the cluster of a compressed mapping into `clusterBuffer`.
+    private func loadCompressed(hostOffset: UInt64, maximumSize: Int, virtualCluster: Int64) throws {
+        if let cached = cachedCompressed, cached.offset == hostOffset, cached.size == maximumSize { return }
+        cachedCompressed = nil
+        let available = min(maximumSize, Int(fileSize - Int64(hostOffset)), compressedBuffer.count)
+        let got = try source.read(into: compressedBuffer.base, count: available, at: Int64(hostOffset))
+        if decompressor == nil {
+            decompressor = try ClusterDecompressor(compression: compression, clusterBits: clusterBits)
+        }
+        guard let decompressor else { return }
+        if let problem = decompressor.decompress(compressedBuffer.bytes(at: 0, count: got),
+                                                 into: clusterBuffer.mutableBytes(at: 0, count: clusterSize)) {
+            throw QCOW2Error(.corruptData, offset: hostOffset,
+                             "the \(compression) cluster at \(hex(hostOffset)) (virtual offset \(hex(virtualCluster * Int64(clusterSize)))) is corrupt: \(problem)",
+                             path: path)
+        }
+        cachedCompressed = (hostOffset, maximumSize)
+    }
+
+    /// Reads `count` bytes of the virtual disk at `offset` into `buffer`.
+    public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let count = buffer.count
+        guard offset >= 0, count >= 0, offset <= virtualSize, Int64(count) <= virtualSize - offset else {
+            throw QCOW2Error(.invalidArgument, "cannot read \(count) bytes at \(offset) from a virtual disk of \(virtualSize) bytes", path: path)
+        }
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < count {
+            let position = offset + Int64(done)
+            let virtualCluster = position / Int64(clusterSize)
+            let within = Int(position % Int64(clusterSize))
+            let length = min(clusterSize - within, count - done)
+            let target = base + done
+            switch try mapping(ofCluster: virtualCluster) {
+            case .unallocated, .zero:
+                target.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+            case .data(let host):
+                let got = try source.read(into: target, count: length, at: Int64(host) + Int64(within))
+                // QEMU reads past the end of the file as zeros too.
+                if got < length { (target + got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got) }
+            case .compressed(let host, let size):
+                try loadCompressed(hostOffset: host, maximumSize: size, virtualCluster: virtualCluster)
+                target.copyMemory(from: clusterBuffer.base + within, byteCount: length)
+            }
+            done += length
+        }
+    }
+
+    /// Reads `count` bytes of the virtual disk at `offset`.
+    public func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        guard count >= 0, Int64(count) <= virtualSize else {
+            throw QCOW2Error(.invalidArgument, "cannot read \(count) bytes from a virtual disk of \(virtualSize) bytes", path: path)
+        }
+        var bytes = [UInt8](repeating: 0, count: count)
+        try bytes.withUnsafeMutableBytes { try read(at: offset, into: $0) }
+        return bytes
+    }
+
+    // MARK: Conversion
+
+    /// Writes the virtual disk to `destination`: a regular file (written under a temporary
+    /// name, sparse: zero and unallocated clusters stay holes) or an existing block device
+    /// (written in place, zero ranges written as zeros).
+    @discardableResult
+    public func convert(toRaw destination: String, progress: any ProgressReporter = SilentProgress(),
+                        durable: Bool = true) throws -> QCOW2RawSummary {
+        let stopwatch = Stopwatch()
+        var st = stat()
+        let isDevice = stat(destination, &st) == 0 && (st.st_mode & S_IFMT) == S_IFBLK
+        let temporary: TemporaryOutput?
+        let output: ImageFile
+        if isDevice {
+            output = try ImageFile(path: destination, flags: O_WRONLY)
+            let capacity = try output.size()
+            guard capacity >= virtualSize else {
+                throw UserError("\(destination) holds \(ByteCount.format(capacity)), less than the \(ByteCount.format(virtualSize)) virtual disk of \(path ?? "the image")")
+            }
+            temporary = nil
+        } else {
+            let file = try TemporaryOutput(finalPath: destination)
+            try file.handle.truncate(to: virtualSize)
+            output = file.handle
+            temporary = file
+        }
+        let writer = CoalescingWriter(handle: output, maximumGap: 0)
+        let zeros = AlignedBuffer(count: clusterSize, zeroed: true)
+        let runLimit = max(clusterSize, 4 << 20)
+        let runBuffer = AlignedBuffer(count: runLimit)
+        let cluster = Int64(clusterSize)
+        let totalClusters = (virtualSize + cluster - 1) / cluster
+        var written: Int64 = 0
+
+        progress.begin("Writing \(destination): raw disk from \(path ?? "QCOW2 image")")
+        // Pending run of uncompressed clusters: consecutive in both the image and the disk.
+        var run: (host: UInt64, virtual: Int64, count: Int)?
+        func flushRun() throws {
+            guard let pending = run else { return }
+            run = nil
+            let length = Int(min(Int64(pending.count) * cluster, virtualSize - pending.virtual))
+            let got = try source.read(into: runBuffer.base, count: length, at: Int64(pending.host))
+            if got < length { (runBuffer.base + got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got) }
+            try writer.write(runBuffer.base, count: length, at: pending.virtual)
+            written += Int64(length)
+        }
+        func writeZeros(virtual: Int64, length: Int) throws {
+            guard isDevice else { return }  // a hole in the new file already reads as zeros
+            var done = 0
+            while done < length {
+                let piece = min(clusterSize, length - done)
+                try writer.write(zeros.base, count: piece, at: virtual + Int64(done))
+                done += piece
+            }
+        }
+
+        do {
+            var index: Int64 = 0
+            while index < totalClusters {
+                try checkCancelled()
+                let l1Index = Int(index / Int64(l2Entries))
+                let tableEnd = min(totalClusters, Int64(l1Index + 1) * Int64(l2Entries))
+                let hasTable = try l2Table(l1Index) != nil
+                if !hasTable {
+                    try flushRun()
+                    try writeZeros(virtual: index * cluster, length: Int(min(tableEnd * cluster, virtualSize) - index * cluster))
+                    index = tableEnd
+                    continue
+                }
+                while index < tableEnd {
+                    let virtual = index * cluster
+                    let length = Int(min(cluster, virtualSize - virtual))
+                    switch try mapping(ofCluster: index) {
+                    case .unallocated, .zero:
+                        try flushRun()
+                        try writeZeros(virtual: virtual, length: length)
+                    case .data(let host):
+                        if let pending = run, pending.host + UInt64(pending.count) * UInt64(clusterSize) == host,
+                           pending.virtual + Int64(pending.count) * cluster == virtual,
+                           (pending.count + 1) * clusterSize <= runLimit {
+                            run = (pending.host, pending.virtual, pending.count + 1)
+                        } else {
+                            try flushRun()
+                            run = (host, virtual, 1)
+                        }
+                    case .compressed(let host, let size):
+                        try flushRun()
+                        try loadCompressed(hostOffset: host, maximumSize: size, virtualCluster: index)
+                        if isDevice || memcmp(clusterBuffer.base, zeros.base, length) != 0 {
+                            try writer.write(clusterBuffer.base, count: length, at: virtual)
+                            written += Int64(length)
+                        }
+                    }
+                    index += 1
+                }
+                progress.update(ProgressUpdate(task: "raw", completed: min(index * cluster, virtualSize), total: virtualSize, unit: .bytes))
+            }
+            try flushRun()
+            try writer.flush()
+        } catch let error as QCOW2Error {
+            throw error.with(path: path)
+        }
+        if let temporary {
+            try temporary.commit(durable: durable)
+        } else {
+            if durable { try output.sync() }
+            try output.close()
+        }
+        progress.end("Writing \(destination)", summary: "\(ByteCount.format(virtualSize)) disk in \(stopwatch.formatted)")
+        return QCOW2RawSummary(path: destination, virtualSize: virtualSize, bytesWritten: written, seconds: stopwatch.elapsed)
+    }
+
+    /// True when the file at `path` starts with the QCOW2 magic number.
+    public static func isQCOW2(path: String) -> Bool {
+        guard let file = try? ImageFile(path: path, flags: O_RDONLY) else { return false }
+        var magic = [UInt8](repeating: 0, count: 4)
+        let got = (try? magic.withUnsafeMutableBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return 0 }
+            return try file.read(into: base, count: 4, at: 0)
+        }) ?? 0
+        return got == 4 && magic.loadBE32(at: 0) == QCOW2Format.magic
+    }
+}
