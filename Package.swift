@@ -73,7 +73,7 @@ let package = Package(
 
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", argumentParser]),
-        .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", argumentParser]),
+        .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
         .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "QCOW2", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],

@@ -10,7 +10,7 @@ enum KernelPackageWriter {
             name: name, version: version, release: "1",
             description: "The Linux kernel \(release) and modules, built by rast-build",
             url: "https://www.kernel.org/", licenses: ["GPL-2.0-only"],
-            provides: ["linux=\(version)"], packager: "rast-build \(RastVersion.string)")
+            provides: ["linux=\(version)"], packager: "rast-build <rast-build@localhost>")
         return try PackageArchive.write(stagingDirectory: staging, metadata: metadata, into: directory)
     }
 }

@@ -66,11 +66,20 @@ public struct BootLoaderStage {
         }
     }
 
+    /// grub-install embeds core.img in the BIOS boot partition of the whole disk (attached
+    /// for this step). The root partition is a loop device of its own, a different "drive" to
+    /// GRUB, so grub-install makes core.img find it with `search.fs_uuid` at boot, which is what
+    /// we want anyway; the device map tells grub-install which loop device is which drive.
     func installGrubBIOS() throws {
         let stopwatch = Stopwatch()
         progress.begin("boot loader: GRUB for BIOS (grub-install --target=i386-pc)")
+        let whole = try LoopDevice(file: disk.imagePath)
+        defer { whole.detach() }
+        let deviceMap = layout.bootLoader + "/grub/device.map"
+        try Files.write(deviceMap, string: "(hd0) \(whole.path)\n(hd1) \(disk.device(of: try disk.root))\n")
+        defer { unlink(deviceMap) }
         try Command("grub-install", ["--target=i386-pc", "--boot-directory=\(layout.bootLoader)",
-                                     "--modules=part_gpt btrfs", "--no-floppy", disk.loop.path]).run()
+                                     "--modules=part_gpt btrfs search_fs_uuid", "--no-floppy", whole.path]).run()
         progress.end("boot loader: BIOS", summary: "installed in \(stopwatch.formatted)")
     }
 
@@ -112,7 +121,7 @@ public struct BootLoaderStage {
         }
         if let sys = Self.limineFile("limine-bios.sys"), recipe.disk.firmware.contains(.bios) {
             try Command("mcopy", ["-i", espDevice, sys, "::/limine/limine-bios.sys"]).run()
-            try Command("limine", ["bios-install", disk.loop.path]).run()
+            try Command("limine", ["bios-install", disk.imagePath]).run()
         }
         progress.end("boot loader: Limine", summary: "installed")
     }

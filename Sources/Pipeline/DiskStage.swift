@@ -4,7 +4,11 @@ import Foundation
 import Recipe
 import SystemSupport
 
-/// A partitioned, formatted disk image attached to a loop device.
+/// A partitioned, formatted disk image whose ESP and root partition are attached to loop
+/// devices of their own (offset and size limit into the image). The host kernel has no GPT
+/// parser and GRUB cannot find the start of partitions announced with BLKPG on a loop device
+/// (HDIO_GETGEO fails there), so each partition gets its own loop device and the whole disk
+/// is attached only for grub-install.
 public final class AttachedDisk {
     public struct PartitionRecord: Sendable, Codable, Equatable {
         public let number: Int
@@ -18,19 +22,37 @@ public final class AttachedDisk {
     }
 
     public let imagePath: String
-    public let loop: LoopDevice
     public let diskGUID: String
     public private(set) var partitions: [PartitionRecord]
+    private var loops: [Int: LoopDevice] = [:]
 
-    init(imagePath: String, loop: LoopDevice, diskGUID: String, partitions: [PartitionRecord]) {
+    init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
         self.imagePath = imagePath
-        self.loop = loop
         self.diskGUID = diskGUID
         self.partitions = partitions
     }
 
     public func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
-    public func device(of partition: PartitionRecord) -> String { loop.partitionPath(partition.number) }
+
+    /// Attaches a partition to its own loop device (once).
+    func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
+        if let loop = loops[partition.number] { return loop.path }
+        let loop = try LoopDevice(file: imagePath, offset: partition.startBytes, sizeLimit: partition.sizeBytes)
+        loops[partition.number] = loop
+        teardown.push("loop device \(loop.path) (partition \(partition.number))") { loop.detach() }
+        return loop.path
+    }
+
+    /// The loop device of an attached partition.
+    public func device(of partition: PartitionRecord) -> String {
+        loops[partition.number]?.path ?? "(partition \(partition.number) is not attached)"
+    }
+
+    /// Detaches every partition's loop device.
+    public func detach() {
+        for loop in loops.values { loop.detach() }
+        loops.removeAll()
+    }
 
     public var root: PartitionRecord {
         get throws {
@@ -76,19 +98,13 @@ public struct DiskStage {
                                          partitionUUID: partition.uuid ?? "", filesystem: nil, filesystemUUID: nil)
         }
 
-        let loop = try LoopDevice(file: imagePath)
-        teardown.push("loop device \(loop.path)") { loop.detach() }
-        for partition in partitions {
-            try loop.addPartition(number: partition.number, start: Int64(partition.startBytes), length: Int64(partition.sizeBytes))
-        }
-        let attached = AttachedDisk(imagePath: imagePath, loop: loop, diskGUID: diskGUID, partitions: partitions)
-
+        let attached = AttachedDisk(imagePath: imagePath, diskGUID: diskGUID, partitions: partitions)
         if let esp = attached.partition(named: Self.espName) {
-            try Command("mkfs.fat", ["-F", "32", "-n", "RASTESP", attached.device(of: esp)]).run()
+            try Command("mkfs.fat", ["-F", "32", "-n", "RASTESP", try attached.attach(esp, teardown: teardown)]).run()
             attached.record(filesystem: "vfat", uuid: try Blkid.filesystem(at: attached.device(of: esp))?.uuid, forPartition: esp.number)
         }
         let root = try attached.root
-        try Command("mkfs.btrfs", ["-q", "-f", "-L", disk.filesystemLabel, attached.device(of: root)]).run()
+        try Command("mkfs.btrfs", ["-q", "-f", "-L", disk.filesystemLabel, try attached.attach(root, teardown: teardown)]).run()
         guard let uuid = try Blkid.filesystem(at: attached.device(of: root))?.uuid else {
             throw UserError("mkfs.btrfs ran, but libblkid finds no filesystem UUID on \(attached.device(of: root))")
         }

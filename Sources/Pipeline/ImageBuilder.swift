@@ -169,7 +169,7 @@ public final class ImageBuilder {
         let used = try usedBytes(of: mountPoint)
         rootfs.store.unlock()
         try Mounts.unmountAll(under: mountPoint)
-        disk.loop.detach()
+        disk.detach()
 
         var files: [(final: String, temporary: String)] = []
         let outputs = try stage("outputs") { () -> [Manifest.Output] in

@@ -39,8 +39,9 @@ public struct LocalPackagesStage {
         let repository = try LocalRepository(name: Self.repositoryName, directory: workDirectory + "/repo")
         var files: [String] = extraPackages
         var hits = 0
-        let makepkg = Makepkg(jobs: jobs, logDirectory: workDirectory + "/logs", buildRoot: workDirectory + "/makepkg",
-                              packager: "rast-build \(RastVersion.string)")
+        // makepkg's user needs a build area it can reach: its default under /tmp, not the work
+        // directory (which may sit below a private home directory).
+        let makepkg = Makepkg(jobs: jobs, logDirectory: workDirectory + "/logs", packager: "rast-build <rast-build@localhost>")
         for directory in pkgbuilds {
             try checkCancelled()
             let name = (directory as NSString).lastPathComponent
@@ -95,6 +96,7 @@ public struct LocalPackagesStage {
             case "data":
                 let source = dataDirectory + "/" + fields[1]
                 guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
+                try Files.createDirectory(staged + "/inputs/share")
                 try TreeCopy.copyContents(of: source, into: staged + "/inputs/share/" + fields[1])
             default:
                 throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")

@@ -39,7 +39,8 @@ public struct RootfsStage {
         let store = SnapshotStore(layout: Layout(top: mountPoint), templates: templates)
         teardown.push("the snapshot tree lock") { store.unlock() }
         let base = try store.beginBase()
-        for directory in ["var", "home", "proc", "sys", "dev", "run", "tmp", "etc", "boot", "usr/share/rast"] {
+        // /.snapshots is where fstab mounts @.snapshots (makepkg refuses dot directories in packages).
+        for directory in ["var", "home", "proc", "sys", "dev", "run", "tmp", "etc", "boot", "usr/share/rast", ".snapshots"] {
             try Files.createDirectory(base + "/" + directory)
         }
         // Packages write /var and /home into the shared @var and @home, as on the running system.

@@ -13,8 +13,8 @@ public struct RastBuild: ParsableCommand {
             one stage or one tool on its own. The recipe format is described in docs/recipe.md.
             """,
         version: RastVersion.string,
-        subcommands: [Validate.self, Plan.self, Convert.self],
-        defaultSubcommand: nil)
+        subcommands: [Build.self, Validate.self, Plan.self, KernelCommand.self, BootCommand.self, Convert.self],
+        defaultSubcommand: Build.self)
 
     public init() {}
 }

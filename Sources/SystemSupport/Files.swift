@@ -40,6 +40,17 @@ public enum Files {
         return result
     }
 
+    /// The first `count` bytes of a file (fewer when it is shorter).
+    public static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: count)
+        let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, count) }
+        if got < 0 { throw SystemError("read", path: path) }
+        return Array(buffer.prefix(got))
+    }
+
     public static func readString(_ path: String) throws -> String {
         String(decoding: try read(path), as: UTF8.self)
     }

@@ -65,10 +65,36 @@ public enum TreeCopy {
             let copied = rast_copy_file_range(input, output, remaining)
             if copied < 0 {
                 if errno == EINTR { continue }
+                // Across filesystems of different types the kernel refuses; copy by hand.
+                if [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
+                    try copyByReading(input, output, path: destination)
+                    return
+                }
                 throw SystemError("copy", path: destination)
             }
             if copied == 0 { break }
             remaining -= copied
+        }
+    }
+
+    private static func copyByReading(_ input: Int32, _ output: Int32, path: String) throws {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if count == 0 { return }
+            var offset = 0
+            while offset < count {
+                let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("write", path: path)
+                }
+                offset += written
+            }
         }
     }
 

@@ -1,0 +1,146 @@
+import ArgumentParser
+import CommandLineSupport
+import Foundation
+import Pipeline
+import Recipe
+import SystemSupport
+import VirtualMachine
+
+/// Options shared by the commands that run stages.
+struct StageOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Cache for kernel builds, makepkg results and downloads (default: $RAST_CACHE_DIR, else ~/.cache/rast).", valueName: "DIR"))
+    var cache: String?
+
+    @Option(name: .long, help: ArgumentHelp("Where kernel-profiles/ and bootloader/ are (default: the source checkout rast-build was built in, or /usr/share/rast).", valueName: "DIR"))
+    var data: String?
+
+    @Option(name: [.short, .long], help: "Parallel jobs for make and makepkg (default: the number of cores).")
+    var jobs: Int?
+
+    @OptionGroup var global: GlobalOptions
+
+    func buildOptions(bootTest: Bool?) -> BuildOptions {
+        var options = BuildOptions(bootTest: bootTest)
+        if let cache { options.cacheDirectory = cache }
+        if let data { options.dataDirectory = data }
+        if let jobs { options.jobs = max(1, jobs) }
+        return options
+    }
+}
+
+/// `rast-build build RECIPE` (also `rast-build RECIPE`): every stage.
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Build the images a recipe describes and boot-test them (the default command).",
+        discussion: """
+            Stages: kernel, packages, disk, rootfs, configure, boot loader, outputs, boot test \
+            (`rast-build plan RECIPE` shows what each will do). Outputs land in the recipe's \
+            output directory as NAME.raw, NAME.qcow2, NAME.manifest.json and SHA256SUMS, \
+            written under temporary names and renamed only when every stage, the boot test \
+            included, succeeded. Needs root (loop devices and mounts).
+            """)
+
+    @Argument(help: ArgumentHelp("The recipe.", valueName: "recipe")) var recipe: String
+    @Flag(name: .customLong("no-boot-test"), help: "Skip the QEMU boot test even if the recipe enables it.") var noBootTest = false
+    @OptionGroup var options: StageOptions
+
+    func run() throws {
+        let loaded = try RecipeLoading.load(recipe)
+        let builder = ImageBuilder(recipe: loaded, options: options.buildOptions(bootTest: noBootTest ? false : nil))
+        let result = try builder.build()
+        for timing in result.manifest.stageTimings { print(String(format: "  %-12@ %8.1f s", timing.stage, timing.seconds)) }
+        for output in result.outputs { print(output) }
+    }
+}
+
+/// `rast-build kernel RECIPE`: the kernel stage alone.
+struct KernelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernel",
+        abstract: "Build (or find in the cache) the recipe's kernel package.",
+        discussion: """
+            Merges the profile fragments like the kernel's merge_config.sh, runs olddefconfig, \
+            reports every requested option the final .config dropped or changed (--strict or \
+            kernel.strict makes that an error), builds out of tree with make -j and packages the \
+            kernel, modules, config and System.map as an Arch package. The same inputs again are \
+            a cache hit.
+            """)
+
+    @Argument(help: ArgumentHelp("The recipe.", valueName: "recipe")) var recipe: String
+    @Flag(help: "Fail when a requested option was dropped or changed.") var strict = false
+    @OptionGroup var options: StageOptions
+
+    func run() throws {
+        var loaded = try RecipeLoading.load(recipe)
+        if strict { loaded.kernel?.strict = true }
+        let builder = ImageBuilder(recipe: loaded, options: options.buildOptions(bootTest: false))
+        let stopwatch = Stopwatch()
+        guard let result = try builder.buildKernel() else {
+            print("the recipe takes a packaged kernel; nothing to build")
+            return
+        }
+        print("\(result.packageName) \(result.packageVersion) (\(result.kernelRelease)): \(result.cacheHit ? "cache hit" : "built") in \(stopwatch.formatted)")
+        print(result.packagePath)
+    }
+}
+
+/// `rast-build boot IMAGE`: the boot test on its own.
+struct BootCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "Boot an image in QEMU and succeed only when the guest reports that rast works.",
+        discussion: """
+            Uses KVM when it really works here, TCG otherwise. The guest runs `rast current`, \
+            `rast tree` and `rast status` and reports them on the serial console; when the \
+            image's manifest (NAME.manifest.json beside it) is there, the reports must match \
+            its snapshot tree and deployed snapshot. The image itself is not changed. Prints \
+            the time to success and keeps the console log.
+            """)
+
+    @Argument(help: ArgumentHelp("A raw or QCOW2 image.", valueName: "image")) var image: String
+    @Option(help: "bios or uefi.") var firmware: String = "bios"
+    @Option(help: "Seconds before the boot counts as failed.") var timeout: Double = 300
+    @Option(help: "Guest memory.") var memory: String = "512M"
+    @Option(help: ArgumentHelp("Where to keep the serial console log (default: IMAGE.boot-FIRMWARE.log).", valueName: "FILE"))
+    var log: String?
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        guard MachineConfiguration.Firmware(rawValue: firmware) != nil else {
+            throw ValidationError("--firmware must be bios or uefi, not '\(firmware)'.")
+        }
+    }
+
+    func run() throws {
+        guard Files.exists(image) else { throw UserError("image \(image) does not exist") }
+        let format = try ImageFormat.detect(image)
+        let manifestPath = ImageFormat.manifestPath(for: image)
+        var expectation = BootExpectation(current: nil, tree: nil)
+        if let manifestPath, let manifest = try? Manifest.load(manifestPath) {
+            expectation = BootExpectation(current: manifest.deployed, tree: manifest.tree)
+            print("expecting snapshot \(manifest.deployed) and the tree from \(manifestPath)")
+        }
+        let test = BootTest(image: image, format: format, firmware: MachineConfiguration.Firmware(rawValue: firmware) ?? .bios,
+                            timeout: timeout, memory: memory, expectation: expectation,
+                            consoleLog: log ?? image + ".boot-\(firmware).log")
+        let result = try test.run(progress: TerminalProgress())
+        guard result.passed else {
+            throw UserError("boot test failed: \(result.outcome); console log: \(result.consoleLog)")
+        }
+        print("boot test passed in \(String(format: "%.1f", result.seconds)) s (\(result.accelerator), \(format), \(firmware)); console log: \(result.consoleLog)")
+    }
+}
+
+enum ImageFormat {
+    static func detect(_ path: String) throws -> String {
+        let bytes = try Files.readPrefix(path, count: 4)
+        return bytes == [0x51, 0x46, 0x49, 0xFB] ? "qcow2" : "raw"
+    }
+
+    /// output/NAME.manifest.json beside output/NAME.raw or .qcow2.
+    static func manifestPath(for image: String) -> String? {
+        let url = URL(fileURLWithPath: image)
+        let candidate = url.deletingPathExtension().path + ".manifest.json"
+        return Files.exists(candidate) ? candidate : nil
+    }
+}
