@@ -150,7 +150,7 @@ public final class ImageBuilder {
         let mountPoint = work.appending("mnt")
         let rootfs = try stage("rootfs") {
             try RootfsStage(recipe: recipe, disk: disk, mountPoint: mountPoint, localRepository: packages.repository,
-                            cacheDirectory: options.cacheDirectory, workDirectory: work.path, templates: templates,
+                            workDirectory: work.path, templates: templates,
                             progress: progress).run(teardown: teardown)
         }
 

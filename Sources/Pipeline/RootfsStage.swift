@@ -23,7 +23,6 @@ public struct RootfsStage {
     public let disk: AttachedDisk
     public let mountPoint: String
     public let localRepository: LocalRepository
-    public let cacheDirectory: String
     public let workDirectory: String
     public let templates: BootTemplates
     public let progress: ProgressReporter
@@ -53,7 +52,9 @@ public struct RootfsStage {
         }
         let gpgDirectory = try keyring(for: repositories)
         let session = try PackageSession(
-            root: base, databasePath: base + Self.databasePath, cacheDirectory: cacheDirectory + "/pacman/pkg",
+            // A cache of the build's own: locally built packages keep their name and version when
+            // rebuilt, and libalpm would take a stale file of the same name for a corrupted one.
+            root: base, databasePath: base + Self.databasePath, cacheDirectory: workDirectory + "/pkgcache",
             gpgDirectory: gpgDirectory, logFile: workDirectory + "/logs/pacman.log", repositories: repositories,
             progress: progress)
         try session.refresh(force: true)

@@ -48,7 +48,9 @@ struct Build: ParsableCommand {
         let loaded = try RecipeLoading.load(recipe)
         let builder = ImageBuilder(recipe: loaded, options: options.buildOptions(bootTest: noBootTest ? false : nil))
         let result = try builder.build()
-        for timing in result.manifest.stageTimings { print(String(format: "  %-12@ %8.1f s", timing.stage, timing.seconds)) }
+        for timing in result.manifest.stageTimings {
+            print("  " + timing.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f s", timing.seconds))
+        }
         for output in result.outputs { print(output) }
     }
 }
