@@ -123,7 +123,6 @@ public final class ImageBuilder {
 
     public func build() throws -> BuildResult {
         try preflight()
-        let total = Stopwatch()
         try Files.createDirectory(recipe.output.directory)
         let work = try TemporaryDirectory(prefix: ".rast-work-\(recipe.name)", in: recipe.output.directory)
         let teardown = Teardown()
@@ -131,6 +130,23 @@ public final class ImageBuilder {
             teardown.run()
             try? work.remove()
         }
+        do {
+            return try runStages(work: work, teardown: teardown)
+        } catch let error as InterruptedError {
+            throw error
+        } catch {
+            // A full output disk shows up as EIO from the image's btrfs (its backing file could
+            // not grow) or as ENOSPC from wherever the write happened; say what is going on
+            // (checked before the work directory is removed and frees the space again).
+            if let free = try? freeBytes(of: recipe.output.directory), free < 64 << 20 {
+                throw UserError("\(error)\nthe filesystem holding \(recipe.output.directory) is full (\(ByteCount.format(free)) free): No space left on device")
+            }
+            throw error
+        }
+    }
+
+    func runStages(work: TemporaryDirectory, teardown: Teardown) throws -> BuildResult {
+        let total = Stopwatch()
         try Files.createDirectory(work.appending("logs"))
 
         let kernel = try stage("kernel") { try buildKernel() }
@@ -138,7 +154,8 @@ public final class ImageBuilder {
 
         let packages = try stage("packages") {
             try LocalPackagesStage(pkgbuilds: recipe.packages.local, extraPackages: kernel.map { [$0.packagePath] } ?? [],
-                                   workDirectory: work.path, cacheDirectory: options.cacheDirectory, dataDirectory: options.dataDirectory,
+                                   workDirectory: work.path, logDirectory: recipe.output.directory + "/logs",
+                                   cacheDirectory: options.cacheDirectory, dataDirectory: options.dataDirectory,
                                    rastBinary: options.rastBinary, jobs: options.jobs, progress: progress).run()
         }
 
@@ -256,6 +273,12 @@ public final class ImageBuilder {
         let sums = path + "/SHA256SUMS"
         try Files.writeAtomically(sums, string: text)
         return sums
+    }
+
+    func freeBytes(of path: String) throws -> Int64 {
+        var info = statvfs()
+        try SystemError.check("statvfs", path: path) { statvfs(path, &info) }
+        return Int64(info.f_bavail) * Int64(info.f_frsize)
     }
 
     func usedBytes(of path: String) throws -> Int64 {

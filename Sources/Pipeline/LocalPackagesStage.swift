@@ -27,6 +27,8 @@ public struct LocalPackagesStage {
     public let pkgbuilds: [String]
     public let extraPackages: [String]
     public let workDirectory: String
+    /// Where makepkg's logs are kept (they outlive a failed build).
+    public let logDirectory: String
     public let cacheDirectory: String
     public let dataDirectory: String
     public let rastBinary: String?
@@ -41,7 +43,7 @@ public struct LocalPackagesStage {
         var hits = 0
         // makepkg's user needs a build area it can reach: its default under /tmp, not the work
         // directory (which may sit below a private home directory).
-        let makepkg = Makepkg(jobs: jobs, logDirectory: workDirectory + "/logs", packager: "rast-build <rast-build@localhost>")
+        let makepkg = Makepkg(jobs: jobs, logDirectory: logDirectory, packager: "rast-build <rast-build@localhost>")
         for directory in pkgbuilds {
             try checkCancelled()
             let name = (directory as NSString).lastPathComponent
@@ -59,7 +61,13 @@ public struct LocalPackagesStage {
             let scratch = cached + ".partial"
             try? Files.removeTree(scratch)
             try Files.createDirectory(scratch)
-            let result = try makepkg.build(staged, into: scratch)
+            let result: Makepkg.Result
+            do {
+                result = try makepkg.build(staged, into: scratch)
+            } catch let error as MakepkgError {
+                try? Files.removeTree(scratch)
+                throw UserError("building the package in \(directory) with makepkg failed: \(error)")
+            }
             try? Files.removeTree(cached)
             try SystemError.check("rename", path: scratch) { rename(scratch, cached) }
             files += result.packages.map { cached + "/" + ($0 as NSString).lastPathComponent }

@@ -42,10 +42,13 @@ struct Build: ParsableCommand {
 
     @Argument(help: ArgumentHelp("The recipe.", valueName: "recipe")) var recipe: String
     @Flag(name: .customLong("no-boot-test"), help: "Skip the QEMU boot test even if the recipe enables it.") var noBootTest = false
+    @Option(name: .long, help: ArgumentHelp("Write the outputs here instead of the recipe's output.directory.", valueName: "DIR"))
+    var output: String?
     @OptionGroup var options: StageOptions
 
     func run() throws {
-        let loaded = try RecipeLoading.load(recipe)
+        var loaded = try RecipeLoading.load(recipe)
+        if let output { loaded.output.directory = URL(fileURLWithPath: output).standardizedFileURL.path }
         let builder = ImageBuilder(recipe: loaded, options: options.buildOptions(bootTest: noBootTest ? false : nil))
         let result = try builder.build()
         for timing in result.manifest.stageTimings {

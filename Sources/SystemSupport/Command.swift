@@ -30,6 +30,8 @@ public struct Command: Sendable, CustomStringConvertible {
     public var removedEnvironment: [String]
     public var workingDirectory: String?
     public var input: Input
+    /// The signal a timeout or a `linesUntil` handler stops the program with.
+    public var stopSignal: Int32 = SIGTERM
 
     public init(_ program: String, _ arguments: [String] = [], environment: [String: String] = [:],
                 workingDirectory: String? = nil, input: Input = .null) {
@@ -152,7 +154,7 @@ public struct Command: Sendable, CustomStringConvertible {
         defer { Cancellation.shared.unregister(child: pid) }
         if cancelledAlready { kill(-pid, SIGTERM) }
 
-        var collector = OutputCollector(output: output, child: pid,
+        var collector = OutputCollector(output: output, child: pid, stopSignal: stopSignal,
                                         deadline: timeout.map { Stopwatch.now() + $0 })
         if capturing {
             close(outPipe[1]); outPipe[1] = -1
@@ -224,6 +226,7 @@ private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer
 private struct OutputCollector {
     let output: Command.Output
     let child: pid_t
+    let stopSignal: Int32
     let deadline: Double?
     var stdoutBytes: [UInt8] = []
     var stderrBytes: [UInt8] = []
@@ -232,18 +235,20 @@ private struct OutputCollector {
     var stopped = false
     var killAt: Double?
 
-    init(output: Command.Output, child: pid_t, deadline: Double?) {
+    init(output: Command.Output, child: pid_t, stopSignal: Int32, deadline: Double?) {
         self.output = output
         self.child = child
+        self.stopSignal = stopSignal
         self.deadline = deadline
     }
 
-    /// SIGTERM now, SIGKILL if the group is still there two seconds later.
+    /// The stop signal now, SIGKILL if the group is still there later (programs that clean
+    /// up on a signal get the time to do so).
     mutating func stopChild() {
         guard killAt == nil else { return }
-        kill(-child, SIGTERM)
-        kill(child, SIGTERM)
-        killAt = Stopwatch.now() + 2
+        kill(-child, stopSignal)
+        kill(child, stopSignal)
+        killAt = Stopwatch.now() + (stopSignal == SIGTERM ? 2 : 60)
     }
 
     var stdoutText: String { String(decoding: stdoutBytes, as: UTF8.self) }

@@ -35,7 +35,8 @@ enum ImageTestSupport {
 
     /// Nothing of a build may stay attached or mounted.
     static func expectNoLeftovers(under directory: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        #expect(try MountTable.read().mounts(under: directory).isEmpty, "no mount left under \(directory)", sourceLocation: sourceLocation)
+        let mounts = try MountTable.read().mounts(under: directory).filter { $0.mountPoint != Mounts.normalize(directory) }
+        #expect(mounts.isEmpty, "no mount left under \(directory): \(mounts.map(\.mountPoint))", sourceLocation: sourceLocation)
         let loops = try FileManagerShim.contents(of: "/sys/block").filter { $0.hasPrefix("loop") }.compactMap { name -> String? in
             guard let backing = try? Files.readString("/sys/block/\(name)/loop/backing_file") else { return nil }
             return backing.hasPrefix(directory) ? backing : nil
