@@ -69,7 +69,7 @@ let package = Package(
             "Recipe", "Kernel", "Packages", "Alpm", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Packages", "SystemSupport"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "SystemSupport"]),
 
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", argumentParser]),
@@ -81,7 +81,7 @@ let package = Package(
         .executableTarget(name: "rast-install", dependencies: ["RastInstallCLI"]),
 
         // Tests: real btrfs on loop files, real libalpm, real servers on 127.0.0.1.
-        .target(name: "TestSupport", dependencies: ["SystemSupport"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["SystemSupport", "SnapshotTree", "BootEntries"], path: "Tests/TestSupport"),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
         .testTarget(name: "BtrfsTests", dependencies: ["Btrfs", "TestSupport"]),
         .testTarget(name: "AlpmTests", dependencies: ["Alpm", "Packages", "TestSupport"]),
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
-        .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "TestSupport"]),
+        .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "SnapshotTree", "Btrfs", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import BootEntries
+import Btrfs
 import Foundation
 import SnapshotTree
 import SystemSupport
@@ -55,7 +56,7 @@ public final class HostSession {
         let teardown = Teardown()
         try Files.createDirectory(liveTopMount)
         if table.entry(at: liveTopMount) == nil {
-            try Mounts.mount(rootMount.source, on: liveTopMount, type: "btrfs", options: ["subvolid=5"])
+            try Mounts.mount(try rootDevice(rootMount), on: liveTopMount, type: "btrfs", options: ["subvolid=5"])
             teardown.push("the top-level mount \(liveTopMount)") { try Mounts.unmount(liveTopMount) }
         }
         let layout = Layout(top: liveTopMount)
@@ -74,6 +75,18 @@ public final class HostSession {
 
     private func adopt(_ other: Teardown) {
         teardown.push("host resources") { other.run() }
+    }
+
+    /// The block device holding /. Without an initramfs the kernel names it /dev/root, which
+    /// has no device node; btrfs lists the real devices in sysfs under the filesystem UUID.
+    static func rootDevice(_ entry: MountEntry) throws -> String {
+        if entry.source.hasPrefix("/dev/"), entry.source != "/dev/root", Files.exists(entry.source) { return entry.source }
+        let uuid = try Btrfs.filesystemUUID("/").uuidString.lowercased()
+        let devices = "/sys/fs/btrfs/\(uuid)/devices"
+        guard let name = try? FileManagerShim.contents(of: devices).first, Files.exists("/dev/" + name) else {
+            throw UserError("cannot find the block device holding / (mounted from \(entry.source); nothing in \(devices))")
+        }
+        return "/dev/" + name
     }
 
     /// The slot the running system was booted from: the subvolume mounted at /.
