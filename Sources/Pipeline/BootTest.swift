@@ -27,6 +27,8 @@ public struct BootTestResult: Sendable, Codable {
     public let consoleLog: String
     public let reportedCurrent: String?
     public let reportedTree: [String]
+    /// `RAST-REPORT` lines the extra checks printed.
+    public let otherReports: [String]
 }
 
 /// The boot test (DESIGN.md, "In-guest checks"): QEMU boots the image with a serial console;
@@ -51,11 +53,14 @@ public struct BootTest {
     public var extraChecks: String
     /// Run the check on the image itself instead of a throw-away overlay (for tests that boot again).
     public var persistent: Bool
+    /// How the guest ends after PASS: `poweroff -f`, or `reboot -f` (QEMU runs with -no-reboot,
+    /// so a reboot ends this run and the next boot is the next run on the same image).
+    public var finish: String
     public var consoleLog: String
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
-                extraChecks: String = "", persistent: Bool = false, consoleLog: String) {
+                extraChecks: String = "", persistent: Bool = false, finish: String = "poweroff -f", consoleLog: String) {
         self.image = image
         self.format = format
         self.firmware = firmware
@@ -64,6 +69,7 @@ public struct BootTest {
         self.expectation = expectation
         self.extraChecks = extraChecks
         self.persistent = persistent
+        self.finish = finish
         self.consoleLog = consoleLog
     }
 
@@ -90,7 +96,7 @@ public struct BootTest {
         if !extraChecks.isEmpty {
             script += "set -e\n" + extraChecks + "\nset +e\n"
         }
-        script += "echo \"\(Self.successMarker)\"\nsync\npoweroff -f\n"
+        script += "echo \"\(Self.successMarker)\"\nsync\n\(finish)\n"
         return script
     }
 
@@ -109,7 +115,9 @@ public struct BootTest {
                                    timeout: timeout, consoleLog: consoleLog, progress: progress)
         var current: String?
         var tree: [String] = []
+        var others: [String] = []
         for line in report.reports {
+            if !line.hasPrefix("current "), !line.hasPrefix("tree "), !line.hasPrefix("status ") { others.append(line) }
             if line.hasPrefix("current ") { current = String(line.dropFirst("current ".count)) }
             if line.hasPrefix("tree ") { tree.append(String(line.dropFirst("tree ".count))) }
         }
@@ -126,6 +134,6 @@ public struct BootTest {
         progress.end("boot test", summary: passed ? "passed in \(String(format: "%.1f", report.seconds)) s (\(report.accelerator))" : "FAILED: \(outcome)")
         return BootTestResult(image: image, format: format, firmware: firmware.rawValue, passed: passed, seconds: report.seconds,
                               accelerator: report.accelerator, outcome: outcome, consoleLog: consoleLog,
-                              reportedCurrent: current, reportedTree: tree)
+                              reportedCurrent: current, reportedTree: tree, otherReports: others)
     }
 }

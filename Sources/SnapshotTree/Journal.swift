@@ -27,6 +27,14 @@ struct Journal: Codable, Equatable {
 }
 
 extension Journal.Step: CustomStringConvertible {
+    /// Boot loader configuration and the default subvolume, which GRUB reads.
+    var touchesBoot: Bool {
+        switch self {
+        case .write, .setDefault: return true
+        case .delete, .replace: return false
+        }
+    }
+
     var description: String {
         switch self {
         case .delete(let path): return "delete \(path)"
@@ -71,6 +79,10 @@ extension SnapshotStore {
         try Files.writeAtomically(layout.stateFile, bytes: try journal.state.encoded())
         unlink(layout.journalFile)
         try Files.syncDirectory(layout.stateDirectory)
+        // fsync puts a change into btrfs's log tree, which the kernel replays on mount but GRUB
+        // never reads: without a full transaction commit, a crash right after a deploy would
+        // let GRUB boot from the old menu while Linux sees the new state.
+        if journal.steps.contains(where: \.touchesBoot) { try Btrfs.sync(layout.top) }
         cachedState = journal.state
     }
 
