@@ -7,9 +7,9 @@ public struct PlannedStage: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case kernel
         case packages
+        case disk
         case rootfs
         case configure
-        case disk
         case bootLoader = "boot loader"
         case outputs
         case bootTest = "boot test"
@@ -27,7 +27,7 @@ public struct PlannedStage: Sendable, Equatable {
 extension Recipe {
     /// The stages of a build of this recipe, in order, each with what it will do.
     public func plan() -> [PlannedStage] {
-        [kernelStage(), packagesStage(), rootfsStage(), configureStage(), diskStage(), bootLoaderStage(),
+        [kernelStage(), packagesStage(), diskStage(), rootfsStage(), configureStage(), bootLoaderStage(),
          outputsStage(), bootTestStage()]
     }
 
@@ -127,7 +127,7 @@ extension Recipe {
         partitions.append("root \(sizeText(disk.rootSize)) (btrfs '\(disk.filesystemLabel)', \(compression))")
         return PlannedStage(kind: .disk, runs: true,
                             summary: "partition a \(sizeText(disk.size)) GPT image: \(partitions.joined(separator: ", "))",
-                            details: ["copy the snapshot tree into the root partition"])
+                            details: ["format the ESP and the root partition; the root filesystem is built in place"])
     }
 
     private func bootLoaderStage() -> PlannedStage {

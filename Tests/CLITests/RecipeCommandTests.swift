@@ -111,7 +111,7 @@ import TestSupport
         let result = try rastBuild("plan", "recipes/minimal.toml")
         #expect(result.status == 0, "\(result.standardError)")
         let stages = result.standardOutput.split(separator: "\n").filter { $0.first?.isNumber == true }
-        #expect(stages.map { String($0.split(separator: " ")[1]) } == ["kernel", "packages", "rootfs", "configure", "disk", "boot", "outputs", "boot"])
+        #expect(stages.map { String($0.split(separator: " ")[1]) } == ["kernel", "packages", "disk", "rootfs", "configure", "boot", "outputs", "boot"])
         #expect(result.standardOutput.hasPrefix("Plan for minimal (recipes/minimal.toml, sha256 "))
         #expect(result.standardOutput.contains("1. kernel       build linux-rast-base from /usr/src/linux-source-6.1.tar.xz with profile base (cached by source + config + compiler)\n"))
         #expect(result.standardOutput.contains("                - PKGBUILD \(RecipeCommandTests.root)/recipes/pkgbuilds/busybox\n"))
