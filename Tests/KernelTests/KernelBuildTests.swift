@@ -55,5 +55,28 @@ import VirtualMachine
         #expect(second.cacheHit)
         #expect(second.packagePath == first.packagePath)
         print("kernel: second build was a cache hit in \(secondWatch.formatted)")
+
+        // The command line: `rast-build kernel RECIPE` on the default recipe finds the same package.
+        let cli = try Command(ProjectPaths.root + "/.build/debug/rast-build",
+                              ["kernel", ProjectPaths.recipes + "/minimal.toml", "--data", ProjectPaths.root]).run(check: false)
+        #expect(cli.status == 0, "\(cli.standardError)")
+        #expect(cli.standardOutput.contains("linux-rast-base 6.1.192-1 (\(first.kernelRelease)): cache hit"))
+        #expect(cli.standardOutput.contains(first.packagePath))
+    }
+
+    @Test func strictMakesADroppedOptionAnErrorNamingIt() throws {
+        try Require.file(ProjectPaths.debianKernelSource, hint: "apt-get install linux-source-6.1")
+        let scratch = try Scratch("rast-kernel")
+        let stage = KernelStage(cacheDirectory: Files.cacheDirectory + "/kernel", logDirectory: scratch.appending("logs"),
+                                fetcher: nil, progress: SilentProgress())
+        let request = KernelBuildRequest(source: .local(path: ProjectPaths.debianKernelSource),
+                                         profiles: [ProjectPaths.kernelProfiles + "/base.config"],
+                                         options: [ConfigOption(symbol: "HIGHMEM4G", value: "y", file: "recipe.toml", line: 7)],
+                                         strict: true, packageName: "linux-rast-strict")
+        #expect {
+            _ = try stage.build(request)
+        } throws: { error in
+            "\(error)".contains("CONFIG_HIGHMEM4G was dropped: requested y, not set in the final .config (recipe.toml:7)")
+        }
     }
 }
