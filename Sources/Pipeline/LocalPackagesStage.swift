@@ -50,6 +50,11 @@ public struct LocalPackagesStage {
             let staged = try stage(directory, name: name)
             let key = try cacheKey(staged)
             let cached = cacheDirectory + "/packages/" + key
+            // Concurrent builds of the same package wait for each other instead of racing.
+            let lock = try FileLock(path: cached + ".lock", wait: true) {
+                self.progress.note("packages: waiting for another build of \(name)")
+            }
+            defer { lock.unlock() }
             if Files.isDirectory(cached), let found = try? FileManagerShim.contents(of: cached).filter({ $0.contains(".pkg.tar") }), !found.isEmpty {
                 progress.note("packages: \(name) is cached")
                 files += found.map { cached + "/" + $0 }

@@ -45,56 +45,58 @@ enum ImageTestSupport {
     }
 }
 
-@Suite(.serialized) struct ImageBuildTests {
-    /// The default recipe, end to end: built, checked offline, booted under BIOS and UEFI from
-    /// the raw image and from the QCOW2 image.
-    @Test func defaultRecipeBuildsAndBootsUnderBIOSAndUEFI() throws {
-        try ImageTestSupport.requirements()
-        let scratch = try Scratch("rast-image")
-        let out = scratch.appending("out")
-        let recipe = try ImageTestSupport.recipe("minimal", output: out)
-        let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: true)).build()
-        try ImageTestSupport.expectNoLeftovers(under: out)
+extension ImageBuilds {
+    @Suite(.serialized) struct ImageBuildTests {
+        /// The default recipe, end to end: built, checked offline, booted under BIOS and UEFI from
+        /// the raw image and from the QCOW2 image.
+        @Test func defaultRecipeBuildsAndBootsUnderBIOSAndUEFI() throws {
+            try ImageTestSupport.requirements()
+            let scratch = try Scratch("rast-image")
+            let out = scratch.appending("out")
+            let recipe = try ImageTestSupport.recipe("minimal", output: out)
+            let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: true)).build()
+            try ImageTestSupport.expectNoLeftovers(under: out)
 
-        // Every output under its final name, and nothing else left behind.
-        let names = Set(try FileManagerShim.contents(of: out))
-        #expect(names.isSuperset(of: ["minimal.raw", "minimal.qcow2", "minimal.manifest.json", "SHA256SUMS", "logs"]))
-        #expect(!names.contains { $0.hasPrefix(".rast-work") })
-        let sums = try Command("sha256sum", ["-c", "SHA256SUMS"], workingDirectory: out).run(check: false)
-        #expect(sums.status == 0, "SHA256SUMS verifies: \(sums.standardOutput)\(sums.standardError)")
+            // Every output under its final name, and nothing else left behind.
+            let names = Set(try FileManagerShim.contents(of: out))
+            #expect(names.isSuperset(of: ["minimal.raw", "minimal.qcow2", "minimal.manifest.json", "SHA256SUMS", "logs"]))
+            #expect(!names.contains { $0.hasPrefix(".rast-work") })
+            let sums = try Command("sha256sum", ["-c", "SHA256SUMS"], workingDirectory: out).run(check: false)
+            #expect(sums.status == 0, "SHA256SUMS verifies: \(sums.standardOutput)\(sums.standardError)")
 
-        // The manifest says what is in the image.
-        let manifest = result.manifest
-        #expect(manifest.recipeHash == recipe.recipeHash)
-        #expect(Set(manifest.packages.map(\.name)).isSuperset(of: ["filesystem", "busybox", "rast", "linux-rast-base"]))
-        #expect(manifest.kernel?.release.hasPrefix("6.1.") == true)
-        #expect(manifest.deployed == 1)
-        #expect(manifest.tree == ["root", "└── 0 - base snapshot", "    └── 1* - base system", "        └── 2 - workstation"])
-        #expect(manifest.bootTests.count == 4)
-        for test in manifest.bootTests {
-            #expect(test.passed, "\(test.format) \(test.firmware): \(test.outcome)")
-            #expect(test.reportedCurrent == "1")
-            #expect(test.reportedTree == manifest.tree)
-            print("image: \(test.format) booted with \(test.firmware) to `rast current` = \(test.reportedCurrent ?? "?") in \(String(format: "%.1f", test.seconds)) s (\(test.accelerator))")
-        }
-        for timing in manifest.stageTimings { print("image: stage \(timing.stage) \(timing.seconds) s") }
+            // The manifest says what is in the image.
+            let manifest = result.manifest
+            #expect(manifest.recipeHash == recipe.recipeHash)
+            #expect(Set(manifest.packages.map(\.name)).isSuperset(of: ["filesystem", "busybox", "rast", "linux-rast-base"]))
+            #expect(manifest.kernel?.release.hasPrefix("6.1.") == true)
+            #expect(manifest.deployed == 1)
+            #expect(manifest.tree == ["root", "└── 0 - base snapshot", "    └── 1* - base system", "        └── 2 - workstation"])
+            #expect(manifest.bootTests.count == 4)
+            for test in manifest.bootTests {
+                #expect(test.passed, "\(test.format) \(test.firmware): \(test.outcome)")
+                #expect(test.reportedCurrent == "1")
+                #expect(test.reportedTree == manifest.tree)
+                print("image: \(test.format) booted with \(test.firmware) to `rast current` = \(test.reportedCurrent ?? "?") in \(String(format: "%.1f", test.seconds)) s (\(test.accelerator))")
+            }
+            for timing in manifest.stageTimings { print("image: stage \(timing.stage) \(timing.seconds) s") }
 
-        // The GPT passes sgdisk's verification; the partition UUIDs are the manifest's.
-        let raw = out + "/minimal.raw"
-        let verify = try Command("sgdisk", ["-v", raw]).run(check: false)
-        #expect(verify.standardOutput.contains("No problems found"), "sgdisk -v: \(verify.standardOutput)")
-        let table = try #require(try Blkid.partitionTable(at: raw))
-        #expect(table.partitions.map { $0.uuid?.lowercased() } == manifest.disk.partitions.map { $0.partitionUUID.lowercased() })
+            // The GPT passes sgdisk's verification; the partition UUIDs are the manifest's.
+            let raw = out + "/minimal.raw"
+            let verify = try Command("sgdisk", ["-v", raw]).run(check: false)
+            #expect(verify.standardOutput.contains("No problems found"), "sgdisk -v: \(verify.standardOutput)")
+            let table = try #require(try Blkid.partitionTable(at: raw))
+            #expect(table.partitions.map { $0.uuid?.lowercased() } == manifest.disk.partitions.map { $0.partitionUUID.lowercased() })
 
-        // The root filesystem passes btrfs check and holds the astOS layout.
-        let root = try #require(manifest.disk.partitions.first { $0.filesystem == "btrfs" })
-        let loop = try LoopDevice(file: raw, offset: root.startBytes, sizeLimit: root.sizeBytes, readOnly: true)
-        defer { loop.detach() }
-        let check = try Command("btrfs", ["check", "--readonly", loop.path]).run(check: false)
-        #expect(check.status == 0, "btrfs check: \(check.standardError)")
-        let list = try Command("btrfs", ["inspect-internal", "dump-tree", "-t", "root", loop.path]).output()
-        for name in ["@.snapshots", "snapshot-0", "etc-0", "boot-0", "snapshot-1", "snapshot-2", "snapshot-tmp", "@home", "@var", "@boot"] {
-            #expect(list.contains("name: \(name)") || list.contains(name), "subvolume \(name) exists")
+            // The root filesystem passes btrfs check and holds the astOS layout.
+            let root = try #require(manifest.disk.partitions.first { $0.filesystem == "btrfs" })
+            let loop = try LoopDevice(file: raw, offset: root.startBytes, sizeLimit: root.sizeBytes, readOnly: true)
+            defer { loop.detach() }
+            let check = try Command("btrfs", ["check", "--readonly", loop.path]).run(check: false)
+            #expect(check.status == 0, "btrfs check: \(check.standardError)")
+            let list = try Command("btrfs", ["inspect-internal", "dump-tree", "-t", "root", loop.path]).output()
+            for name in ["@.snapshots", "snapshot-0", "etc-0", "boot-0", "snapshot-1", "snapshot-2", "snapshot-tmp", "@home", "@var", "@boot"] {
+                #expect(list.contains("name: \(name)") || list.contains(name), "subvolume \(name) exists")
+            }
         }
     }
 }
