@@ -38,9 +38,13 @@ extension ImageBuilds {
             let server = try Self.remoteRepository(in: scratch)
             defer { server.stop() }
             let out = scratch.appending("out")
+            try Files.write(scratch.appending("overlay/motd"), string: "welcome to rastOS\n")
+            try Files.write(scratch.appending("overlay/skel/profile.d/rast.sh"), string: "export RAST=1\n")
             let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
                 recipe.repositories = [RepositorySpec(name: "remote", servers: [server.baseURL + "/$repo"], sigLevel: ["Never"])]
                 recipe.packages.install.append("hello")
+                recipe.files = [FileOverlay(source: scratch.appending("overlay/motd"), destination: "/etc/motd", mode: 0o600),
+                                FileOverlay(source: scratch.appending("overlay/skel"), destination: "/etc/skel")]
                 recipe.output.formats = [.raw]
             }
             let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
@@ -50,6 +54,14 @@ extension ImageBuilds {
             #expect(server.requests.contains { $0.path == "/remote/remote.db" })
             #expect(server.requests.contains { $0.path.hasPrefix("/remote/hello-1.0-1") })
             print("image: installed hello 1.0-1 and libhello 1.0-1 from \(server.baseURL)/remote into snapshot 0")
+            try ImageTestSupport.withMountedRoot(out + "/minimal.raw", manifest: result.manifest) { (top: String) throws in
+                let etc = top + "/@.snapshots/etc/etc-1"
+                #expect(try Files.readString(etc + "/motd") == "welcome to rastOS\n")
+                var st = stat()
+                #expect(stat(etc + "/motd", &st) == 0 && st.st_mode & 0o777 == 0o600, "the overlay's mode")
+                #expect(try Files.readString(etc + "/skel/profile.d/rast.sh") == "export RAST=1\n")
+                #expect(Files.exists(top + "/@.snapshots/rootfs/snapshot-1/usr/bin/hello"))
+            }
             try ImageTestSupport.expectNoLeftovers(under: out)
         }
 

@@ -33,6 +33,19 @@ enum ImageTestSupport {
                      progress: TerminalProgress(interactive: false))
     }
 
+    /// Mounts the image's root filesystem (top level, read-only) in a temporary directory.
+    static func withMountedRoot<T>(_ image: String, manifest: Manifest, _ body: (String) throws -> T) throws -> T {
+        let root = try #require(manifest.disk.partitions.first { $0.filesystem == "btrfs" })
+        let scratch = try Scratch("rast-inspect")
+        let loop = try LoopDevice(file: image, offset: root.startBytes, sizeLimit: root.sizeBytes, readOnly: true)
+        defer { loop.detach() }
+        let top = scratch.appending("top")
+        try Files.createDirectory(top)
+        try Mounts.mount(loop.path, on: top, type: "btrfs", options: ["ro", "subvolid=5"])
+        defer { try? Mounts.unmount(top) }
+        return try body(top)
+    }
+
     /// Nothing of a build may stay attached or mounted.
     static func expectNoLeftovers(under directory: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let mounts = try MountTable.read().mounts(under: directory).filter { $0.mountPoint != Mounts.normalize(directory) }
