@@ -52,7 +52,7 @@ struct SplitMix64: RandomNumberGenerator {
         var durations: [Operation: Double] = [:]
         for operation in Operation.allCases {
             let watch = Stopwatch()
-            for _ in 0..<2 { try rast.run(try arguments(for: operation)) }
+            for _ in 0..<2 { _ = try rast.run(try arguments(for: operation)) }
             durations[operation] = watch.elapsed / 2
         }
 
