@@ -168,7 +168,7 @@ struct CurlTests {
     }
 
     @Test func connectionRefused() throws {
-        let port = try closedPort()
+        let port = try LoopbackListener.closedPort()
         let scratch = try Scratch()
         let url = "http://127.0.0.1:\(port)/file"
         let error = try #require(throws: CurlError.self) { try Curl.download(url, to: scratch.appending("file")) }
@@ -296,78 +296,27 @@ private func randomBytes(_ count: Int) -> [UInt8] {
     return bytes
 }
 
-/// A listening socket on 127.0.0.1.
-private func listeningSocket() throws -> (fd: Int32, port: UInt16) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw SystemError("socket") }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0, listen(fd, 16) == 0 else {
-        close(fd)
-        throw SystemError("bind 127.0.0.1")
-    }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return (fd, UInt16(bigEndian: address.sin_port))
-}
-
-/// A port nothing listens on (bound, then closed again).
-private func closedPort() throws -> UInt16 {
-    let (fd, port) = try listeningSocket()
-    close(fd)
-    return port
-}
-
 /// Accepts connections (the kernel completes them from the backlog) and never answers.
 private final class SilentServer {
     let fd: Int32
     let port: UInt16
-    init() throws { (fd, port) = try listeningSocket() }
+    init() throws { (fd, port) = try LoopbackListener.listeningSocket() }
     deinit { close(fd) }
 }
 
 /// Answers every request with the same raw HTTP response, then closes the connection.
 private final class FixedResponseServer: Sendable {
-    let port: UInt16
-    private let fd: Int32
+    private let listener: LoopbackListener
+    var port: UInt16 { listener.port }
 
     init(response: String) throws {
-        (fd, port) = try listeningSocket()
-        let fd = self.fd
-        let thread = Thread {
-            while true {
-                let client = accept(fd, nil, nil)
-                if client < 0 { return }
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                var head: [UInt8] = []
-                while !head.ends(with: [13, 10, 13, 10]) {
-                    let count = recv(client, &buffer, buffer.count, 0)
-                    if count <= 0 { break }
-                    head.append(contentsOf: buffer[0..<count])
-                }
-                _ = Array(response.utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                close(client)
-            }
+        listener = try LoopbackListener { connection in
+            _ = connection.readHead()
+            connection.send(response)
         }
-        thread.start()
     }
 
-    deinit {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-    }
-}
-
-extension Array where Element == UInt8 {
-    fileprivate func ends(with suffix: [UInt8]) -> Bool {
-        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
-    }
+    deinit { listener.stop() }
 }
 
 /// `python3 -m http.server`, which answers Range requests with the whole file (200).
@@ -376,7 +325,7 @@ private final class PythonHTTPServer {
     private let process: Process
 
     init(root: String) throws {
-        port = try closedPort()
+        port = try LoopbackListener.closedPort()
         process = Process()
         guard let python = Command.find("python3") else { throw CommandError.notFound(program: "python3") }
         process.executableURL = URL(fileURLWithPath: python)

@@ -7,12 +7,13 @@ import Glibc
 
 /// A TCP listener on 127.0.0.1 (a free port), with a thread per connection: the plumbing of
 /// the test servers. `Connection` reads HTTP heads and bodies and writes responses.
-final class LoopbackListener: Sendable {
-    let port: UInt16
+public final class LoopbackListener: Sendable {
+    public let port: UInt16
     private let socketDescriptor: Int32
     private let stopped = Mutex(false)
 
-    init(handler: @escaping @Sendable (Connection) -> Void) throws {
+    /// A bound, listening socket on 127.0.0.1 and its port (for servers that misbehave on purpose).
+    public static func listeningSocket() throws -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
         var one: Int32 = 1
@@ -31,8 +32,21 @@ final class LoopbackListener: Sendable {
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A port nothing listens on (bound, then closed again).
+    public static func closedPort() throws -> UInt16 {
+        let (fd, port) = try listeningSocket()
+        close(fd)
+        return port
+    }
+
+    /// Accepts connections and runs `handler` for each on a thread of its own.
+    public init(handler: @escaping @Sendable (Connection) -> Void) throws {
+        let (fd, port) = try Self.listeningSocket()
         socketDescriptor = fd
-        port = UInt16(bigEndian: address.sin_port)
+        self.port = port
         Thread {
             while true {
                 let client = accept(fd, nil, nil)
@@ -48,7 +62,7 @@ final class LoopbackListener: Sendable {
         }.start()
     }
 
-    func stop() {
+    public func stop() {
         let wasStopped = stopped.withLock { stopped -> Bool in
             defer { stopped = true }
             return stopped
@@ -62,14 +76,14 @@ final class LoopbackListener: Sendable {
     deinit { stop() }
 
     /// One accepted connection and the bytes received but not consumed yet.
-    final class Connection {
-        let descriptor: Int32
+    public final class Connection {
+        public let descriptor: Int32
         private var buffer: [UInt8] = []
 
         init(descriptor: Int32) { self.descriptor = descriptor }
 
         /// The request line and headers, up to the blank line; nil when the peer closed.
-        func readHead() -> String? {
+        public func readHead() -> String? {
             while true {
                 if let end = buffer.firstRange(of: [13, 10, 13, 10]) {
                     let head = String(decoding: buffer[..<end.lowerBound], as: UTF8.self)
@@ -80,7 +94,7 @@ final class LoopbackListener: Sendable {
             }
         }
 
-        func readExactly(_ count: Int) -> [UInt8]? {
+        public func readExactly(_ count: Int) -> [UInt8]? {
             while buffer.count < count {
                 guard receive() else { return nil }
             }
@@ -89,7 +103,7 @@ final class LoopbackListener: Sendable {
             return result
         }
 
-        func readLine() -> String? {
+        public func readLine() -> String? {
             while true {
                 if let end = buffer.firstRange(of: [13, 10]) {
                     let line = String(decoding: buffer[..<end.lowerBound], as: UTF8.self)
@@ -101,7 +115,7 @@ final class LoopbackListener: Sendable {
         }
 
         /// A body in chunked transfer encoding.
-        func readChunked() -> [UInt8]? {
+        public func readChunked() -> [UInt8]? {
             var body: [UInt8] = []
             while true {
                 guard let line = readLine(),
@@ -123,9 +137,9 @@ final class LoopbackListener: Sendable {
             return true
         }
 
-        func send(_ text: String) { send(Array(text.utf8)) }
+        public func send(_ text: String) { send(Array(text.utf8)) }
 
-        func send(_ bytes: [UInt8]) {
+        public func send(_ bytes: [UInt8]) {
             var offset = 0
             while offset < bytes.count {
                 let sent = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
