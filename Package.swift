@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
             "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
-            "TestSupport",
+            "VirtualMachine", "TestSupport",
         ]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "TestSupport"]),

@@ -91,9 +91,13 @@ public struct Target: Sendable {
             defer { free(pointer) }
             return String(cString: pointer)
         } ?? image
+        var imageStat = stat()
+        var targetStat = stat()
+        let sameFile = stat(image, &imageStat) == 0 && stat(resolvedPath, &targetStat) == 0
+            && imageStat.st_dev == targetStat.st_dev && imageStat.st_ino == targetStat.st_ino
         switch kind {
         case .file(let exists):
-            if resolvedPath == imagePath { problems.append("it is the image itself") }
+            if resolvedPath == imagePath || sameFile { problems.append("it is the image itself") }
             if exists {
                 let loops = LoopDevice.devices(backing: resolvedPath)
                 if !loops.isEmpty {
@@ -105,6 +109,9 @@ public struct Target: Sendable {
             let device = BlockDevice(name: name)
             if device.isPartition {
                 problems.append("it is a partition (\(name)), not a whole disk; give the disk itself")
+            }
+            if let sectorSize = device.logicalSectorSize, sectorSize != 512 {
+                problems.append("its logical sector size is \(sectorSize) bytes; rast-build's GPT assumes 512-byte sectors")
             }
             problems += device.usage()
             if let backing = device.loopBackingFile, backing == imagePath {
@@ -148,6 +155,10 @@ struct BlockDevice {
         if !parts.isEmpty { return parts.joined(separator: " ") }
         if let backing = loopBackingFile { return "loop device over \(backing)" }
         return nil
+    }
+
+    var logicalSectorSize: Int? {
+        (try? Files.readString(sysfs + "/queue/logical_block_size")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     var loopBackingFile: String? {
