@@ -1,5 +1,4 @@
 import Blkid
-import CLinux
 import Foundation
 import SystemSupport
 #if canImport(Glibc)
@@ -26,8 +25,6 @@ public struct Target: Sendable {
     public let kernelName: String?
     /// Vendor and model from sysfs, when the device reports them.
     public let model: String?
-    /// The partitions the device holds now (for the warning before it is overwritten).
-    public let currentPartitions: [String]
 
     public var isBlockDevice: Bool { kind == .blockDevice }
 
@@ -41,8 +38,7 @@ public struct Target: Sendable {
             guard Files.isDirectory(parent.isEmpty ? "." : parent) else {
                 throw InstallError.refused(target: path, reason: "its directory \(parent) does not exist")
             }
-            return Target(path: path, resolvedPath: absolute(path), kind: .file(exists: false), size: 0, kernelName: nil,
-                          model: nil, currentPartitions: [])
+            return Target(path: path, resolvedPath: absolute(path), kind: .file(exists: false), size: 0, kernelName: nil, model: nil)
         }
         let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { link in
             link.hasPrefix("/") ? link : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(link)
@@ -53,13 +49,12 @@ public struct Target: Sendable {
         } ?? absolute(resolved)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
-            return Target(path: path, resolvedPath: realPath, kind: .file(exists: true), size: Int64(st.st_size), kernelName: nil,
-                          model: nil, currentPartitions: [])
+            return Target(path: path, resolvedPath: realPath, kind: .file(exists: true), size: Int64(st.st_size), kernelName: nil, model: nil)
         case S_IFBLK:
+            // Only sysfs is read here: a device is opened after the checks found it free.
             let device = BlockDevice(rdev: st.st_rdev)
-            let size = try device.size(path: realPath)
-            return Target(path: path, resolvedPath: realPath, kind: .blockDevice, size: size, kernelName: device.name,
-                          model: device.model, currentPartitions: device.describePartitions(path: realPath))
+            return Target(path: path, resolvedPath: realPath, kind: .blockDevice, size: try device.size(), kernelName: device.name,
+                          model: device.model)
         case S_IFDIR:
             throw InstallError.refused(target: path, reason: "it is a directory; give a block device or an image file to write")
         default:
@@ -71,9 +66,11 @@ public struct Target: Sendable {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
-    /// What is on the device now, in the words the refusal without --yes uses.
+    /// What is on the device now, in the words the refusal without --yes uses (it reads the
+    /// partition table: call it only for a target that passed `problems`).
     public var overwriteWarning: String {
         var lines = ["\(path)\(resolvedPath != path ? " (\(resolvedPath))" : ""): \(ByteCount.format(size))\(model.map { ", \($0)" } ?? "")"]
+        let currentPartitions = kernelName.map { BlockDevice(name: $0).describePartitions(path: resolvedPath) } ?? []
         if currentPartitions.isEmpty {
             lines.append("  no partitions")
         } else {
@@ -179,13 +176,12 @@ struct BlockDevice {
         return numbers
     }
 
-    func size(path: String) throws -> Int64 {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path) }
-        defer { close(fd) }
-        var bytes: UInt64 = 0
-        try SystemError.check("get the size (BLKGETSIZE64) of", path: path) { rast_block_size_bytes(fd, &bytes) }
-        return Int64(bytes)
+    /// The size in bytes (sysfs counts 512-byte sectors whatever the device's sector size).
+    func size() throws -> Int64 {
+        guard let text = try? Files.readString(sysfs + "/size"), let sectors = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw UserError("cannot read the size of \(name) from \(sysfs)/size")
+        }
+        return sectors * 512
     }
 
     /// The partition table on the device, one line per partition (what would be lost).

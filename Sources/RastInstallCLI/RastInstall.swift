@@ -120,7 +120,14 @@ public struct RastInstall: ParsableCommand {
             print("dry run: nothing was written")
             return
         }
-        let result = try installer.install()
+        let result: InstallResult
+        do {
+            result = try installer.install()
+        } catch let error as InstallError where Cancellation.shared.isCancelled {
+            // An interrupted device installation: say that the device is incomplete, exit as interrupted.
+            EntryPoint.printError("rast-install: \(error)")
+            throw ExitCode(130)
+        }
         print("""
             \(result.plan.target.path): rastOS installed from \(result.plan.image) in \(String(format: "%.1f", result.seconds)) s
               snapshot \(result.deployedSnapshot) deployed; disk GUID \(result.diskGUID)

@@ -162,12 +162,14 @@ import Glibc
     }
 
     /// --new-uuids: new disk GUID, partition UUIDs and btrfs UUID; fstab, boot entries and
-    /// both GRUB images follow, so the disk boots under BIOS and UEFI.
+    /// both GRUB images follow, so the disk boots under BIOS and UEFI. The image's own user
+    /// (admin) gets a second key next to the one the recipe gave it.
     @Test func newUUIDsBootUnderBIOSAndUEFI() throws {
         let image = try TestImage.shared()
         let scratch = try Scratch("rast-install-uuids")
         let target = scratch.appending("disk.img")
-        let result = try InstallTest.install(image.raw, to: target, size: (5 << 29), Personalisation(newIdentifiers: true))
+        let result = try InstallTest.install(image.raw, to: target, size: (5 << 29),
+                                             Personalisation(user: "admin", sshKeys: [Self.secondKey], newIdentifiers: true))
         try InstallTest.expectNoLeftovers(under: scratch.path)
 
         let old = image.manifest
@@ -198,6 +200,10 @@ import Glibc
                 let fstab = try #require(mounted.read("@.snapshots/etc/etc-\(slot)/fstab"))
                 #expect(fstab.contains("UUID=\(newUUID) / btrfs") && !fstab.contains(old.filesystemUUID), "fstab of \(slot): \(fstab)")
             }
+            #expect(mounted.read("@home/admin/.ssh/authorized_keys") == Self.key + "\n" + Self.secondKey + "\n",
+                    "the recipe's key stays, the new one is added")
+            #expect(mounted.read("@.snapshots/etc/etc-\(old.deployed)/passwd")?.components(separatedBy: "\nadmin:").count == 2,
+                    "admin is not added twice")
             let grub = try #require(mounted.read("@boot/grub/grub.cfg"))
             #expect(grub.contains(newUUID) && grub.contains("root=PARTUUID=\(root.partitionUUID)"))
             #expect(!grub.contains(old.filesystemUUID) && !grub.contains(old.rootPartitionUUID))
@@ -210,7 +216,10 @@ import Glibc
 
         for firmware in [MachineConfiguration.Firmware.bios, .uefi] {
             let boot = try InstallTest.boot(target, firmware: firmware, expectation: BootExpectation(current: old.deployed, tree: old.tree),
-                                            extraChecks: "grep -q '\(try #require(root.filesystemUUID))' /etc/fstab || fail \"fstab names the old UUID\"",
+                                            extraChecks: """
+                                                grep -q '\(try #require(root.filesystemUUID))' /etc/fstab || fail "fstab names the old UUID"
+                                                grep -qF '\(Self.secondKey)' /home/admin/.ssh/authorized_keys || fail "admin lacks the new key"
+                                                """,
                                             logDirectory: scratch.path)
             #expect(boot.passed, "\(firmware): \(boot.outcome); console log \(boot.consoleLog): \((try? Files.readString(boot.consoleLog))?.suffix(2000) ?? "")")
             print("install: --new-uuids disk booted with \(firmware.rawValue.uppercased()) in \(String(format: "%.1f", boot.seconds)) s")
@@ -230,7 +239,7 @@ import Glibc
         defer { device.detach() }
         let mountPoint = scratch.appending("mnt")
         try Files.createDirectory(mountPoint)
-        try Mounts.mount(device.path, on: mountPoint, type: "btrfs")
+        try Mounts.mount(device.path, on: mountPoint, type: "btrfs", options: ["ro"])  // read-only: the bytes stay as they are
         defer { try? Mounts.unmount(mountPoint) }
 
         #expect {
