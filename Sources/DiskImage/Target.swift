@@ -40,13 +40,7 @@ public struct Target: Sendable {
             }
             return Target(path: path, resolvedPath: absolute(path), kind: .file(exists: false), size: 0, kernelName: nil, model: nil)
         }
-        let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { link in
-            link.hasPrefix("/") ? link : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(link)
-        } ?? path
-        let realPath = realpath(resolved, nil).map { pointer -> String in
-            defer { free(pointer) }
-            return String(cString: pointer)
-        } ?? absolute(resolved)
+        let realPath = resolve(path) ?? absolute(path)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
             return Target(path: path, resolvedPath: realPath, kind: .file(exists: true), size: Int64(st.st_size), kernelName: nil, model: nil)
@@ -59,6 +53,14 @@ public struct Target: Sendable {
             throw InstallError.refused(target: path, reason: "it is a directory; give a block device or an image file to write")
         default:
             throw InstallError.refused(target: path, reason: "it is neither a block device nor a regular file")
+        }
+    }
+
+    /// `path` with every symbolic link resolved, or nil when it does not exist.
+    static func resolve(_ path: String) -> String? {
+        realpath(path, nil).map { pointer -> String in
+            defer { free(pointer) }
+            return String(cString: pointer)
         }
     }
 
@@ -84,10 +86,7 @@ public struct Target: Sendable {
     /// file attached to a loop device. Empty when it is free.
     public func problems(image: String) -> [String] {
         var problems: [String] = []
-        let imagePath = realpath(image, nil).map { pointer -> String in
-            defer { free(pointer) }
-            return String(cString: pointer)
-        } ?? image
+        let imagePath = Target.resolve(image) ?? image
         var imageStat = stat()
         var targetStat = stat()
         let sameFile = stat(image, &imageStat) == 0 && stat(resolvedPath, &targetStat) == 0
@@ -127,10 +126,7 @@ struct BlockDevice {
     init(rdev: dev_t) {
         let number = deviceNumber(rdev)
         let link = "/sys/dev/block/" + number
-        let target = realpath(link, nil).map { pointer -> String in
-            defer { free(pointer) }
-            return String(cString: pointer)
-        } ?? link
+        let target = Target.resolve(link) ?? link
         sysfs = target
         name = (target as NSString).lastPathComponent
     }
@@ -138,10 +134,7 @@ struct BlockDevice {
     init(name: String) {
         self.name = name
         let direct = "/sys/class/block/" + name
-        sysfs = realpath(direct, nil).map { pointer -> String in
-            defer { free(pointer) }
-            return String(cString: pointer)
-        } ?? direct
+        sysfs = Target.resolve(direct) ?? direct
     }
 
     var isPartition: Bool { Files.exists(sysfs + "/partition") }
