@@ -64,18 +64,21 @@ let package = Package(
         // Stages and host operations.
         .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
-        .target(name: "DiskImage", dependencies: ["Fdisk", "Blkid", "Btrfs", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
-            "Recipe", "Kernel", "Packages", "Alpm", "DiskImage", "SnapshotTree", "BootEntries", "QCOW2",
+            "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "SystemSupport"]),
+        // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
+        .target(name: "DiskImage", dependencies: [
+            "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
+        ]),
 
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
         .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
-        .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "QCOW2", argumentParser]),
+        .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
         .executableTarget(name: "rast-install", dependencies: ["RastInstallCLI"]),
@@ -98,7 +101,10 @@ let package = Package(
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
-        .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
+        .testTarget(name: "DiskImageTests", dependencies: [
+            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
+            "VirtualMachine", "TestSupport",
+        ]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "SnapshotTree", "Btrfs", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),

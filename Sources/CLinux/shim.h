@@ -83,6 +83,18 @@ static inline int rast_block_flush(int fd) {
     return ioctl(fd, BLKFLSBUF, 0);
 }
 
+/// Makes a byte range of a block device read as zeros (BLKZEROOUT): the device zeroes it
+/// itself where it can (WRITE ZEROES, a hole in a loop device's file), else the kernel writes zeros.
+static inline int rast_block_zero_out(int fd, uint64_t start, uint64_t length) {
+    uint64_t range[2] = { start, length };
+    return ioctl(fd, BLKZEROOUT, range);
+}
+
+/// Asks the kernel to read a disk's partition table again (BLKRRPART).
+static inline int rast_block_reread_partitions(int fd) {
+    return ioctl(fd, BLKRRPART, 0);
+}
+
 /// Makes `dest_fd` share `src_fd`'s extents (a reflink); fails on filesystems without it.
 static inline int rast_clone_file(int dest_fd, int src_fd) {
     return ioctl(dest_fd, FICLONE, src_fd);

@@ -247,6 +247,70 @@ public final class PartitionTable {
         return try partition(index: number)
     }
 
+    /// True when the table in memory differs from the disk. libfdisk also sets this when it
+    /// opens a GPT disk whose backup header is not at the end (a disk image written to a larger
+    /// disk): it moves the backup header and the last usable sector, and `write()` stores that.
+    public var hasUnwrittenChanges: Bool {
+        guard let label = fdisk_get_label(context, nil) else { return false }
+        return fdisk_label_is_changed(label) != 0
+    }
+
+    /// Changes the size of partition `number` in place (its start stays). `.restOfDisk` extends
+    /// it over the free space right after it, its end aligned down to the alignment grain.
+    /// A size that does not fit the free space after the partition is an error, not silently
+    /// shrunk.
+    @discardableResult
+    public func resizePartition(_ number: Int, to size: PartitionSize) throws -> Partition {
+        _ = try requireKind()
+        let current = try partition(number: number)
+        let sectorSize = self.sectorSize
+        // The last sector the partition may reach: the end of the free region after it, or its own end.
+        let limit = freeRegions().first { $0.lowerBound == current.endSector + 1 }?.upperBound ?? current.endSector
+        let sectors: UInt64
+        switch size {
+        case .bytes(let bytes):
+            sectors = (bytes + sectorSize - 1) / sectorSize
+            guard sectors > 0, current.startSector + sectors - 1 <= limit else {
+                throw FdiskError.doesNotFit(partition: "\(number)\(current.name.map { " (\($0))" } ?? "")",
+                                            requestedBytes: sectors * sectorSize,
+                                            availableBytes: (limit - current.startSector + 1) * sectorSize, path: path)
+            }
+        case .restOfDisk:
+            let grain = max(1, UInt64(fdisk_get_grain_size(context)) / sectorSize)
+            let alignedEnd = (limit + 1) / grain * grain - 1
+            let end = alignedEnd > current.endSector ? alignedEnd : limit
+            sectors = end - current.startSector + 1
+        }
+        guard let entry = fdisk_new_partition() else {
+            throw FdiskError.system(function: "fdisk_new_partition", path: path, errno: ENOMEM)
+        }
+        defer { fdisk_unref_partition(entry) }
+        try call("fdisk_partition_set_size") { fdisk_partition_set_size(entry, sectors) }
+        try call("fdisk_set_partition") { fdisk_set_partition(context, number - 1, entry) }
+        return try partition(index: number - 1)
+    }
+
+    /// Gives partition `number` a new GPT partition GUID (its PARTUUID).
+    public func setPartitionUUID(_ number: Int, _ uuid: UUID) throws {
+        let kind = try requireKind()
+        guard kind == .gpt else { throw FdiskError.unsupported("a partition GUID", table: kind.rawValue, path: path) }
+        _ = try partition(number: number)
+        guard let entry = fdisk_new_partition() else {
+            throw FdiskError.system(function: "fdisk_new_partition", path: path, errno: ENOMEM)
+        }
+        defer { fdisk_unref_partition(entry) }
+        try call("fdisk_partition_set_uuid") { fdisk_partition_set_uuid(entry, uuid.uuidString) }
+        try call("fdisk_set_partition") { fdisk_set_partition(context, number - 1, entry) }
+    }
+
+    /// The partition with this number (from 1), or an error naming the disk.
+    public func partition(number: Int) throws -> Partition {
+        guard let found = try partitions().first(where: { $0.number == number }) else {
+            throw FdiskError.invalidValue(String(number), reason: "\(path) has no partition \(number)")
+        }
+        return found
+    }
+
     /// The partitions in the table (in memory, including unwritten changes), by number.
     public func partitions() throws -> [Partition] {
         _ = try requireKind()

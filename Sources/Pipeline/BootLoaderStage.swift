@@ -19,25 +19,50 @@ public struct BootLoaderStage {
         "linux", "serial", "terminal", "echo", "test", "boot", "all_video", "gzio", "zstd", "reboot", "halt",
     ]
 
-    public let recipe: Recipe
+    /// The boot loader and the firmware it is installed for (the recipe's disk.bootloader and disk.firmware).
+    public let bootloader: Bootloader
+    public let firmware: [Firmware]
     public let disk: AttachedDisk
     public let layout: Layout
     public let templates: BootTemplates
     public let workDirectory: String
     public let progress: ProgressReporter
 
+    public init(recipe: Recipe, disk: AttachedDisk, layout: Layout, templates: BootTemplates, workDirectory: String,
+                progress: ProgressReporter) {
+        self.init(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware, disk: disk, layout: layout,
+                  templates: templates, workDirectory: workDirectory, progress: progress)
+    }
+
+    /// The stage without a recipe (rast-install reinstalls the loaders of a built image).
+    public init(bootloader: Bootloader, firmware: [Firmware], disk: AttachedDisk, layout: Layout, templates: BootTemplates,
+                workDirectory: String, progress: ProgressReporter) {
+        self.bootloader = bootloader
+        self.firmware = firmware
+        self.disk = disk
+        self.layout = layout
+        self.templates = templates
+        self.workDirectory = workDirectory
+        self.progress = progress
+    }
+
     /// Fails early when the recipe's boot loader cannot be installed on this machine.
     public static func preflight(_ recipe: Recipe) throws {
-        switch recipe.disk.bootloader {
+        try preflight(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware)
+    }
+
+    /// Fails early when `bootloader` cannot be installed for `firmware` on this machine.
+    public static func preflight(bootloader: Bootloader, firmware: [Firmware]) throws {
+        switch bootloader {
         case .grub:
             var tools = ["mmd", "mcopy"]
-            if recipe.disk.firmware.contains(.bios) { tools.append("grub-install") }
-            if recipe.disk.firmware.contains(.uefi) { tools.append("grub-mkimage") }
+            if firmware.contains(.bios) { tools.append("grub-install") }
+            if firmware.contains(.uefi) { tools.append("grub-mkimage") }
             try Require.tools(tools, for: "installing GRUB")
-            if recipe.disk.firmware.contains(.bios), !Files.isDirectory("/usr/lib/grub/i386-pc") {
+            if firmware.contains(.bios), !Files.isDirectory("/usr/lib/grub/i386-pc") {
                 throw UserError("GRUB for BIOS needs /usr/lib/grub/i386-pc (apt-get install grub-pc-bin)")
             }
-            if recipe.disk.firmware.contains(.uefi), !Files.isDirectory("/usr/lib/grub/x86_64-efi") {
+            if firmware.contains(.uefi), !Files.isDirectory("/usr/lib/grub/x86_64-efi") {
                 throw UserError("GRUB for UEFI needs /usr/lib/grub/x86_64-efi (apt-get install grub-efi-amd64-bin)")
             }
         case .limine:
@@ -57,10 +82,10 @@ public struct BootLoaderStage {
     public func run() throws {
         guard let esp = disk.partition(named: DiskStage.espName) else { throw UserError("the image has no ESP") }
         let espDevice = disk.device(of: esp)
-        switch recipe.disk.bootloader {
+        switch bootloader {
         case .grub:
-            if recipe.disk.firmware.contains(.bios) { try installGrubBIOS() }
-            if recipe.disk.firmware.contains(.uefi) { try installGrubUEFI(espDevice: espDevice) }
+            if firmware.contains(.bios) { try installGrubBIOS() }
+            if firmware.contains(.uefi) { try installGrubUEFI(espDevice: espDevice) }
         case .limine:
             try installLimine(espDevice: espDevice)
         }
@@ -104,7 +129,7 @@ public struct BootLoaderStage {
     }
 
     func installLimine(espDevice: String) throws {
-        try Self.preflight(recipe)
+        try Self.preflight(bootloader: bootloader, firmware: firmware)
         progress.begin("boot loader: Limine")
         // Limine reads FAT only: the menu and each deployment's kernel go to the ESP.
         let state = try SnapshotStore(layout: layout, templates: templates).state()
@@ -116,10 +141,10 @@ public struct BootLoaderStage {
             }
         }
         try Command("mcopy", ["-i", espDevice, layout.limineConfig, "::/limine/limine.conf"]).run()
-        if let efi = Self.limineFile("BOOTX64.EFI"), recipe.disk.firmware.contains(.uefi) {
+        if let efi = Self.limineFile("BOOTX64.EFI"), firmware.contains(.uefi) {
             try Command("mcopy", ["-i", espDevice, efi, "::/EFI/BOOT/BOOTX64.EFI"]).run()
         }
-        if let sys = Self.limineFile("limine-bios.sys"), recipe.disk.firmware.contains(.bios) {
+        if let sys = Self.limineFile("limine-bios.sys"), firmware.contains(.bios) {
             try Command("mcopy", ["-i", espDevice, sys, "::/limine/limine-bios.sys"]).run()
             try Command("limine", ["bios-install", disk.imagePath]).run()
         }

@@ -19,6 +19,18 @@ public final class AttachedDisk {
         public let partitionUUID: String
         public var filesystem: String?
         public var filesystemUUID: String?
+
+        public init(number: Int, name: String, type: String, startBytes: UInt64, sizeBytes: UInt64,
+                    partitionUUID: String, filesystem: String? = nil, filesystemUUID: String? = nil) {
+            self.number = number
+            self.name = name
+            self.type = type
+            self.startBytes = startBytes
+            self.sizeBytes = sizeBytes
+            self.partitionUUID = partitionUUID
+            self.filesystem = filesystem
+            self.filesystemUUID = filesystemUUID
+        }
     }
 
     public let imagePath: String
@@ -26,7 +38,8 @@ public final class AttachedDisk {
     public private(set) var partitions: [PartitionRecord]
     private var loops: [Int: LoopDevice] = [:]
 
-    init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
+    /// A disk (image file or block device) with this partition table; nothing is attached yet.
+    public init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
         self.imagePath = imagePath
         self.diskGUID = diskGUID
         self.partitions = partitions
@@ -35,7 +48,8 @@ public final class AttachedDisk {
     public func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
 
     /// Attaches a partition to its own loop device (once).
-    func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
+    @discardableResult
+    public func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
         if let loop = loops[partition.number] { return loop.path }
         let loop = try LoopDevice(file: imagePath, offset: partition.startBytes, sizeLimit: partition.sizeBytes)
         loops[partition.number] = loop

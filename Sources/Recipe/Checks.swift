@@ -1,8 +1,9 @@
 import Foundation
 
 /// Checks of single values. Each returns nil when the value is fine, or the sentence that
-/// says what is wrong (without the key, which the caller adds).
-enum Checks {
+/// says what is wrong (without the key, which the caller adds). Public for rast-install,
+/// which checks its options the way recipes are checked.
+public enum Checks {
     static func isLowerAlphanumeric(_ c: Character) -> Bool {
         c.isASCII && (c.isLowercase || c.isNumber)
     }
@@ -16,7 +17,7 @@ enum Checks {
     }
 
     /// RFC 1123 host name label.
-    static func hostname(_ name: String) -> String? {
+    public static func hostname(_ name: String) -> String? {
         let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
         guard !name.isEmpty, name.count <= 63, allowed, !name.hasPrefix("-"), !name.hasSuffix("-") else {
             return "'\(name)' is not a valid host name: use 1 to 63 letters, digits and hyphens, not starting or ending with a hyphen (RFC 1123)"
@@ -24,7 +25,7 @@ enum Checks {
         return nil
     }
 
-    static func timezone(_ zone: String) -> String? {
+    public static func timezone(_ zone: String) -> String? {
         let parts = zone.split(separator: "/", omittingEmptySubsequences: false)
         let valid = !zone.isEmpty && parts.allSatisfy { part in
             !part.isEmpty && part != "." && part != ".."
@@ -44,7 +45,7 @@ enum Checks {
     }
 
     /// Linux user and group names as useradd accepts them by default.
-    static func accountName(_ name: String, what: String) -> String? {
+    public static func accountName(_ name: String, what: String) -> String? {
         guard let first = name.first, first.isASCII, first.isLowercase || first == "_", name.count <= 32,
               name.allSatisfy({ isLowerAlphanumeric($0) || $0 == "_" || $0 == "-" }) else {
             return "'\(name)' is not a valid \(what) name: use up to 32 lower-case letters, digits, '_' and '-', starting with a letter or '_'"
@@ -100,7 +101,7 @@ enum Checks {
     }
 
     /// crypt(3) hashes: `$ID$[PARAMS$]SALT$HASH`. The value is not repeated in the message.
-    static func cryptHash(_ hash: String) -> String? {
+    public static func cryptHash(_ hash: String) -> String? {
         let problem = "the value does not look like a crypt(3) hash ($ID$SALT$HASH with ID 1, 2b, 5, 6, y or gy); make one with `openssl passwd -6`"
         let fields = hash.split(separator: "$", omittingEmptySubsequences: false)
         let ids: Set<Substring> = ["1", "2a", "2b", "2y", "5", "6", "7", "y", "gy"]
@@ -119,7 +120,7 @@ enum Checks {
     ]
 
     /// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, whose body names the same type.
-    static func sshKey(_ line: String) -> String? {
+    public static func sshKey(_ line: String) -> String? {
         let fields = line.split(maxSplits: 2, whereSeparator: { $0 == " " || $0 == "\t" })
         guard fields.count >= 2 else {
             return "an SSH public key has the form 'TYPE BASE64 [COMMENT]', as in ~/.ssh/id_ed25519.pub"

@@ -308,6 +308,16 @@ public final class SnapshotStore {
         try commitWorkingCopy(0)
     }
 
+    /// Records new boot settings (a new filesystem UUID or root PARTUUID after the disk was
+    /// given new identifiers). Boot entries and fstab follow at the next deploy or
+    /// `updateBootEntries()`.
+    public func setBootSettings(_ settings: BootMenuSettings) throws {
+        requireLock()
+        var state = try state()
+        state.boot = settings
+        try commit(Journal(operation: "boot settings", steps: [], state: state))
+    }
+
     // MARK: Helpers
 
     /// Replaces the contents of directory `target` with those of `source` (reflinked copies).

@@ -1,0 +1,221 @@
+import Foundation
+import QCOW2
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The two image formats rast-build writes.
+public enum ImageFormat: String, Sendable {
+    case raw
+    case qcow2
+}
+
+/// A built image read as the virtual disk it holds: a sparse raw file (its holes found with
+/// SEEK_DATA/SEEK_HOLE) or a QCOW2 image (its unallocated and zero clusters are the holes).
+/// Holes read as zeros; `dataExtents()` lists everything else.
+public final class ImageSource {
+    public let path: String
+    public let format: ImageFormat
+    /// Size of the virtual disk in bytes.
+    public let virtualSize: Int64
+    private let fd: Int32
+    private let reader: QCOW2Reader?
+
+    /// Opens `path`, recognising QCOW2 by its magic number; anything else is a raw disk.
+    public init(path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("open image", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw InstallError.invalidImage(path: path, reason: "it is not a regular file (give the .raw or .qcow2 file rast-build wrote)")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open image", path: path) }
+        self.path = path
+        self.fd = fd
+        if QCOW2Reader.isQCOW2(path: path) {
+            do {
+                let reader = try QCOW2Reader(path: path)
+                self.reader = reader
+                format = .qcow2
+                virtualSize = reader.virtualSize
+            } catch {
+                close(fd)
+                throw error
+            }
+        } else {
+            reader = nil
+            format = .raw
+            virtualSize = Int64(st.st_size)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// The ranges of the virtual disk that hold data, in order; everything else reads as zeros.
+    public func dataExtents() throws -> [Range<Int64>] {
+        switch format {
+        case .raw: return try rawExtents()
+        case .qcow2: return try qcow2Extents()
+        }
+    }
+
+    private func rawExtents() throws -> [Range<Int64>] {
+        var extents: [Range<Int64>] = []
+        var offset: Int64 = 0
+        while offset < virtualSize {
+            let data = lseek(fd, off_t(offset), Self.seekData)
+            if data < 0 {
+                if errno == ENXIO { break }  // only a hole up to the end
+                throw SystemError("find data (SEEK_DATA) in", path: path)
+            }
+            var hole = lseek(fd, data, Self.seekHole)
+            if hole < 0 { throw SystemError("find a hole (SEEK_HOLE) in", path: path) }
+            hole = min(hole, off_t(virtualSize))
+            if hole > data { extents.append(Int64(data)..<Int64(hole)) }
+            offset = Int64(hole)
+        }
+        return extents
+    }
+
+    private func qcow2Extents() throws -> [Range<Int64>] {
+        guard let reader else { return [] }
+        let cluster = Int64(reader.clusterSize)
+        let count = (virtualSize + cluster - 1) / cluster
+        var extents: [Range<Int64>] = []
+        for index in 0..<count {
+            if index % 4096 == 0 { try checkCancelled() }
+            switch try reader.mapping(ofCluster: index) {
+            case .unallocated, .zero:
+                continue
+            case .data, .compressed:
+                let range = index * cluster..<min((index + 1) * cluster, virtualSize)
+                if let last = extents.last, last.upperBound == range.lowerBound {
+                    extents[extents.count - 1] = last.lowerBound..<range.upperBound
+                } else {
+                    extents.append(range)
+                }
+            }
+        }
+        return extents
+    }
+
+    /// Fills `buffer` with the virtual disk's bytes at `offset` (zeros past the end of a raw file).
+    public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        if let reader {
+            try reader.read(at: offset, into: buffer)
+            return
+        }
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let got = pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if got == 0 {
+                (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+                return
+            }
+            done += got
+        }
+    }
+
+    /// Bytes of data (everything that is not a hole).
+    public func dataBytes() throws -> Int64 {
+        try dataExtents().reduce(0) { $0 + Int64($1.count) }
+    }
+
+    /// SHA-256 of the image file itself (what NAME.manifest.json and SHA256SUMS record).
+    public func fileSHA256(progress: ProgressReporter) throws -> String {
+        var hasher = SHA256()
+        let size = try Files.size(path)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        while offset < size {
+            try checkCancelled()
+            let want = Int(min(Int64(buffer.count), size - offset))
+            let got = pread(fd, buffer.baseAddress, want, off_t(offset))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if got == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            offset += Int64(got)
+            progress.update(ProgressUpdate(task: "SHA-256", completed: offset, total: size, unit: .bytes))
+        }
+        return hasher.finalize()
+    }
+
+    // lseek whences of Linux that Glibc's Swift module hides (they need _GNU_SOURCE).
+    static let seekData: Int32 = 3
+    static let seekHole: Int32 = 4
+}
+
+/// What rast-build recorded about an image beside it: NAME.manifest.json and SHA256SUMS.
+public struct ImageRecords: Sendable {
+    /// The parts of the manifest rast-install uses (decoded leniently, so that newer
+    /// manifests with more fields still read).
+    public struct ManifestSummary: Decodable, Sendable {
+        public struct Output: Decodable, Sendable {
+            public let file: String
+            public let sha256: String
+        }
+        public struct Disk: Decodable, Sendable {
+            public let bootloader: String?
+            public let firmware: [String]?
+        }
+        public let name: String?
+        public let outputs: [Output]?
+        public let disk: Disk?
+        public let deployed: Int?
+    }
+
+    public var manifestPath: String?
+    public var manifest: ManifestSummary?
+    /// The SHA-256 the records give for the image, and which file says so.
+    public var expectedSHA256: (value: String, source: String)?
+
+    /// Reads the records beside `image` (`DIR/NAME.raw` → `DIR/NAME.manifest.json`, `DIR/SHA256SUMS`).
+    /// Records that disagree with each other are an error.
+    public static func load(besides image: String) throws -> ImageRecords {
+        let directory = (image as NSString).deletingLastPathComponent
+        let file = (image as NSString).lastPathComponent
+        let stem = (file as NSString).deletingPathExtension
+        var records = ImageRecords()
+        var expectations: [(value: String, source: String)] = []
+
+        let manifestPath = (directory.isEmpty ? "." : directory) + "/\(stem).manifest.json"
+        if Files.exists(manifestPath) {
+            do {
+                let manifest = try JSONDecoder().decode(ManifestSummary.self, from: Data(try Files.read(manifestPath)))
+                records.manifest = manifest
+                records.manifestPath = manifestPath
+                if let output = manifest.outputs?.first(where: { $0.file == file }) {
+                    expectations.append((output.sha256.lowercased(), (manifestPath as NSString).lastPathComponent))
+                }
+            } catch {
+                throw InstallError.invalidImage(path: image, reason: "its manifest \(manifestPath) cannot be read: \(error)")
+            }
+        }
+        let sumsPath = (directory.isEmpty ? "." : directory) + "/SHA256SUMS"
+        if Files.exists(sumsPath) {
+            for line in try Files.readString(sumsPath).split(separator: "\n") {
+                // sha256sum format: HASH, two characters (" " or " *"), NAME.
+                let parts = line.split(separator: " ", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                var name = parts[1].drop { $0 == " " }
+                if name.hasPrefix("*") { name = name.dropFirst() }
+                if name == file { expectations.append((String(parts[0]).lowercased(), "SHA256SUMS")) }
+            }
+        }
+        if let first = expectations.first, let other = expectations.first(where: { $0.value != first.value }) {
+            throw InstallError.invalidImage(path: image, reason: "\(first.source) and \(other.source) record different SHA-256 sums for it (\(first.value), \(other.value))")
+        }
+        records.expectedSHA256 = expectations.first
+        return records
+    }
+}

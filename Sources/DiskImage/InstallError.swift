@@ -1,0 +1,33 @@
+/// Why an installation was refused or failed, said so that a person can act on it.
+public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// An option's value cannot be used; nothing was written. `value` is nil for secrets.
+    case invalidOption(option: String, value: String?, reason: String)
+    /// The image is not an image rast-install can install.
+    case invalidImage(path: String, reason: String)
+    /// The image's SHA-256 is not the one its manifest or SHA256SUMS records.
+    case checksumMismatch(path: String, recordedIn: String, expected: String, actual: String)
+    /// The target may not be written.
+    case refused(target: String, reason: String)
+    /// The target read back differs from the image.
+    case verificationFailed(target: String, expected: String, actual: String)
+    /// A block device target failed after writing had begun: it holds no usable system.
+    case incomplete(target: String, step: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidOption(let option, let value, let reason):
+            let shown = value.map { " '\($0)'" } ?? ""
+            return "\(option)\(shown): \(reason); nothing was written"
+        case .invalidImage(let path, let reason):
+            return "\(path) is not an installable rastOS image: \(reason)"
+        case .checksumMismatch(let path, let recordedIn, let expected, let actual):
+            return "\(path) is damaged or not the image \(recordedIn) describes: its SHA-256 is \(actual), \(recordedIn) records \(expected); nothing was written"
+        case .refused(let target, let reason):
+            return "refusing to write \(target): \(reason)"
+        case .verificationFailed(let target, let expected, let actual):
+            return "\(target) does not read back as the image (SHA-256 \(actual), the image gives \(expected)): the disk may be failing"
+        case .incomplete(let target, let step, let reason):
+            return "\(target) is incomplete and holds no usable system (\(step) failed: \(reason)); run rast-install again"
+        }
+    }
+}
