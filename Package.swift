@@ -100,7 +100,9 @@ let package = Package(
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
-        .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "TestSupport"]),
+        .testTarget(name: "HostCommandsTests", dependencies: [
+            "HostCommands", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

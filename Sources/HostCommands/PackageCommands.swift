@@ -306,7 +306,7 @@ public final class PackageCommands {
     /// wherever they are installed.
     public func treeRemove(_ id: Int, _ packages: [String]) throws {
         try Self.requireNoFailures(try forEachInTree(id, what: "remove") { member in
-            let installed = Set(try reader(member).session.installedPackages().map(\.name))
+            let installed = Set(try reader(member).installedPackages().map(\.name))
             let present = packages.filter(installed.contains)
             if present.isEmpty {
                 output("snapshot \(member): none of \(packages.joined(separator: ", ")) is installed")
@@ -367,7 +367,7 @@ public final class PackageCommands {
     }
 
     private func push(from parent: Int, to child: Int, live: Bool) throws {
-        let parentPackages = try reader(parent).session.installedPackages()
+        let parentPackages = try reader(parent).installedPackages()
         var summary: TransactionSummary?
         try changeInPlace(child, command: "sync") { workspace in
             summary = try installInherited(parentPackages, from: parent, in: workspace)
@@ -419,8 +419,8 @@ public final class PackageCommands {
     /// versions (`~`). Returns whether they differ.
     @discardableResult
     public func diff(_ a: Int, _ b: Int) throws -> Bool {
-        let first = Dictionary(try reader(a).session.installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
-        let second = Dictionary(try reader(b).session.installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
+        let first = Dictionary(try reader(a).installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
+        let second = Dictionary(try reader(b).installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
         var lines: [String] = []
         for name in Set(first.keys).union(second.keys).sorted() {
             switch (first[name], second[name]) {

@@ -70,5 +70,8 @@ final class PackageReader {
         session = try PackageSession(configuration: configuration, repositories: repositories, progress: SilentProgress())
     }
 
-    deinit { try? session.handle.close() }
+    /// Installed packages, sorted by name.
+    func installedPackages(details: Bool = false) -> [AlpmPackage] {
+        withExtendedLifetime(self) { session.installedPackages(details: details) }
+    }
 }

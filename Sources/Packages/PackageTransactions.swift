@@ -99,11 +99,26 @@ extension PackageSession {
             return summary
         } catch let error as AlpmError {
             try? transaction.release()
-            throw PackageTransactionError.alpm(request: label, error: error)
+            throw PackageTransactionError.alpm(request: label, error: relativeToRoot(error))
         } catch {
             try? transaction.release()
             throw error
         }
+    }
+
+    /// libalpm names files by their path on this machine (inside a working copy); a person
+    /// wants the path in the system: /usr/bin/hello.
+    func relativeToRoot(_ error: AlpmError) -> AlpmError {
+        var root = handle.configuration.root
+        if !root.hasSuffix("/") { root += "/" }
+        func strip(_ text: String) -> String { text.replacingOccurrences(of: root, with: "/") }
+        let problems = error.problems.map { problem -> AlpmError.Problem in
+            guard case .fileConflict(var conflict) = problem else { return problem }
+            conflict.path = strip(conflict.path)
+            return .fileConflict(conflict)
+        }
+        return AlpmError(function: error.function, subject: error.subject.map(strip), code: error.code,
+                         problems: problems, details: error.details.map(strip))
     }
 
     /// "install hello 1.0, libhello 1.0; remove clash 1.0".
