@@ -50,6 +50,9 @@ public struct PacmanOperation: Sendable, Equatable {
         if kind == .remove, targets.isEmpty { throw UserError("rast -R: name the packages to remove") }
     }
 
+    /// Only reads (-Q..., -Ss, -Si): no root needed, nothing changes.
+    public var isQuery: Bool { kind == .query || (kind == .sync && (has("s") || has("i"))) }
+
     public func has(_ letter: Character) -> Bool { modifiers.contains(letter) }
     public func count(_ letter: Character) -> Int { modifiers.filter { $0 == letter }.count }
 

@@ -158,8 +158,7 @@ struct PacmanCommand: ParsableCommand {
 
     func run() throws {
         let operation = try parsed()
-        let readOnly = operation.kind == .query || operation.has("s") || operation.has("i")
-        let found = readOnly
+        let found = operation.isQuery
             ? try options.readPackages { try $0.pacman(operation) }
             : try options.packages(operation.commandLine) { try $0.pacman(operation) }
         if !found { throw ExitCode.failure }
