@@ -132,7 +132,7 @@ public final class PackageCommands {
     /// are built from the AUR when the snapshot enables it (`aur::True`).
     func resolve(_ targets: [String], in workspace: PackageWorkspace, flags: TransactionFlags = []) throws -> (request: PackageRequest, aurDependencies: [String]) {
         var request = PackageRequest(flags: flags)
-        let index = workspace.session.repositoryIndex()
+        let index = try workspace.session.repositoryIndex()
         var missing: [String] = []
         for target in targets {
             let name = AlpmDependency(parsing: target)?.name ?? target
@@ -147,7 +147,7 @@ public final class PackageCommands {
         guard settings.flag("aur") else {
             throw PackageTransactionError.notFound(
                 request: "install " + targets.joined(separator: " "), targets: missing,
-                hint: "not in the repositories of \(workspace.packageRoot.etc)/pacman.conf; `aur::True` in /etc/rast.conf builds such packages from the AUR")
+                hint: "not in the repositories of the snapshot's /etc/pacman.conf; `aur::True` in its /etc/rast.conf builds such packages from the AUR")
         }
         let installed = workspace.session.installedIndex()
         let builds = try buildFromAUR(missing.map { AlpmDependency(parsing: $0)?.name ?? $0 }, in: workspace) { dependency in
@@ -187,7 +187,7 @@ public final class PackageCommands {
     func aurUpgrades(in workspace: PackageWorkspace) throws -> [AURBuild] {
         let settings = workspace.packageRoot.snapshotConfig
         guard settings.flag("aur") else { return [] }
-        let index = workspace.session.repositoryIndex()
+        let index = try workspace.session.repositoryIndex()
         let foreign = workspace.session.installedPackages().filter { !index.names.contains($0.name) }
         guard !foreign.isEmpty else { return [] }
         let client = AURClient(baseURL: aurBaseURL(settings))

@@ -169,7 +169,7 @@ extension PackageCommands {
             packages = packages.filter { ($0.requiredBy ?? []).isEmpty && (operation.count("t") < 2 || ($0.optionalFor ?? []).isEmpty) }
         }
         if operation.has("m") {
-            let index = session.repositoryIndex().names
+            let index = try session.repositoryIndex().names
             packages = packages.filter { !index.contains($0.name) }
         }
         for package in packages {

@@ -121,14 +121,9 @@ extension PackageSession {
                          problems: problems, details: error.details.map(strip))
     }
 
-    /// "install hello 1.0, libhello 1.0; remove clash 1.0".
+    /// "install hello 1.0-1, upgrade libhello 1.0-1 -> 1.1-1, remove clash 1.0-1".
     func describe(_ summary: TransactionSummary) -> String {
-        var parts: [String] = []
-        let added = summary.added.map { "\($0.name) \($0.newVersion ?? "")" }
-        if !added.isEmpty { parts.append("installing " + added.joined(separator: ", ")) }
-        let removed = summary.removed.map { "\($0.name) \($0.oldVersion ?? "")" }
-        if !removed.isEmpty { parts.append("removing " + removed.joined(separator: ", ")) }
-        return parts.joined(separator: "; ")
+        (summary.added + summary.removed).map(\.description).joined(separator: ", ")
     }
 
     /// Downloads the databases of repositories that have none yet (a repository just added to
@@ -228,10 +223,16 @@ public enum PackageCache {
 extension PackageSession {
     /// Names every repository package has or provides, and the groups, for deciding which
     /// targets the repositories can satisfy without asking per target.
-    public func repositoryIndex() -> (names: Set<String>, groups: Set<String>) {
+    public func repositoryIndex() throws -> (names: Set<String>, groups: Set<String>) {
         var names = Set<String>()
         var groups = Set<String>()
-        for package in (try? handle.syncPackages()) ?? [] {
+        let packages: [AlpmPackage]
+        do {
+            packages = try handle.syncPackages()
+        } catch let error as AlpmError {
+            throw PackageTransactionError.alpm(request: "reading the repository databases", error: error)
+        }
+        for package in packages {
             names.insert(package.name)
             for provision in package.provides { names.insert(provision.name) }
             for group in package.groups { groups.insert(group) }

@@ -152,10 +152,6 @@ struct PacmanCommand: ParsableCommand {
         try PacmanOperation("-" + operation, targets: targets, needed: needed)
     }
 
-    func validate() throws {
-        do { _ = try parsed() } catch { throw ValidationError("\(error)") }
-    }
-
     func run() throws {
         let operation = try parsed()
         let found = operation.isQuery

@@ -104,12 +104,17 @@ final class PackageTree {
 
     /// `pacmanOptions` and `repositoryOptions` are extra pacman.conf lines for [options] and
     /// the repository section; `rastConf` is snapshot 0's /etc/rast.conf.
+    /// `publish` fills the repository instead of a plain `repo-add` (signed repositories).
     init(packages: [PKGBUILDSpec] = TestPackages.standard, sigLevel: String = "Never", rastConf: String? = nil,
-         prepareRoot: ((String) throws -> Void)? = nil) throws {
+         publish: ((LocalRepository, [String]) throws -> Void)? = nil, prepareRoot: ((String) throws -> Void)? = nil) throws {
         built = try TestPackages.built()
         scratch = try Scratch("rast-pkgtree")
         repository = try LocalRepository(name: Self.repositoryName, directory: scratch.appending("repo"))
-        try repository.add(packages.map(built.file))
+        if let publish {
+            try publish(repository, packages.map(built.file))
+        } else {
+            try repository.add(packages.map(built.file))
+        }
         server = try HTTPServer(root: repository.directory)
         fs = try BtrfsFixture(size: "768M")
         layout = Layout(top: fs.mountPoint)

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The built `rast` (debug) run as a program, as a user would run it on an image: `--root TOP`.
-enum Rast {
+enum RastProgram {
     static let binary = ProjectPaths.root + "/.build/debug/rast"
 
     static func command(_ arguments: [String], user: String? = nil) throws -> Command {
@@ -34,7 +34,7 @@ extension CommandResult {
         let tree = try PackageTree()
         defer { tree.close() }
         let one = try tree.identity(1)
-        let installed = try Rast.run(["--root", tree.top, "-S", "hello"])
+        let installed = try RastProgram.run(["--root", tree.top, "-S", "hello"])
         #expect(installed.status == 0, "\(installed.everything)")
         var state = try tree.state()
         #expect(state.snapshots.map(\.id) == [0, 1, 2])
@@ -46,11 +46,11 @@ extension CommandResult {
         #expect(try tree.installed(1) == ["base 1.0-1"])
         #expect(installed.standardOutput.contains("snapshot 2 (from 1) is deployed and boots next"), "\(installed.standardOutput)")
         #expect(Files.exists(tree.layout.root(state.next ?? "?") + "/usr/bin/hello"), "the deployment slot holds the new snapshot")
-        #expect(try Rast.run(["check", "--root", tree.top]).status == 0)
+        #expect(try RastProgram.run(["check", "--root", tree.top]).status == 0)
 
         // A failing -S makes no snapshot and deploys nothing.
         let slots = state.slots
-        let failed = try Rast.run(["--root", tree.top, "-S", "needy"])
+        let failed = try RastProgram.run(["--root", tree.top, "-S", "needy"])
         #expect(failed.status == 1)
         #expect(failed.standardError.contains("needy requires ghost"), "\(failed.standardError)")
         #expect(failed.standardError.contains("no snapshot was made; snapshot 2 and the deployment are unchanged"), "\(failed.standardError)")
@@ -61,26 +61,26 @@ extension CommandResult {
         print("rast -S needy: \(failed.standardError)")
 
         // -R and -Rns the same way; -Q reads the current (deployed) snapshot.
-        let removed = try Rast.run(["--root", tree.top, "-R", "hello"])
+        let removed = try RastProgram.run(["--root", tree.top, "-R", "hello"])
         #expect(removed.status == 0, "\(removed.everything)")
         state = try tree.state()
         #expect(state.record(3)?.description == "rast -R hello")
         #expect(try tree.installed(3) == ["base 1.0-1", "libhello 1.0-1"])
-        let orphans = try Rast.run(["--root", tree.top, "-Qdt"])
+        let orphans = try RastProgram.run(["--root", tree.top, "-Qdt"])
         #expect(orphans.lines == ["libhello 1.0-1"], "\(orphans.everything)")
-        let cleaned = try Rast.run(["pkg", "clean", "--unused-deps", "--root", tree.top])
+        let cleaned = try RastProgram.run(["pkg", "clean", "--unused-deps", "--root", tree.top])
         #expect(cleaned.status == 0, "\(cleaned.everything)")
         #expect(try tree.state().record(4)?.description == "rast pkg clean --unused-deps")
         #expect(try tree.installed(4) == ["base 1.0-1"])
-        let none = try Rast.run(["--root", tree.top, "-Qdt"])
+        let none = try RastProgram.run(["--root", tree.top, "-Qdt"])
         #expect(none.status == 1 && none.standardOutput.isEmpty, "pacman's exit status when nothing matches")
-        #expect(try Rast.run(["pkg", "clean", "--unused-deps", "--root", tree.top]).standardOutput.contains("no unused dependencies"))
+        #expect(try RastProgram.run(["pkg", "clean", "--unused-deps", "--root", tree.top]).standardOutput.contains("no unused dependencies"))
         #expect(try tree.state().snapshots.map(\.id) == [0, 1, 2, 3, 4])
 
-        let again = try Rast.run(["--root", tree.top, "-S", "hello", "clash"])
+        let again = try RastProgram.run(["--root", tree.top, "-S", "hello", "clash"])
         #expect(again.status == 1)
         #expect(again.standardError.contains("clash conflicts with hello"), "\(again.standardError)")
-        let both = try Rast.run(["--root", tree.top, "-Rns", "nothing-installed"])
+        let both = try RastProgram.run(["--root", tree.top, "-Rns", "nothing-installed"])
         #expect(both.status == 1)
         #expect(both.standardError.contains("target not found: nothing-installed"), "\(both.standardError)")
         #expect(try tree.state().snapshots.map(\.id) == [0, 1, 2, 3, 4])
@@ -89,32 +89,32 @@ extension CommandResult {
     @Test func queriesReadTheCurrentSnapshotWithoutRoot() throws {
         let tree = try PackageTree()
         defer { tree.close() }
-        #expect(try Rast.run(["--root", tree.top, "-S", "hello"]).status == 0)
+        #expect(try RastProgram.run(["--root", tree.top, "-S", "hello"]).status == 0)
         // Let an unprivileged user reach the filesystem (the fixture's directories are 0700).
         for path in [tree.fs.directory.path, tree.fs.mountPoint] { chmod(path, 0o755) }
         for user in [nil, "nobody"] {
-            let list = try Rast.run(["--root", tree.top, "-Q"], user: user)
+            let list = try RastProgram.run(["--root", tree.top, "-Q"], user: user)
             #expect(list.lines == ["base 1.0-1", "hello 1.0-1", "libhello 1.0-1"], "\(user ?? "root"): \(list.everything)")
-            let info = try Rast.run(["--root", tree.top, "-Q", "-i", "hello"], user: user)
+            let info = try RastProgram.run(["--root", tree.top, "-Q", "-i", "hello"], user: user)
             #expect(info.standardOutput.contains("Name            : hello"), "\(info.everything)")
             #expect(info.standardOutput.contains("Depends On      : libhello>=1.0"))
             #expect(info.standardOutput.contains("Install Reason  : Explicitly installed"))
-            let search = try Rast.run(["--root", tree.top, "-Qs", "hel"], user: user)
+            let search = try RastProgram.run(["--root", tree.top, "-Qs", "hel"], user: user)
             #expect(search.lines == ["local/hello 1.0-1", "    says hello", "local/libhello 1.0-1", "    the library hello needs"], "\(search.everything)")
-            let repository = try Rast.run(["--root", tree.top, "-Ss", "clash"], user: user)
+            let repository = try RastProgram.run(["--root", tree.top, "-Ss", "clash"], user: user)
             #expect(repository.lines == ["rasttest/clash 1.0-1", "    cannot live with hello"], "\(repository.everything)")
-            let installedMark = try Rast.run(["--root", tree.top, "-Ss", "^hello$"], user: user)
+            let installedMark = try RastProgram.run(["--root", tree.top, "-Ss", "^hello$"], user: user)
             #expect(installedMark.lines.first == "rasttest/hello 1.0-1 [installed]", "\(installedMark.everything)")
-            let syncInfo = try Rast.run(["--root", tree.top, "-Si", "hello"], user: user)
+            let syncInfo = try RastProgram.run(["--root", tree.top, "-Si", "hello"], user: user)
             #expect(syncInfo.standardOutput.contains("Repository      : rasttest"), "\(syncInfo.everything)")
-            let missing = try Rast.run(["--root", tree.top, "-Q", "ghost"], user: user)
+            let missing = try RastProgram.run(["--root", tree.top, "-Q", "ghost"], user: user)
             #expect(missing.status == 1)
             #expect(missing.standardError.contains("package 'ghost' was not found in snapshot 2"), "\(missing.everything)")
         }
-        let refused = try Rast.run(["--root", tree.top, "-S", "clash"], user: "nobody")
+        let refused = try RastProgram.run(["--root", tree.top, "-S", "clash"], user: "nobody")
         #expect(refused.status == 1)
         #expect(refused.standardError.contains("root"), "\(refused.everything)")
-        let unsupported = try Rast.run(["--root", tree.top, "-Sw", "hello"])
+        let unsupported = try RastProgram.run(["--root", tree.top, "-Sw", "hello"])
         #expect(unsupported.status != 0)
         #expect(unsupported.standardError.contains("'-Sw' is not supported"), "\(unsupported.everything)")
         #expect(try tree.state().snapshots.map(\.id) == [0, 1, 2], "queries and refusals change nothing")
@@ -126,7 +126,7 @@ extension CommandResult {
         let one = try tree.identity(1)
         let slots = try tree.state().slots
         // `slow` needs libhello, which is installed first; slow's pre_install then waits: kill there.
-        var command = try Rast.command(["--root", tree.top, "-S", "slow"])
+        var command = try RastProgram.command(["--root", tree.top, "-S", "slow"])
         command.stopSignal = SIGKILL
         var seen: [String] = []
         let result = try command.run(output: .linesUntil { line in
@@ -143,12 +143,12 @@ extension CommandResult {
         #expect(try tree.installed(1) == ["base 1.0-1"])
         #expect(try tree.state().snapshots.map(\.id) == [0, 1])
         #expect(try tree.state().slots == slots)
-        let check = try Rast.run(["check", "--root", tree.top])
+        let check = try RastProgram.run(["check", "--root", tree.top])
         #expect(check.status == 0, "\(check.everything)")
         #expect(check.standardOutput.contains("the snapshot tree is consistent"))
         print("rast check after SIGKILL:\n\(check.standardOutput)")
         // The next change reclaims the dead command's working copy.
-        let next = try Rast.run(["--root", tree.top, "-S", "hello"])
+        let next = try RastProgram.run(["--root", tree.top, "-S", "hello"])
         #expect(next.status == 0, "\(next.everything)")
         #expect(try tree.installed(2) == ["base 1.0-1", "hello 1.0-1", "libhello 1.0-1"])
         #expect(try tree.workingCopies().isEmpty)
