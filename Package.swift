@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
-        .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
+        .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
