@@ -237,7 +237,6 @@ public final class PackageCommands {
         var applied = PackageRequest()
         var summary: TransactionSummary?
         try changeInPlace(id, command: "install") { workspace in
-            try workspace.session.refreshMissingDatabases()
             let (request, aurDependencies) = try resolve(packages, in: workspace)
             let result = try workspace.session.run(request)
             try workspace.session.markAsDependencies(install: [], files: aurDependencies)
@@ -248,7 +247,6 @@ public final class PackageCommands {
         report(summary, in: "snapshot \(id)")
         if live, summary?.isEmpty == false {
             try applyLive(id) { workspace in
-                try workspace.session.refreshMissingDatabases()
                 report(try workspace.session.run(applied), in: "running system")
             }
         }
@@ -391,7 +389,6 @@ public final class PackageCommands {
         let installed = Set(workspace.session.installedPackages().map(\.name))
         let missing = parentPackages.filter { !installed.contains($0.name) }
         guard !missing.isEmpty else { return nil }
-        try workspace.session.refreshMissingDatabases()
         let available = (try? workspace.session.handle.syncPackages()) ?? []
         var targets: [String: (install: String?, file: String?)] = [:]
         var unavailable: [String] = []

@@ -5,7 +5,8 @@ import SnapshotTree
 import SystemSupport
 
 /// libalpm opened on a writable root (a working copy or the running deployment) with what
-/// install scriptlets need mounted: /proc, /sys, /dev, the shared /var and /home.
+/// install scriptlets need mounted: /proc, /sys, /dev, the shared /var and /home. Databases of
+/// repositories that have none yet are downloaded first.
 /// `close()` releases the handle and the mounts; it runs before the copy is committed.
 final class PackageWorkspace {
     let packageRoot: PackageRoot
@@ -20,6 +21,7 @@ final class PackageWorkspace {
         let configuration = try packageRoot.alpmConfiguration(config)
         let mounts = try ChrootMounts(root: packageRoot.root, binds: binds)
         do {
+            try PackageSession.downloadMissingDatabases(configuration: configuration, repositories: config.repositoryConfigs(), progress: progress)
             session = try PackageSession(configuration: configuration, repositories: config.repositoryConfigs(), progress: progress)
         } catch {
             mounts.release()

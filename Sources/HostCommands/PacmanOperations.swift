@@ -97,7 +97,6 @@ extension PackageCommands {
             if refresh > 0 {
                 try workspace.session.refresh(force: refresh > 1)
             } else {
-                try workspace.session.refreshMissingDatabases()
             }
             let result = try install(operation.targets, in: workspace, upgradeAll: operation.has("u"),
                                      flags: operation.needed ? [.needed] : [])
@@ -244,7 +243,6 @@ extension PackageCommands {
             let workspace = try PackageWorkspace(packageRoot: PackageRoot(root: root, layout: layout),
                                                  binds: [(layout.variable, "/var"), (layout.home, "/home")], progress: progress)
             defer { workspace.close() }
-            try workspace.session.refreshMissingDatabases()
             let summary = try install(targets, in: workspace)
             for operation in summary.added + summary.removed { output("would \(operation)") }
         } catch let error as InterruptedError {

@@ -127,12 +127,15 @@ extension PackageSession {
     }
 
     /// Downloads the databases of repositories that have none yet (a repository just added to
-    /// pacman.conf), leaving the others as they are, as `pacman -S` would find them.
-    public func refreshMissingDatabases() throws {
-        let syncDirectory = handle.configuration.databasePath + "/sync"
+    /// pacman.conf), leaving the others as they are, as `pacman -S` would find them. Call it
+    /// before opening the session that uses them: libalpm decides whether a database exists
+    /// when it is registered.
+    public static func downloadMissingDatabases(configuration: AlpmConfiguration, repositories: [RepositoryConfig],
+                                                progress: ProgressReporter) throws {
+        let syncDirectory = configuration.databasePath + "/sync"
         let missing = repositories.filter { !Files.exists(syncDirectory + "/" + $0.name + ".db") }
         guard !missing.isEmpty else { return }
-        let helper = try PackageSession(configuration: handle.configuration, repositories: missing, progress: progress)
+        let helper = try PackageSession(configuration: configuration, repositories: missing, progress: progress)
         try helper.refresh()
         try helper.handle.close()
     }

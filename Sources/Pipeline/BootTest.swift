@@ -51,11 +51,15 @@ public struct BootTest {
     public var extraChecks: String
     /// Run the check on the image itself instead of a throw-away overlay (for tests that boot again).
     public var persistent: Bool
+    /// More disks after the image (/dev/vdb, /dev/vdc, ...), e.g. a package repository for the guest.
+    public var extraDisks: [MachineConfiguration.Disk]
     public var consoleLog: String
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
-                extraChecks: String = "", persistent: Bool = false, consoleLog: String) {
+                extraChecks: String = "", persistent: Bool = false, extraDisks: [MachineConfiguration.Disk] = [],
+                consoleLog: String) {
+        self.extraDisks = extraDisks
         self.image = image
         self.format = format
         self.firmware = firmware
@@ -102,7 +106,7 @@ public struct BootTest {
         var machine = MachineConfiguration()
         machine.firmware = firmware
         machine.memory = memory
-        machine.disks = [.init(path: image, format: format, snapshot: !persistent)]
+        machine.disks = [.init(path: image, format: format, snapshot: !persistent)] + extraDisks
         machine.firmwareConfig = [(name: "opt/rast/check", file: scriptPath)]
         progress.begin("boot test: \((image as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU")
         let report = try QEMU.boot(machine, successMarker: Self.successMarker, failurePrefix: Self.failurePrefix,

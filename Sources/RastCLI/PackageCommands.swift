@@ -156,7 +156,7 @@ struct PacmanCommand: ParsableCommand {
         let operation = try parsed()
         let found = operation.isQuery
             ? try options.readPackages { try $0.pacman(operation) }
-            : try options.packages(operation.commandLine) { try $0.pacman(operation) }
+            : try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
         if !found { throw ExitCode.failure }
     }
 }
@@ -222,7 +222,7 @@ struct PkgInstallCommand: ParsableCommand {
             try options.packages("pkg install") { try $0.checkInstall(packages) }
         } else {
             let operation = try PacmanOperation("-S", targets: packages)
-            try options.packages(operation.commandLine) { try $0.pacman(operation) }
+            try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
         }
     }
 }
@@ -237,7 +237,7 @@ struct PkgUpdateCommand: ParsableCommand {
             try options.packages("pkg update --test") { try $0.updateTest() }
         } else {
             let operation = try PacmanOperation("-Syu", targets: [])
-            try options.packages(operation.commandLine) { try $0.pacman(operation) }
+            try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import HostCommands
+import Packages
 import RastCLI
 import SnapshotTree
 import SystemSupport
@@ -97,6 +98,25 @@ import Testing
         #expect(search.lines.first == "rasttest/hello 1.1-1", "\(search.everything)")
         #expect(try Files.read(tree.layout.root(0) + "/usr/share/rast/db/sync/\(PackageTree.repositoryName).db") == old,
                 "snapshot 0 keeps its own databases")
+    }
+
+    @Test func aRepositoryAddedToPacmanConfIsDownloadedOnFirstUse() throws {
+        let tree = try PackageTree(packages: [TestPackages.base])
+        defer { tree.close() }
+        let second = try LocalRepository(name: "second", directory: tree.scratch.appending("second"))
+        try second.add([tree.built.file(TestPackages.clash)])
+        let server = try HTTPServer(root: second.directory)
+        defer { server.stop() }
+        let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
+        try store.acquire(wait: false)
+        try store.run(in: 1, ["/bin/sh", "-c", "printf '[second]\\nServer = \(server.baseURL)\\n' >> /etc/pacman.conf"], output: .capture)
+        store.unlock()
+        #expect(!Files.exists(tree.layout.root(1) + "/usr/share/rast/db/sync/second.db"))
+        let result = try RastProgram.run(["--root", tree.top, "-S", "clash"])
+        #expect(result.status == 0, "\(result.everything)")
+        #expect(try tree.installed(2) == ["base 1.0-1", "clash 1.0-1"])
+        #expect(server.requests.contains { $0.path == "/second.db" })
+        #expect(Files.exists(tree.layout.root(2) + "/usr/share/rast/db/sync/second.db"), "the new snapshot has the database")
     }
 
     @Test func pacmanOperationsParseLikePacman() throws {
