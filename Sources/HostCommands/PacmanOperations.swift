@@ -129,12 +129,17 @@ extension PackageCommands {
             return
         }
         report(summary, in: "snapshot \(id)")
+        let pending = try store.nextSnapshot()
         do {
             try store.deploy(id)
         } catch {
             throw UserError("snapshot \(id) was made from \(current) but deploying it failed (`rast deploy \(id)` retries): \(error)")
         }
         output("snapshot \(id) (from \(current)) is deployed and boots next; snapshot \(current) is unchanged (`rast rollback` keeps booting it)")
+        if let pending, pending != current, pending != id {
+            // Changes branch from the booted snapshot: a deployment still waiting for its boot is replaced.
+            output("note: snapshot \(pending) was to boot next and is replaced by \(id), which does not have its changes (it stays in the tree: `rast deploy \(pending)`)")
+        }
     }
 
     // MARK: Queries

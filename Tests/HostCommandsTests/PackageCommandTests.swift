@@ -191,6 +191,26 @@ import Testing
         #expect(!Files.exists(tree.layout.root("tmp") + "/usr/bin/clash"))
     }
 
+    @Test func pacmanStyleChangesOnARunningSystemBranchFromTheBootedSnapshot() throws {
+        let tree = try PackageTree()
+        defer { tree.close() }
+        // Booted from slot tmp (snapshot 1): -S makes 2, deploys it to tmp0, changes nothing live.
+        try tree.commands(bootedSlot: "tmp").pacman(try PacmanOperation("-S", targets: ["hello"]))
+        var state = try tree.state()
+        #expect(state.next == "tmp0" && state.slot("tmp0")?.snapshot == 2)
+        #expect(!Files.exists(tree.layout.root("tmp") + "/usr/bin/hello"), "the running system is not touched")
+        _ = tree.takeOutput()
+        // Before a reboot, the next change again starts from the booted snapshot, and says so.
+        try tree.commands(bootedSlot: "tmp").pacman(try PacmanOperation("-S", targets: ["clash"]))
+        state = try tree.state()
+        #expect(state.record(3)?.parent == 1)
+        #expect(state.slot("tmp0")?.snapshot == 3)
+        #expect(try tree.installed(3) == ["base 1.0-1", "clash 1.0-1"])
+        let output = tree.takeOutput()
+        #expect(output.contains("note: snapshot 2 was to boot next and is replaced by 3, which does not have its changes (it stays in the tree: `rast deploy 2`)"), "\(output)")
+        #expect(state.contains(2))
+    }
+
     @Test func treeRemoveAndTreeUpgradeVisitTheSubtree() throws {
         let tree = try PackageTree()
         defer { tree.close() }
