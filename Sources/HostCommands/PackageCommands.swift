@@ -57,9 +57,9 @@ public final class PackageCommands {
 
     /// Makes a new snapshot, a child of `source`, whose contents are `source` changed by `body`.
     /// Returns its id, or nil when nothing changed (then no snapshot is made).
-    func changeAsNewSnapshot(from source: Int, description: String, command: String,
+    func changeAsNewSnapshot(from source: Int, description: String,
                              _ body: (PackageWorkspace) throws -> Bool) throws -> Int? {
-        let (id, root) = try store.prepareNewSnapshot(from: source, command: command)
+        let (id, root) = try store.prepareNewSnapshot(from: source)
         let changed: Bool
         do {
             changed = try inWorkspace(root: root, body)

@@ -93,7 +93,7 @@ extension PackageCommands {
             return
         }
         var summary: TransactionSummary?
-        let id = try changeAsNewSnapshot(from: current, description: operation.commandLine, command: operation.commandLine) { workspace in
+        let id = try changeAsNewSnapshot(from: current, description: operation.commandLine) { workspace in
             if refresh > 0 {
                 try workspace.session.refresh(force: refresh > 1)
             } else {
@@ -114,7 +114,7 @@ extension PackageCommands {
         if operation.count("s") > 1 { flags.insert(.recurseAll) }
         if operation.has("c") { flags.insert(.cascade) }
         var summary: TransactionSummary?
-        let id = try changeAsNewSnapshot(from: current, description: operation.commandLine, command: operation.commandLine) { workspace in
+        let id = try changeAsNewSnapshot(from: current, description: operation.commandLine) { workspace in
             let result = try workspace.session.run(PackageRequest(remove: operation.targets, flags: flags))
             summary = result
             return !result.isEmpty
@@ -242,7 +242,7 @@ extension PackageCommands {
     /// and reports what it would do; nothing is kept.
     public func checkInstall(_ targets: [String]) throws {
         let current = try currentSnapshot()
-        let (id, root) = try store.prepareNewSnapshot(from: current, command: "pkg install --check-conflicts")
+        let (id, root) = try store.prepareNewSnapshot(from: current)
         defer { try? store.discardWorkingCopy(id) }
         do {
             let workspace = try PackageWorkspace(packageRoot: PackageRoot(root: root, layout: layout),
@@ -288,7 +288,7 @@ extension PackageCommands {
     public func cleanUnusedDependencies() throws {
         let current = try currentSnapshot()
         var summary: TransactionSummary?
-        let id = try changeAsNewSnapshot(from: current, description: "rast pkg clean --unused-deps", command: "pkg clean") { workspace in
+        let id = try changeAsNewSnapshot(from: current, description: "rast pkg clean --unused-deps") { workspace in
             let unused = workspace.session.unusedDependencies()
             guard !unused.isEmpty else { return false }
             let result = try workspace.session.run(PackageRequest(remove: unused, flags: [.recurse, .noSave]))

@@ -235,7 +235,7 @@ public final class SnapshotStore {
     /// free id: `commitWorkingCopy(id, adding:)` adds it to the tree, `discardWorkingCopy(id)`
     /// drops it, and until then the tree does not change. A working copy left under that id by
     /// a killed command is removed first (the lock is held, so no other command can own it).
-    public func prepareNewSnapshot(from source: Int, command: String) throws -> (id: Int, root: String) {
+    public func prepareNewSnapshot(from source: Int) throws -> (id: Int, root: String) {
         requireLock()
         let state = try state()
         try requireSnapshot(source, in: state)
