@@ -6,6 +6,9 @@ import SystemSupport
 import TestSupport
 import Testing
 import VirtualMachine
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// rast's package commands inside a booted image, without networking: the packages come from a
 /// repository on a second virtual disk (a FAT image made with mtools), and the image is booted
@@ -38,7 +41,16 @@ import VirtualMachine
         let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
             recipe.output.formats = [.raw]
         }
-        _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
+        // A package cache of its own (other image tests may build the same packages at the same
+        // time), sharing only the kernel cache, so that the kernel is not built again.
+        var options = ImageTestSupport.options(bootTest: false)
+        options.cacheDirectory = scratch.appending("cache")
+        try Files.createDirectory(options.cacheDirectory)
+        try Files.createDirectory(Files.cacheDirectory + "/kernel")
+        try SystemError.check("symlink", path: options.cacheDirectory + "/kernel") {
+            symlink(Files.cacheDirectory + "/kernel", options.cacheDirectory + "/kernel")
+        }
+        _ = try ImageBuilder(recipe: recipe, options: options).build()
         let image = out + "/minimal.raw"
         let repository = MachineConfiguration.Disk(path: try Self.repositoryDisk(in: scratch), format: "raw", snapshot: true)
         let tree = ["root", "└── 0 - base snapshot", "    └── 1 - base system", "        ├── 2 - workstation"]
