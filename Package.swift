@@ -100,13 +100,15 @@ let package = Package(
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
-        .testTarget(name: "PackagesTests", dependencies: ["Packages", "TestSupport"]),
+        .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
             "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
-        .testTarget(name: "HostCommandsTests", dependencies: ["HostCommands", "SnapshotTree", "Btrfs", "TestSupport"]),
+        .testTarget(name: "HostCommandsTests", dependencies: [
+            "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

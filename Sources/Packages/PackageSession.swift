@@ -9,11 +9,18 @@ public struct RepositoryConfig: Sendable, Equatable {
     public var servers: [String]
     /// pacman's SigLevel words ("Required DatabaseOptional", "Never"); nil: the default.
     public var sigLevel: [String]?
+    /// What the repository is used for (pacman.conf's Usage).
+    public var usage: DatabaseUsage
 
-    public init(name: String, servers: [String], sigLevel: [String]? = nil) {
+    public init(name: String, servers: [String], sigLevel: [String]? = nil, usage: DatabaseUsage = .all) {
         self.name = name
         self.servers = servers
         self.sigLevel = sigLevel
+        self.usage = usage
+    }
+
+    public static func == (lhs: RepositoryConfig, rhs: RepositoryConfig) -> Bool {
+        lhs.name == rhs.name && lhs.servers == rhs.servers && lhs.sigLevel == rhs.sigLevel && lhs.usage.rawValue == rhs.usage.rawValue
     }
 }
 
@@ -57,6 +64,19 @@ public final class PackageSession {
     public let progress: ProgressReporter
     public let repositories: [RepositoryConfig]
 
+    /// Treat an install scriptlet that exits non-zero as a failed transaction (pacman only
+    /// prints "command failed to execute correctly"). rast sets it: its transactions run in a
+    /// working copy that is thrown away on failure, so a half-configured package never lands.
+    public var failOnScriptletErrors = false {
+        didSet { installLogHandler() }
+    }
+    /// Scriptlets that failed during the last commit.
+    public internal(set) var scriptletFailures: [ScriptletFailure] = []
+    /// The package libalpm is working on, for naming a failing scriptlet.
+    var currentPackage: String?
+    /// The last lines scriptlets printed, for the error message.
+    var recentScriptletOutput: [String] = []
+
     /// - Parameters:
     ///   - root: the root packages go into.
     ///   - databasePath: the package database (inside the root for rast's snapshots).
@@ -76,9 +96,27 @@ public final class PackageSession {
         self.repositories = repositories
         for repository in repositories {
             let level = try repository.sigLevel.map { try SigLevelParser.parse($0) } ?? .useDefault
-            try handle.registerSyncDatabase(repository.name, servers: repository.servers, sigLevel: level)
+            try handle.registerSyncDatabase(repository.name, servers: repository.servers, sigLevel: level, usage: repository.usage)
         }
         installProgressHandlers()
+        installLogHandler()
+    }
+
+    /// A session with every libalpm setting given (from a pacman.conf: see `PacmanConfig`).
+    /// Each repository's SigLevel words apply on top of pacman's default SigLevel.
+    public init(configuration: AlpmConfiguration, repositories: [RepositoryConfig], progress: ProgressReporter) throws {
+        for directory in configuration.cacheDirectories + [configuration.databasePath, (configuration.logFile as NSString).deletingLastPathComponent] {
+            try Files.createDirectory(directory)
+        }
+        handle = try AlpmHandle(configuration)
+        self.progress = progress
+        self.repositories = repositories
+        for repository in repositories {
+            let level = try SigLevelParser.parse(repository.sigLevel ?? [], base: PacmanConfig.defaultSigLevel)
+            try handle.registerSyncDatabase(repository.name, servers: repository.servers, sigLevel: level, usage: repository.usage)
+        }
+        installProgressHandlers()
+        installLogHandler()
     }
 
     private func installProgressHandlers() {
@@ -104,13 +142,36 @@ public final class PackageSession {
                                                unit: .bytes, detail: event.file))
             }
         }
-        handle.eventHandler = { event in
+        handle.eventHandler = { [unowned self] event in
             switch event {
-            case .scriptletOutput(let line): progress.note(line)
+            case .packageOperation(let operation, false):
+                currentPackage = operation.name
+            case .scriptletOutput(let line):
+                recentScriptletOutput.append(line)
+                if recentScriptletOutput.count > 20 { recentScriptletOutput.removeFirst() }
+                progress.note(line)
             case .hookRun(let name, _, let position, let total, false): progress.note("hook \(position)/\(total): \(name)")
             case .pacnewCreated(let path): progress.note("warning: \(path) installed as .pacnew")
             case .pacsaveCreated(let path): progress.note("warning: saved \(path) as .pacsave")
             default: break
+            }
+        }
+    }
+
+    /// libalpm's log: errors are watched for failing scriptlets; with RAST_DEBUG everything
+    /// goes to the debug log. Unset otherwise, so libalpm's chatter is not even formatted.
+    private func installLogHandler() {
+        let debug = RastLog.logger.logLevel <= .debug
+        guard failOnScriptletErrors || debug else {
+            handle.logHandler = nil
+            return
+        }
+        handle.logHandler = { [unowned self] level, message in
+            let line = message.trimmingCharacters(in: .whitespacesAndNewlines)
+            if debug { RastLog.logger.debug("libalpm: \(line)") }
+            // _alpm_run_chroot's words when a scriptlet (or hook command) exits non-zero.
+            if level == .error, line.contains("command failed to execute correctly") {
+                scriptletFailures.append(ScriptletFailure(package: currentPackage ?? "?", output: recentScriptletOutput))
             }
         }
     }
@@ -138,5 +199,16 @@ public final class PackageSession {
     /// Installed packages with their versions, sorted by name.
     public func installed() -> [(name: String, version: String)] {
         handle.installedPackages().map { ($0.name, $0.version) }
+    }
+}
+
+/// An install scriptlet that exited non-zero.
+public struct ScriptletFailure: Sendable, Equatable, CustomStringConvertible {
+    public let package: String
+    /// What the scriptlets printed just before (the last lines).
+    public let output: [String]
+
+    public var description: String {
+        "the install scriptlet of \(package) failed" + (output.isEmpty ? "" : ":\n    " + output.joined(separator: "\n    "))
     }
 }

@@ -56,11 +56,15 @@ public struct BootTest {
     /// How the guest ends after PASS: `poweroff -f`, or `reboot -f` (QEMU runs with -no-reboot,
     /// so a reboot ends this run and the next boot is the next run on the same image).
     public var finish: String
+    /// More disks after the image (/dev/vdb, /dev/vdc, ...), e.g. a package repository for the guest.
+    public var extraDisks: [MachineConfiguration.Disk]
     public var consoleLog: String
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
-                extraChecks: String = "", persistent: Bool = false, finish: String = "poweroff -f", consoleLog: String) {
+                extraChecks: String = "", persistent: Bool = false, finish: String = "poweroff -f",
+                extraDisks: [MachineConfiguration.Disk] = [], consoleLog: String) {
+        self.extraDisks = extraDisks
         self.image = image
         self.format = format
         self.firmware = firmware
@@ -108,7 +112,7 @@ public struct BootTest {
         var machine = MachineConfiguration()
         machine.firmware = firmware
         machine.memory = memory
-        machine.disks = [.init(path: image, format: format, snapshot: !persistent)]
+        machine.disks = [.init(path: image, format: format, snapshot: !persistent)] + extraDisks
         machine.firmwareConfig = [(name: "opt/rast/check", file: scriptPath)]
         progress.begin("boot test: \((image as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU")
         let report = try QEMU.boot(machine, successMarker: Self.successMarker, failurePrefix: Self.failurePrefix,

@@ -10,7 +10,9 @@ public struct Rast: ParsableCommand {
         discussion: """
             Every snapshot is a read-only btrfs subvolume; changes happen in a writable copy that \
             replaces the snapshot only when it is complete. `rast deploy N` makes snapshot N boot \
-            next; `rast rollback` returns to the previous deployment.
+            next; `rast rollback` returns to the previous deployment. pacman-style flags act on the \
+            booted snapshot the safe way: `rast -S PKG` installs into a new snapshot and deploys it; \
+            `rast -Syu`, `-R`, `-Rns`, and the queries `-Q`, `-Qi`, `-Qs`, `-Qdt`, `-Ss`, `-Si` work too.
             """,
         version: RastVersion.string,
         subcommands: [
@@ -19,6 +21,9 @@ public struct Rast: ParsableCommand {
             CloneCommand.self, CloneTreeCommand.self, BranchCommand.self, CloneBranchCommand.self, CloneUnderCommand.self,
             NewCommand.self, DeployCommand.self, RollbackCommand.self, EtcUpdateCommand.self, EditConfCommand.self,
             TmpCommand.self, UnlockCommand.self, BootCommand.self, CheckCommand.self,
+            InstallCommand.self, RemoveCommand.self, UpgradeCommand.self, TreeUpgradeCommand.self, SyncCommand.self,
+            ForceSyncCommand.self, TreeRemoveCommand.self, RefreshCommand.self, BaseUpdateCommand.self, DiffCommand.self,
+            PkgCommand.self, PacmanCommand.self,
         ])
 
     public init() {}
@@ -26,6 +31,12 @@ public struct Rast: ParsableCommand {
 
 public enum RastMain {
     public static func run() -> Never {
-        EntryPoint.run(Rast.self, programName: "rast")
+        // pacman-style flags (rast -S, -Syu, -R, -Q, ...) become the hidden `pacman` subcommand.
+        EntryPoint.run(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// One invocation, as `rast ARGUMENTS` would run it; returns the exit status (for tests).
+    public static func execute(_ arguments: [String]) -> Int32 {
+        EntryPoint.execute(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(arguments))
     }
 }

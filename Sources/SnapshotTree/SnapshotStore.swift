@@ -231,11 +231,36 @@ public final class SnapshotStore {
         return layout.root(name)
     }
 
-    /// Turns the working copy of `id` into snapshot `id`: the new read-only triple is complete
-    /// before the old one is replaced.
-    public func commitWorkingCopy(_ id: Int) throws {
+    /// A working copy of `source` for a snapshot that is not in the tree yet, under the lowest
+    /// free id: `commitWorkingCopy(id, adding:)` adds it to the tree, `discardWorkingCopy(id)`
+    /// drops it, and until then the tree does not change. A working copy left under that id by
+    /// a killed command is removed first (the lock is held, so no other command can own it).
+    public func prepareNewSnapshot(from source: Int) throws -> (id: Int, root: String) {
         requireLock()
         let state = try state()
+        try requireSnapshot(source, in: state)
+        let id = state.nextFreeID()
+        try discardWorkingCopy(id)
+        let name = Layout.workingCopy(of: id)
+        for (original, copy) in zip(layout.triple(source), layout.triple(name)) {
+            try Btrfs.createSnapshot(of: original, at: copy, readOnly: false)
+        }
+        try Self.replaceContents(of: layout.root(name) + "/etc", with: layout.etc(name))
+        try Self.replaceContents(of: layout.root(name) + "/boot", with: layout.boot(name))
+        return (id, layout.root(name))
+    }
+
+    /// Turns the working copy of `id` into snapshot `id`: the new read-only triple is complete
+    /// before the old one is replaced. `record` adds a snapshot made by `prepareNewSnapshot` to
+    /// the tree in the same journal step.
+    public func commitWorkingCopy(_ id: Int, adding record: SnapshotRecord? = nil) throws {
+        requireLock()
+        var state = try state()
+        if let record {
+            guard record.id == id, !state.contains(id) else { throw UserError("snapshot \(id) already exists") }
+            state.snapshots.append(record)
+            state.snapshots.sort { $0.id < $1.id }
+        }
         let name = Layout.workingCopy(of: id)
         let root = layout.root(name)
         guard Files.exists(root) else { throw UserError("snapshot \(id) has no working copy to commit") }
