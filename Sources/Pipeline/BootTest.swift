@@ -98,7 +98,9 @@ public struct BootTest {
             script += "[ \"$(cat /tmp/rast-current)\" = \"\(current)\" ] || fail \"booted snapshot $(cat /tmp/rast-current), expected \(current)\"\n"
         }
         if !extraChecks.isEmpty {
-            script += "set -e\n" + extraChecks + "\nset +e\n"
+            // In a subshell with `set -e`: the first failing command ends the checks, and the
+            // failure is reported with its status instead of the script just stopping.
+            script += "(\nset -e\n" + extraChecks + "\n) || fail \"the extra checks failed (exit status $?)\"\n"
         }
         script += "echo \"\(Self.successMarker)\"\nsync\n\(finish)\n"
         return script
