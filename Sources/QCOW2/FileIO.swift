@@ -103,6 +103,13 @@ final class ImageFile {
     }
 }
 
+/// The kind of file at `path`, nil when nothing is there.
+func fileType(_ path: String) -> mode_t? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return st.st_mode & S_IFMT
+}
+
 /// A file written under a temporary name in the destination's directory and renamed over the
 /// destination by `commit()`; removed when dropped without a commit.
 final class TemporaryOutput {

@@ -451,8 +451,11 @@ public final class QCOW2Reader {
     public func convert(toRaw destination: String, progress: any ProgressReporter = SilentProgress(),
                         durable: Bool = true) throws -> QCOW2RawSummary {
         let stopwatch = Stopwatch()
-        var st = stat()
-        let isDevice = stat(destination, &st) == 0 && (st.st_mode & S_IFMT) == S_IFBLK
+        let type = fileType(destination)
+        let isDevice = type == S_IFBLK
+        if let type, type != S_IFREG, type != S_IFBLK {
+            throw QCOW2Error(.invalidArgument, "\(destination) exists and is neither a regular file nor a block device")
+        }
         let temporary: TemporaryOutput?
         let output: ImageFile
         if isDevice {
@@ -512,6 +515,10 @@ public final class QCOW2Reader {
                     continue
                 }
                 while index < tableEnd {
+                    if index % 256 == 0 {
+                        try checkCancelled()
+                        progress.update(ProgressUpdate(task: "raw", completed: min(index * cluster, virtualSize), total: virtualSize, unit: .bytes))
+                    }
                     let virtual = index * cluster
                     let length = Int(min(cluster, virtualSize - virtual))
                     switch try mapping(ofCluster: index) {

@@ -95,6 +95,10 @@ public enum QCOW2Writer {
     private static func write(source sourcePath: String, destination: String, options: QCOW2Options,
                               progress: any ProgressReporter) throws -> QCOW2Summary {
         try options.validate()
+        if let type = fileType(destination), type != S_IFREG {
+            // Renaming over a device node or a directory would be a disaster, not a conversion.
+            throw QCOW2Error(.invalidArgument, "\(destination) exists and is not a regular file; a QCOW2 image is written to a file")
+        }
         let stopwatch = Stopwatch()
         let clusterSize = options.clusterSize
         let cluster = Int64(clusterSize)

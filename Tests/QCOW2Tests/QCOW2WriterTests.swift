@@ -218,6 +218,12 @@ struct QCOW2WriterTests {
         }
         #expect(!Files.exists(scratch.appending("x.qcow2")))
         #expect(try hiddenFiles(in: scratch.path).isEmpty)
+        // Never a temporary file renamed over a device node or a directory.
+        for target in ["/dev/null", scratch.path] {
+            let error = #expect(throws: QCOW2Error.self) { try QCOW2Writer.convert(raw: raw, to: target) }
+            #expect(error?.description.contains("not a regular file") == true)
+        }
+        #expect(try hiddenFiles(in: "/dev").filter { $0.contains(".tmp-") }.isEmpty)
     }
 
     @Test("refcounts of packed compressed clusters match what QEMU counts")
