@@ -39,11 +39,6 @@ final class ImageFile {
         return Int64(end)
     }
 
-    var isBlockDevice: Bool {
-        var st = stat()
-        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFBLK
-    }
-
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws -> Int {
         var done = 0

@@ -97,7 +97,7 @@ public enum QCOW2Writer {
         try options.validate()
         if let type = fileType(destination), type != S_IFREG {
             // Renaming over a device node or a directory would be a disaster, not a conversion.
-            throw QCOW2Error(.invalidArgument, "\(destination) exists and is not a regular file; a QCOW2 image is written to a file")
+            throw QCOW2Error(.invalidArgument, "exists and is not a regular file; a QCOW2 image is written to a file")
         }
         let stopwatch = Stopwatch()
         let clusterSize = options.clusterSize
