@@ -26,7 +26,7 @@ struct Convert: ParsableCommand {
     @Option(help: "QCOW2 cluster size, a power of two from 512 to 2M (default 64K).")
     var clusterSize: String?
 
-    @Option(help: "Compression level (zlib 1-9, default 5; zstd 1-19, default 3).")
+    @Option(help: "Compression level (zlib 1-9, default 5; zstd 1-19, default 4).")
     var level: Int?
 
     @Option(help: "Compression threads (default: one per core).")
