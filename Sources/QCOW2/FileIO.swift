@@ -10,7 +10,10 @@ private let seekData: Int32 = 3
 private let seekHole: Int32 = 4
 
 /// An open file descriptor, closed in `deinit`. Full-length pread/pwrite with EINTR retries.
-final class ImageFile {
+///
+/// `@unchecked Sendable`: pread and pwrite at explicit offsets are safe from several threads;
+/// `close()` is called only by the owner once no other thread uses the file.
+final class ImageFile: @unchecked Sendable {
     let path: String
     private(set) var fd: Int32
 
