@@ -29,7 +29,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Compression level (zlib 1-9, default 5; zstd 1-19, default 4).")
     var level: Int?
 
-    @Option(help: "Compression threads (default: one per core).")
+    @Option(help: "Compression or decompression threads (default: one per core).")
     var threads: Int?
 
     @Flag(help: "Skip the fsync before the output is renamed into place (faster, not crash-safe).")
@@ -78,7 +78,7 @@ struct Convert: ParsableCommand {
                 throw UserError("\(input) is a QCOW2 image and becomes a raw image; --compression, --cluster-size and --level apply only to raw → QCOW2.")
             }
             let reader = try QCOW2Reader(path: input)
-            let summary = try reader.convert(toRaw: output, progress: progress, durable: !noSync)
+            let summary = try reader.convert(toRaw: output, progress: progress, durable: !noSync, threads: threads)
             print("\(output): raw disk of \(ByteCount.format(summary.virtualSize)) (\(ByteCount.format(summary.bytesWritten)) of data) in \(String(format: "%.1f", summary.seconds)) s")
         } else {
             let options = QCOW2Options(compression: method, clusterSize: clusterBytes,
