@@ -36,7 +36,9 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
 
 /// A failed libzstd call: the function and zstd's own error name.
 public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    /// The libzstd function that failed.
     public let function: String
+    /// zstd's error name.
     public let message: String
 
     public var description: String { "zstd \(function) failed: \(message)" }

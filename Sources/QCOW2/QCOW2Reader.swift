@@ -18,10 +18,13 @@ public enum QCOW2ClusterMapping: Equatable, Sendable {
 
 /// What `QCOW2Reader.convert(toRaw:)` wrote.
 public struct QCOW2RawSummary: Sendable, Equatable {
+    /// The raw file or device written.
     public var path: String
+    /// Size of the disk written.
     public var virtualSize: Int64
     /// Bytes written (data); the rest of the disk was left as holes or zeroed.
     public var bytesWritten: Int64
+    /// Wall-clock duration.
     public var seconds: Double
 }
 
@@ -65,6 +68,7 @@ public final class QCOW2Reader {
     public let path: String?
     /// Size of the virtual disk in bytes.
     public let virtualSize: Int64
+    /// Cluster size in bytes.
     public let clusterSize: Int
     /// Compression type of the compressed clusters (zlib also for images without any).
     public let compression: QCOW2Compression
@@ -489,6 +493,7 @@ public final class QCOW2Reader {
             try output.close()
         }
         progress.end("Writing \(destination)", summary: "\(ByteCount.format(virtualSize)) disk in \(stopwatch.formatted)")
+        RastLog.logger.debug("qcow2: \(path ?? "image") -> \(destination): \(written) data bytes in \(stopwatch.formatted)")
         return QCOW2RawSummary(path: destination, virtualSize: virtualSize, bytesWritten: written, seconds: stopwatch.elapsed)
     }
 
