@@ -12,12 +12,15 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
 
     public var description: String { rawValue }
 
-    /// The level used when the caller names none (see bench/README.md for the measurements).
+    /// The level used when the caller names none. Measured on a system image with 64 KiB
+    /// clusters (bench/README.md): zlib 5 costs about 20 percent less CPU than QEMU's 6 for half
+    /// a percent more size; zstd 4 costs the same CPU as QEMU's 3 (both are zstd's "dfast"
+    /// strategy for inputs this small) and is 1.6 percent smaller.
     public var defaultLevel: Int {
         switch self {
         case .none: return 0
-        case .zlib: return 6
-        case .zstd: return 3
+        case .zlib: return 5
+        case .zstd: return 4
         }
     }
 
@@ -33,7 +36,9 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
 
 /// A failed libzstd call: the function and zstd's own error name.
 public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    /// The libzstd function that failed.
     public let function: String
+    /// zstd's error name.
     public let message: String
 
     public var description: String { "zstd \(function) failed: \(message)" }

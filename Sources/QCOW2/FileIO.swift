@@ -10,7 +10,10 @@ private let seekData: Int32 = 3
 private let seekHole: Int32 = 4
 
 /// An open file descriptor, closed in `deinit`. Full-length pread/pwrite with EINTR retries.
-final class ImageFile {
+///
+/// `@unchecked Sendable`: pread and pwrite at explicit offsets are safe from several threads;
+/// `close()` is called only by the owner once no other thread uses the file.
+final class ImageFile: @unchecked Sendable {
     let path: String
     private(set) var fd: Int32
 
@@ -37,11 +40,6 @@ final class ImageFile {
         let end = lseek(fd, 0, SEEK_END)
         if end < 0 { throw SystemError("seek to the end of", path: path) }
         return Int64(end)
-    }
-
-    var isBlockDevice: Bool {
-        var st = stat()
-        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFBLK
     }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
@@ -101,6 +99,13 @@ final class ImageFile {
         }
         return extents
     }
+}
+
+/// The kind of file at `path`, nil when nothing is there.
+func fileType(_ path: String) -> mode_t? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return st.st_mode & S_IFMT
 }
 
 /// A file written under a temporary name in the destination's directory and renamed over the
@@ -170,11 +175,27 @@ final class AlignedBuffer {
     }
 }
 
+// O_DIRECT, which Swift's Glibc module (built without _GNU_SOURCE) does not export; its value
+// differs between architectures.
+#if arch(arm64) || arch(arm)
+private let openDirect: Int32 = 0o200000
+#elseif arch(powerpc64) || arch(powerpc64le)
+private let openDirect: Int32 = 0o400000
+#else
+private let openDirect: Int32 = 0o40000
+#endif
+
 /// A write-combining buffer in front of a file: appends and small writes near the end are
 /// gathered into large sequential writes; large writes go straight to the file. Bytes past the
 /// highest offset written are never written behind the caller's back.
+///
+/// With `directPath`, block-aligned stretches are written through a second descriptor opened
+/// with O_DIRECT: they skip the page cache (no copy, no page allocation, nothing left to flush
+/// for an fsync), and the few unaligned bytes at the edges go through the page cache. The
+/// kernel keeps the two paths coherent.
 final class CoalescingWriter {
     private let handle: ImageFile
+    private var direct: ImageFile?
     private let buffer: AlignedBuffer
     /// File offset of buffer[0].
     private var bufferStart: Int64 = 0
@@ -182,12 +203,17 @@ final class CoalescingWriter {
     /// Gaps up to this size between the buffered bytes and a new write are filled with zeros.
     private let maximumGap: Int
     private let directThreshold: Int
+    /// Offsets, lengths and addresses of O_DIRECT writes are multiples of this.
+    static let blockAlignment = 4096
 
-    init(handle: ImageFile, capacity: Int = 8 << 20, maximumGap: Int, directThreshold: Int = 256 << 10) {
+    init(handle: ImageFile, capacity: Int = 8 << 20, maximumGap: Int, directThreshold: Int = 256 << 10,
+         directPath: String? = nil) {
         self.handle = handle
         buffer = AlignedBuffer(count: capacity)
         self.maximumGap = maximumGap
         self.directThreshold = directThreshold
+        // File systems without O_DIRECT (tmpfs) refuse the open: then everything is buffered.
+        direct = directPath.flatMap { try? ImageFile(path: $0, flags: O_WRONLY | openDirect) }
     }
 
     private var bufferEnd: Int64 { bufferStart + Int64(bufferCount) }
@@ -203,13 +229,15 @@ final class CoalescingWriter {
             try handle.write(bytes, count: count, at: offset)
             return
         }
-        try flush()
+        // Make room, keeping an unaligned tail so that the buffer stays block-aligned.
+        try flush(keepingTail: true)
         if count < directThreshold && fitsBuffer(count: count, at: offset) {
             copyIntoBuffer(bytes, count: count, at: offset)
-        } else {
-            try handle.write(bytes, count: count, at: offset)
-            bufferStart = max(bufferStart, offset + Int64(count))
+            return
         }
+        try flush(keepingTail: false)
+        try writeThrough(bytes, count: count, at: offset)
+        bufferStart = max(bufferStart, offset + Int64(count))
     }
 
     func write(_ bytes: [UInt8], at offset: Int64) throws {
@@ -232,11 +260,49 @@ final class CoalescingWriter {
         bufferCount = max(bufferCount, position + count)
     }
 
-    func flush() throws {
-        if bufferCount > 0 {
-            try handle.write(buffer.base, count: bufferCount, at: bufferStart)
+    /// Writes through O_DIRECT when everything is block-aligned, else through the page cache.
+    private func writeThrough(_ bytes: UnsafeRawPointer, count: Int, at offset: Int64) throws {
+        let alignment = CoalescingWriter.blockAlignment
+        if let direct, offset % Int64(alignment) == 0, count % alignment == 0, Int(bitPattern: bytes) % alignment == 0 {
+            do {
+                try direct.write(bytes, count: count, at: offset)
+                return
+            } catch let error as SystemError where error.errno == EINVAL {
+                // The file system takes O_DIRECT opens but not these writes: stay buffered.
+                self.direct = nil
+            }
         }
-        bufferStart = bufferEnd
-        bufferCount = 0
+        try handle.write(bytes, count: count, at: offset)
+    }
+
+    /// Writes the buffer out. With `keepingTail`, bytes after the last block boundary stay
+    /// buffered (moved to the front), so that later appends continue block-aligned.
+    private func flush(keepingTail: Bool) throws {
+        guard bufferCount > 0 else {
+            bufferStart = bufferEnd
+            return
+        }
+        let alignment = Int64(CoalescingWriter.blockAlignment)
+        // The bytes up to the first block boundary, then whole blocks, then the rest.
+        let misalignment = Int(bufferStart % alignment)
+        let head = direct == nil ? bufferCount : min(bufferCount, misalignment == 0 ? 0 : Int(alignment) - misalignment)
+        let middle = (bufferCount - head) / Int(alignment) * Int(alignment)
+        let tail = bufferCount - head - middle
+        if head > 0 { try handle.write(buffer.base, count: head, at: bufferStart) }
+        if middle > 0 { try writeThrough(buffer.base + head, count: middle, at: bufferStart + Int64(head)) }
+        if keepingTail && direct != nil {
+            if tail > 0 { buffer.base.copyMemory(from: buffer.base + head + middle, byteCount: tail) }
+            bufferStart += Int64(head + middle)
+            bufferCount = tail
+        } else {
+            if tail > 0 { try handle.write(buffer.base + head + middle, count: tail, at: bufferStart + Int64(head + middle)) }
+            bufferStart = bufferEnd
+            bufferCount = 0
+        }
+    }
+
+    /// Writes everything buffered.
+    func flush() throws {
+        try flush(keepingTail: false)
     }
 }

@@ -1,6 +1,7 @@
 /// A QCOW2 image that cannot be read or written: what is wrong, in which field or at which
 /// file offset, and in which file.
 public struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What sort of problem it is.
     public enum Kind: Sendable, Equatable {
         /// The file ends before a structure it declares (header, table, cluster).
         case truncated
@@ -26,6 +27,7 @@ public struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
     public let field: String?
     /// The file offset involved, when there is one.
     public let offset: UInt64?
+    /// One sentence about the problem.
     public let message: String
     /// The image file, when known.
     public var path: String?

@@ -18,15 +18,19 @@ public enum QCOW2ClusterMapping: Equatable, Sendable {
 
 /// What `QCOW2Reader.convert(toRaw:)` wrote.
 public struct QCOW2RawSummary: Sendable, Equatable {
+    /// The raw file or device written.
     public var path: String
+    /// Size of the disk written.
     public var virtualSize: Int64
     /// Bytes written (data); the rest of the disk was left as holes or zeroed.
     public var bytesWritten: Int64
+    /// Wall-clock duration.
     public var seconds: Double
 }
 
-/// The bytes of an image: a file read with pread, or an array (tests, fuzzing).
-private enum ImageSource {
+/// The bytes of an image: a file read with pread, or an array (tests, fuzzing). Reading is
+/// safe from several threads at once.
+private enum ImageSource: Sendable {
     case file(ImageFile)
     case memory([UInt8])
 
@@ -64,6 +68,7 @@ public final class QCOW2Reader {
     public let path: String?
     /// Size of the virtual disk in bytes.
     public let virtualSize: Int64
+    /// Cluster size in bytes.
     public let clusterSize: Int
     /// Compression type of the compressed clusters (zlib also for images without any).
     public let compression: QCOW2Compression
@@ -446,13 +451,17 @@ public final class QCOW2Reader {
 
     /// Writes the virtual disk to `destination`: a regular file (written under a temporary
     /// name, sparse: zero and unallocated clusters stay holes) or an existing block device
-    /// (written in place, zero ranges written as zeros).
+    /// (written in place, zero ranges written as zeros). Clusters are read and decompressed
+    /// on `threads` threads (nil: one per core) and written in order.
     @discardableResult
     public func convert(toRaw destination: String, progress: any ProgressReporter = SilentProgress(),
-                        durable: Bool = true) throws -> QCOW2RawSummary {
+                        durable: Bool = true, threads: Int? = nil) throws -> QCOW2RawSummary {
         let stopwatch = Stopwatch()
-        var st = stat()
-        let isDevice = stat(destination, &st) == 0 && (st.st_mode & S_IFMT) == S_IFBLK
+        let type = fileType(destination)
+        let isDevice = type == S_IFBLK
+        if let type, type != S_IFREG, type != S_IFBLK {
+            throw QCOW2Error(.invalidArgument, "\(destination) exists and is neither a regular file nor a block device")
+        }
         let temporary: TemporaryOutput?
         let output: ImageFile
         if isDevice {
@@ -468,79 +477,12 @@ public final class QCOW2Reader {
             output = file.handle
             temporary = file
         }
-        let writer = CoalescingWriter(handle: output, maximumGap: 0)
-        let zeros = AlignedBuffer(count: clusterSize, zeroed: true)
-        let runLimit = max(clusterSize, 4 << 20)
-        let runBuffer = AlignedBuffer(count: runLimit)
-        let cluster = Int64(clusterSize)
-        let totalClusters = (virtualSize + cluster - 1) / cluster
-        var written: Int64 = 0
 
         progress.begin("Writing \(destination): raw disk from \(path ?? "QCOW2 image")")
-        // Pending run of uncompressed clusters: consecutive in both the image and the disk.
-        var run: (host: UInt64, virtual: Int64, count: Int)?
-        func flushRun() throws {
-            guard let pending = run else { return }
-            run = nil
-            let length = Int(min(Int64(pending.count) * cluster, virtualSize - pending.virtual))
-            let got = try source.read(into: runBuffer.base, count: length, at: Int64(pending.host))
-            if got < length { (runBuffer.base + got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got) }
-            try writer.write(runBuffer.base, count: length, at: pending.virtual)
-            written += Int64(length)
-        }
-        func writeZeros(virtual: Int64, length: Int) throws {
-            guard isDevice else { return }  // a hole in the new file already reads as zeros
-            var done = 0
-            while done < length {
-                let piece = min(clusterSize, length - done)
-                try writer.write(zeros.base, count: piece, at: virtual + Int64(done))
-                done += piece
-            }
-        }
-
+        let written: Int64
         do {
-            var index: Int64 = 0
-            while index < totalClusters {
-                try checkCancelled()
-                let l1Index = Int(index / Int64(l2Entries))
-                let tableEnd = min(totalClusters, Int64(l1Index + 1) * Int64(l2Entries))
-                let hasTable = try l2Table(l1Index) != nil
-                if !hasTable {
-                    try flushRun()
-                    try writeZeros(virtual: index * cluster, length: Int(min(tableEnd * cluster, virtualSize) - index * cluster))
-                    index = tableEnd
-                    continue
-                }
-                while index < tableEnd {
-                    let virtual = index * cluster
-                    let length = Int(min(cluster, virtualSize - virtual))
-                    switch try mapping(ofCluster: index) {
-                    case .unallocated, .zero:
-                        try flushRun()
-                        try writeZeros(virtual: virtual, length: length)
-                    case .data(let host):
-                        if let pending = run, pending.host + UInt64(pending.count) * UInt64(clusterSize) == host,
-                           pending.virtual + Int64(pending.count) * cluster == virtual,
-                           (pending.count + 1) * clusterSize <= runLimit {
-                            run = (pending.host, pending.virtual, pending.count + 1)
-                        } else {
-                            try flushRun()
-                            run = (host, virtual, 1)
-                        }
-                    case .compressed(let host, let size):
-                        try flushRun()
-                        try loadCompressed(hostOffset: host, maximumSize: size, virtualCluster: index)
-                        if isDevice || memcmp(clusterBuffer.base, zeros.base, length) != 0 {
-                            try writer.write(clusterBuffer.base, count: length, at: virtual)
-                            written += Int64(length)
-                        }
-                    }
-                    index += 1
-                }
-                progress.update(ProgressUpdate(task: "raw", completed: min(index * cluster, virtualSize), total: virtualSize, unit: .bytes))
-            }
-            try flushRun()
-            try writer.flush()
+            written = try streamClusters(to: CoalescingWriter(handle: output, maximumGap: 0), zeroRanges: isDevice,
+                                         threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, progress: progress)
         } catch let error as QCOW2Error {
             throw error.with(path: path)
         }
@@ -551,7 +493,120 @@ public final class QCOW2Reader {
             try output.close()
         }
         progress.end("Writing \(destination)", summary: "\(ByteCount.format(virtualSize)) disk in \(stopwatch.formatted)")
+        RastLog.logger.debug("qcow2: \(path ?? "image") -> \(destination): \(written) data bytes in \(stopwatch.formatted)")
         return QCOW2RawSummary(path: destination, virtualSize: virtualSize, bytesWritten: written, seconds: stopwatch.elapsed)
+    }
+
+    /// Walks the tables on this thread, has workers read and decompress the clusters, and
+    /// writes them in order. Returns the data bytes written.
+    private func streamClusters(to writer: CoalescingWriter, zeroRanges: Bool, threads: Int,
+                                progress: any ProgressReporter) throws -> Int64 {
+        let source = self.source
+        let pipeline = DecompressionPipeline(
+            slotCount: max(4, threads * 3), slotCapacity: max(clusterSize, 4 << 20), fileSize: fileSize,
+            clusterSize: clusterSize, clusterBits: clusterBits, compression: compression) { buffer, count, offset in
+            try source.read(into: buffer, count: count, at: offset)
+        }
+        let zeros = AlignedBuffer(count: min(clusterSize, 1 << 20), zeroed: true)
+        let cluster = Int64(clusterSize)
+        let totalClusters = (virtualSize + cluster - 1) / cluster
+        var written: Int64 = 0
+        var items: [ReadItem] = []
+        var used = 0
+
+        func writeZeros(at offset: Int64, count: Int) throws {
+            var done = 0
+            while done < count {
+                let piece = min(zeros.count, count - done)
+                try writer.write(zeros.base, count: piece, at: offset + Int64(done))
+                done += piece
+            }
+        }
+        func consumeOne() throws {
+            let index = pipeline.consumedCount
+            let slot = try pipeline.waitForUnit(index)
+            for item in slot.items {
+                let bytes = slot.buffer.base + item.bufferOffset
+                switch item.source {
+                case .zeros:
+                    try writeZeros(at: item.virtualOffset, count: item.length)
+                case .data:
+                    try writer.write(bytes, count: item.length, at: item.virtualOffset)
+                    written += Int64(item.length)
+                case .compressed:
+                    // A compressed cluster of zeros stays a hole in a new file.
+                    if zeroRanges || memcmp(bytes, zeros.base, min(item.length, zeros.count)) != 0
+                        || (item.length > zeros.count && memcmp(bytes, bytes + zeros.count, item.length - zeros.count) != 0) {
+                        try writer.write(bytes, count: item.length, at: item.virtualOffset)
+                        written += Int64(item.length)
+                    }
+                }
+            }
+            pipeline.release(index)
+        }
+        func submitPending() throws {
+            guard !items.isEmpty else { return }
+            if pipeline.submittedCount - pipeline.consumedCount >= pipeline.slotCount { try consumeOne() }
+            pipeline.slotForNextUnit().items = items
+            pipeline.submit()
+            items = []
+            used = 0
+        }
+        func add(_ source: ReadItem.Source, virtual: Int64, length: Int, reserve: Int) throws {
+            if used + reserve > pipeline.slotCapacity { try submitPending() }
+            // Extend the previous run of uncompressed clusters when this one follows it on disk.
+            if case .data(let host) = source, let last = items.last, case .data(let lastHost) = last.source,
+               lastHost + UInt64(last.length) == host, last.virtualOffset + Int64(last.length) == virtual,
+               last.length % clusterSize == 0 {
+                items[items.count - 1] = ReadItem(source: last.source, virtualOffset: last.virtualOffset,
+                                                  length: last.length + length, bufferOffset: last.bufferOffset)
+            } else {
+                items.append(ReadItem(source: source, virtualOffset: virtual, length: length, bufferOffset: used))
+            }
+            used += reserve
+        }
+        func addZeros(virtual: Int64, length: Int) throws {
+            guard zeroRanges, length > 0 else { return }
+            if let last = items.last, case .zeros = last.source, last.virtualOffset + Int64(last.length) == virtual {
+                items[items.count - 1] = ReadItem(source: .zeros, virtualOffset: last.virtualOffset,
+                                                  length: last.length + length, bufferOffset: 0)
+            } else {
+                items.append(ReadItem(source: .zeros, virtualOffset: virtual, length: length, bufferOffset: 0))
+            }
+        }
+
+        pipeline.start(workers: threads)
+        defer { pipeline.stop() }
+        var index: Int64 = 0
+        while index < totalClusters {
+            if index % 256 == 0 {
+                try checkCancelled()
+                progress.update(ProgressUpdate(task: "raw", completed: min(index * cluster, virtualSize), total: virtualSize, unit: .bytes))
+            }
+            let l1Index = Int(index / Int64(l2Entries))
+            let tableEnd = min(totalClusters, Int64(l1Index + 1) * Int64(l2Entries))
+            if try l2Table(l1Index) == nil {
+                try addZeros(virtual: index * cluster, length: Int(min(tableEnd * cluster, virtualSize) - index * cluster))
+                index = tableEnd
+                continue
+            }
+            let virtual = index * cluster
+            let length = Int(min(cluster, virtualSize - virtual))
+            switch try mapping(ofCluster: index) {
+            case .unallocated, .zero:
+                try addZeros(virtual: virtual, length: length)
+            case .data(let host):
+                try add(.data(hostOffset: host), virtual: virtual, length: length, reserve: length)
+            case .compressed(let host, let size):
+                try add(.compressed(hostOffset: host, maximumSize: size), virtual: virtual, length: length, reserve: clusterSize)
+            }
+            index += 1
+        }
+        try submitPending()
+        while pipeline.consumedCount < pipeline.submittedCount { try consumeOne() }
+        try writer.flush()
+        progress.update(ProgressUpdate(task: "raw", completed: virtualSize, total: virtualSize, unit: .bytes))
+        return written
     }
 
     /// True when the file at `path` starts with the QCOW2 magic number.

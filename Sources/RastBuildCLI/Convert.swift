@@ -20,16 +20,16 @@ struct Convert: ParsableCommand {
     @Argument(help: "The image to write (replaced if it exists), or a block device for QCOW2 to raw.")
     var output: String
 
-    @Option(help: "Compression of QCOW2 data clusters: none, zlib (readable by every QEMU) or zstd (QEMU 5.1 and later).")
-    var compression: String = "none"
+    @Option(help: "Compression of QCOW2 data clusters: none (default), zlib (readable by every QEMU) or zstd (QEMU 5.1 and later).")
+    var compression: String?
 
-    @Option(help: "QCOW2 cluster size, a power of two from 512 to 2M.")
-    var clusterSize: String = "64K"
+    @Option(help: "QCOW2 cluster size, a power of two from 512 to 2M (default 64K).")
+    var clusterSize: String?
 
-    @Option(help: "Compression level (zlib 1-9, default 6; zstd 1-19, default 3).")
+    @Option(help: "Compression level (zlib 1-9, default 5; zstd 1-19, default 4).")
     var level: Int?
 
-    @Option(help: "Compression threads (default: one per core).")
+    @Option(help: "Compression or decompression threads (default: one per core).")
     var threads: Int?
 
     @Flag(help: "Skip the fsync before the output is renamed into place (faster, not crash-safe).")
@@ -37,17 +37,28 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    /// The compression asked for (none when not given).
+    private var method: QCOW2Compression { compression.flatMap(QCOW2Compression.init(rawValue:)) ?? .none }
+
+    /// The cluster size asked for, in bytes (64 KiB when not given).
+    private var clusterBytes: Int { Int(clusterSize.flatMap(ByteCount.parse) ?? 65536) }
+
     func validate() throws {
-        guard QCOW2Compression(rawValue: compression) != nil else {
+        if let compression, QCOW2Compression(rawValue: compression) == nil {
             throw ValidationError("--compression must be none, zlib or zstd, not '\(compression)'.")
         }
-        guard let size = ByteCount.parse(clusterSize), size >= 512, size <= 2 << 20, size & (size - 1) == 0 else {
-            throw ValidationError("--cluster-size must be a power of two from 512 to 2M, not '\(clusterSize)'.")
+        if let clusterSize {
+            guard let size = ByteCount.parse(clusterSize), size >= 512, size <= 2 << 20, size & (size - 1) == 0 else {
+                throw ValidationError("--cluster-size must be a power of two from 512 to 2M, not '\(clusterSize)'.")
+            }
         }
-        if let level, let method = QCOW2Compression(rawValue: compression), !method.levels.contains(level) || method == .none {
-            throw ValidationError(method == .none
-                ? "--level needs --compression zlib or zstd."
-                : "--level for \(method) must be \(method.levels.lowerBound)...\(method.levels.upperBound), not \(level).")
+        if let level {
+            if method == .none {
+                throw ValidationError("--level needs --compression zlib or zstd.")
+            }
+            guard method.levels.contains(level) else {
+                throw ValidationError("--level for \(method) must be \(method.levels.lowerBound)...\(method.levels.upperBound), not \(level).")
+            }
         }
         if let threads, threads < 1 {
             throw ValidationError("--threads must be at least 1.")
@@ -63,15 +74,14 @@ struct Convert: ParsableCommand {
         }
         let progress = TerminalProgress()
         if QCOW2Reader.isQCOW2(path: input) {
-            guard compression == "none", clusterSize == "64K", level == nil else {
+            guard compression == nil, clusterSize == nil, level == nil else {
                 throw UserError("\(input) is a QCOW2 image and becomes a raw image; --compression, --cluster-size and --level apply only to raw → QCOW2.")
             }
             let reader = try QCOW2Reader(path: input)
-            let summary = try reader.convert(toRaw: output, progress: progress, durable: !noSync)
+            let summary = try reader.convert(toRaw: output, progress: progress, durable: !noSync, threads: threads)
             print("\(output): raw disk of \(ByteCount.format(summary.virtualSize)) (\(ByteCount.format(summary.bytesWritten)) of data) in \(String(format: "%.1f", summary.seconds)) s")
         } else {
-            let options = QCOW2Options(compression: QCOW2Compression(rawValue: compression) ?? .none,
-                                       clusterSize: Int(ByteCount.parse(clusterSize) ?? 65536),
+            let options = QCOW2Options(compression: method, clusterSize: clusterBytes,
                                        level: level, threads: threads, durable: !noSync)
             let summary = try QCOW2Writer.convert(raw: input, to: output, options: options, progress: progress)
             print(summary)

@@ -122,7 +122,9 @@ private func validatedWindow(_ bits: Int, function: String) throws -> Int {
 public final class Deflater {
     /// log2 of the window: matches reach back at most 2^windowBits bytes.
     public let windowBits: Int
+    /// Compression level, 0...9.
     public let level: Int
+    /// The framing written.
     public let format: ZlibFormat
     private let stream: UnsafeMutablePointer<z_stream>
     /// Output space for the streaming calls.
@@ -264,6 +266,7 @@ public struct InflateResult: Sendable, Equatable {
 public final class Inflater {
     /// log2 of the window; a stream that refers further back fails with Z_DATA_ERROR.
     public let windowBits: Int
+    /// The framing expected.
     public let format: ZlibFormat
     private let stream: UnsafeMutablePointer<z_stream>
     /// Output space for the streaming calls.

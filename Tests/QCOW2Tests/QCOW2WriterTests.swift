@@ -106,6 +106,23 @@ struct QCOW2WriterTests {
         }
     }
 
+    @Test("the largest clusters (2 MiB)", arguments: QCOW2Compression.allCases)
+    func largestClusters(compression: QCOW2Compression) throws {
+        try Require.programs("qemu-img")
+        let scratch = try Scratch("rast-qcow2")
+        let raw = scratch.appending("big-clusters.raw")
+        try makeRawImage(raw, size: 9 << 20, writes: [(100, TestData.mixed(3 << 20, seed: 91)), (7 << 20, TestData.random(1 << 20, seed: 92))])
+        let qcow2 = scratch.appending("big-clusters.qcow2")
+        let summary = try QCOW2Writer.convert(raw: raw, to: qcow2,
+                                              options: QCOW2Options(compression: compression, clusterSize: 2 << 20, durable: false))
+        try verifyImage(raw: raw, qcow2: qcow2, scratch: scratch, probes: [(0, 4 << 20), ((7 << 20) - 100, 1 << 20)])
+        // Clusters 0 and 1 hold the mixed data, cluster 3 the random block; cluster 2 is a
+        // hole and never read.
+        #expect(summary.compressedClusters + summary.uncompressedClusters == 3)
+        #expect(summary.zeroClusters == 0)
+        #expect(summary.bytesRead == 6 << 20)
+    }
+
     @Test("a sparse virtual disk over 4 GiB", arguments: QCOW2Compression.allCases)
     func largeVirtualDisk(compression: QCOW2Compression) throws {
         try Require.programs("qemu-img")
@@ -218,6 +235,12 @@ struct QCOW2WriterTests {
         }
         #expect(!Files.exists(scratch.appending("x.qcow2")))
         #expect(try hiddenFiles(in: scratch.path).isEmpty)
+        // Never a temporary file renamed over a device node or a directory.
+        for target in ["/dev/null", scratch.path] {
+            let error = #expect(throws: QCOW2Error.self) { try QCOW2Writer.convert(raw: raw, to: target) }
+            #expect(error?.description.contains("not a regular file") == true)
+        }
+        #expect(try hiddenFiles(in: "/dev").filter { $0.contains(".tmp-") }.isEmpty)
     }
 
     @Test("refcounts of packed compressed clusters match what QEMU counts")
