@@ -59,11 +59,13 @@ struct SplitMix64: RandomNumberGenerator {
         var killed = 0
         var completed = 0
         var failures: [String] = []
-        let iterations = Int(ProcessInfo.processInfo.environment["RAST_CRASH_ITERATIONS"] ?? "") ?? 240
-        for iteration in 0..<iterations {
+        // Kill until at least `wanted` runs were interrupted mid-way (how many runs finish before
+        // their kill depends on the machine's load), with a bound on the attempts.
+        let wanted = Int(ProcessInfo.processInfo.environment["RAST_CRASH_KILLS"] ?? "") ?? 200
+        for iteration in 0..<(wanted * 5) where killed < wanted {
             let operation = Operation.allCases.randomElement(using: &random) ?? .branch
             let args = try arguments(for: operation)
-            let delay = Double.random(in: 0...1, using: &random) * (durations[operation] ?? 0.1) * 1.1
+            let delay = Double.random(in: 0...1, using: &random) * (durations[operation] ?? 0.1) * 0.9
             var all = args
             all.insert(contentsOf: ["--root", fixture.layout.top], at: args.first == "run" ? 1 : all.count)
             var command = Command(RastCLI.binary, all)
