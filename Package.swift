@@ -75,7 +75,7 @@ let package = Package(
         ]),
 
         // Command trees and the thin executables.
-        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", argumentParser]),
+        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
         .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),

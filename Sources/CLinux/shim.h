@@ -2,6 +2,7 @@
 // Linux kernel interfaces Swift cannot reach directly: variadic ioctl calls with the
 // request macros and structures of the loop and block-partition drivers, and mount flags.
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -29,6 +30,9 @@ static inline int rast_private_mount_namespace(void) {
     if (unshare(0x00020000 /* CLONE_NEWNS */) != 0) return -1;
     return mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL);
 }
+
+/// Makes standard output line-buffered, also when it is a pipe or a file.
+static inline void rast_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 static inline int rast_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 static inline int rast_mkostemp_cloexec(char *template_name) { return mkostemp(template_name, O_CLOEXEC); }

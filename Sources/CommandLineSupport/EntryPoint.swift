@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -10,6 +11,9 @@ public enum EntryPoint {
     public static func run<Root: ParsableCommand>(_ root: Root.Type, programName: String,
                                                   arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         let verbose = arguments.contains("--verbose") || arguments.contains("-v")
+        // Line by line into pipes and logs too, so that a note such as "waiting for another
+        // rast command" shows when it is written, not when the process ends.
+        rast_line_buffer_stdout()
         RastLog.bootstrap(verbose: verbose)
         if Privileges.isRoot {
             // Whatever we mount is released with the process, also when it is killed.

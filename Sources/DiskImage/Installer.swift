@@ -145,7 +145,7 @@ public final class Installer {
             throw InstallError.invalidImage(path: request.image, reason: "it does not exist")
         }
         let source = try ImageSource(path: request.image)
-        let scratch = try TemporaryDirectory(prefix: "rast-install-plan")
+        let scratch = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + "install-plan")
         defer { try? scratch.remove() }
         let layout = try DiskLayout.inspect(source, scratch: scratch.path)
         let records = try ImageRecords.load(besides: request.image)
@@ -221,7 +221,7 @@ public final class Installer {
             throw InstallError.invalidImage(path: request.image, reason: "it does not exist")
         }
         let source = try ImageSource(path: request.image)
-        let scratch = try TemporaryDirectory(prefix: "rast-install")
+        let scratch = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + "install")
         defer { try? scratch.remove() }
         let layout = try DiskLayout.inspect(source, scratch: scratch.path)
         let records = try ImageRecords.load(besides: request.image)

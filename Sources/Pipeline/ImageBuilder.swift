@@ -124,7 +124,7 @@ public final class ImageBuilder {
     public func build() throws -> BuildResult {
         try preflight()
         try Files.createDirectory(recipe.output.directory)
-        let work = try TemporaryDirectory(prefix: ".rast-work-\(recipe.name)", in: recipe.output.directory)
+        let work = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + recipe.name, in: recipe.output.directory)
         let teardown = Teardown()
         defer {
             teardown.run()

@@ -158,6 +158,27 @@ public enum Mounts {
     public static func enterPrivateNamespace() throws {
         if rast_private_mount_namespace() != 0 { throw SystemError("create a private mount namespace") }
         RastLog.logger.debug("running in a private mount namespace")
+        detachInheritedWorkMounts()
+    }
+
+    /// The name every temporary directory that holds mounts starts with (`rast-build`'s work
+    /// directory, `rast-install`'s scratch directory): no other process needs what is mounted
+    /// there.
+    public static let workDirectoryPrefix = ".rast-work-"
+
+    /// A new mount namespace starts as a copy of its parent's, including the mounts another
+    /// rast process has open in its work directory at that moment. Such a copy would keep
+    /// that process's file systems, and so its loop devices and image files, alive until this
+    /// process ends, long after the owner unmounted them. Each one is detached here, in this
+    /// namespace only.
+    static func detachInheritedWorkMounts() {
+        guard let table = try? MountTable.read() else { return }
+        for entry in table.entries.sorted(by: { $0.mountPoint.count > $1.mountPoint.count })
+        where entry.mountPoint.contains("/" + workDirectoryPrefix) {
+            if umount2(entry.mountPoint, Int32(MNT_DETACH)) == 0 {
+                RastLog.logger.debug("detached \(entry.mountPoint), inherited from another process's work directory")
+            }
+        }
     }
 
     public static func isMountPoint(_ path: String) -> Bool {

@@ -34,6 +34,62 @@ struct RastCLI {
         return (fixture, RastCLI(root: fixture.layout.top))
     }
 
+    /// A new `rast` process starts with a copy of its parent's mount table. A copy of a mount
+    /// in another process's work directory (an image being built, a disk being installed)
+    /// would keep that file system, its loop device and its image file alive until `rast`
+    /// ends: `rast` drops such copies at once, and keeps everything else.
+    @Test func mountsInAnotherProcesssWorkDirectoryAreNotKeptAlive() throws {
+        try Require.file(RastCLI.binary, hint: "swift build")
+        let (fixture, rast) = try Self.fixture()
+        defer { fixture.close() }
+        let work = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + "test")
+        defer { try? Mounts.unmountAll(under: work.path); try? work.remove() }
+        let image = work.appending("disk.img")
+        let mountPoint = work.appending("mnt")
+        try Command("truncate", ["-s", "256M", image]).run()
+        try Command("mkfs.btrfs", ["-q", "-f", image]).run()
+        try Files.createDirectory(mountPoint)
+        let loop = try LoopDevice(file: image)
+        try Mounts.mount(loop.path, on: mountPoint, type: "btrfs")
+        loop.detach(force: false)   // the mount alone holds it now (autoclear)
+
+        // A `rast` command that waits for the tree lock, which this test holds.
+        try fixture.store.acquire(wait: false)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: RastCLI.binary)
+        process.arguments = ["branch", "--root", rast.root, "0"]
+        let log = fixture.fs.directory.appending("rast.log")
+        try Files.write(log, string: "")
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        try handle.close()
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        var output = ""
+        for _ in 0..<300 where process.isRunning && !output.contains("waiting for another rast command") {
+            usleep(100_000)
+            output = try Files.readString(log)
+        }
+        try #require(process.isRunning && output.contains("waiting for another rast command"),
+                     "rast says it waits for the lock, as it goes: \(output)")
+
+        let mountInfo = try Files.readString("/proc/\(process.processIdentifier)/mountinfo")
+        #expect(!mountInfo.contains(" \(mountPoint) "), "the waiting rast holds no copy of the work mount")
+        #expect(mountInfo.contains(" \(fixture.fs.mountPoint) "), "it keeps the mount it works on")
+        try Mounts.unmount(mountPoint, lazyFallback: false)
+        var attempts = 0
+        while !LoopDevice.devices(backing: image).isEmpty, attempts < 50 { attempts += 1; usleep(20_000) }
+        #expect(LoopDevice.devices(backing: image).isEmpty, "the loop device is gone while rast still runs")
+        #expect(process.isRunning)
+
+        fixture.store.unlock()
+        process.waitUntilExit()
+        output = try Files.readString(log)
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.contains("created snapshot 1 from 0"))
+    }
+
     @Test func noArgumentsPrintsHelp() throws {
         let result = try Command(RastCLI.binary).run(check: false)
         #expect(result.status == 0)
