@@ -161,12 +161,32 @@ struct PacmanCommand: ParsableCommand {
     }
 }
 
-/// Turns pacman-style invocations into the `pacman` subcommand.
+/// Turns pacman-style invocations into the `pacman` subcommand, and lets the common options
+/// come before a subcommand's name.
 public enum PacmanFlags {
     /// `rast -Syu hello --root X` becomes `rast pacman --operation Syu hello --root X`. Only a
     /// leading operation (after options such as --root) counts, so subcommands are untouched;
-    /// separate modifier letters (`-Q -i`) are merged.
+    /// separate modifier letters (`-Q -i`) are merged. `rast --root X branch 1` becomes
+    /// `rast branch --root X 1`, as every subcommand takes those options after its name.
     public static func rewrite(_ arguments: [String]) -> [String] {
+        let rewritten = rewriteOperation(arguments)
+        return rewritten == arguments ? moveLeadingOptions(arguments) : rewritten
+    }
+
+    /// Options before the subcommand name go right after it. `--help` and `--version` stay
+    /// where they are (they belong to `rast` itself).
+    static func moveLeadingOptions(_ arguments: [String]) -> [String] {
+        var index = 0
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            let argument = arguments[index]
+            if ["-h", "--help", "--version", "--"].contains(argument) { return arguments }
+            index += argument == "--root" ? 2 : 1
+        }
+        guard index > 0, index < arguments.count else { return arguments }
+        return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
+    }
+
+    static func rewriteOperation(_ arguments: [String]) -> [String] {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]

@@ -124,6 +124,8 @@ struct RastCLI {
             └── 6 - fresh
 
             """)
+        let optionsFirst = try Command(RastCLI.binary, ["--root", fixture.layout.top, "tree"]).run(check: false)
+        #expect(optionsFirst.status == 0 && optionsFirst.standardOutput == tree, "`rast --root DIR tree` works too")
         #expect(try rast("c").output == "2\n")
         let json = try rast("current", "--json").output
         #expect(json.contains("\"snapshot\" : 2") && json.contains("\"slot\" : \"tmp\""))
