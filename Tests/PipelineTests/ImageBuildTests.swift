@@ -48,21 +48,9 @@ enum ImageTestSupport {
 
     /// Nothing of a build may stay attached or mounted.
     static func expectNoLeftovers(under directory: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let mounts = try MountTable.read().mounts(under: directory).filter { $0.mountPoint != Mounts.normalize(directory) }
-        #expect(mounts.isEmpty, "no mount left under \(directory): \(mounts.map(\.mountPoint))", sourceLocation: sourceLocation)
-        func loopsLeft() throws -> [String] {
-            try FileManagerShim.contents(of: "/sys/block").filter { $0.hasPrefix("loop") }.compactMap { name -> String? in
-                guard let backing = try? Files.readString("/sys/block/\(name)/loop/backing_file") else { return nil }
-                return backing.hasPrefix(directory) ? backing : nil
-            }
-        }
-        // The kernel lets go of an autoclear loop device once its last user closed it; give
-        // it two seconds (a leak lasts forever).
-        var loops = try loopsLeft()
-        for _ in 0..<20 where !loops.isEmpty {
-            usleep(100_000)
-            loops = try loopsLeft()
-        }
+        let mounts = try Leftovers.mounts(under: directory)
+        #expect(mounts.isEmpty, "no mount left under \(directory): \(mounts)", sourceLocation: sourceLocation)
+        let loops = try Leftovers.loopDevices(under: directory)
         #expect(loops.isEmpty, "no loop device left for files under \(directory): \(loops)", sourceLocation: sourceLocation)
     }
 }
