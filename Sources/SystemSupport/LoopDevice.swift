@@ -84,6 +84,7 @@ public final class LoopDevice {
     /// clears the binding at once.
     public func detach(force: Bool = true) {
         guard fd >= 0 else { return }
+        waitUntilReleased()
         removePartitions()
         _ = rast_block_flush(fd)
         if force { _ = rast_loop_clear(fd) }
@@ -93,6 +94,24 @@ public final class LoopDevice {
     }
 
     deinit { detach() }
+
+    /// Waits (up to five seconds) until no file system holds the device any more. Our own
+    /// unmount may not have been the last reference: a process that created a mount namespace
+    /// a moment earlier holds a copy of the mount until it drops it, and the file system's last
+    /// writes happen only then. Flushing before that would lose them.
+    private func waitUntilReleased() {
+        for attempt in 0..<250 {
+            let probe = open(path, O_RDONLY | O_EXCL | O_CLOEXEC)
+            if probe >= 0 {
+                close(probe)
+                if attempt > 0 { RastLog.logger.debug("\(path) was released after \(attempt * 20) ms") }
+                return
+            }
+            guard errno == EBUSY else { return }
+            usleep(20_000)
+        }
+        RastLog.logger.notice("\(path) is still in use by another process; detaching it when that ends")
+    }
 
     /// Loop devices whose backing file is `file` (from sysfs).
     public static func devices(backing file: String) -> [String] {

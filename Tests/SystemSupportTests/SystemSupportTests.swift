@@ -99,6 +99,39 @@ import Testing
         #expect(LoopDevice.devices(backing: image).isEmpty)
     }
 
+    /// Another mount namespace created while our file system was mounted holds a copy of the
+    /// mount: unmounting ours leaves the file system alive, and its last writes come only when
+    /// that copy goes. `detach()` waits for that, so that the file behind the device is final
+    /// when it returns.
+    @Test func detachWaitsForACopyOfTheMountInAnotherNamespace() throws {
+        try Require.loopDevices()
+        try Require.programs("mkfs.btrfs", "unshare")
+        let scratch = try Scratch()
+        let image = scratch.appending("fs.img")
+        let mountPoint = scratch.appending("mnt")
+        try Command("truncate", ["-s", "256M", image]).run()
+        try Command("mkfs.btrfs", ["-q", "-f", image]).run()
+        try Files.createDirectory(mountPoint)
+        let loop = try LoopDevice(file: image)
+        try Mounts.mount(loop.path, on: mountPoint, type: "btrfs")
+        try Files.write(mountPoint + "/hello", string: "hi")
+        // A process in a new mount namespace, holding a copy of the mount for a second.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        holder.arguments = ["--mount", "--propagation", "private", "sleep", "1"]
+        try holder.run()
+        usleep(300_000)
+        try Mounts.unmount(mountPoint, lazyFallback: false)
+        let start = Date()
+        loop.detach()
+        let waited = Date().timeIntervalSince(start)
+        #expect(!holder.isRunning, "detach returned after the copy went (\(waited) s)")
+        #expect(LoopDevice.devices(backing: image).isEmpty, "and the device is detached at once")
+        holder.waitUntilExit()
+        let check = try Command("btrfs", ["check", "--readonly", image]).run(check: false)
+        #expect(check.status == 0, "the file system in the file is complete: \(check.standardError)")
+    }
+
     @Test func partitionsAppearThroughBlkpg() throws {
         try Require.loopDevices()
         try Require.programs("sfdisk")
