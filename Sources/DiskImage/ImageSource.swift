@@ -61,21 +61,7 @@ public final class ImageSource {
     }
 
     private func rawExtents() throws -> [Range<Int64>] {
-        var extents: [Range<Int64>] = []
-        var offset: Int64 = 0
-        while offset < virtualSize {
-            let data = lseek(fd, off_t(offset), Self.seekData)
-            if data < 0 {
-                if errno == ENXIO { break }  // only a hole up to the end
-                throw SystemError("find data (SEEK_DATA) in", path: path)
-            }
-            var hole = lseek(fd, data, Self.seekHole)
-            if hole < 0 { throw SystemError("find a hole (SEEK_HOLE) in", path: path) }
-            hole = min(hole, off_t(virtualSize))
-            if hole > data { extents.append(Int64(data)..<Int64(hole)) }
-            offset = Int64(hole)
-        }
-        return extents
+        try Files.dataExtents(fd: fd, path: path, size: virtualSize)
     }
 
     private func qcow2Extents() throws -> [Range<Int64>] {
@@ -129,30 +115,11 @@ public final class ImageSource {
 
     /// SHA-256 of the image file itself (what NAME.manifest.json and SHA256SUMS record).
     public func fileSHA256(progress: ProgressReporter) throws -> String {
-        var hasher = SHA256()
-        let size = try Files.size(path)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 4096)
-        defer { buffer.deallocate() }
-        var offset: Int64 = 0
-        while offset < size {
+        try SHA256.hash(file: path) { done, total in
             try checkCancelled()
-            let want = Int(min(Int64(buffer.count), size - offset))
-            let got = pread(fd, buffer.baseAddress, want, off_t(offset))
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path)
-            }
-            if got == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
-            offset += Int64(got)
-            progress.update(ProgressUpdate(task: "SHA-256", completed: offset, total: size, unit: .bytes))
+            progress.update(ProgressUpdate(task: "SHA-256", completed: done, total: total, unit: .bytes))
         }
-        return hasher.finalize()
     }
-
-    // lseek whences of Linux that Glibc's Swift module hides (they need _GNU_SOURCE).
-    static let seekData: Int32 = 3
-    static let seekHole: Int32 = 4
 }
 
 /// What rast-build recorded about an image beside it: NAME.manifest.json and SHA256SUMS.

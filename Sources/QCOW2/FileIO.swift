@@ -4,11 +4,6 @@ import SystemSupport
 import Glibc
 #endif
 
-// Linux's lseek whence values for sparse files; Swift's Glibc module is built without
-// _GNU_SOURCE and does not export them.
-private let seekData: Int32 = 3
-private let seekHole: Int32 = 4
-
 /// An open file descriptor, closed in `deinit`. Full-length pread/pwrite with EINTR retries.
 ///
 /// `@unchecked Sendable`: pread and pwrite at explicit offsets are safe from several threads;
@@ -81,23 +76,7 @@ final class ImageFile: @unchecked Sendable {
     /// The data extents (SEEK_DATA/SEEK_HOLE) of the first `size` bytes. A file system or
     /// device without hole support reports everything as data.
     func dataExtents(size: Int64) throws -> [Range<Int64>] {
-        var extents: [Range<Int64>] = []
-        var position: Int64 = 0
-        while position < size {
-            let dataStart = lseek(fd, off_t(position), seekData)
-            if dataStart < 0 {
-                if errno == ENXIO { break }  // no data after `position`
-                if errno == EINVAL && position == 0 { return size > 0 ? [0..<size] : [] }
-                throw SystemError("find data (SEEK_DATA) in", path: path)
-            }
-            if Int64(dataStart) >= size { break }
-            var holeStart = lseek(fd, dataStart, seekHole)
-            if holeStart < 0 { throw SystemError("find a hole (SEEK_HOLE) in", path: path) }
-            holeStart = min(holeStart, off_t(size))
-            extents.append(Int64(dataStart)..<Int64(holeStart))
-            position = Int64(holeStart)
-        }
-        return extents
+        try Files.dataExtents(fd: fd, path: path, size: size)
     }
 }
 

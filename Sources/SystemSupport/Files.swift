@@ -22,6 +22,31 @@ public enum Files {
         return Int64(st.st_size)
     }
 
+    /// The data extents of the first `size` bytes of an open file, in order (SEEK_DATA and
+    /// SEEK_HOLE); everything else is a hole and reads as zeros. A file system or device that
+    /// cannot tell (EINVAL) has only data.
+    public static func dataExtents(fd: Int32, path: String, size: Int64) throws -> [Range<Int64>] {
+        // Linux's whence values; Swift's Glibc module is built without _GNU_SOURCE.
+        let seekData: Int32 = 3, seekHole: Int32 = 4
+        var extents: [Range<Int64>] = []
+        var position: Int64 = 0
+        while position < size {
+            let data = lseek(fd, off_t(position), seekData)
+            if data < 0 {
+                if errno == ENXIO { break }  // only a hole from here to the end
+                if errno == EINVAL { extents.append(position..<size); break }
+                throw SystemError("find data (SEEK_DATA) in", path: path)
+            }
+            if Int64(data) >= size { break }
+            let hole = lseek(fd, data, seekHole)
+            if hole < 0 { throw SystemError("find a hole (SEEK_HOLE) in", path: path) }
+            let end = min(Int64(hole), size)
+            if end > Int64(data) { extents.append(Int64(data)..<end) }
+            position = end
+        }
+        return extents
+    }
+
     public static func read(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw SystemError("open", path: path) }
