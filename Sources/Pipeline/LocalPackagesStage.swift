@@ -47,8 +47,8 @@ public struct LocalPackagesStage {
         for directory in pkgbuilds {
             try checkCancelled()
             let name = (directory as NSString).lastPathComponent
-            let staged = try stage(directory, name: name)
-            let key = try cacheKey(staged)
+            let inputs = try plan(directory)
+            let key = try cacheKey(inputs)
             let cached = cacheDirectory + "/packages/" + key
             // Concurrent builds of the same package wait for each other instead of racing.
             let lock = try FileLock(path: cached + ".lock", wait: true) {
@@ -68,7 +68,7 @@ public struct LocalPackagesStage {
             try Files.createDirectory(scratch)
             let result: Makepkg.Result
             do {
-                result = try makepkg.build(staged, into: scratch)
+                result = try makepkg.build(try stage(inputs, name: name), into: scratch)
             } catch let error as MakepkgError {
                 try? Files.removeTree(scratch)
                 throw UserError("building the package in \(directory) with makepkg failed: \(error)")
@@ -84,53 +84,92 @@ public struct LocalPackagesStage {
         return Output(repository: repository, packages: packages, cacheHits: hits)
     }
 
-    /// A copy of the PKGBUILD directory with its payload in inputs/.
-    func stage(_ directory: String, name: String) throws -> String {
+    /// What makepkg gets for one PKGBUILD directory: each file of the build copy (a path
+    /// relative to it) and where it comes from, sorted by path. The cache key hashes these
+    /// sources in place, so a cache hit copies nothing; the copy is made only for makepkg.
+    struct Inputs {
+        /// Every file of the build copy: (path in the copy, source), sorted by path.
+        let files: [(path: String, source: String)]
+        /// Directories copied whole (modes and links kept): the PKGBUILD directory at "", data.
+        let trees: [(path: String, source: String)]
+        /// Single files copied with `cp -L`: the rast binary and its shared libraries.
+        let singles: [(path: String, source: String)]
+    }
+
+    func plan(_ directory: String) throws -> Inputs {
         guard Files.exists(directory + "/PKGBUILD") else {
             throw UserError("\(directory) has no PKGBUILD (named in the recipe's packages.local)")
         }
+        var files = try Self.regularFiles(under: directory).map { (path: $0, source: directory + "/" + $0) }
+        var trees: [(path: String, source: String)] = [("", directory)]
+        var singles: [(path: String, source: String)] = []
+        let inputsFile = directory + "/rast.inputs"
+        if Files.exists(inputsFile) {
+            for line in try Files.readString(inputsFile).split(separator: "\n") {
+                let fields = line.split(separator: " ").map(String.init)
+                guard let kind = fields.first, !kind.hasPrefix("#"), fields.count == 2 else { continue }
+                switch kind {
+                case "binary":
+                    guard let binary = rastBinary, fields[1] == "rast" else {
+                        throw UserError("\(directory)/rast.inputs asks for the binary '\(fields[1])', but no rast binary was found; build it (`make build`) or set RAST_BINARY")
+                    }
+                    singles.append(("inputs/bin/rast", binary))
+                    for (soname, path) in try SharedLibraries.closure(of: binary) { singles.append(("inputs/lib/" + soname, path)) }
+                case "data":
+                    let source = dataDirectory + "/" + fields[1]
+                    guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
+                    let prefix = "inputs/share/" + fields[1]
+                    files += try Self.regularFiles(under: source).map { (path: prefix + "/" + $0, source: source + "/" + $0) }
+                    trees.append((prefix, source))
+                default:
+                    throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")
+                }
+            }
+        }
+        files += singles
+        return Inputs(files: files.sorted { $0.path < $1.path }, trees: trees, singles: singles)
+    }
+
+    /// The build copy of a PKGBUILD directory with its payload in inputs/, for makepkg.
+    func stage(_ inputs: Inputs, name: String) throws -> String {
         let staged = workDirectory + "/pkgbuilds/" + name
         try? Files.removeTree(staged)
         try Files.createDirectory(workDirectory + "/pkgbuilds")
-        try TreeCopy.copyContents(of: directory, into: staged)
-        let inputsFile = staged + "/rast.inputs"
-        guard Files.exists(inputsFile) else { return staged }
-        for line in try Files.readString(inputsFile).split(separator: "\n") {
-            let fields = line.split(separator: " ").map(String.init)
-            guard let kind = fields.first, !kind.hasPrefix("#"), fields.count == 2 else { continue }
-            switch kind {
-            case "binary":
-                guard let binary = rastBinary, fields[1] == "rast" else {
-                    throw UserError("\(directory)/rast.inputs asks for the binary '\(fields[1])', but no rast binary was found; build it (`make build`) or set RAST_BINARY")
-                }
-                try Files.createDirectory(staged + "/inputs/bin")
-                try Command("cp", ["-L", binary, staged + "/inputs/bin/rast"]).run()
-                try SharedLibraries.copyClosure(of: binary, into: staged + "/inputs/lib")
-            case "data":
-                let source = dataDirectory + "/" + fields[1]
-                guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
-                try Files.createDirectory(staged + "/inputs/share")
-                try TreeCopy.copyContents(of: source, into: staged + "/inputs/share/" + fields[1])
-            default:
-                throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")
-            }
+        for tree in inputs.trees {
+            let target = tree.path.isEmpty ? staged : staged + "/" + tree.path
+            try Files.createDirectory((target as NSString).deletingLastPathComponent)
+            try TreeCopy.copyContents(of: tree.source, into: target)
+        }
+        for file in inputs.singles {
+            try Files.createDirectory(staged + "/" + (file.path as NSString).deletingLastPathComponent)
+            try Command("cp", ["-L", file.source, staged + "/" + file.path]).run()
         }
         return staged
     }
 
-    func cacheKey(_ staged: String) throws -> String {
+    /// Hashes the makepkg version and every input file's path and content (symbolic links
+    /// followed, as `cp -L` and makepkg see them).
+    func cacheKey(_ inputs: Inputs) throws -> String {
         var hasher = SHA256()
         hasher.update("rast package cache v1\n")
         hasher.update(try Command("makepkg", ["--version"]).output().split(separator: "\n").first.map(String.init) ?? "")
-        guard let enumerator = FileManager.default.enumerator(atPath: staged) else { return hasher.finalize() }
-        var paths: [String] = []
-        while let path = enumerator.nextObject() as? String { paths.append(path) }
-        for path in paths.sorted() {
-            let full = staged + "/" + path
-            if Files.isDirectory(full) { continue }
-            hasher.update("\(path) \(try SHA256.hash(file: full))\n")
+        for file in inputs.files {
+            hasher.update("\(file.path) \(try SHA256.hash(file: file.source))\n")
         }
         return hasher.finalize()
+    }
+
+    /// The files under a directory (relative paths) that are not directories once symbolic
+    /// links are followed.
+    static func regularFiles(under directory: String) throws -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: directory) else {
+            throw UserError("cannot read the directory \(directory)")
+        }
+        var paths: [String] = []
+        while let path = enumerator.nextObject() as? String {
+            if !Files.isDirectory(directory + "/" + path) { paths.append(path) }
+        }
+        return paths
     }
 }
 
