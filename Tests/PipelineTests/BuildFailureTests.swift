@@ -124,9 +124,12 @@ extension ImageBuilds {
             let scratch = try Scratch("rast-full")
             let out = scratch.appending("small")
             try Files.createDirectory(out)
-            // 300 MiB holds the local repository but not also the image's data (the raw file is sparse):
-            // the disk fills up while packages go into the mounted image.
-            try Mounts.mount("tmpfs", on: out, type: "tmpfs", options: ["size=300m"])
+            // 150 MiB holds the local repository (about 55 MB) but not also the image's data (the
+            // raw file is sparse; its data and the QCOW2 copy are over 200 MB): the disk fills up
+            // while packages go into the mounted image or, at the latest, while the outputs are
+            // written. (300 MiB sufficed while the package stage still copied the rast binary and
+            // its libraries into the work directory on every build.)
+            try Mounts.mount("tmpfs", on: out, type: "tmpfs", options: ["size=150m"])
             defer { try? Mounts.unmount(out) }
             let recipe = try ImageTestSupport.recipe("minimal", output: out)
             #expect {
