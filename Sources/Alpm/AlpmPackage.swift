@@ -91,6 +91,8 @@ public struct AlpmPackage: Sendable, Equatable {
     public var repository: String?
     /// The package file name (sync and file packages).
     public var fileName: String?
+    /// The SHA-256 of the package file, as the sync database lists it (sync packages).
+    public var sha256: String?
     public var buildDate: Int64
     public var installDate: Int64?
     /// Compressed size (sync and file packages).
@@ -133,6 +135,7 @@ public struct AlpmPackage: Sendable, Equatable {
         }
         repository = alpm_pkg_get_db(pkg).flatMap { string(alpm_db_get_name($0)) }
         fileName = origin == .localDatabase ? nil : string(alpm_pkg_get_filename(pkg))
+        sha256 = origin == .syncDatabase ? string(alpm_pkg_get_sha256sum(pkg)) : nil
         buildDate = alpm_pkg_get_builddate(pkg)
         let installed = alpm_pkg_get_installdate(pkg)
         installDate = installed > 0 ? installed : nil

@@ -168,6 +168,7 @@ public final class ImageBuilder {
         let rootfs = try stage("rootfs") {
             try RootfsStage(recipe: recipe, disk: disk, mountPoint: mountPoint, localRepository: packages.repository,
                             workDirectory: work.path, templates: templates,
+                            remotePackageCache: RemotePackageCache(directory: options.cacheDirectory + "/remote-packages"),
                             progress: progress).run(teardown: teardown)
         }
 

@@ -25,6 +25,8 @@ public struct RootfsStage {
     public let localRepository: LocalRepository
     public let workDirectory: String
     public let templates: BootTemplates
+    /// Remote repositories' package files kept across builds (nil: download everything).
+    public let remotePackageCache: RemotePackageCache?
     public let progress: ProgressReporter
 
     public func run(teardown: Teardown) throws -> Output {
@@ -51,17 +53,40 @@ public struct RootfsStage {
             RepositoryConfig(name: $0.name, servers: $0.serverURLs(), sigLevel: $0.sigLevel)
         }
         let gpgDirectory = try keyring(for: repositories)
+        // A cache of the build's own: locally built packages keep their name and version when
+        // rebuilt, and libalpm would take a stale file of the same name for a corrupted one.
+        // Remote repositories' files that an earlier build downloaded are linked into it.
+        let packageCache = workDirectory + "/pkgcache"
         let session = try PackageSession(
-            // A cache of the build's own: locally built packages keep their name and version when
-            // rebuilt, and libalpm would take a stale file of the same name for a corrupted one.
-            root: base, databasePath: base + Self.databasePath, cacheDirectory: workDirectory + "/pkgcache",
+            root: base, databasePath: base + Self.databasePath, cacheDirectory: packageCache,
             gpgDirectory: gpgDirectory, logFile: workDirectory + "/logs/pacman.log", repositories: repositories,
             progress: progress)
         try session.refresh(force: true)
+        let remotePackages = remotePackageCache == nil ? [] : try recipe.repositories.flatMap {
+            try session.handle.syncPackages(repository: $0.name)
+        }
+        if let cache = remotePackageCache, !remotePackages.isEmpty {
+            let seeded = try cache.seed(packageCache, packages: remotePackages)
+            if !seeded.reused.isEmpty {
+                let count = seeded.reused.count
+                progress.note("packages: \(count) package file\(count == 1 ? "" : "s") (\(ByteCount.format(seeded.reusedBytes))) from \(cache.directory), not downloaded again")
+            }
+            if !seeded.dropped.isEmpty {
+                progress.note("packages: dropped \(seeded.dropped.joined(separator: ", ")) from \(cache.directory): the repository now lists other contents under that name")
+            }
+        }
         do {
             try session.install(recipe.packagesToInstall)
         } catch let error as AlpmError {
             throw UserError("installing \(recipe.packagesToInstall.joined(separator: ", ")) into snapshot 0 failed: \(error)")
+        }
+        if let cache = remotePackageCache, !remotePackages.isEmpty {
+            do {
+                try cache.keep(from: packageCache, packages: remotePackages)
+            } catch {
+                // The image is fine; the next build downloads them again.
+                progress.note("warning: could not keep the downloaded packages in \(cache.directory): \(error)")
+            }
         }
         return Output(store: store, base: base, installed: session.installed())
     }

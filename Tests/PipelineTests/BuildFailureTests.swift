@@ -47,12 +47,25 @@ extension ImageBuilds {
                                 FileOverlay(source: scratch.appending("overlay/skel"), destination: "/etc/skel")]
                 recipe.output.formats = [.raw]
             }
-            let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
+            // A cache of its own, so that the remote packages kept across builds are this test's;
+            // the kernel and local packages come from the shared cache.
+            var options = ImageTestSupport.options(bootTest: false)
+            options.cacheDirectory = scratch.appending("cache")
+            for shared in ["kernel", "packages"] {
+                try Files.createDirectory(Files.cacheDirectory + "/" + shared)
+                try Files.createDirectory(options.cacheDirectory)
+                try SystemError.check("symlink", path: options.cacheDirectory + "/" + shared) {
+                    symlink(Files.cacheDirectory + "/" + shared, options.cacheDirectory + "/" + shared)
+                }
+            }
+            let result = try ImageBuilder(recipe: recipe, options: options).build()
             let versions = Dictionary(uniqueKeysWithValues: result.manifest.packages.map { ($0.name, $0.version) })
             #expect(versions["hello"] == "1.0-1")
             #expect(versions["libhello"] == "1.0-1", "dependencies come along")
             #expect(server.requests.contains { $0.path == "/remote/remote.db" })
             #expect(server.requests.contains { $0.path.hasPrefix("/remote/hello-1.0-1") })
+            #expect(Files.exists(options.cacheDirectory + "/remote-packages/" + PKGBUILDFixtures.hello(version: "1.0").packageFileName),
+                    "downloaded packages are kept")
             print("image: installed hello 1.0-1 and libhello 1.0-1 from \(server.baseURL)/remote into snapshot 0")
             try ImageTestSupport.withMountedRoot(out + "/minimal.raw", manifest: result.manifest) { (top: String) throws in
                 let etc = top + "/@.snapshots/etc/etc-1"
@@ -61,6 +74,31 @@ extension ImageBuilds {
                 #expect(stat(etc + "/motd", &st) == 0 && st.st_mode & 0o777 == 0o600, "the overlay's mode")
                 #expect(try Files.readString(etc + "/skel/profile.d/rast.sh") == "export RAST=1\n")
                 #expect(Files.exists(top + "/@.snapshots/rootfs/snapshot-1/usr/bin/hello"))
+            }
+            try ImageTestSupport.expectNoLeftovers(under: out)
+
+            // The same recipe again: the database is fetched, the packages are not.
+            func packageRequests(after start: Int) -> [String] {
+                server.requests.dropFirst(start).map(\.path).filter { $0.contains(".pkg.tar") }
+            }
+            var start = server.requests.count
+            let again = try ImageBuilder(recipe: recipe, options: options).build()
+            #expect(server.requests.dropFirst(start).contains { $0.path == "/remote/remote.db" })
+            #expect(packageRequests(after: start).isEmpty, "kept packages are not downloaded again")
+            #expect(again.manifest.packages.contains { $0.name == "hello" && $0.version == "1.0-1" })
+
+            // The repository rebuilds hello under the same name with other contents: the kept file
+            // no longer matches the database, so it is dropped and the new one downloaded.
+            var rebuilt = PKGBUILDFixtures.hello(version: "1.0")
+            rebuilt.files["usr/share/hello/rebuilt"] = "yes\n"
+            let built = try Makepkg().build(try rebuilt.write(in: scratch.appending("pkgbuilds-2")), into: scratch.appending("built-2"))
+            _ = try LocalRepository(name: "remote", directory: scratch.appending("www/remote")).add(built.packages)
+            start = server.requests.count
+            let third = try ImageBuilder(recipe: recipe, options: options).build()
+            #expect(packageRequests(after: start).map { ($0 as NSString).lastPathComponent } == [rebuilt.packageFileName],
+                    "only the rebuilt package is downloaded")
+            try ImageTestSupport.withMountedRoot(out + "/minimal.raw", manifest: third.manifest) { (top: String) throws in
+                #expect(try Files.readString(top + "/@.snapshots/rootfs/snapshot-1/usr/share/hello/rebuilt") == "yes\n")
             }
             try ImageTestSupport.expectNoLeftovers(under: out)
         }
