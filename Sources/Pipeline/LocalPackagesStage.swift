@@ -84,23 +84,30 @@ public struct LocalPackagesStage {
         return Output(repository: repository, packages: packages, cacheHits: hits)
     }
 
-    /// What makepkg gets for one PKGBUILD directory: each file of the build copy (a path
-    /// relative to it) and where it comes from, sorted by path. The cache key hashes these
-    /// sources in place, so a cache hit copies nothing; the copy is made only for makepkg.
+    /// What makepkg gets for one PKGBUILD directory: the directories and single files its build
+    /// copy is made of. The cache key hashes them in place, so a cache hit copies nothing; the
+    /// copy is made only for makepkg.
     struct Inputs {
-        /// Every file of the build copy: (path in the copy, source), sorted by path.
-        let files: [(path: String, source: String)]
         /// Directories copied whole (modes and links kept): the PKGBUILD directory at "", data.
         let trees: [(path: String, source: String)]
         /// Single files copied with `cp -L`: the rast binary and its shared libraries.
         let singles: [(path: String, source: String)]
+
+        /// Every file of the build copy: (path in the copy, source), sorted by path.
+        func files() throws -> [(path: String, source: String)] {
+            var files = singles
+            for tree in trees {
+                let prefix = tree.path.isEmpty ? "" : tree.path + "/"
+                files += try LocalPackagesStage.regularFiles(under: tree.source).map { (prefix + $0, tree.source + "/" + $0) }
+            }
+            return files.sorted { $0.path < $1.path }
+        }
     }
 
     func plan(_ directory: String) throws -> Inputs {
         guard Files.exists(directory + "/PKGBUILD") else {
             throw UserError("\(directory) has no PKGBUILD (named in the recipe's packages.local)")
         }
-        var files = try Self.regularFiles(under: directory).map { (path: $0, source: directory + "/" + $0) }
         var trees: [(path: String, source: String)] = [("", directory)]
         var singles: [(path: String, source: String)] = []
         let inputsFile = directory + "/rast.inputs"
@@ -118,16 +125,13 @@ public struct LocalPackagesStage {
                 case "data":
                     let source = dataDirectory + "/" + fields[1]
                     guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
-                    let prefix = "inputs/share/" + fields[1]
-                    files += try Self.regularFiles(under: source).map { (path: prefix + "/" + $0, source: source + "/" + $0) }
-                    trees.append((prefix, source))
+                    trees.append(("inputs/share/" + fields[1], source))
                 default:
                     throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")
                 }
             }
         }
-        files += singles
-        return Inputs(files: files.sorted { $0.path < $1.path }, trees: trees, singles: singles)
+        return Inputs(trees: trees, singles: singles)
     }
 
     /// The build copy of a PKGBUILD directory with its payload in inputs/, for makepkg.
@@ -153,7 +157,7 @@ public struct LocalPackagesStage {
         var hasher = SHA256()
         hasher.update("rast package cache v1\n")
         hasher.update(try Command("makepkg", ["--version"]).output().split(separator: "\n").first.map(String.init) ?? "")
-        for file in inputs.files {
+        for file in try inputs.files() {
             hasher.update("\(file.path) \(try SHA256.hash(file: file.source))\n")
         }
         return hasher.finalize()
@@ -173,7 +177,7 @@ public struct LocalPackagesStage {
     }
 }
 
-/// The shared libraries a binary needs, found with ldd and copied under their sonames.
+/// The shared libraries a binary needs, found with ldd, with their sonames.
 public enum SharedLibraries {
     public static func closure(of binary: String) throws -> [(soname: String, path: String)] {
         let output = try Command("ldd", [binary]).output()
@@ -193,12 +197,5 @@ public enum SharedLibraries {
             }
         }
         return result
-    }
-
-    public static func copyClosure(of binary: String, into directory: String) throws {
-        try Files.createDirectory(directory)
-        for (soname, path) in try closure(of: binary) {
-            try Command("cp", ["-L", path, directory + "/" + soname]).run()
-        }
     }
 }

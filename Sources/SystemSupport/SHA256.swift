@@ -62,52 +62,55 @@ public struct SHA256: ~Copyable {
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
+        var position: Int64 = 0
         guard (status.st_mode & S_IFMT) == S_IFREG else {
             // A device or a pipe: every byte is read, to the end.
             let end = lseek(fd, 0, SEEK_END)
             let total = end > 0 && lseek(fd, 0, SEEK_SET) == 0 ? Int64(end) : 0
-            var position: Int64 = 0
-            while true {
-                let count = read(fd, buffer.baseAddress, buffer.count)
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("read", path: path)
-                }
-                if count == 0 { break }
-                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                position += Int64(count)
-                try progress?(position, max(total, position))
+            try feed(fd, path: path, until: nil, position: &position, into: &hasher, buffer: buffer) {
+                try progress?($0, max(total, $0))
             }
             return hasher.finalize()
         }
         let size = Int64(status.st_size)
-        let extents = try Files.dataExtents(fd: fd, path: path, size: size)
         let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { zeros.deallocate() }
         zeros.initializeMemory(as: UInt8.self, repeating: 0)
-
-        var position: Int64 = 0
-        for extent in extents + [size..<size] {
+        for extent in try Files.dataExtents(fd: fd, path: path, size: size) + [size..<size] {
             while position < extent.lowerBound {  // a hole
                 let count = Int(min(Int64(zeros.count), extent.lowerBound - position))
                 hasher.update(UnsafeRawBufferPointer(rebasing: zeros[0..<count]))
                 position += Int64(count)
                 try progress?(position, size)
             }
-            while position < extent.upperBound {
-                let want = Int(min(Int64(buffer.count), extent.upperBound - position))
-                let count = pread(fd, buffer.baseAddress, want, off_t(position))
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("read", path: path)
-                }
-                if count == 0 { throw SystemError("\(path) ended at byte \(position) while it was hashed (it shrank)") }
-                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                position += Int64(count)
-                try progress?(position, size)
+            guard !extent.isEmpty else { continue }
+            if lseek(fd, off_t(extent.lowerBound), SEEK_SET) < 0 { throw SystemError("seek in", path: path) }
+            try feed(fd, path: path, until: extent.upperBound, position: &position, into: &hasher, buffer: buffer) {
+                try progress?($0, size)
             }
         }
         return hasher.finalize()
+    }
+
+    /// Hashes what `fd` yields from its offset (`position`) up to `end`, or to its end when
+    /// nil; a file that ends before `end` is an error.
+    private static func feed(_ fd: Int32, path: String, until end: Int64?, position: inout Int64, into hasher: inout SHA256,
+                             buffer: UnsafeMutableRawBufferPointer, progress: (Int64) throws -> Void) throws {
+        while end.map({ position < $0 }) ?? true {
+            let want = Int(min(Int64(buffer.count), (end ?? .max) - position))
+            let count = read(fd, buffer.baseAddress, want)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if count == 0 {
+                guard end == nil else { throw SystemError("\(path) ended at byte \(position) while it was hashed (it shrank)") }
+                return
+            }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            position += Int64(count)
+            try progress(position)
+        }
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -49,9 +49,8 @@ struct RastCLI {
         try Command("truncate", ["-s", "256M", image]).run()
         try Command("mkfs.btrfs", ["-q", "-f", image]).run()
         try Files.createDirectory(mountPoint)
-        let loop = try LoopDevice(file: image)
-        try Mounts.mount(loop.path, on: mountPoint, type: "btrfs")
-        loop.detach(force: false)   // the mount alone holds it now (autoclear)
+        // mount(8)'s loop device has autoclear and no other holder: the mount alone keeps it.
+        try Command("mount", ["-o", "loop", image, mountPoint]).run()
 
         // A `rast` command that waits for the tree lock, which this test holds.
         try fixture.store.acquire(wait: false)
