@@ -68,9 +68,10 @@ let package = Package(
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "SystemSupport"]),
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
+        .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "SystemSupport", "OCI", "Containers"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -79,7 +80,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Containers", "OCI", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -111,6 +112,7 @@ let package = Package(
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
+        .testTarget(name: "ContainersTests", dependencies: ["Containers", "OCI", "SystemSupport", "TestSupport"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "Archive", "Curl", "SystemSupport", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
