@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
+            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport", "OCI", "Containers",
         ]),
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),

@@ -216,6 +216,34 @@ public final class ContainerHost {
         output(lines.joined(separator: "\n"))
     }
 
+    /// Starts the containers of /etc/rast/containers.json (the boot hook runs this): each
+    /// one that is not running is (re)created from its image and started in the background.
+    public func bootContainers(path: String = BootContainers.path) throws {
+        let list = try BootContainers.load(path)
+        var failures: [String] = []
+        for entry in list.containers {
+            let name = entry.options.name ?? entry.image
+            do {
+                if let existing = try? engine.containers.find(name) {
+                    if existing.status == .running {
+                        output("\(name): already running")
+                        continue
+                    }
+                    _ = try engine.remove([existing.id], force: false)
+                }
+                var options = entry.options
+                options.detach = true
+                let record = try engine.create(from: .image(try engine.images.image(entry.image)), options: options)
+                _ = try engine.start(record)
+                output("\(name): started (\(record.shortID))")
+            } catch {
+                output("\(name): did not start: \(error)")
+                failures.append(name)
+            }
+        }
+        if !failures.isEmpty { throw UserError("containers that did not start: \(failures.joined(separator: ", "))") }
+    }
+
     // MARK: - Formatting
 
     static func table(_ rows: [[String]]) -> String {

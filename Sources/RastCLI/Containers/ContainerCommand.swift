@@ -23,7 +23,7 @@ struct ContainerCommand: ParsableCommand {
         subcommands: [
             ContainerRun.self, ContainerPs.self, ContainerLogs.self, ContainerExec.self, ContainerStop.self, ContainerKill.self,
             ContainerRm.self, ContainerInspect.self, ContainerStats.self, ContainerPull.self, ContainerImages.self,
-            ContainerRmi.self, ContainerPrune.self, ContainerInfo.self, ContainerRepl.self, ContainerMonitor.self,
+            ContainerRmi.self, ContainerPrune.self, ContainerInfo.self, ContainerRepl.self, ContainerBoot.self, ContainerMonitor.self,
         ],
         aliases: ["ctr"])
 }
@@ -252,6 +252,14 @@ struct ContainerInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the runtime, cgroups and stores.")
     @OptionGroup var store: ContainerOptions
     func run() throws { try store.host().info() }
+}
+
+struct ContainerBoot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot", abstract: "Start the containers /etc/rast/containers.json defines (the boot hook runs this).")
+    @OptionGroup var store: ContainerOptions
+    @Option(name: .long, help: "The list of containers.") var file = BootContainers.path
+    func run() throws { try store.host().bootContainers(path: file) }
 }
 
 /// The monitor a detached container runs under (started by `run -d`).

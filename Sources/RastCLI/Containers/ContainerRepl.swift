@@ -57,7 +57,7 @@ struct ContainerRepl: ParsableCommand {
 
     /// The container commands the prompt runs.
     static let verbs: Set<String> = Set(ContainerCommand.configuration.subcommands.flatMap { [$0.configuration.commandName ?? ""] + $0.configuration.aliases })
-        .subtracting(["repl", "_monitor", ""])
+        .subtracting(["repl", "_monitor", "boot", ""])
 
     static func subcommandHelp(_ name: String) -> String {
         for command in ContainerCommand.configuration.subcommands where command.configuration.commandName == name {
