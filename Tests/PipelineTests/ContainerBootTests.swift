@@ -1,5 +1,6 @@
 import Foundation
 import Pipeline
+import Recipe
 import SystemSupport
 import TestSupport
 import Testing
@@ -21,6 +22,9 @@ extension ImageBuilds {
             start=$(date +%s)
             rast container run --rm bb true
             r true-seconds $(( $(date +%s) - start ))
+            r boot-web "$(rast container ps | grep -c ' web$')"
+            wait_log web boot-started
+            r boot-log "$(rast container logs web)"
 
             r pid1 "$(rast container run --rm --name c1 bb sh -c 'echo pid=$$ host=$(hostname)')"
             r net-none "$(rast container run --rm bb ls /sys/class/net | tr '\n' ' ')"
@@ -71,7 +75,7 @@ extension ImageBuilds {
             printf 'help\nrun -d --name r1 bb sleep 300\nps\nstop -t 1 r1\nrm r1\nbogus\nexit\n' | rast container repl > /tmp/repl 2>&1
             r repl "$(tr '\n' '|' < /tmp/repl)"
 
-            rast container rm -f svc stubborn orphan
+            rast container rm -f svc stubborn orphan web
             r left-containers "$(ls /var/lib/rast/containers | grep -v '^lock$' | tr '\n' ' ')"
             r left-cgroups "$(ls /sys/fs/cgroup/rast 2>/dev/null | tr '\n' ' ')"
             r left-mounts "$(grep -c -e /var/lib/rast -e /run/rast/crun /proc/mounts || true)"
@@ -84,10 +88,11 @@ extension ImageBuilds {
 
         static let boot2 = #"""
             r() { echo "RAST-REPORT $*"; }
-            r running-after "$(rast container ps -q | wc -l)"
+            r running-after "$(rast container ps | tail -n +2 | awk '{print $NF}' | tr '\n' ' ')"
             r survivor "$(rast container ps -a | grep survivor | tr -s ' ')"
             r finished "$(rast container ps -a | grep finished | tr -s ' ')"
             rast container rm survivor finished
+            rast container rm -f web
             r left-after "$(ls /var/lib/rast/containers | grep -v '^lock$' | tr '\n' ' ')"
             r images-after "$(rast container images | tail -n +2 | awk '{print $1}')"
             """#
@@ -97,17 +102,25 @@ extension ImageBuilds {
             try Require.programs("umoci", "busybox", "tar")
             let scratch = try Scratch("rast-containers")
             let out = scratch.appending("out")
-            let recipe = try ImageTestSupport.recipe("container", output: out) { recipe in
-                recipe.output.formats = [.raw]
-            }
-            _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
-            let image = out + "/container.raw"
 
             // The test image: busybox as one layer, in an OCI layout, tarred onto a disk.
             let builder = try OCILayoutBuilder(layout: scratch.appending("images/layout"), scratch: scratch.appending("layers"))
             try builder.image("bb", layers: [try OCILayoutBuilder.busyboxEntries()], cmd: ["/bin/sh"])
             let disk = scratch.appending("images.tar")
             try Command("tar", ["-C", scratch.appending("images"), "-cf", disk, "layout"]).run()
+
+            // The recipe also stores it at build time and starts a container of it at boot.
+            let recipe = try ImageTestSupport.recipe("container", output: out) { recipe in
+                recipe.output.formats = [.raw]
+                var web = ContainerSpec(image: "oci:\(builder.layout):bb")
+                web.imageName = "bb"
+                web.name = "web"
+                web.command = ["sh", "-c", "echo boot-started; sleep 600"]
+                web.memory = 32 << 20
+                recipe.containers = [web]
+            }
+            _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
+            let image = out + "/container.raw"
 
             func boot(_ number: Int, _ script: String) throws -> [String: String] {
                 let test = BootTest(image: image, format: "raw", firmware: .bios, timeout: 900, memory: "1G",
@@ -131,7 +144,9 @@ extension ImageBuilds {
             for (key, value) in first.sorted(by: { $0.key < $1.key }) { print("containers: \(key) = \(value)") }
             #expect(first["info"]?.contains("crun version 1.8.1") == true)
             #expect(first["info"]?.contains("cgroups:      v2") == true, "cgroup2 is mounted: \(first["info"] ?? "")")
-            #expect(first["images"] == "1")
+            #expect(first["images"] == "1", "the image the build stored and the one pulled in the guest are one")
+            #expect(first["boot-web"] == "1", "the recipe's container runs after boot")
+            #expect(first["boot-log"] == "boot-started")
             // Its own PID namespace and host name; only loopback without a network.
             #expect(first["pid1"] == "pid=1 host=c1")
             #expect(first["net-none"] == "lo")
@@ -178,7 +193,7 @@ extension ImageBuilds {
 
             let second = try boot(2, Self.boot2)
             for (key, value) in second.sorted(by: { $0.key < $1.key }) { print("containers: after reboot \(key) = \(value)") }
-            #expect(second["running-after"] == "0")
+            #expect(second["running-after"] == "web", "only the boot container runs again")
             #expect(second["survivor"]?.contains("the system restarted while it ran") == true, "\(second["survivor"] ?? "")")
             #expect(second["finished"]?.contains("exited (0)") == true)
             #expect(second["left-after"] == "")
