@@ -106,7 +106,8 @@ public enum Bundle {
     public static func write(_ spec: RuntimeSpec, to bundle: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try Files.writeAtomically(bundle + "/config.json", bytes: Array(try encoder.encode(spec)))
+        // Only root reads it: the environment may hold secrets.
+        try Files.writeAtomically(bundle + "/config.json", bytes: Array(try encoder.encode(spec)), mode: 0o600)
     }
 
     /// `USER[:GROUP]` as numbers: names are looked up in the container's /etc/passwd and

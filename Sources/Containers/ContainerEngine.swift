@@ -59,7 +59,10 @@ public final class ContainerEngine {
         if let taken = existing.first(where: { $0.name == name }) { throw ContainerError.nameInUse(name, id: taken.id) }
 
         let directory = containers.directory(id)
-        try Files.createDirectory(directory, mode: 0o700)
+        // Traversable, not listable: in a user namespace the container's root (a
+        // subordinate ID on the host) must reach its rootfs/ through here.
+        try Files.createDirectory(directory, mode: 0o711)
+        try SystemError.check("chmod", path: directory) { chmod(directory, 0o711) }
         do {
             let rootfs = containers.rootfs(id)
             let imageName: String
@@ -120,7 +123,8 @@ public final class ContainerEngine {
             $0.monitorPID = me
             $0.monitorStart = ContainerStore.startTime(me)
         }
-        let status = try containers.crun.run(record.id, bundle: containers.directory(record.id))
+        let status = try containers.crun.run(record.id, bundle: containers.directory(record.id),
+                                             standardInput: record.options.interactive || record.options.tty)
         let finished = try containers.update(record.id) {
             $0.status = .exited
             $0.exitCode = status
@@ -135,6 +139,7 @@ public final class ContainerEngine {
     /// it, says "ok" on descriptor 3, waits for it, records how it ended.
     public func monitor(_ id: String) throws {
         let ready = Int32(3)
+        _ = fcntl(ready, F_SETFD, FD_CLOEXEC)  // crun and the container must not hold it open
         func answer(_ text: String) {
             let bytes = Array((text + "\n").utf8)
             _ = bytes.withUnsafeBytes { write(ready, $0.baseAddress, $0.count) }

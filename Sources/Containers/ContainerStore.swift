@@ -63,7 +63,7 @@ public final class ContainerStore {
     public init(root: String = ContainerStore.defaultRoot, crun: Crun = Crun()) throws {
         self.root = root
         self.crun = crun
-        try Files.createDirectory(root, mode: 0o700)
+        try Files.createDirectory(root, mode: 0o711)
         volumes = Volumes.detect(root)
     }
 
@@ -106,7 +106,7 @@ public final class ContainerStore {
     public func save(_ record: ContainerRecord) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try Files.writeAtomically(directory(record.id) + "/container.json", bytes: Array(try encoder.encode(record)))
+        try Files.writeAtomically(directory(record.id) + "/container.json", bytes: Array(try encoder.encode(record)), mode: 0o600)
     }
 
     /// Reads, changes and writes a record under the container's own lock.

@@ -53,8 +53,8 @@ public struct Crun: Sendable {
 
     /// Creates, starts and waits for the container in the foreground, with this process's
     /// terminal or standard streams; returns its exit status (128 + signal when killed).
-    public func run(_ id: String, bundle: String) throws -> Int32 {
-        try command(["run", "--bundle", bundle, id], input: .inherit).run(output: .inherit, check: false).status
+    public func run(_ id: String, bundle: String, standardInput: Bool) throws -> Int32 {
+        try command(["run", "--bundle", bundle, id], input: standardInput ? .inherit : .null).run(output: .inherit, check: false).status
     }
 
     /// Runs a further process in a running container; returns its exit status.
