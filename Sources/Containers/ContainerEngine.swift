@@ -31,6 +31,7 @@ public final class ContainerEngine {
     public init(containers: ContainerStore, images: ImageStore) {
         self.containers = containers
         self.images = images
+        Trace.mark("stores open")
     }
 
     /// Where a container's root filesystem comes from.
@@ -51,9 +52,11 @@ public final class ContainerEngine {
         for volume in options.volumes where !Files.exists(volume.host) {
             throw ContainerError.invalidOption("-v \(volume)", reason: "\(volume.host) does not exist")
         }
+        Trace.mark("create")
         let lock = try containers.lock()
         defer { lock.unlock() }
         let existing = try containers.records()
+        Trace.mark("records read")
         let id = Self.newID()
         let name = options.name ?? String(id.prefix(12))
         if let taken = existing.first(where: { $0.name == name }) { throw ContainerError.nameInUse(name, id: taken.id) }
@@ -72,6 +75,7 @@ public final class ContainerEngine {
             switch source {
             case .image(let image):
                 try images.copyRoot(of: image, to: rootfs)
+                Trace.mark("root filesystem snapshot")
                 imageName = image.name
                 imageID = image.id.description
                 runConfig = try images.configuration(of: image).config
@@ -89,11 +93,13 @@ public final class ContainerEngine {
             let spec = try Bundle.spec(id: id, name: name, options: options, image: runConfig, imageName: imageName,
                                        rootfs: rootfs, idMapping: mapping)
             try Bundle.write(spec, to: directory)
+            Trace.mark("config.json written")
             let record = ContainerRecord(id: id, name: name, image: imageName, imageID: imageID, snapshot: snapshot,
                                          command: spec.process.args, options: options, status: .created, exitCode: nil,
                                          note: nil, pid: nil, monitorPID: nil, monitorStart: nil, created: Int64(time(nil)),
                                          started: nil, finished: nil, bootID: ContainerStore.bootID())
             try containers.save(record)
+            Trace.mark("record written")
             return record
         } catch {
             try? containers.volumes.delete(containers.rootfs(id))
@@ -123,6 +129,7 @@ public final class ContainerEngine {
             $0.monitorPID = me
             $0.monitorStart = ContainerStore.startTime(me)
         }
+        Trace.mark("crun run")
         let status = try containers.crun.run(record.id, bundle: containers.directory(record.id),
                                              standardInput: record.options.interactive || record.options.tty)
         let finished = try containers.update(record.id) {
@@ -131,7 +138,11 @@ public final class ContainerEngine {
             $0.finished = Int64(time(nil))
             $0.monitorPID = nil
         }
-        if finished.options.remove { try containers.delete(finished) }
+        Trace.mark("crun run returned, exit recorded")
+        if finished.options.remove {
+            try containers.delete(finished, runtimeKnows: false)
+            Trace.mark("removed")
+        }
         return status
     }
 

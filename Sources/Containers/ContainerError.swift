@@ -29,3 +29,21 @@ public enum ContainerError: Error, CustomStringConvertible, Sendable, Equatable 
         }
     }
 }
+
+import SystemSupport
+
+/// Debug lines (RAST_DEBUG=1, --verbose) with the time since the process started, to see where
+/// a container's start goes.
+enum Trace {
+    static let processStart: Double = {
+        guard let stat = try? Files.readString("/proc/self/stat"), let close = stat.lastIndex(of: ")") else { return Stopwatch.now() }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return Stopwatch.now() }
+        return ticks / 100  // USER_HZ; CLOCK_MONOTONIC counts from boot as the start time does
+    }()
+
+    static func mark(_ step: @autoclosure () -> String) {
+        guard RastLog.debugRequested else { return }
+        RastLog.logger.debug("container: \(step()) at \(Int((Stopwatch.now() - processStart) * 1000)) ms")
+    }
+}

@@ -146,8 +146,9 @@ public final class ContainerStore {
 
     /// Deletes a container that is not running: crun's state, its cgroup, its root
     /// filesystem and its directory.
-    public func delete(_ record: ContainerRecord) throws {
-        if (try? crun.state(record.id)) != nil { try crun.delete(record.id, force: true) }
+    /// `runtimeKnows: false` skips asking crun (after `crun run`, which deletes its state).
+    public func delete(_ record: ContainerRecord, runtimeKnows: Bool = true) throws {
+        if runtimeKnows, (try? crun.state(record.id)) != nil { try crun.delete(record.id, force: true) }
         try volumes.delete(rootfs(record.id))
         try Files.removeTree(directory(record.id))
     }

@@ -28,6 +28,10 @@ extension ImageBuilds {
 
             r pid1 "$(rast container run --rm --name c1 bb sh -c 'echo pid=$$ host=$(hostname)')"
             r net-none "$(rast container run --rm bb ls /sys/class/net | tr '\n' ' ')"
+            host_net=$(readlink /proc/self/ns/net)
+            r net-host "$(rast container run --rm --network host bb readlink /proc/self/ns/net | grep -c "^$host_net$")"
+            r net-none-ns "$(rast container run --rm bb readlink /proc/self/ns/net | grep -c "^$host_net$")"
+            r env-workdir "$(rast container run --rm -e GREETING=hello -w /tmp bb sh -c 'echo $GREETING $(pwd)')"
             r user "$(rast container run --rm --user nobody bb id -u)"
             r userns "$(rast container run --rm --userns bb sh -c 'echo uid=$(id -u) map=$(tr -s " " < /proc/self/uid_map)')"
             r cpus "$(rast container run --rm --cpus 0.5 bb cat /sys/fs/cgroup/cpu.max)"
@@ -59,6 +63,11 @@ extension ImageBuilds {
             r exec "$(rast container exec svc sh -c 'echo pid=$$ host=$(hostname)')"
             r ps "$(rast container ps | tail -n +2 | awk '{print $NF}' | tr '\n' ' ')"
 
+            rast container run -d --name victim bb sleep 600
+            rast container kill victim
+            sleep 1
+            r kill "$(rast container inspect victim | tr -d ' \n' | grep -o '"exitCode":[0-9]*')"
+            rast container rm victim
             rast container run -d --name stubborn bb sh -c 'trap "" TERM; echo ready; while true; do sleep 1; done'
             wait_log stubborn ready
             start=$(date +%s); rast container stop -t 3 stubborn; end=$(date +%s)
@@ -77,7 +86,7 @@ extension ImageBuilds {
 
             rast container rm -f svc stubborn orphan web
             r left-containers "$(ls /var/lib/rast/containers | grep -v '^lock$' | tr '\n' ' ')"
-            r left-cgroups "$(ls /sys/fs/cgroup/rast 2>/dev/null | tr '\n' ' ')"
+            r left-cgroups "$(find /sys/fs/cgroup/rast -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')"
             r left-mounts "$(grep -c -e /var/lib/rast -e /run/rast/crun /proc/mounts || true)"
             r left-crun "$(crun --root /run/rast/crun list -q | tr '\n' ' ')"
 
@@ -151,6 +160,10 @@ extension ImageBuilds {
             #expect(first["pid1"] == "pid=1 host=c1")
             #expect(first["net-none"] == "lo")
             #expect(first["user"] == "65534")
+            #expect(first["net-host"] == "1", "--network host shares the host's network namespace")
+            #expect(first["net-none-ns"] == "0")
+            #expect(first["env-workdir"] == "hello /tmp")
+            #expect(first["kill"] == "\"exitCode\":137", "kill sends SIGKILL; the monitor records it")
             #expect(first["userns"] == "uid=0 map= 0 100000 65536", "root in the container is 100000 on the host")
             #expect(first["cpus"] == "50000 100000")
             #expect(first["snapshot"] == "rastos-container", "a container from snapshot 1 sees its /etc")
@@ -172,7 +185,7 @@ extension ImageBuilds {
             // exec joins the running container (not as its PID 1).
             let exec = first["exec"] ?? ""
             #expect(exec.hasPrefix("pid=") && !exec.hasPrefix("pid=1 ") && exec.hasSuffix("host=svc"), "\(exec)")
-            #expect(first["ps"] == "svc")
+            #expect(first["ps"] == "svc web")
             // stop: SIGTERM is ignored, SIGKILL after the timeout.
             #expect((Int(first["stop-seconds"] ?? "") ?? 0) >= 3, "stop waited for the timeout")
             #expect(first["stop-exit"] == "\"exitCode\":137")
