@@ -29,8 +29,8 @@ extension ImageBuilds {
             r pid1 "$(rast container run --rm --name c1 bb sh -c 'echo pid=$$ host=$(hostname)')"
             r net-none "$(rast container run --rm bb ls /sys/class/net | tr '\n' ' ')"
             host_net=$(readlink /proc/self/ns/net)
-            r net-host "$(rast container run --rm --network host bb readlink /proc/self/ns/net | grep -c "^$host_net$")"
-            r net-none-ns "$(rast container run --rm bb readlink /proc/self/ns/net | grep -c "^$host_net$")"
+            r net-host "$(rast container run --rm --network host bb readlink /proc/self/ns/net | grep -cxF "$host_net")"
+            r net-none-ns "$(rast container run --rm bb readlink /proc/self/ns/net | grep -cxF "$host_net")"
             r env-workdir "$(rast container run --rm -e GREETING=hello -w /tmp bb sh -c 'echo $GREETING $(pwd)')"
             r user "$(rast container run --rm --user nobody bb id -u)"
             r userns "$(rast container run --rm --userns bb sh -c 'echo uid=$(id -u) map=$(tr -s " " < /proc/self/uid_map)')"
