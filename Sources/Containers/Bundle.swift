@@ -68,6 +68,12 @@ public enum Bundle {
             mounts.append(.init(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]))
             mounts.append(.init(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"]))
         }
+        for directory in options.tmpfs {
+            guard directory.hasPrefix("/"), !directory.split(separator: "/").contains("..") else {
+                throw ContainerError.invalidOption("--tmpfs \(directory)", reason: "the path must be absolute, without '..'")
+            }
+            mounts.append(.init(destination: directory, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
+        }
         for volume in options.volumes {
             mounts.append(.init(destination: volume.container, type: "bind", source: volume.host,
                                 options: ["rbind", "rprivate"] + (volume.readOnly ? ["ro"] : ["rw"])))
@@ -85,6 +91,15 @@ public enum Bundle {
         }
         if let pids = options.pidsLimit { resources.pids = RuntimeSpec.Pids(limit: pids) }
 
+        var hooks: RuntimeSpec.Hooks?
+        if !options.hooks.isEmpty {
+            func list(_ stage: String) -> [RuntimeSpec.Hook]? {
+                let chosen = options.hooks.filter { $0.stage == stage }
+                    .map { RuntimeSpec.Hook(path: $0.arguments[0], args: $0.arguments, timeout: 60) }
+                return chosen.isEmpty ? nil : chosen
+            }
+            hooks = RuntimeSpec.Hooks(createRuntime: list("createRuntime"), poststart: list("poststart"), poststop: list("poststop"))
+        }
         let capabilities = user.uid == 0 ? defaultCapabilities : []
         return RuntimeSpec(
             process: .init(terminal: options.tty, user: user, args: args, env: env.map(\.1), cwd: cwd,
@@ -99,6 +114,7 @@ public enum Bundle {
                          maskedPaths: ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                                        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
                          readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]),
+            hooks: hooks,
             annotations: ["org.opencontainers.image.ref.name": imageName, "io.rastos.container.name": name])
     }
 

@@ -49,6 +49,28 @@ public struct RunOptions: Codable, Sendable, Equatable {
         public var description: String { "\(host):\(container)" + (readOnly ? ":ro" : "") }
     }
 
+    /// A program crun runs at a point of the container's life: `STAGE=PROGRAM[,ARG...]` with
+    /// STAGE createRuntime, poststart or poststop (the container's state comes on its stdin).
+    public struct Hook: Codable, Sendable, Equatable {
+        public static let stages = ["createRuntime", "poststart", "poststop"]
+        public var stage: String
+        public var arguments: [String]
+
+        public init(parsing text: String) throws {
+            guard let equals = text.firstIndex(of: "=") else {
+                throw ContainerError.invalidOption("--hook \(text)", reason: "expected STAGE=PROGRAM[,ARG...]")
+            }
+            stage = String(text[..<equals])
+            arguments = text[text.index(after: equals)...].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard Self.stages.contains(stage) else {
+                throw ContainerError.invalidOption("--hook \(text)", reason: "the stage '\(stage)' is none of \(Self.stages.joined(separator: ", "))")
+            }
+            guard let program = arguments.first, program.hasPrefix("/") else {
+                throw ContainerError.invalidOption("--hook \(text)", reason: "the program must be an absolute path on the host")
+            }
+        }
+    }
+
     public var name: String?
     public var remove = false
     public var detach = false
@@ -57,6 +79,9 @@ public struct RunOptions: Codable, Sendable, Equatable {
     /// KEY=VALUE (or KEY, taken from rast's environment).
     public var environment: [String] = []
     public var volumes: [Volume] = []
+    /// Directories that get an empty tmpfs of their own (writable also with --read-only).
+    public var tmpfs: [String] = []
+    public var hooks: [Hook] = []
     public var workingDirectory: String?
     /// USER[:GROUP], by name (from the container's /etc/passwd and /etc/group) or number.
     public var user: String?

@@ -9,7 +9,27 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
     public var hostname: String?
     public var mounts: [Mount]
     public var linux: Linux
+    public var hooks: Hooks?
     public var annotations: [String: String]?
+
+    /// Programs crun runs at points of the container's life (runtime spec "POSIX-platform Hooks").
+    public struct Hooks: Codable, Sendable, Equatable {
+        public var createRuntime: [Hook]?
+        public var poststart: [Hook]?
+        public var poststop: [Hook]?
+    }
+
+    public struct Hook: Codable, Sendable, Equatable {
+        public var path: String
+        public var args: [String]?
+        public var timeout: Int?
+
+        public init(path: String, args: [String]?, timeout: Int?) {
+            self.path = path
+            self.args = args
+            self.timeout = timeout
+        }
+    }
 
     public struct Process: Codable, Sendable, Equatable {
         public var terminal: Bool

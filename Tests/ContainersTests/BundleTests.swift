@@ -77,6 +77,26 @@ struct BundleTests {
         #expect(spec.process.env.first == Bundle.defaultPath)
     }
 
+    @Test func tmpfsAndHooks() throws {
+        let scratch = try Scratch("rast-bundle")
+        let root = try rootfs(scratch)
+        var options = RunOptions()
+        options.command = ["true"]
+        options.tmpfs = ["/run/app"]
+        options.hooks = [try RunOptions.Hook(parsing: "poststop=/usr/bin/logger,-t,ctr"), try RunOptions.Hook(parsing: "poststart=/bin/true")]
+        let spec = try Bundle.spec(id: "h", name: "h", options: options, image: nil, imageName: "x", rootfs: root)
+        #expect(spec.mounts.contains { $0.destination == "/run/app" && $0.type == "tmpfs" })
+        #expect(spec.hooks?.poststop == [RuntimeSpec.Hook(path: "/usr/bin/logger", args: ["/usr/bin/logger", "-t", "ctr"], timeout: 60)])
+        #expect(spec.hooks?.poststart?.first?.path == "/bin/true")
+        #expect(spec.hooks?.createRuntime == nil)
+        let stage = try #require(throws: ContainerError.self) { try RunOptions.Hook(parsing: "prestart=/bin/true") }
+        #expect(stage.description.contains("the stage 'prestart' is none of createRuntime, poststart, poststop"))
+        let relative = try #require(throws: ContainerError.self) { try RunOptions.Hook(parsing: "poststop=true") }
+        #expect(relative.description.contains("absolute path"))
+        options.tmpfs = ["tmp"]
+        #expect(throws: ContainerError.self) { try Bundle.spec(id: "h", name: "h", options: options, image: nil, imageName: "x", rootfs: root) }
+    }
+
     @Test func badInputIsNamed() throws {
         let scratch = try Scratch("rast-bundle")
         let root = try rootfs(scratch)

@@ -57,6 +57,11 @@ extension ImageBuilds {
             r rwvol "$(cat /tmp/vol/w)"
             st=0; rast container run --rm --read-only bb touch /x 2>/dev/null || st=$?
             r roroot $st
+            r tmpfs "$(rast container run --rm --read-only --tmpfs /tmp bb sh -c 'touch /tmp/x && echo writable')"
+            rast container run --rm --name hooked --hook 'poststart=/bin/sh,-c,echo poststart > /tmp/hook-poststart' \
+                --hook 'poststop=/bin/sh,-c,cat > /tmp/hook-poststop' bb true
+            r hook-poststart "$(cat /tmp/hook-poststart)"
+            r hook-poststop "$(tr -d ' \n' < /tmp/hook-poststop | grep -o '"status":"[a-z]*"')"
 
             rast container run -d --name svc bb sh -c 'echo started; sleep 600'
             wait_log svc started
@@ -182,6 +187,9 @@ extension ImageBuilds {
             #expect(first["rovol-host"] == "f")
             #expect(first["rwvol"] == "written")
             #expect(first["roroot"] != "0")
+            #expect(first["tmpfs"] == "writable", "--tmpfs gives a read-only container a writable /tmp")
+            #expect(first["hook-poststart"] == "poststart")
+            #expect(first["hook-poststop"] == "\"status\":\"stopped\"", "poststop hooks get the state on stdin")
             // exec joins the running container (not as its PID 1).
             let exec = first["exec"] ?? ""
             #expect(exec.hasPrefix("pid=") && !exec.hasPrefix("pid=1 ") && exec.hasSuffix("host=svc"), "\(exec)")

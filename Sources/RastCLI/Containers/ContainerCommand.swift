@@ -52,6 +52,9 @@ struct ContainerRun: ParsableCommand {
     var env: [String] = []
     @Option(name: [.customShort("v"), .long], help: ArgumentHelp("Bind-mount a host path (append :ro for read-only).", valueName: "HOST:CONTAINER[:ro]"))
     var volume: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Mount an empty tmpfs at DIR (writable also with --read-only).", valueName: "DIR")) var tmpfs: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Run a host program at a point of the container's life (createRuntime, poststart, poststop); it reads the container's state on stdin.", valueName: "STAGE=PROGRAM[,ARG...]"))
+    var hook: [String] = []
     @Option(name: [.customShort("w"), .long], help: "The working directory in the container.") var workdir: String?
     @Option(name: [.customShort("u"), .long], help: ArgumentHelp("Run as USER[:GROUP] (names or numbers).", valueName: "USER[:GROUP]")) var user: String?
     @Option(name: .long, help: ArgumentHelp("Memory limit (e.g. 64M, 1G); the kernel's OOM killer ends processes beyond it.", valueName: "SIZE")) var memory: String?
@@ -89,6 +92,8 @@ struct ContainerRun: ParsableCommand {
         options.tty = tty
         options.environment = env
         options.volumes = try volume.map(RunOptions.Volume.init(parsing:))
+        options.tmpfs = tmpfs
+        options.hooks = try hook.map(RunOptions.Hook.init(parsing:))
         options.workingDirectory = workdir
         options.user = user
         options.memory = memory.flatMap(ByteCount.parse)
