@@ -50,6 +50,66 @@ struct ContainerCommandTests {
         #expect(ps.standardOutput.split(separator: "\n").count == 1, "only the header: \(ps.standardOutput)")
     }
 
+    /// A container that crun cannot start here still exists (exited) and keeps its image.
+    @Test func anImageInUseIsNotRemoved() throws {
+        try Require.root()
+        try Require.programs("crun")
+        let scratch = try Scratch("rast-ctr-cli")
+        let builder = try OCILayoutBuilder(layout: scratch.appending("images"), scratch: scratch.appending("layers"))
+        try builder.image("app", layers: [[.file("bin/app", "#!/bin/sh\n", mode: 0o755)]], cmd: ["/bin/app"])
+        let data = ["--data", scratch.appending("data")]
+        #expect(try rast(["ctr", "pull"] + data + ["--name", "app", "oci:\(builder.layout):app"]).status == 0)
+        let run = try rast(["ctr", "run"] + data + ["--name", "c1", "app"])
+        #expect(run.status != 0, "crun cannot run containers on the build hosts")
+        let ps = try rast(["ctr", "ps", "-a"] + data)
+        #expect(ps.standardOutput.contains(" c1"), "\(ps.standardOutput)")
+        #expect(ps.standardOutput.contains("exited ("))
+        let refused = try rast(["ctr", "rmi"] + data + ["app"])
+        #expect(refused.status == 1)
+        #expect(refused.standardError.contains("image app is used by a container"), "\(refused.standardError)")
+        let kept = try rast(["ctr", "prune", "-a"] + data)
+        #expect(!kept.standardOutput.contains("removed app"))
+        #expect(try rast(["ctr", "rm"] + data + ["c1"]).standardOutput == "c1\n")
+        #expect(try rast(["ctr", "rmi"] + data + ["app"]).status == 0)
+    }
+
+    /// Line editing on a terminal (a pty): Backspace, Ctrl-U, the history and Ctrl-D.
+    @Test func theReplEditsLinesOnATerminal() throws {
+        try Require.root()
+        try Require.programs("python3")
+        let scratch = try Scratch("rast-ctr-cli")
+        let binary = RecipeCommandTests.root + "/.build/debug/rast"
+        // Python's pty module gives the REPL a terminal and types the keys one at a time.
+        let driver = #"""
+            import os, pty, sys, time
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.environ["TERM"] = "xterm"
+                os.execv(sys.argv[1], [sys.argv[1], "container", "repl", "--data", sys.argv[2]])
+            out = b""
+            def pump(t):
+                global out
+                end = time.time() + t
+                while time.time() < end:
+                    try:
+                        import select
+                        r, _, _ = select.select([fd], [], [], 0.05)
+                        if r: out += os.read(fd, 65536)
+                    except OSError:
+                        return
+            pump(3)
+            for keys in [b"psx\x7f\r", b"images\x15ps -a\r", b"\x1b[A\r", b"hlepx\x1b[D\x1b[3~\x1b[D\x1b[D\x7f\x1b[Cl\r", b"\x04"]:
+                os.write(fd, keys); pump(2)
+            os.waitpid(pid, 0)
+            sys.stdout.write(out.decode(errors="replace"))
+            """#
+        let result = try Command("python3", ["-c", driver, binary, scratch.path]).run(check: false, timeout: 60)
+        let output = result.standardOutput
+        #expect(output.components(separatedBy: "CONTAINER ID").count == 4, "ps, ps -a and ps -a again from the history: \(output)")
+        #expect(!output.contains("IMAGE    ID"), "Ctrl-U dropped 'images'")
+        #expect(output.contains("Commands (each takes"), "'hlep' edited into 'help'")
+    }
+
     @Test func runRefusesBadOptionsWithASentence() throws {
         let cases: [([String], String)] = [
             (["run"], "Name the image to run"),
