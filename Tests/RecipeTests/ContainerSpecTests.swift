@@ -43,6 +43,8 @@ import TestSupport
         #expect(web.pidsLimit == 32)
         #expect(web.readOnly)
         #expect(web.user == "nobody")
+        let configure = try #require(recipe.plan().first { $0.kind == .configure })
+        #expect(configure.details.contains("container image oci:\(scratch.path)/images:bb stored in /var/lib/rast/oci, container web started at boot"))
     }
 
     @Test func mistakesAreNamedWithTheirPosition() throws {
