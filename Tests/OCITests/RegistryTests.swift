@@ -12,12 +12,14 @@ import Glibc
 /// The images are built with umoci and pushed with skopeo.
 @Suite("OCI registry and store", .serialized)
 struct RegistryTests {
-    /// One registry with the test images pushed, shared by the tests of this suite.
+    /// A registry of the test's own with the test images in a layout; `push` copies one
+    /// into the registry the first time a test asks for it.
     final class Setup {
         let scratch: Scratch
         let registry: TestRegistry
         let layout: OCILayoutBuilder
         let multiDigest: String
+        private var pushed: Set<String> = []
 
         init() throws {
             try Require.root()
@@ -42,38 +44,37 @@ struct RegistryTests {
             try layout.image("arm", layers: [[.file("etc/arch", "arm64")]], architecture: "arm64")
             multiDigest = try layout.index("multi", of: [("arm", "linux", "arm64"), ("app", "linux", "amd64")])
             _ = try layout.index("armonly", of: [("arm", "linux", "arm64")])
-            try registry.push("oci:\(layout.layout):app", to: "test/app:v1", format: "oci")
-            try registry.push("oci:\(layout.layout):app", to: "test/app-docker:v1", format: "v2s2")
-            try registry.push("oci:\(layout.layout):sibling", to: "test/sibling:v1", format: "oci")
-            try registry.push("oci:\(layout.layout):multi", to: "test/multi:latest", format: "oci", all: true)
-            try registry.push("oci:\(layout.layout):armonly", to: "test/armonly:latest", format: "oci", all: true)
-            try registry.push("oci:\(layout.layout):sibling", to: "private/secret:v1", format: "oci")
+        }
+
+        /// What each repository is pushed from.
+        static let sources: [String: (tag: String, format: String, all: Bool)] = [
+            "test/app:v1": ("app", "oci", false), "test/app-docker:v1": ("app", "v2s2", false),
+            "test/sibling:v1": ("sibling", "oci", false), "test/multi:latest": ("multi", "oci", true),
+            "test/armonly:latest": ("armonly", "oci", true), "private/secret:v1": ("sibling", "oci", false),
+        ]
+
+        /// The source of `repository` (pushed now if it is not yet).
+        func source(_ repository: String) throws -> ImageSource {
+            if !pushed.contains(repository), let from = Self.sources[repository] {
+                try registry.push("oci:\(layout.layout):\(from.tag)", to: repository, format: from.format, all: from.all)
+                pushed.insert(repository)
+            }
+            return try ImageSource(parsing: "\(registry.host)/\(repository)")
         }
 
         deinit { registry.stop() }
     }
 
-    nonisolated(unsafe) static var shared: Setup?
-    static func setup() throws -> Setup {
-        if let shared { return shared }
-        let made = try Setup()
-        shared = made
-        return made
-    }
-
-    func reference(_ setup: Setup, _ name: String) throws -> ImageSource {
-        try ImageSource(parsing: "\(setup.registry.host)/\(name)")
-    }
-
     @Test func pullsAMultiLayerImageWithTokenAuthentication() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         let fs = try BtrfsFixture()
         defer { fs.close() }
         let store = try ImageStore(root: fs.path("oci"))
         #expect(store.volumes.kind == .btrfs)
+        let source = try setup.source("test/app:v1")
         let tokensBefore = setup.registry.tokenRequestLog.count
 
-        let image = try store.pull(try reference(setup, "test/app:v1"))
+        let image = try store.pull(source)
         #expect(image.name == "\(setup.registry.host)/test/app:v1")
         #expect(image.chainIDs.count == 3)
         #expect(setup.registry.tokenRequestLog.count > tokensBefore, "the registry challenged and the client fetched a token")
@@ -97,7 +98,7 @@ struct RegistryTests {
         #expect(try store.image(String(image.id.hex.prefix(8))).name == image.name)
 
         // The Docker schema 2 copy has other media types and digests but the same content.
-        let docker = try store.pull(try reference(setup, "test/app-docker:v1"))
+        let docker = try store.pull(try setup.source("test/app-docker:v1"))
         #expect(docker.manifestDigest != image.manifestDigest)
         let dockerManifest = try Files.readString(store.blobPath(docker.manifestDigest))
         #expect(dockerManifest.contains("application/vnd.docker.distribution.manifest.v2+json"))
@@ -105,12 +106,12 @@ struct RegistryTests {
     }
 
     @Test func imagesShareTheirCommonLayers() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         let fs = try BtrfsFixture()
         defer { fs.close() }
         let store = try ImageStore(root: fs.path("oci"))
-        let app = try store.pull(try reference(setup, "test/app:v1"))
-        let sibling = try store.pull(try reference(setup, "test/sibling:v1"))
+        let app = try store.pull(try setup.source("test/app:v1"))
+        let sibling = try store.pull(try setup.source("test/sibling:v1"))
         #expect(app.chainIDs[0] == sibling.chainIDs[0])
         #expect(try FileManagerShim.contents(of: fs.path("oci/layers")).count == 4, "3 + 1 stacks: the base is stored once")
         let siblingRoot = store.layerPath(try #require(sibling.chainIDs.last))
@@ -133,22 +134,22 @@ struct RegistryTests {
     }
 
     @Test func anIndexResolvesToTheAmd64Image() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         let scratch = try Scratch("rast-store")
         let store = try ImageStore(root: scratch.appending("oci"))
         #expect(store.volumes.kind == .directory)
-        let multi = try store.pull(try reference(setup, "test/multi:latest"))
+        let multi = try store.pull(try setup.source("test/multi:latest"))
         let amd64 = try setup.layout.descriptor("app")["digest"] as? String
         #expect(multi.manifestDigest.description == amd64)
         #expect(multi.blobs.first?.description == setup.multiDigest, "the index is kept too")
         #expect(!Files.exists(store.layerPath(try #require(multi.chainIDs.last)) + "/etc/arch"))
 
-        let error = try #require(throws: OCIError.self) { try store.pull(try reference(setup, "test/armonly:latest")) }
+        let error = try #require(throws: OCIError.self) { try store.pull(try setup.source("test/armonly:latest")) }
         #expect(error.description.contains("has no image for linux/amd64 (it has: linux/arm64)"))
     }
 
     @Test func aBlobThatDoesNotMatchItsDigestIsRefused() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         // A repository of its own whose top layer the registry's storage then serves corrupted.
         let corrupt = setup.scratch.appending("corrupt")
         let builder = try OCILayoutBuilder(layout: corrupt, scratch: setup.scratch.appending("corrupt-layers"))
@@ -166,7 +167,7 @@ struct RegistryTests {
         let fs = try BtrfsFixture()
         defer { fs.close() }
         let store = try ImageStore(root: fs.path("oci"))
-        let error = try #require(throws: OCIError.self) { try store.pull(try reference(setup, "test/corrupt:v1")) }
+        let error = try #require(throws: OCIError.self) { try store.pull(try setup.source("test/corrupt:v1")) }
         guard case .digestMismatch(_, let expected, _) = error else {
             Issue.record("expected a digest mismatch, got \(error)")
             return
@@ -181,23 +182,23 @@ struct RegistryTests {
     }
 
     @Test func refusedTokensAndMissingImagesAreClearErrors() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         let scratch = try Scratch("rast-store")
         let store = try ImageStore(root: scratch.appending("oci"))
-        let denied = try #require(throws: OCIError.self) { try store.pull(try reference(setup, "private/secret:v1")) }
+        let denied = try #require(throws: OCIError.self) { try store.pull(try setup.source("private/secret:v1")) }
         #expect(denied.description.contains("access denied"))
         #expect(denied.description.contains("no access to private/secret"))
         // With the credentials, the token service grants it.
         let client = try RegistryClient(credentials: [setup.registry.host: RegistryCredentials(username: "tester", password: "secret")])
-        let secret = try store.pull(try reference(setup, "private/secret:v1"), client: client)
+        let secret = try store.pull(try setup.source("private/secret:v1"), client: client)
         #expect(Files.exists(store.layerPath(try #require(secret.chainIDs.last)) + "/srv/sibling"))
-        let missing = try #require(throws: OCIError.self) { try store.pull(try reference(setup, "test/app:nope")) }
+        let missing = try #require(throws: OCIError.self) { try store.pull(try setup.source("test/app:nope")) }
         #expect(missing.description.contains("HTTP 404"))
         #expect(missing.description.contains("MANIFEST_UNKNOWN"))
     }
 
     @Test func importsFromAnOCILayout() throws {
-        let setup = try Self.setup()
+        let setup = try Setup()
         let scratch = try Scratch("rast-store")
         let store = try ImageStore(root: scratch.appending("oci"))
         let image = try store.pull(try ImageSource(parsing: "oci:\(setup.layout.layout):sibling"))

@@ -132,6 +132,7 @@ public final class TestRegistry: @unchecked Sendable {
     public let storage: String
     public var host: String { "127.0.0.1:\(port)" }
     private let process: Process
+    private let lifeline = Pipe()
     private let tokenListener: LoopbackListener
     private final class RequestLog: Sendable {
         let entries = Mutex<[String]>([])
@@ -195,9 +196,13 @@ public final class TestRegistry: @unchecked Sendable {
                 rootcertbundle: \(certificate)
             """
         try Files.write(directory + "/config.yml", string: config)
+        // The registry runs under a shell that stops it when its standard input ends: when
+        // `stop()` closes the pipe, and also when the test process dies without stopping it.
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Command.find("docker-registry") ?? "/usr/bin/docker-registry")
-        process.arguments = ["serve", directory + "/config.yml"]
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\"$1\" serve \"$2\" & child=$!; cat > /dev/null; kill $child; wait $child",
+                             "sh", Command.find("docker-registry") ?? "/usr/bin/docker-registry", directory + "/config.yml"]
+        process.standardInput = lifeline
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         let log = directory + "/registry.log"
         try Files.write(log, string: "")
@@ -233,7 +238,7 @@ public final class TestRegistry: @unchecked Sendable {
 
     public func stop() {
         if process.isRunning {
-            process.terminate()
+            try? lifeline.fileHandleForWriting.close()
             process.waitUntilExit()
         }
         tokenListener.stop()
