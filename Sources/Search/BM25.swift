@@ -1,0 +1,82 @@
+import Foundation
+
+/// Okapi BM25 over analysed terms (lower-cased letters and digits, a few English function
+/// words dropped, plurals folded by the S-stemmer). A document's name counts twice, so a
+/// word in the name weighs more than the same word in its description.
+public struct BM25Index: Sendable {
+    public static let k1: Float = 1.2
+    public static let b: Float = 0.75
+    public static let nameWeight = 2
+
+    private var postings: [String: [(document: Int32, frequency: Float)]] = [:]
+    private var lengths: [Float] = []
+    private var averageLength: Float = 1
+
+    public init<Documents: Sequence>(_ documents: Documents) where Documents.Element == (name: String, text: String) {
+        var total = 0
+        for (index, document) in documents.enumerated() {
+            var counts: [String: Int] = [:]
+            let nameTerms = Self.terms(document.name)
+            for term in nameTerms { counts[term, default: 0] += Self.nameWeight }
+            let textTerms = Self.terms(document.text)
+            for term in textTerms { counts[term, default: 0] += 1 }
+            let length = nameTerms.count * Self.nameWeight + textTerms.count
+            lengths.append(Float(length))
+            total += length
+            for (term, count) in counts { postings[term, default: []].append((Int32(index), Float(count))) }
+        }
+        averageLength = lengths.isEmpty ? 1 : max(1, Float(total) / Float(lengths.count))
+    }
+
+    /// Documents with a score above zero, best first (ties by document order), at most `limit`.
+    public func search(_ query: String, limit: Int) -> [(document: Int, score: Float)] {
+        var scores: [Int32: Float] = [:]
+        let count = Float(lengths.count)
+        for term in Set(Self.terms(query)) {
+            guard let list = postings[term] else { continue }
+            let frequencyOfTerm = Float(list.count)
+            let idf: Float = Float(log(Double(1 + (count - frequencyOfTerm + 0.5) / (frequencyOfTerm + 0.5))))
+            for (document, frequency) in list {
+                let relativeLength: Float = lengths[Int(document)] / averageLength
+                let norm: Float = Self.k1 * (1 - Self.b + Self.b * relativeLength)
+                let weight: Float = frequency * (Self.k1 + 1) / (frequency + norm)
+                scores[document, default: 0] += idf * weight
+            }
+        }
+        return scores.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .prefix(limit).map { (Int($0.key), $0.value) }
+    }
+
+    static let stopWords: Set<String> = [
+        "a", "an", "the", "for", "of", "to", "in", "and", "or", "with", "on", "at", "by", "from", "is", "are", "be",
+        "it", "its", "that", "this", "i", "me", "my", "do", "does", "have", "has", "want", "need", "how", "what",
+        "which", "who", "some", "any", "all", "can", "should", "would", "get", "install", "installed",
+    ]
+
+    /// The analysed terms of a text.
+    public static func terms(_ text: String) -> [String] {
+        var terms: [String] = []
+        var current = ""
+        func flush() {
+            if !current.isEmpty, !stopWords.contains(current) { terms.append(stem(current)) }
+            current = ""
+        }
+        for character in text.lowercased() {
+            if character.isLetter || character.isNumber {
+                current.append(character)
+            } else {
+                flush()
+            }
+        }
+        flush()
+        return terms
+    }
+
+    /// Harman's S-stemmer: "libraries" -> "library", "boxes" -> "boxe", "files" -> "file".
+    static func stem(_ word: String) -> String {
+        if word.count > 3, word.hasSuffix("ies"), !word.hasSuffix("eies"), !word.hasSuffix("aies") { return String(word.dropLast(3)) + "y" }
+        if word.count > 3, word.hasSuffix("es"), !word.hasSuffix("aes"), !word.hasSuffix("ees"), !word.hasSuffix("oes") { return String(word.dropLast()) }
+        if word.count > 2, word.hasSuffix("s"), !word.hasSuffix("us"), !word.hasSuffix("ss") { return String(word.dropLast()) }
+        return word
+    }
+}
