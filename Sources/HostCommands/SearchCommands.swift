@@ -70,7 +70,10 @@ public final class SearchCommands {
 
     /// The engine over snapshot `id`, its index updated first.
     public func engine(_ id: Int, table: EmbeddingTable? = nil) throws -> (engine: SearchEngine, report: SearchIndex.UpdateReport) {
+        var clock = Stopwatch()
         let table = try table ?? EmbeddingTable(path: EmbeddingTable.locate(environment: environment))
+        RastLog.logger.debug("search: table loaded in \(Self.milliseconds(clock.elapsed))")
+        clock = Stopwatch()
         let etc = try etcDirectory(id)
         let packageRoot = PackageRoot(root: layout.root(id), etc: etc, layout: layout)
         var sources: [SearchIndex.Source] = []
@@ -113,9 +116,7 @@ public final class SearchCommands {
         let seed = layout.stateDirectory + "/search/last"
         let seeds = (try? Files.readString(seed)).map { [$0.trimmingWhitespace] }.map { $0.filter { $0 != path } } ?? []
         let result = try SearchIndex.update(path: path, sources: sources, table: table, seeds: seeds) { RastLog.logger.debug("\($0)") }
-        if !result.report.rebuilt.isEmpty {
-            RastLog.logger.debug("search index of snapshot \(id): rebuilt \(result.report.rebuilt.count) segments, kept \(result.report.kept)")
-        }
+        RastLog.logger.debug("search: index of snapshot \(id) (\(result.engine.documents.count) documents) up to date in \(Self.milliseconds(clock.elapsed)): \(result.report.rebuilt.count) segments rebuilt, \(result.report.kept) kept")
         try? Files.writeAtomically(seed, string: path + "\n", mode: 0o600)
         return result
     }
@@ -127,7 +128,10 @@ public final class SearchCommands {
         let kinds = scopes.isEmpty ? Set(SearchDocument.Kind.allCases) : Set(scopes.flatMap(\.kinds))
         if !kinds.isEmpty {
             let engine = try engine(id).engine
-            hits = engine.search(query, kinds: kinds, limit: limit).map { result in
+            let clock = Stopwatch()
+            let results = engine.search(query, kinds: kinds, limit: limit)
+            RastLog.logger.debug("search: ranked in \(Self.milliseconds(clock.elapsed))")
+            hits = results.map { result in
                 let document = result.document
                 return Hit(kind: document.kind.label, name: document.name, location: document.location, text: document.text,
                            repository: document.repository.isEmpty ? nil : document.repository,
@@ -171,6 +175,8 @@ public final class SearchCommands {
         return found.sorted { $0.rank != $1.rank ? $0.rank < $1.rank : $0.hit.location < $1.hit.location }.prefix(limit).map(\.hit)
     }
 
+    static func milliseconds(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
+
     /// The text `rast search` prints.
     public static func format(_ hits: [Hit]) -> [String] {
         hits.map { hit in
@@ -211,26 +217,6 @@ extension SearchCommands {
     /// What `rast "SENTENCE"` means, resolved against snapshot `id` (default: the booted one).
     public func plan(_ sentence: String, snapshot id: Int? = nil) throws -> Intent.Plan {
         let engine = try engine(try snapshot(id)).engine
-        return Intent.plan(sentence, resolver: EngineResolver(engine: engine))
-    }
-}
-
-/// Package names for the intent grammar, from a snapshot's search index.
-struct EngineResolver: Intent.Resolver {
-    let engine: SearchEngine
-
-    func exactPackage(_ phrase: String, installed: Bool) -> String? {
-        guard let document = engine.package(named: phrase) else { return nil }
-        if installed { return document.installedVersion.isEmpty ? nil : document.name }
-        return document.repository.isEmpty ? nil : document.name
-    }
-
-    func bestPackage(for phrase: String, installed: Bool) -> String? {
-        let results = engine.search(phrase, kinds: [.package], limit: 50)
-        let eligible = results.first { result in
-            installed ? !result.document.installedVersion.isEmpty : !result.document.repository.isEmpty
-        }
-        guard let eligible, eligible.bm25Rank != nil, eligible.embeddingRank != nil else { return nil }
-        return eligible.document.name
+        return Intent.plan(sentence, resolver: IndexResolver(engine: engine))
     }
 }

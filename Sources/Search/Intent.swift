@@ -144,8 +144,7 @@ public enum Intent {
         if let groups = match(clause, #"(?:remove|uninstall|delete|purge|erase|get rid of)(?: the)? (.+)"#), let phrase = groups[0] {
             return remove(phrase, resolver: resolver)
         }
-        if let groups = match(clause, #"(?:update|upgrade|patch)(?: \#(systemWords))?(?: with (?:the )?(?:latest )?(?:security|bug) (?:fixes|updates|patches))?"#) {
-            _ = groups
+        if match(clause, #"(?:update|upgrade|patch)(?: \#(systemWords))?(?: with (?:the )?(?:latest )?(?:security|bug) (?:fixes|updates|patches))?"#) != nil {
             var notes: [String] = []
             if clause.contains("security") {
                 notes.append("Arch repositories carry no security metadata: security fixes arrive as ordinary updates, so rast upgrades every package")
@@ -273,5 +272,27 @@ public enum Intent {
         let safe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_./=+:@%,"))
         if !word.isEmpty, word.unicodeScalars.allSatisfy({ safe.contains($0) }) { return word }
         return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// Package names for the intent grammar, from a snapshot's search index.
+public struct IndexResolver: Intent.Resolver {
+    public let engine: SearchEngine
+
+    public init(engine: SearchEngine) { self.engine = engine }
+
+    public func exactPackage(_ phrase: String, installed: Bool) -> String? {
+        guard let document = engine.package(named: phrase) else { return nil }
+        if installed { return document.installedVersion.isEmpty ? nil : document.name }
+        return document.repository.isEmpty ? nil : document.name
+    }
+
+    public func bestPackage(for phrase: String, installed: Bool) -> String? {
+        let results = engine.search(phrase, kinds: [.package], limit: 50)
+        let eligible = results.first { result in
+            installed ? !result.document.installedVersion.isEmpty : !result.document.repository.isEmpty
+        }
+        guard let eligible, eligible.bm25Rank != nil, eligible.embeddingRank != nil else { return nil }
+        return eligible.document.name
     }
 }

@@ -38,12 +38,28 @@ public struct WordPieceTokenizer: Sendable {
     /// The token id of a vocabulary entry.
     public func id(of token: String) -> Int32? { ids[token] }
 
-    /// The token ids of `text`, without [CLS] and [SEP].
+    /// The token ids of `text`, without [CLS] and [SEP] around it.
     public func encode(_ text: String) -> [Int32] {
         var result: [Int32] = []
-        for word in Self.words(text) { appendPieces(of: word, to: &result) }
+        // Special tokens written in the text are tokens of their own, as the reference splits them
+        // off before normalising.
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "[") {
+            let tail = rest[open...]
+            guard let special = Self.specialTokens.first(where: { tail.hasPrefix($0) }), let id = ids[special] else {
+                for word in Self.words(String(rest[...open])) { appendPieces(of: word, to: &result) }
+                rest = rest[rest.index(after: open)...]
+                continue
+            }
+            for word in Self.words(String(rest[..<open])) { appendPieces(of: word, to: &result) }
+            result.append(id)
+            rest = tail.dropFirst(special.count)
+        }
+        for word in Self.words(String(rest)) { appendPieces(of: word, to: &result) }
         return result
     }
+
+    static let specialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
     /// The token strings of `text` (for diagnostics and tests).
     public func tokens(_ text: String) -> [String] { encode(text).map { vocabulary[Int($0)] } }

@@ -111,7 +111,9 @@ class Bert:
         self.eps = config["layer_norm_eps"]
 
     def linear(self, x, name):
-        return x @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        # One 2-D product: numpy would otherwise multiply each sequence on its own.
+        flat = x.reshape(-1, x.shape[-1]) @ self.t[name + ".weight"].T + self.t[name + ".bias"]
+        return flat.reshape(*x.shape[:-1], flat.shape[-1])
 
     def norm(self, x, name):
         return layer_norm(x, self.t[name + ".weight"], self.t[name + ".bias"], self.eps)
@@ -198,6 +200,7 @@ def main():
     parser.add_argument("--output", required=True, help="the table to write")
     parser.add_argument("--dims", type=int, default=256)
     parser.add_argument("--raw", help="also save the float64 rows before quantisation (.npy), for evaluation")
+    parser.add_argument("--cache", help="the model's token outputs (.npy): read when it exists, else computed and saved")
     arguments = parser.parse_args()
 
     directory = model_directory(arguments.model)
@@ -214,8 +217,14 @@ def main():
     if len(vocabulary) != config["vocab_size"]:
         sys.exit(f"generate-embeddings: vocab.txt has {len(vocabulary)} tokens, the model {config['vocab_size']}")
 
-    print(f"generate-embeddings: {len(vocabulary)} tokens through {MODEL_SLUG} (sha256 {digest[:8]}...)", file=sys.stderr)
-    outputs = token_outputs(Bert(load_safetensors(weights), config), vocabulary)
+    if arguments.cache and os.path.exists(arguments.cache):
+        outputs = np.load(arguments.cache)
+        print(f"generate-embeddings: token outputs from {arguments.cache}", file=sys.stderr)
+    else:
+        print(f"generate-embeddings: {len(vocabulary)} tokens through {MODEL_SLUG} (sha256 {digest[:8]}...)", file=sys.stderr)
+        outputs = token_outputs(Bert(load_safetensors(weights), config), vocabulary)
+        if arguments.cache:
+            np.save(arguments.cache, outputs)
     rows, explained = pca(outputs, arguments.dims)
     print(f"generate-embeddings: PCA to {arguments.dims} dimensions keeps {explained:.1%} of the variance", file=sys.stderr)
     rows *= np.log1p(np.arange(len(vocabulary)))[:, None]
