@@ -43,12 +43,17 @@ enum SearchTestPackages {
         return tree
     }
 
+    /// Searching reads: no lock (a held lock would stop the commands the test runs meanwhile).
+    static func search(_ tree: PackageTree) -> SearchCommands {
+        SearchCommands(host: HostSession(store: SnapshotStore(layout: tree.layout, templates: PackageTree.templates), live: false) { _ in })
+    }
+
     /// The four sentences of the rastOS README become the commands a person would type, and
     /// two of them run through the real binary.
     @Test func readmeSentencesBecomeTheRightCommands() throws {
         let tree = try Self.tree()
         defer { tree.close() }
-        let search = SearchCommands(host: try tree.host())
+        let search = Self.search(tree)
         let latest = try search.plan("install the latest version of firefox")
         #expect(latest.commands == [["-Syu", "firefox"]])
         #expect(latest.commandLines == ["rast -Syu firefox"])
@@ -133,16 +138,16 @@ enum SearchTestPackages {
 
         // The index: unchanged sources are kept; an install rebuilds the installed-package
         // segment only; a new service definition adds one segment.
-        let search = SearchCommands(host: try tree.host())
+        let search = Self.search(tree)
         let again = try search.engine(1).report
         #expect(again.rebuilt.isEmpty, "\(again)")
         try tree.commands().install(1, ["nano"], live: false)
-        let afterInstall = try SearchCommands(host: try tree.host()).engine(1).report
+        let afterInstall = try Self.search(tree).engine(1).report
         #expect(afterInstall.rebuilt == ["installed"], "\(afterInstall)")
         let service = "# A small web server for the intranet.\nname = \"web\"\nexec = [\"/usr/bin/httpd\", \"-f\"]\ndescription = \"serves static pages over HTTP\"\n"
         let run = try rast.run(["run", "1", "mkdir -p /etc/rast/services && cat > /etc/rast/services/web.toml <<'EOF'\n\(service)EOF"])
         #expect(run.status == 0, "\(run.output)")
-        let afterService = try SearchCommands(host: try tree.host()).engine(1).report
+        let afterService = try Self.search(tree).engine(1).report
         #expect(afterService.rebuilt == ["etc:/etc/rast/services/web.toml"], "\(afterService)")
         let found = try rast.run(["search", "--services", "web server"])
         #expect(found.output.hasPrefix("service /etc/rast/services/web.toml:1"), "\(found.output)")
