@@ -112,6 +112,8 @@ public final class SearchCommands {
                 return documents
             })
         }
+        RastLog.logger.debug("search: sources of snapshot \(id) fingerprinted in \(Self.milliseconds(clock.elapsed))")
+        clock = Stopwatch()
         let path = indexPath(id)
         let seed = layout.stateDirectory + "/search/last"
         let seeds = (try? Files.readString(seed)).map { [$0.trimmingWhitespace] }.map { $0.filter { $0 != path } } ?? []

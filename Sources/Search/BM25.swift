@@ -56,6 +56,26 @@ public struct BM25Index: Sendable {
     /// The analysed terms of a text.
     public static func terms(_ text: String) -> [String] {
         var terms: [String] = []
+        if text.utf8.allSatisfy({ $0 < 0x80 }) {
+            // ASCII (nearly every package description and configuration line), byte by byte.
+            var current: [UInt8] = []
+            current.reserveCapacity(32)
+            func flush() {
+                guard !current.isEmpty else { return }
+                let word = String(decoding: current, as: UTF8.self)
+                if !stopWords.contains(word) { terms.append(String(decoding: stem(current), as: UTF8.self)) }
+                current.removeAll(keepingCapacity: true)
+            }
+            for byte in text.utf8 {
+                switch byte {
+                case 0x30...0x39, 0x61...0x7A: current.append(byte)
+                case 0x41...0x5A: current.append(byte + 0x20)
+                default: flush()
+                }
+            }
+            flush()
+            return terms
+        }
         var current = ""
         func flush() {
             if !current.isEmpty, !stopWords.contains(current) { terms.append(stem(current)) }
@@ -70,6 +90,20 @@ public struct BM25Index: Sendable {
         }
         flush()
         return terms
+    }
+
+    /// The S-stemmer on ASCII bytes.
+    static func stem(_ word: [UInt8]) -> ArraySlice<UInt8> {
+        let count = word.count
+        func ends(_ suffix: StaticString) -> Bool {
+            let length = suffix.utf8CodeUnitCount
+            guard count >= length else { return false }
+            return suffix.withUTF8Buffer { $0.elementsEqual(word[(count - length)...]) }
+        }
+        if count > 3, ends("ies"), !ends("eies"), !ends("aies") { return word[..<(count - 3)] + [0x79] }
+        if count > 3, ends("es"), !ends("aes"), !ends("ees"), !ends("oes") { return word[..<(count - 1)] }
+        if count > 2, ends("s"), !ends("us"), !ends("ss") { return word[..<(count - 1)] }
+        return word[...]
     }
 
     /// Harman's S-stemmer: "libraries" -> "library", "boxes" -> "boxe", "files" -> "file".

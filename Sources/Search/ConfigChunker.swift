@@ -7,11 +7,11 @@ import Glibc
 /// Splits configuration files into what `rast search --config` finds: each run of comment
 /// lines is one chunk, each setting line (`key = value`, `Key value`, `[section]`) another,
 /// each with its file and first line. Only text files that everybody may read are indexed
-/// (so the index never holds what /etc/shadow or a private key says), up to 512 KiB and
-/// 2,000 chunks a file.
+/// (so the index never holds what /etc/shadow or a private key says), up to 128 KiB and
+/// 400 chunks a file (longer files are tables of data rather than settings).
 public enum ConfigChunker {
-    public static let maximumFileSize = 512 * 1024
-    public static let maximumChunks = 2_000
+    public static let maximumFileSize = 128 * 1024
+    public static let maximumChunks = 400
     /// Directories under /etc whose files are key material or binary databases.
     public static let skippedDirectories: Set<String> = ["pacman.d/gnupg", "ssl/private", "ssl/certs", "ca-certificates", "rast/keys"]
 

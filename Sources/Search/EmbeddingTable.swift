@@ -25,8 +25,9 @@ public final class EmbeddingTable: Sendable {
     public let dimensions: Int
     /// FNV-1a of the whole file: search indexes made with another table are rebuilt.
     public let identity: UInt64
-    /// Row i is `rows[i*dimensions ..< (i+1)*dimensions]`, already scaled.
-    private let rows: [Float]
+    /// Row i is `scales[i] * rows[i*dimensions ..< (i+1)*dimensions]`.
+    private let rows: [Int8]
+    private let scales: [Float]
 
     public static let fileName = "embeddings.rtab"
     static let magic = Array("RASTEMB1".utf8)
@@ -59,23 +60,21 @@ public final class EmbeddingTable: Sendable {
         var vocabulary = String(decoding: bytes[32..<(32 + vocabularyBytes)], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if vocabulary.last == "" { vocabulary.removeLast() }
         guard vocabulary.count == count else { throw fail("the vocabulary holds \(vocabulary.count) tokens, the header says \(count)") }
-        var rows = [Float](repeating: 0, count: count * dimensions)
-        bytes.withUnsafeBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            for row in 0..<count {
-                let scale = Float(bitPattern: UInt32(u32(scalesOffset + 4 * row)))
-                let source = base + rowsOffset + row * dimensions
-                for column in 0..<dimensions {
-                    rows[row * dimensions + column] = scale * Float(Int8(bitPattern: source[column]))
-                }
-            }
-        }
+        var scales = [Float](repeating: 0, count: count)
+        for row in 0..<count { scales[row] = Float(bitPattern: UInt32(u32(scalesOffset + 4 * row))) }
+        let rows = bytes[rowsOffset...].map { Int8(bitPattern: $0) }
+        // FNV-1a over 8-byte words (the identity only has to change when the table does).
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        bytes.withUnsafeBytes { raw in
+            let words = raw.count / 8
+            for index in 0..<words { hash = (hash ^ raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)) &* 0x100_0000_01b3 }
+            for index in (words * 8)..<raw.count { hash = (hash ^ UInt64(raw[index])) &* 0x100_0000_01b3 }
+        }
         self.identity = hash
         self.tokenizer = try WordPieceTokenizer(vocabulary: vocabulary)
         self.dimensions = dimensions
         self.rows = rows
+        self.scales = scales
     }
 
     /// The unit-length embedding of `text` (all zeros when no token of it carries meaning).
@@ -89,8 +88,10 @@ public final class EmbeddingTable: Sendable {
         rows.withUnsafeBufferPointer { rows in
             sum.withUnsafeMutableBufferPointer { sum in
                 for token in tokens {
+                    let scale = scales[Int(token)]
+                    guard scale != 0 else { continue }
                     let offset = Int(token) * dimensions
-                    for column in 0..<dimensions { sum[column] += rows[offset + column] }
+                    for column in 0..<dimensions { sum[column] += scale * Float(rows[offset + column]) }
                 }
             }
         }

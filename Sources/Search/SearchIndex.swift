@@ -54,33 +54,36 @@ public struct SearchIndex: Sendable {
     static func read(path: String, table: EmbeddingTable) throws -> SearchIndex? {
         guard Files.exists(path) else { return nil }
         let bytes = try Files.read(path)
-        var reader = ByteReader(bytes: bytes)
-        guard try reader.bytes(8) == magic, try reader.u32() == version, try reader.u32() == UInt32(table.dimensions),
-              try reader.u64() == table.identity else { return nil }
-        let count = try reader.u32()
-        var segments: [Segment] = []
-        for _ in 0..<count {
-            let key = try reader.string(), fingerprint = try reader.string()
-            let documentCount = Int(try reader.u32())
-            var documents: [SearchDocument] = []
-            documents.reserveCapacity(documentCount)
-            for _ in 0..<documentCount {
-                guard let kind = SearchDocument.Kind(rawValue: try reader.u8()) else { throw reader.damaged("unknown document kind") }
-                documents.append(SearchDocument(kind: kind, name: try reader.string(), text: try reader.string(),
-                                                path: try reader.string(), line: Int(try reader.u32()),
-                                                repository: try reader.string(), version: try reader.string(),
-                                                installedVersion: try reader.string()))
+        return try bytes.withUnsafeBufferPointer { buffer throws -> SearchIndex? in
+            var reader = ByteReader(bytes: buffer)
+            guard try reader.bytes(8).elementsEqual(magic), try reader.u32() == version, try reader.u32() == UInt32(table.dimensions),
+                  try reader.u64() == table.identity else { return nil }
+            let dimensions = table.dimensions
+            let count = try reader.u32()
+            var segments: [Segment] = []
+            for _ in 0..<count {
+                let key = try reader.string(), fingerprint = try reader.string()
+                let documentCount = Int(try reader.u32())
+                var documents: [SearchDocument] = []
+                documents.reserveCapacity(documentCount)
+                for _ in 0..<documentCount {
+                    guard let kind = SearchDocument.Kind(rawValue: try reader.u8()) else { throw reader.damaged("unknown document kind") }
+                    documents.append(SearchDocument(kind: kind, name: try reader.string(), text: try reader.string(),
+                                                    path: try reader.string(), line: Int(try reader.u32()),
+                                                    repository: try reader.string(), version: try reader.string(),
+                                                    installedVersion: try reader.string()))
+                }
+                var vectors = [Float](repeating: 0, count: documentCount * dimensions)
+                for row in 0..<documentCount {
+                    let scale = Float(bitPattern: try reader.u32())
+                    let values = try reader.bytes(dimensions)
+                    for column in 0..<dimensions { vectors[row * dimensions + column] = scale * Float(Int8(bitPattern: values[column])) }
+                }
+                segments.append(Segment(key: key, fingerprint: fingerprint, documents: documents, vectors: vectors))
             }
-            var vectors: [Float] = []
-            vectors.reserveCapacity(documentCount * table.dimensions)
-            for _ in 0..<documentCount {
-                let scale = Float(bitPattern: try reader.u32())
-                for value in try reader.bytes(table.dimensions) { vectors.append(scale * Float(Int8(bitPattern: value))) }
-            }
-            segments.append(Segment(key: key, fingerprint: fingerprint, documents: documents, vectors: vectors))
+            guard reader.atEnd else { throw reader.damaged("trailing bytes") }
+            return SearchIndex(segments: segments, identity: table.identity)
         }
-        guard reader.atEnd else { throw reader.damaged("trailing bytes") }
-        return SearchIndex(segments: segments, identity: table.identity)
     }
 
     func write(path: String, dimensions: Int) throws {
@@ -124,18 +127,22 @@ public struct SearchIndex: Sendable {
     /// (a user without root), the index is only built in memory.
     public static func update(path: String, sources: [Source], table: EmbeddingTable, seeds: [String] = [],
                               log: (String) -> Void = { _ in }) throws -> (engine: SearchEngine, report: UpdateReport) {
+        var clock = Stopwatch()
         var known: [String: Segment] = [:]
+        var previous: [String] = []
         for candidate in seeds.reversed() + [path] {
             do {
                 guard let index = try read(path: candidate, table: table) else { continue }
                 for segment in index.segments { known[segment.key + "\u{0}" + segment.fingerprint] = segment }
+                if candidate == path { previous = index.segments.map(\.key) }
             } catch {
-                log("\(SearchError.badIndex(path: candidate, reason: "\(error)")); rebuilding it")
+                log("\(SearchError.badIndex(path: candidate, reason: "\(error)")); it is built anew")
             }
         }
+        log(String(format: "search: index read in %.1f ms", clock.elapsed * 1000))
+        clock = Stopwatch()
         var report = UpdateReport()
         var segments: [Segment] = []
-        let previous = (try? read(path: path, table: table))?.segments.map(\.key) ?? []
         for source in sources {
             if let segment = known[source.key + "\u{0}" + source.fingerprint] {
                 segments.append(segment)
@@ -156,7 +163,11 @@ public struct SearchIndex: Sendable {
                 log("the search index \(path) was not saved (\(error)); it is rebuilt next time")
             }
         }
-        return (index.engine(table: table), report)
+        log(String(format: "search: %d segments brought up to date in %.1f ms", segments.count, clock.elapsed * 1000))
+        clock = Stopwatch()
+        let engine = index.engine(table: table)
+        log(String(format: "search: ranking structures for %d documents built in %.1f ms", engine.documents.count, clock.elapsed * 1000))
+        return (engine, report)
     }
 
     /// The engine over every segment. A package both installed and in a repository becomes one
@@ -208,17 +219,17 @@ struct ByteReader {
         let description: String
     }
 
-    let bytes: [UInt8]
+    let bytes: UnsafeBufferPointer<UInt8>
     var offset = 0
 
     var atEnd: Bool { offset == bytes.count }
 
     func damaged(_ reason: String) -> Damaged { Damaged(description: "\(reason) at byte \(offset)") }
 
-    mutating func bytes(_ count: Int) throws -> [UInt8] {
+    mutating func bytes(_ count: Int) throws -> UnsafeBufferPointer<UInt8> {
         guard count >= 0, offset + count <= bytes.count else { throw damaged("truncated") }
         defer { offset += count }
-        return Array(bytes[offset..<(offset + count)])
+        return UnsafeBufferPointer(rebasing: bytes[offset..<(offset + count)])
     }
 
     mutating func u8() throws -> UInt8 { try bytes(1)[0] }
