@@ -28,6 +28,54 @@ public struct BM25Index: Sendable {
         averageLength = lengths.isEmpty ? 1 : max(1, Float(total) / Float(lengths.count))
     }
 
+    /// How many documents the index covers.
+    public var documentCount: Int { lengths.count }
+
+    /// The index as the search index file stores it: u32 document count, f32 length of each,
+    /// u32 term count, per term (sorted): string, u32 postings, per posting u32 document and
+    /// u16 frequency.
+    func write(to writer: inout ByteWriter) {
+        writer.u32(UInt32(lengths.count))
+        for length in lengths { writer.u32(length.bitPattern) }
+        writer.u32(UInt32(postings.count))
+        for (term, list) in postings.sorted(by: { $0.key < $1.key }) {
+            writer.string(term)
+            writer.u32(UInt32(list.count))
+            for (document, frequency) in list {
+                writer.u32(UInt32(document))
+                writer.u16(UInt16(clamping: Int(frequency)))
+            }
+        }
+    }
+
+    init(reading reader: inout ByteReader) throws {
+        let count = Int(try reader.u32())
+        lengths.reserveCapacity(count)
+        var total: Float = 0
+        for _ in 0..<count {
+            let length = Float(bitPattern: try reader.u32())
+            lengths.append(length)
+            total += length
+        }
+        averageLength = count == 0 ? 1 : max(1, total / Float(count))
+        let terms = Int(try reader.u32())
+        postings.reserveCapacity(terms)
+        for _ in 0..<terms {
+            let term = try reader.string()
+            let size = Int(try reader.u32())
+            let raw = try reader.bytes(size * 6)
+            var list: [(document: Int32, frequency: Float)] = []
+            list.reserveCapacity(size)
+            for index in 0..<size {
+                let base = index * 6
+                let document = UInt32(raw[base]) | UInt32(raw[base + 1]) << 8 | UInt32(raw[base + 2]) << 16 | UInt32(raw[base + 3]) << 24
+                guard Int(document) < count else { throw reader.damaged("a posting names document \(document) of \(count)") }
+                list.append((Int32(document), Float(UInt16(raw[base + 4]) | UInt16(raw[base + 5]) << 8)))
+            }
+            postings[term] = list
+        }
+    }
+
     /// Documents with a score above zero, best first (ties by document order), at most `limit`.
     public func search(_ query: String, limit: Int) -> [(document: Int, score: Float)] {
         var scores: [Int32: Float] = [:]

@@ -23,11 +23,11 @@ public final class SearchEngine: Sendable {
     public let table: EmbeddingTable
     /// Unit-length document embeddings, row after row.
     private let vectors: [Float]
-    private let bm25: BM25Index
-    private let byName: [String: [Int]]
+    let bm25: BM25Index
 
-    /// `vectors` holds one row of `table.dimensions` values per document (computed when nil).
-    public init(documents: [SearchDocument], vectors: [Float]? = nil, table: EmbeddingTable) {
+    /// `vectors` holds one row of `table.dimensions` values per document, `bm25` the BM25 index
+    /// of the documents (each computed when nil).
+    public init(documents: [SearchDocument], vectors: [Float]? = nil, table: EmbeddingTable, bm25: BM25Index? = nil) {
         self.documents = documents
         self.table = table
         if let vectors, vectors.count == documents.count * table.dimensions {
@@ -35,15 +35,36 @@ public final class SearchEngine: Sendable {
         } else {
             self.vectors = documents.flatMap { table.embed($0.embeddingText) }
         }
-        bm25 = BM25Index(documents.lazy.map { (name: $0.rankedName, text: $0.text) })
-        var byName: [String: [Int]] = [:]
-        for (index, document) in documents.enumerated() { byName[document.name.lowercased(), default: []].append(index) }
-        self.byName = byName
+        self.bm25 = bm25 ?? BM25Index(documents.lazy.map { (name: $0.rankedName, text: $0.text) })
+    }
+
+    /// The documents called `name` (ignoring case), in order.
+    func named(_ name: String) -> [Int] {
+        documents.indices.filter { Self.equalIgnoringCase(documents[$0].name, name) }
+    }
+
+    /// ASCII compared byte by byte (a scan over every document stays fast); anything else lower-cased.
+    static func equalIgnoringCase(_ a: String, _ b: String) -> Bool {
+        var left = a.utf8.makeIterator(), right = b.utf8.makeIterator()
+        while true {
+            switch (left.next(), right.next()) {
+            case (nil, nil):
+                return true
+            case (let x?, let y?) where x < 0x80 && y < 0x80:
+                let lowerX = x >= 0x41 && x <= 0x5A ? x + 0x20 : x
+                let lowerY = y >= 0x41 && y <= 0x5A ? y + 0x20 : y
+                if lowerX != lowerY { return false }
+            case (let x?, let y?) where x >= 0x80 || y >= 0x80:
+                return a.lowercased() == b.lowercased()
+            default:
+                return false
+            }
+        }
     }
 
     /// The package called `name`, if any document is.
     public func package(named name: String) -> SearchDocument? {
-        byName[name.lowercased()]?.lazy.map { self.documents[$0] }.first { $0.kind == .package }
+        named(name).lazy.map { self.documents[$0] }.first { $0.kind == .package }
     }
 
     public func search(_ query: String, kinds: Set<SearchDocument.Kind> = Set(SearchDocument.Kind.allCases),
@@ -62,7 +83,7 @@ public final class SearchEngine: Sendable {
             semanticRanks[document] = rank + 1
             scores[document, default: 0] += 1 / (Self.fusionK + Float(rank + 1))
         }
-        let exact = exactFirst ? Set((byName[query.trimmingWhitespace.lowercased()] ?? []).filter(wanted)) : []
+        let exact = exactFirst ? Set(named(query.trimmingWhitespace).filter(wanted)) : []
         for document in exact where scores[document] == nil { scores[document] = 0 }
         let ordered = scores.sorted { a, b in
             let aExact = exact.contains(a.key), bExact = exact.contains(b.key)

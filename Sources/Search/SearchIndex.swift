@@ -8,11 +8,13 @@ import SystemSupport
 ///
 /// File layout (little-endian; strings are a u32 byte count and UTF-8 bytes):
 /// ```
-/// "RASTIDX1"  u32 version (1)  u32 D  u64 table identity  u32 segment count
+/// "RASTIDX1"  u32 version (2)  u32 D  u64 table identity  u32 segment count
 /// segment:    string key  string fingerprint  u32 document count
 ///             per document: u8 kind, string name, string text, string path, u32 line,
 ///                           string repository, string version, string installed version
 ///             per document: f32 scale, D x i8 (the unit embedding, quantised)
+/// BM25 index over the merged documents (see BM25Index.write), so a search does not analyse
+/// every document again
 /// ```
 /// The table identity changes with the embedding table, and then every segment is rebuilt.
 public struct SearchIndex: Sendable {
@@ -45,10 +47,12 @@ public struct SearchIndex: Sendable {
     }
 
     static let magic = Array("RASTIDX1".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     var segments: [Segment]
     let identity: UInt64
+    /// The BM25 index of `engine`'s documents, when read from a file or computed.
+    var bm25: BM25Index?
 
     /// Reads an index; nil when there is none or it was made with another table or format.
     static func read(path: String, table: EmbeddingTable) throws -> SearchIndex? {
@@ -81,12 +85,13 @@ public struct SearchIndex: Sendable {
                 }
                 segments.append(Segment(key: key, fingerprint: fingerprint, documents: documents, vectors: vectors))
             }
+            let bm25 = try BM25Index(reading: &reader)
             guard reader.atEnd else { throw reader.damaged("trailing bytes") }
-            return SearchIndex(segments: segments, identity: table.identity)
+            return SearchIndex(segments: segments, identity: table.identity, bm25: bm25)
         }
     }
 
-    func write(path: String, dimensions: Int) throws {
+    func write(path: String, dimensions: Int, bm25: BM25Index) throws {
         var writer = ByteWriter()
         writer.bytes(Self.magic)
         writer.u32(Self.version)
@@ -117,6 +122,7 @@ public struct SearchIndex: Sendable {
                 }
             }
         }
+        bm25.write(to: &writer)
         try Files.createDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
         try Files.writeAtomically(path, bytes: writer.buffer, mode: 0o600)
     }
@@ -130,11 +136,15 @@ public struct SearchIndex: Sendable {
         var clock = Stopwatch()
         var known: [String: Segment] = [:]
         var previous: [String] = []
+        var storedBM25: BM25Index?
         for candidate in seeds.reversed() + [path] {
             do {
                 guard let index = try read(path: candidate, table: table) else { continue }
                 for segment in index.segments { known[segment.key + "\u{0}" + segment.fingerprint] = segment }
-                if candidate == path { previous = index.segments.map(\.key) }
+                if candidate == path {
+                    previous = index.segments.map(\.key)
+                    storedBM25 = index.bm25
+                }
             } catch {
                 log("\(SearchError.badIndex(path: candidate, reason: "\(error)")); it is built anew")
             }
@@ -155,18 +165,20 @@ public struct SearchIndex: Sendable {
             report.rebuilt.append(source.key)
         }
         report.removed = Set(previous).subtracting(sources.map(\.key)).count
-        let index = SearchIndex(segments: segments, identity: table.identity)
-        if !report.rebuilt.isEmpty || report.removed > 0 || previous.isEmpty {
+        var index = SearchIndex(segments: segments, identity: table.identity)
+        let changed = !report.rebuilt.isEmpty || report.removed > 0 || previous.isEmpty || previous != sources.map(\.key)
+        if !changed, let stored = known.isEmpty ? nil : storedBM25 { index.bm25 = stored }
+        log(String(format: "search: %d segments brought up to date in %.1f ms", segments.count, clock.elapsed * 1000))
+        clock = Stopwatch()
+        let engine = index.engine(table: table)
+        log(String(format: "search: ranking structures for %d documents ready in %.1f ms", engine.documents.count, clock.elapsed * 1000))
+        if changed {
             do {
-                try index.write(path: path, dimensions: table.dimensions)
+                try index.write(path: path, dimensions: table.dimensions, bm25: engine.bm25)
             } catch {
                 log("the search index \(path) was not saved (\(error)); it is rebuilt next time")
             }
         }
-        log(String(format: "search: %d segments brought up to date in %.1f ms", segments.count, clock.elapsed * 1000))
-        clock = Stopwatch()
-        let engine = index.engine(table: table)
-        log(String(format: "search: ranking structures for %d documents built in %.1f ms", engine.documents.count, clock.elapsed * 1000))
         return (engine, report)
     }
 
@@ -197,7 +209,7 @@ public struct SearchIndex: Sendable {
                 vectors += segment.vectors[(row * dimensions)..<((row + 1) * dimensions)]
             }
         }
-        return SearchEngine(documents: documents, vectors: vectors, table: table)
+        return SearchEngine(documents: documents, vectors: vectors, table: table, bm25: bm25.flatMap { $0.documentCount == documents.count ? $0 : nil })
     }
 }
 
@@ -205,6 +217,7 @@ struct ByteWriter {
     var buffer: [UInt8] = []
     mutating func bytes(_ values: [UInt8]) { buffer += values }
     mutating func u8(_ value: UInt8) { buffer.append(value) }
+    mutating func u16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { buffer += $0 } }
     mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { buffer += $0 } }
     mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { buffer += $0 } }
     mutating func string(_ value: String) {
