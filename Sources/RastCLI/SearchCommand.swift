@@ -19,7 +19,7 @@ struct SearchCommand: ParsableCommand {
     @Flag(name: .long, help: "Only /etc (key and comment lines, with file:line).") var config = false
     @Flag(name: .long, help: "Only service definitions.") var services = false
     @Flag(name: .long, help: "Only files of installed packages.") var files = false
-    @Option(name: [.customShort("n"), .customLong("limit")], help: "How many results (default 10).") var n = 10
+    @Option(name: [.customShort("n"), .customLong("limit")], help: "How many results.") var n = 10
     @Option(name: .long, help: "The snapshot to search (default: the booted one).") var snapshot: Int?
     @OptionGroup var format: JSONFlag
     @Argument(help: "What to look for.") var query: [String] = []
