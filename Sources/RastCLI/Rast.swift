@@ -24,6 +24,7 @@ public struct Rast: ParsableCommand {
             InstallCommand.self, RemoveCommand.self, UpgradeCommand.self, TreeUpgradeCommand.self, SyncCommand.self,
             ForceSyncCommand.self, TreeRemoveCommand.self, RefreshCommand.self, BaseUpdateCommand.self, DiffCommand.self,
             PkgCommand.self, PacmanCommand.self,
+            BackupCommand.self, RestoreCommand.self,
         ])
 
     public init() {}
