@@ -69,17 +69,44 @@ public final class BackupEngine {
             let paths = try layout.triple(id)
             for path in paths where !Files.exists(path) { throw SnapshotError.snapshotMissingOnDisk(id: id, path: path) }
             let identities = try paths.map { try BackupEngine.identity($0) }
-            if let existing = known.last(where: { $0.identities == identities }) {
+            if let existing = known.last(where: { $0.sources == identities || $0.identities == identities }) {
                 output("snapshot \(id) is backed up already: \(existing.id)")
                 continue
             }
             let base = full ? nil : try chooseBase(for: id, state: state, among: known, local: local)
-            let manifest = try backUp(id, state: state, base: base, local: local)
+            let manifest = try backUp(id, state: state, base: base, sources: identities, local: local)
             known.append(manifest)
             made.append(manifest)
             local = try localSubvolumes()
         }
+        try retireParents(keeping: known)
         return made
+    }
+
+    /// Where the sent copies of backed-up snapshots stay, as parents for the next increments:
+    /// @.snapshots/rast/backup-parents/ID/{root,etc,boot}. Only the newest backup of each
+    /// snapshot keeps its copy.
+    var parentsDirectory: String {
+        get throws { try layout.stateDirectory + "/backup-parents" }
+    }
+
+    /// Deletes the kept copies of backups that are not the newest of their snapshot (or gone).
+    func retireParents(keeping backups: [BackupManifest]) throws {
+        let directory = try parentsDirectory
+        guard Files.isDirectory(directory) else { return }
+        var newest: [Int: String] = [:]
+        for backup in backups where backup.id > newest[backup.snapshot, default: ""] { newest[backup.snapshot] = backup.id }
+        let wanted = Set(newest.values)
+        for id in try FileManagerShim.contents(of: directory) where !wanted.contains(id) {
+            try deleteKeptCopy(directory + "/" + id)
+        }
+    }
+
+    private func deleteKeptCopy(_ path: String) throws {
+        for name in (try? FileManagerShim.contents(of: path)) ?? [] where try Btrfs.isSubvolume(path + "/" + name) {
+            try Btrfs.deleteSubvolume(at: path + "/" + name)
+        }
+        try Files.removeTree(path)
     }
 
     /// The newest backup of `id`'s line whose subvolumes are here to send an increment against.
@@ -98,14 +125,21 @@ public final class BackupEngine {
         return candidates.max { $0.id < $1.id }
     }
 
-    private func backUp(_ id: Int, state: TreeState, base: BackupManifest?, local: [String: String]) throws -> BackupManifest {
+    private func backUp(_ id: Int, state: TreeState, base: BackupManifest?, sources: [String], local: [String: String]) throws -> BackupManifest {
         let backupID = try BackupRepository.newID()
         let record = state.record(id)
         let kind = base.map { "increment to \($0.id) (snapshot \($0.snapshot))" } ?? "full"
         progress.begin("backup of snapshot \(id) (\(kind)) as \(backupID)")
         let watch = Stopwatch()
         var subvolumes: [SubvolumeBackup] = []
+        // A read-only copy of the snapshot is sent and kept: the next increment is sent
+        // against it, also after rast replaced the snapshot itself by a changed one.
+        let kept = try parentsDirectory + "/" + backupID
+        try Files.createDirectory(kept)
         do {
+            for (index, name) in BackupEngine.subvolumeNames.enumerated() {
+                try Btrfs.createSnapshot(of: try layout.triple(id)[index], at: kept + "/" + name, readOnly: true)
+            }
             for (index, name) in BackupEngine.subvolumeNames.enumerated() {
                 let parent = try base.map { base -> String in
                     guard let path = local[base.identities[index]] else {
@@ -116,7 +150,8 @@ public final class BackupEngine {
                 let meter = TransferMeter(task: "snapshot \(id) \(name)", total: nil, progress: progress)
                 meter.otherLabel = "uploaded"
                 let object = BackupRepository.objectKey(backupID, name)
-                subvolumes.append(try sendAndUpload(name: name, subvolume: try layout.triple(id)[index], parent: parent, object: object, meter: meter))
+                subvolumes.append(try sendAndUpload(name: name, subvolume: kept + "/" + name, source: sources[index], parent: parent,
+                                                    object: object, meter: meter))
                 meter.report()
             }
             let manifest = BackupManifest(id: backupID, created: BackupEngine.timestamp(backupID), snapshot: id,
@@ -131,6 +166,7 @@ public final class BackupEngine {
         } catch {
             // The objects already complete go; pending uploads were aborted by their owners.
             for subvolume in subvolumes { try? repository.store.delete(subvolume.object) }
+            try? deleteKeptCopy(kept)
             throw error
         }
     }
@@ -141,7 +177,8 @@ public final class BackupEngine {
         let snapshotsDirectory = try layout.snapshots
         for entry in try Btrfs.subvolumes(below: snapshotsDirectory) where entry.info.isReadOnly {
             let path = entry.path
-            guard ["rootfs/", "etc/", "boot/"].contains(where: { path.hasPrefix($0) }), !path.contains(Layout.workingCopyMarker) else { continue }
+            let places = ["rootfs/", "etc/", "boot/", "rast/backup-parents/"]
+            guard places.contains(where: { path.hasPrefix($0) }), !path.contains(Layout.workingCopyMarker) else { continue }
             let identity = (entry.info.receivedUUID ?? entry.info.uuid).uuidString.lowercased()
             if result[identity] == nil { result[identity] = snapshotsDirectory + "/" + path }
         }
@@ -307,6 +344,7 @@ public final class BackupEngine {
             if !dryRun { try repository.delete(backup.id) }
         }
         if !dryRun {
+            if tree != nil { try retireParents(keeping: catalog.backups.filter { keep.contains($0.id) }) }
             let removed = try repository.removeIncomplete(catalog)
             if !removed.isEmpty { output("removed \(removed.count) interrupted backup\(removed.count == 1 ? "" : "s"): \(removed.joined(separator: ", "))") }
         }

@@ -49,8 +49,11 @@ public struct SubvolumeBackup: Codable, Sendable, Equatable {
     public var name: String
     public var object: String
     /// What btrfs knows the sent subvolume as (its received UUID, else its UUID): what an
-    /// incremental stream names as its parent.
+    /// incremental stream names as its parent. The sent subvolume is a read-only snapshot of
+    /// the snapshot's subvolume, kept on the machine as the parent of the next increment.
     public var identity: String
+    /// The identity of the snapshot's own subvolume when it was backed up.
+    public var source: String
     /// The identity of the subvolume the stream is relative to (`btrfs send -p`); nil for a full stream.
     public var parentIdentity: String?
     /// Bytes of the `btrfs send` stream.
@@ -82,6 +85,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var storedBytes: Int64 { subvolumes.reduce(0) { $0 + $1.storedBytes } }
     public var streamBytes: Int64 { subvolumes.reduce(0) { $0 + $1.streamBytes } }
     public var identities: [String] { subvolumes.map(\.identity) }
+    public var sources: [String] { subvolumes.map(\.source) }
 
     /// The creation time (the ID's timestamp).
     public var date: Date { ISO8601DateFormatter().date(from: created) ?? Date(timeIntervalSince1970: 0) }

@@ -67,7 +67,7 @@ final class TransferMeter {
 
 extension BackupEngine {
     /// Sends one subvolume into a new object and returns what the manifest records of it.
-    func sendAndUpload(name: String, subvolume: String, parent: String?, object: String, meter: TransferMeter) throws -> SubvolumeBackup {
+    func sendAndUpload(name: String, subvolume: String, source: String, parent: String?, object: String, meter: TransferMeter) throws -> SubvolumeBackup {
         let store = repository.store
         let upload = try store.upload(object)
         var completed = false
@@ -101,7 +101,7 @@ extension BackupEngine {
         let stored = try upload.complete()
         completed = true
         meter.other = stored
-        return SubvolumeBackup(name: name, object: object, identity: try BackupEngine.identity(subvolume),
+        return SubvolumeBackup(name: name, object: object, identity: try BackupEngine.identity(subvolume), source: source,
                                parentIdentity: try parent.map { try BackupEngine.identity($0) },
                                streamBytes: streamBytes, storedBytes: stored, sha256: digest.finalize())
     }

@@ -100,9 +100,7 @@ public final class S3Store: ObjectStore {
         var result: [PendingUpload] = []
         var markers: (key: String, upload: String)?
         repeat {
-            // All of the bucket's pending uploads, filtered here: as correct as a "prefix"
-            // parameter, and moto (the tests' server) mis-verifies the signature of that one.
-            var query = [("uploads", "")]
+            var query = [("uploads", ""), ("prefix", requester.prefix + prefix)]
             if let markers { query += [("key-marker", markers.key), ("upload-id-marker", markers.upload)] }
             let response = try requester.send(client, "GET", key: nil, query: query, operation: "list pending uploads")
             try requester.expectSuccess(response, operation: "list pending uploads", key: prefix)

@@ -3,8 +3,8 @@ import Foundation
 import SystemSupport
 
 /// Snapshots that come from elsewhere (`rast restore`): received with `btrfs receive` into a
-/// scratch directory of @.snapshots, then renamed into place and added to the tree in one
-/// journal commit, so the tree gains the whole snapshot or nothing.
+/// scratch directory of @.snapshots, then snapshotted into place and added to the tree in
+/// one journal commit, so the tree gains the whole snapshot or nothing.
 extension SnapshotStore {
     /// Where restores receive their subvolumes (below @.snapshots, so that a rename moves
     /// them into place). What a killed restore left there is removed by the next one.
@@ -46,7 +46,15 @@ extension SnapshotStore {
         if let wanted = parent, !state.contains(wanted) { parent = nil }
         state.snapshots.append(SnapshotRecord(id: record.id, parent: parent, description: record.description, created: record.created))
         state.snapshots.sort { $0.id < $1.id }
-        let steps = zip(subvolumes, layout.triple(record.id)).map { Journal.Step.replace(from: $0, to: $1) }
+        // btrfs refuses to move a read-only subvolume to another directory: a read-only
+        // snapshot of each (which keeps its received UUID, what later increments name as
+        // their parent) goes next to its final name, and the journal renames it there.
+        var steps: [Journal.Step] = []
+        for (received, (copy, final)) in zip(subvolumes, zip(layout.triple(Layout.commitCopy(of: record.id)), layout.triple(record.id))) {
+            if Files.exists(copy) { try Subvolume.delete(copy) }
+            try Btrfs.createSnapshot(of: received, at: copy, readOnly: true)
+            steps.append(.replace(from: copy, to: final))
+        }
         try commit(Journal(operation: "restore \(record.id)", steps: steps, state: state))
     }
 

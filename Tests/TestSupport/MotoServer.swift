@@ -8,9 +8,9 @@ import Glibc
 /// installed by `make deps`) on a free port, in memory, stopped (and reaped) by `stop()` or
 /// when the value goes. Authentication is enforced (INITIAL_NO_AUTH_ACTION_COUNT): the
 /// server checks every request's Signature V4 against the secret of an IAM user created at
-/// start, so a wrong signature fails as it would on AWS. (moto 5.2's check itself is wrong
-/// for keys with '+' or non-ASCII characters, which it re-encodes: `authenticate: false`
-/// serves tests of such keys.) `S3Inspector` looks at what it
+/// start, so a wrong signature fails as it would on AWS. moto 5.2's own check is wrong for
+/// keys with '+' or non-ASCII characters and for query values with '/' (boto3's requests
+/// fail it the same way), so tests of such requests use `authenticate: false`. `S3Inspector` looks at what it
 /// stores through boto3, a client independent of ours.
 public final class MotoServer {
     public let port: UInt16
