@@ -74,7 +74,7 @@ public final class BackupEngine {
                 continue
             }
             let base = full ? nil : try chooseBase(for: id, state: state, among: known, local: local)
-            let manifest = try backUp(id, state: state, base: base, sources: identities, local: local)
+            let manifest = try backUp(id, state: state, base: base, sources: identities, local: local, after: known.map(\.id))
             known.append(manifest)
             made.append(manifest)
             local = try localSubvolumes()
@@ -125,8 +125,9 @@ public final class BackupEngine {
         return candidates.max { $0.id < $1.id }
     }
 
-    private func backUp(_ id: Int, state: TreeState, base: BackupManifest?, sources: [String], local: [String: String]) throws -> BackupManifest {
-        let backupID = try BackupRepository.newID()
+    private func backUp(_ id: Int, state: TreeState, base: BackupManifest?, sources: [String], local: [String: String],
+                        after existing: [String]) throws -> BackupManifest {
+        let backupID = try BackupRepository.newID(after: existing)
         let record = state.record(id)
         let kind = base.map { "increment to \($0.id) (snapshot \($0.snapshot))" } ?? "full"
         progress.begin("backup of snapshot \(id) (\(kind)) as \(backupID)")
@@ -196,10 +197,10 @@ public final class BackupEngine {
     }
 
     static func timestamp(_ backupID: String) -> String {
-        // "20250102T030405Z-abcdef" -> "2025-01-02T03:04:05Z"
-        let t = Array(backupID.prefix(16))
-        guard t.count == 16 else { return TreeState.timestamp() }
-        return "\(String(t[0..<4]))-\(String(t[4..<6]))-\(String(t[6..<8]))T\(String(t[9..<11])):\(String(t[11..<13])):\(String(t[13..<15]))Z"
+        // "20250102T030405.678Z-abcdef" -> "2025-01-02T03:04:05.678Z"
+        let t = Array(backupID.prefix(20))
+        guard t.count == 20 else { return TreeState.timestamp() }
+        return "\(String(t[0..<4]))-\(String(t[4..<6]))-\(String(t[6..<8]))T\(String(t[9..<11])):\(String(t[11..<13])):\(String(t[13..<19]))Z"
     }
 
     static func hostname() -> String {

@@ -8,7 +8,7 @@
 //   PREFIX/backups/ID/manifest       encrypted JSON (BackupManifest), written last: a backup
 //                                    is good once its manifest exists and opens
 //
-// ID is "YYYYMMDDTHHMMSSZ-" and six random hex digits: sorting by ID sorts by time. Objects
+// ID is "YYYYMMDDTHHMMSS.mmmZ-" and six random hex digits: sorting by ID sorts by time. Objects
 // below backups/ID/ without a manifest are an interrupted backup: never listed as good, and
 // removed (with the store's pending multipart uploads) by the next `backup create` or `prune`.
 import Foundation
@@ -88,7 +88,11 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var sources: [String] { subvolumes.map(\.source) }
 
     /// The creation time (the ID's timestamp).
-    public var date: Date { ISO8601DateFormatter().date(from: created) ?? Date(timeIntervalSince1970: 0) }
+    public var date: Date {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: created) ?? ISO8601DateFormatter().date(from: created) ?? Date(timeIntervalSince1970: 0)
+    }
 }
 
 /// Errors about the repository as a whole; each names the target and says what to do.
@@ -319,9 +323,16 @@ public final class BackupRepository {
         return removed.sorted()
     }
 
-    /// A new backup ID: the time (sorts) and six random hex digits.
-    static func newID(_ date: Date = Date()) throws -> String {
-        let (amzDate, _) = SigV4Signer.timestamps(date)
-        return amzDate + "-" + Hex.encode(try Random.bytes(3))
+    /// A new backup ID: the time to the millisecond (IDs sort by time) and six random hex
+    /// digits; later than every ID in `after`, so that backups made within one millisecond
+    /// still sort in the order they were made.
+    static func newID(after existing: [String] = [], date: Date = Date()) throws -> String {
+        var milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        func format(_ value: Int64) -> String {
+            let (amzDate, _) = SigV4Signer.timestamps(Date(timeIntervalSince1970: Double(value / 1000)))
+            return amzDate.dropLast() + String(format: ".%03dZ", Int(value % 1000))
+        }
+        while let newest = existing.max(), format(milliseconds) <= String(newest.prefix(20)) { milliseconds += 1 }
+        return format(milliseconds) + "-" + Hex.encode(try Random.bytes(3))
     }
 }
