@@ -145,7 +145,7 @@ struct S3Requester: Sendable {
     /// Sends a signed request, retrying connection failures, 5xx and 429 with backoff.
     func send(_ client: HTTPClient, _ method: String, key: String?, query: [(String, String)] = [], body: [UInt8] = [],
               headers extra: [(String, String)] = [], operation: String,
-              sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
+              sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil, giveUp: (() -> Bool)? = nil) throws -> HTTPResponse {
         let objectPath = key.map { prefix + $0 } ?? ""
         let path = pathStyle ? "/\(bucket)" + (key == nil ? "" : "/" + objectPath) : "/" + objectPath
         let encodedPath = SigV4Signer.encodePath(path)
@@ -195,7 +195,8 @@ struct S3Requester: Sendable {
                 guard error.isTransient else {
                     throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
                 }
-                guard attempt < options.attempts else {
+                // No more attempts, or another part of the same upload failed already.
+                guard attempt < options.attempts, giveUp?() != true else {
                     throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
                 }
                 RastLog.logger.debug("s3: \(operation) \(what): retrying in \(delay) s (attempt \(attempt) of \(options.attempts))")
@@ -313,6 +314,10 @@ final class S3Upload: ObjectUpload {
             try checkCancelled()
             if let error = shared.state.withLock({ $0.error }) { throw error }
         }
+        if let error = shared.state.withLock({ $0.error }) {
+            slots.signal()  // a part failed while we waited: this one is not sent
+            throw error
+        }
         group.enter()
         let requester = self.requester, shared = self.shared, key = self.key, slots = self.slots, group = self.group
         DispatchQueue.global().async {
@@ -323,7 +328,8 @@ final class S3Upload: ObjectUpload {
             do {
                 let client = try HTTPClient()
                 let response = try requester.send(client, "PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)],
-                                                  body: part, operation: "upload part \(number) of")
+                                                  body: part, operation: "upload part \(number) of",
+                                                  giveUp: { shared.state.withLock { $0.error != nil } })
                 try requester.expectSuccess(response, operation: "upload part \(number) of", key: key)
                 guard let etag = response.header("etag") else {
                     throw ObjectStoreError.badResponse(location: requester.location, operation: "upload part \(number) of \(key)", reason: "no ETag header")

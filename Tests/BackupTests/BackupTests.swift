@@ -183,33 +183,38 @@ struct BackupTests {
     }
 
     @Test func interruptedUploadsAreNeverListedAndAreCleanedUp() throws {
-        let world = try BackupWorld(randomBytes: 48 << 20)
+        let world = try BackupWorld(randomBytes: 24 << 20)
         defer { world.close() }
         try world.initialize()
         let pid = try #require(world.moto.processID)
 
         /// Starts `rast backup create` and waits until a multipart upload of its own is under way.
         func startBackup(_ extra: [String] = []) throws -> PipedProcess {
-            let before = Set(try world.moto.inspector.pendingUploads(world.bucket))
+            let before = try world.moto.inspector.pendingUploads(world.bucket)
             let command = Command(BackupWorld.binary, ["backup", "create", "--root", world.top, "1"] + world.s3Arguments + extra,
                                   environment: world.environment)
             let process = try PipedProcess(command, pipe: .standardInput)
-            let deadline = Stopwatch.now() + 60
-            while Stopwatch.now() < deadline, process.isRunning {
-                if !Set(try world.moto.inspector.pendingUploads(world.bucket)).subtracting(before).isEmpty { return process }
-                usleep(50_000)
+            // The watcher stops when rast has ended (the file appears) or after 60 s.
+            let ended = world.scratch.appending("rast-ended-\(process.processID)")
+            let watcher = Thread { [pid = process.processID] in
+                while kill(pid, 0) == 0, !FileManager.default.fileExists(atPath: ended) { usleep(50_000) }
+                _ = FileManager.default.createFile(atPath: ended, contents: nil)
             }
-            throw BackupTestError("no multipart upload started within 60 s")
+            watcher.start()
+            defer { _ = FileManager.default.createFile(atPath: ended, contents: nil) }
+            if try world.moto.inspector.waitForPendingUpload(world.bucket, besides: before, timeout: 60, stopFile: ended) != nil {
+                return process
+            }
+            process.terminate()
+            let how = Result { try process.finish() }
+            throw BackupTestError("rast started no multipart upload (or it ended first); rast: \(how)")
         }
 
-        // rast killed mid-upload: no good backup, the parts wait as a pending upload.
-        let killed = try startBackup()
-        kill(-killed.processID, SIGKILL)
-        _ = try? killed.finish()
-        #expect(try world.list().backups.isEmpty)
-        #expect(!(try world.moto.inspector.pendingUploads(world.bucket)).isEmpty)
+        let parents = world.tree.layout.stateDirectory + "/backup-parents"
+        func keptCopies() -> [String] { ((try? FileManagerShim.contents(of: parents)) ?? []).sorted() }
 
-        // The server stopped mid-upload: rast gives up with one clear error.
+        // The server stopped mid-upload: rast gives up with one clear error, and cleans up
+        // what it can (its sent copy; the upload's parts once the server answers again).
         let stalled = try startBackup()
         kill(pid, SIGSTOP)
         let failure = Result { try stalled.finish() }
@@ -223,24 +228,34 @@ struct BackupTests {
         #expect(errors.count == 1, "\(output)")
         #expect(errors.first?.contains("failed after 2 attempts") == true, "\(output)")
         #expect(try world.list().backups.isEmpty)
-        let parents = world.tree.layout.stateDirectory + "/backup-parents"
-        #expect((try? FileManagerShim.contents(of: parents))?.isEmpty ?? true)
+        #expect(keptCopies().isEmpty)
 
-        // The next backup removes what both left and succeeds.
-        let result = try world.rast(["backup", "create", "--root", world.top] + world.s3Arguments)
-        #expect(result.status == 0, "\(result.standardError)")
-        #expect(result.standardOutput.contains("removed "), "\(result.standardOutput)")
-        #expect(try world.moto.inspector.pendingUploads(world.bucket).isEmpty)
+        // rast killed mid-upload: no good backup; the parts wait as a pending upload.
+        let killed = try startBackup()
+        kill(-killed.processID, SIGKILL)
+        _ = try? killed.finish()
         let listing = try world.list()
-        #expect(listing.backups.map(\.snapshot) == [0, 1])
-        #expect(listing.incomplete.isEmpty)
+        #expect(listing.backups.isEmpty)
+        #expect(!(try world.moto.inspector.pendingUploads(world.bucket)).isEmpty)
+        #expect(keptCopies().count == 1)  // its sent copy, which the next backup removes
+
+        // The next backup removes what was left and succeeds.
+        var result = try world.rast(["backup", "create", "--root", world.top] + world.s3Arguments)
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(result.standardOutput.contains("removed 1 interrupted backup: "), "\(result.standardOutput)")
+        #expect(try world.moto.inspector.pendingUploads(world.bucket).isEmpty)
+        let good = try world.list()
+        #expect(good.backups.map(\.snapshot) == [0, 1])
+        #expect(good.incomplete.isEmpty)
+        #expect(keptCopies() == good.backups.map(\.id))
         let keys = try world.moto.inspector.objects(world.bucket).keys.sorted()
         #expect(keys.count == 2 * 4 + 1, "\(keys)")
-        #expect(try world.rast(["backup", "verify", "--root", world.top] + world.s3Arguments).status == 0)
+        result = try world.rast(["backup", "verify", "--root", world.top] + world.s3Arguments)
+        #expect(result.status == 0, "\(result.standardError)")
 
-        // The server killed: one clear error naming what failed.
+        // The server killed mid-upload: one clear error naming what failed.
         try world.change(1) { root in try Files.write(root + "/srv/more", string: "more\n") }
-        let dying = try startBackup()
+        let dying = try startBackup(["--full"])
         world.moto.stop()
         let dead = Result { try dying.finish() }
         guard case .failure(let deadError) = dead, case CommandError.failed(_, _, let deadOutput) = deadError else {
@@ -249,8 +264,9 @@ struct BackupTests {
         }
         let deadErrors = deadOutput.split(separator: "\n").filter { $0.hasPrefix("rast: error:") }
         #expect(deadErrors.count == 1, "\(deadOutput)")
-        #expect(deadErrors.first?.contains("Connection refused") == true || deadErrors.first?.contains("failed after 2 attempts") == true,
-                "\(deadOutput)")
+        #expect(deadErrors.first?.contains("failed after 2 attempts") == true, "\(deadOutput)")
+        #expect(deadErrors.first?.contains("Connection refused") == true, "\(deadOutput)")
+        #expect(keptCopies() == good.backups.map(\.id))
     }
 
     @Test func pruneKeepsWhatKeptBackupsBuildOn() throws {

@@ -156,6 +156,22 @@ public struct S3Inspector: Sendable {
         _ = try python("s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])", [bucket, key])
     }
 
+    /// Waits (polling in one python process) until a multipart upload is pending whose key
+    /// is not in `known`; returns its key, or nil after `timeout` seconds or when `stop`
+    /// (checked between polls, from the file it names existing) says so.
+    public func waitForPendingUpload(_ bucket: String, besides known: [String], timeout: Double, stopFile: String) throws -> String? {
+        let text = try python("""
+            import os, time
+            known, deadline = set(json.loads(sys.argv[3])), time.time() + float(sys.argv[4])
+            while time.time() < deadline and not os.path.exists(sys.argv[5]):
+                new = [u["Key"] for u in s3.list_multipart_uploads(Bucket=sys.argv[2]).get("Uploads", []) if u["Key"] not in known]
+                if new:
+                    print(new[0]); break
+                time.sleep(0.01)
+            """, [bucket, String(decoding: try JSONEncoder().encode(known), as: UTF8.self), String(timeout), stopFile])
+        return text.isEmpty ? nil : text
+    }
+
     /// Multipart uploads started and neither completed nor aborted: their keys.
     public func pendingUploads(_ bucket: String) throws -> [String] {
         let text = try python("""
