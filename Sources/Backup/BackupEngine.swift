@@ -149,7 +149,7 @@ public final class BackupEngine {
                     return path
                 }
                 let meter = TransferMeter(task: "snapshot \(id) \(name)", total: nil, progress: progress)
-                meter.otherLabel = "uploaded"
+                meter.otherLabel = "compressed and encrypted"
                 let object = BackupRepository.objectKey(backupID, name)
                 subvolumes.append(try sendAndUpload(name: name, subvolume: kept + "/" + name, source: sources[index], parent: parent,
                                                     object: object, meter: meter))

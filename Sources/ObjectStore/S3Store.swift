@@ -145,7 +145,9 @@ struct S3Requester: Sendable {
     /// Sends a signed request, retrying connection failures, 5xx and 429 with backoff.
     func send(_ client: HTTPClient, _ method: String, key: String?, query: [(String, String)] = [], body: [UInt8] = [],
               headers extra: [(String, String)] = [], operation: String,
-              sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil, giveUp: (() -> Bool)? = nil) throws -> HTTPResponse {
+              sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil, giveUp: (() -> Bool)? = nil,
+              attempts maximum: Int? = nil) throws -> HTTPResponse {
+        let attempts = maximum ?? options.attempts
         let objectPath = key.map { prefix + $0 } ?? ""
         let path = pathStyle ? "/\(bucket)" + (key == nil ? "" : "/" + objectPath) : "/" + objectPath
         let encodedPath = SigV4Signer.encodePath(path)
@@ -183,8 +185,8 @@ struct S3Requester: Sendable {
                 RastLog.logger.debug("s3: \(method) \(url) (\(body.count) bytes) -> \(response.status) in \(String(format: "%.3f", watch.elapsed)) s")
                 let retryable = [429, 500, 502, 503, 504].contains(response.status)
                     || (response.status == 400 && S3Requester.errorCode(response) == "RequestTimeout")
-                if retryable, attempt < options.attempts {
-                    RastLog.logger.debug("s3: \(operation) \(what): HTTP \(response.status), retrying in \(delay) s (attempt \(attempt) of \(options.attempts))")
+                if retryable, attempt < attempts {
+                    RastLog.logger.debug("s3: \(operation) \(what): HTTP \(response.status), retrying in \(delay) s (attempt \(attempt) of \(attempts))")
                     try pause(delay)
                     delay = min(delay * 2, options.maxDelay)
                     continue
@@ -196,41 +198,57 @@ struct S3Requester: Sendable {
                     throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
                 }
                 // No more attempts, or another part of the same upload failed already.
-                guard attempt < options.attempts, giveUp?() != true else {
+                guard attempt < attempts, giveUp?() != true else {
                     throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
                 }
-                RastLog.logger.debug("s3: \(operation) \(what): retrying in \(delay) s (attempt \(attempt) of \(options.attempts))")
+                RastLog.logger.debug("s3: \(operation) \(what): retrying in \(delay) s (attempt \(attempt) of \(attempts))")
                 try pause(delay)
                 delay = min(delay * 2, options.maxDelay)
             }
         }
     }
 
-    /// Streams an object to `sink`; a connection that breaks is resumed with a Range request.
+    /// Streams an object to `sink`; a connection that breaks is resumed with a Range request
+    /// from the first byte `sink` has not seen (each attempt is one request, so that no byte
+    /// reaches `sink` twice).
     func download(_ client: HTTPClient, key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         var delivered: Int64 = 0
-        var failures = 0
+        var attempt = 0
+        var delay = options.retryDelay
         while true {
+            attempt += 1
             let headers = delivered > 0 ? [("Range", "bytes=\(delivered)-")] : []
+            let response: HTTPResponse
             do {
-                let response = try withoutActuallyEscaping(sink) { sink in
-                    try send(client, "GET", key: key, headers: headers, operation: "download") { bytes in
+                response = try withoutActuallyEscaping(sink) { sink in
+                    try send(client, "GET", key: key, headers: headers, operation: "download", sink: { bytes in
                         try sink(bytes)
                         delivered += Int64(bytes.count)
-                    }
+                    }, attempts: 1)
                 }
-                if response.status == 404 { throw ObjectStoreError.notFound(location: location, key: key) }
-                if delivered > 0, !headers.isEmpty, response.status == 200 {
-                    throw ObjectStoreError.badResponse(location: location, operation: "download \(key)", reason: "the server ignored the Range request of a resumed download")
-                }
-                try expectSuccess(response, operation: "download", key: key)
-                return delivered
             } catch let error as ObjectStoreError {
-                // The connection broke after some bytes arrived (send() gives up on a request
-                // only after its own retries, which restart it): go on from there.
-                guard case .transport = error, delivered > 0, failures + 1 < options.attempts else { throw error }
-                failures += 1
+                guard case .transport(_, _, _, _, let reason) = error, attempt < options.attempts else {
+                    if case .transport(let location, let operation, let key, _, let reason) = error {
+                        throw ObjectStoreError.transport(location: location, operation: operation, key: key, attempts: attempt, reason: reason)
+                    }
+                    throw error
+                }
+                RastLog.logger.debug("s3: download \(key): \(reason); resuming at byte \(delivered) in \(delay) s")
+                try pause(delay)
+                delay = min(delay * 2, options.maxDelay)
+                continue
             }
+            if response.status == 404 { throw ObjectStoreError.notFound(location: location, key: key) }
+            if [429, 500, 502, 503, 504].contains(response.status), attempt < options.attempts {
+                try pause(delay)
+                delay = min(delay * 2, options.maxDelay)
+                continue
+            }
+            if delivered > 0, !headers.isEmpty, response.status == 200 {
+                throw ObjectStoreError.badResponse(location: location, operation: "download \(key)", reason: "the server ignored the Range request of a resumed download")
+            }
+            try expectSuccess(response, operation: "download", key: key)
+            return delivered
         }
     }
 
