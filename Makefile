@@ -24,7 +24,9 @@ deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
-	python3 -m pip install -q --disable-pip-version-check $(if $(shell python3 -m pip install --help 2>/dev/null | grep -q break-system-packages && echo y),--break-system-packages) $(foreach p,$(PIP_PACKAGES),'$(p)')
+	python3 -m pip install -q --disable-pip-version-check \
+		$$(python3 -m pip install --help | grep -q -- --break-system-packages && echo --break-system-packages) \
+		$(foreach p,$(PIP_PACKAGES),'$(p)')
 
 # Debug build of everything (what the tests use).
 build:
