@@ -30,9 +30,12 @@ struct BackupTests {
         #expect(first.storedBytes > 4 << 20)  // the random data, which zstd cannot shrink
         let firstWalk = try BackupWorld.walkSnapshot(world.tree.layout, 1)
 
-        // Nothing changed: nothing to do.
-        result = try world.rast(["backup", "create", "--root", world.top] + world.s3Arguments)
+        // Nothing changed: nothing to do. RAST_DEBUG shows every request.
+        result = try world.rast(["backup", "create", "--root", world.top] + world.s3Arguments, environment: ["RAST_DEBUG": "1"])
         #expect(result.standardOutput.contains("nothing to back up"))
+        #expect(result.standardError.contains("s3: GET \(world.moto.endpoint)/rast-backups/machine-1/rast-backup.json (0 bytes) -> 200 in "),
+                "\(result.standardError)")
+        #expect(result.standardError.contains("s3: GET \(world.moto.endpoint)/rast-backups/machine-1/backups/\(first.id)/manifest"))
         #expect(try world.list().backups.count == 2)
 
         // 2. Change snapshot 1 (1 MiB of new data, a changed file, a mode, a deletion).
