@@ -14,12 +14,19 @@ DEB_PACKAGES = \
 	btrfs-progs dosfstools mtools fdisk gdisk util-linux grub-pc-bin grub-efi-amd64-bin grub2-common \
 	ovmf qemu-system-x86 qemu-utils pacman-package-manager makepkg arch-install-scripts libarchive-tools \
 	archlinux-keyring busybox-static linux-source-6.1 bc flex bison libelf-dev build-essential cpio kmod \
-	git gnupg zstd xz-utils python3 hyperfine curl python3-venv
+	git gnupg zstd xz-utils python3 python3-pip python3-venv hyperfine curl openssl
+
+# PyPI packages, pinned: the S3 server the backup tests start on 127.0.0.1 (moto_server), and
+# the independent S3 clients the tests and bench/backup use (boto3, the aws command).
+PIP_PACKAGES = moto[server]==5.2.1 boto3==1.43.11 awscli==1.45.11
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+	python3 -m pip install -q --disable-pip-version-check \
+		$$(python3 -m pip install --help | grep -q -- --break-system-packages && echo --break-system-packages) \
+		$(foreach p,$(PIP_PACKAGES),'$(p)')
 
 # Debug build of everything (what the tests use).
 build:

@@ -60,6 +60,9 @@ let package = Package(
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
+        // Backups: object stores (S3 Signature V4, file://) and encrypted btrfs send streams.
+        .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport"]),
+        .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
 
         // Stages and host operations.
         .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
@@ -79,7 +82,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -112,6 +115,10 @@ let package = Package(
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "Curl", "SystemSupport", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "BackupTests", dependencies: [
+            "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
