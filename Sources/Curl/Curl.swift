@@ -68,36 +68,6 @@ public struct DownloadOptions: Sendable {
     public init() {}
 }
 
-/// An HTTP answer kept whole, whatever its status: for protocols that act on 401 and its
-/// headers (a registry's token challenge) instead of failing on them.
-public struct HTTPResponse: Sendable, Equatable {
-    public let status: Int
-    /// Response headers in arrival order, of the last response after redirects.
-    public let headers: [HTTPHeader]
-    public let body: [UInt8]
-    /// The URL after redirects.
-    public let effectiveURL: String
-
-    /// The value of the first header called `name` (case-insensitive), trimmed.
-    public func header(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.first { $0.name.lowercased() == lower }?.value
-    }
-
-    public var succeeded: Bool { (200..<300).contains(status) }
-}
-
-/// One response header.
-public struct HTTPHeader: Sendable, Equatable {
-    public let name: String
-    public let value: String
-
-    public init(name: String, value: String) {
-        self.name = name
-        self.value = value
-    }
-}
-
 /// How far a download is.
 public struct DownloadProgress: Sendable, Equatable {
     /// Bytes in the file so far (including what a resumed download started from).
@@ -174,17 +144,6 @@ public final class CurlTransfer {
         return state.memory
     }
 
-    /// Sends a GET (or, with `head`, a HEAD) request and returns the answer whatever its
-    /// status; only transfer failures (no connection, a body over `limit`) throw.
-    public func request(_ url: String, head: Bool = false, limit: Int = 64 << 20,
-                        options: DownloadOptions = DownloadOptions()) throws -> HTTPResponse {
-        let state = TransferState(handle: handle, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
-        state.keepEveryBody = true
-        let status = try perform(url, state: state, options: options, resumeFrom: 0, head: head, anyStatus: true)
-        return HTTPResponse(status: status, headers: state.responseHeaders, body: state.memory,
-                            effectiveURL: getString(CURLINFO_EFFECTIVE_URL) ?? url)
-    }
-
     private func downloadOnce(_ url: String, to path: String, options: DownloadOptions,
                               progress: ((DownloadProgress) throws -> Void)?, attempt: Int) throws -> DownloadResult {
         var info = stat()
@@ -226,8 +185,7 @@ public final class CurlTransfer {
     }
 
     /// Sets up and runs one transfer; returns the final HTTP status.
-    private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64,
-                         head: Bool = false, anyStatus: Bool = false) throws -> Int {
+    private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64) throws -> Int {
         curl_easy_reset(handle)
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -241,16 +199,13 @@ public final class CurlTransfer {
         try set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
         try set(CURLOPT_MAXREDIRS, options.maxRedirects)
         try set(CURLOPT_USERAGENT, options.userAgent)
-        if !options.headers.isEmpty {
-            for header in options.headers {
-                guard let appended = curl_slist_append(headerList, header) else {
-                    throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
-                }
-                headerList = appended
+        for header in options.headers {
+            guard let appended = curl_slist_append(headerList, header) else {
+                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
             }
-            try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList!))
+            headerList = appended
         }
-        if head { try set(CURLOPT_NOBODY, 1) }
+        if let headerList { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
         if let timeout = options.connectTimeout { try set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
         if let timeout = options.timeout { try set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
         if let stall = options.stallLimit {
@@ -283,7 +238,7 @@ public final class CurlTransfer {
             throw transferError(url, code)
         }
         let scheme = url.prefix { $0 != ":" }.lowercased()
-        guard scheme == "http" || scheme == "https", !anyStatus else { return status }
+        guard scheme == "http" || scheme == "https" else { return status }
         // libcurl lets a 416 answer to a resumed request through: the file may be complete.
         if status == 416, resumeFrom > 0 {
             guard state.contentRangeTotal == resumeFrom else { throw CannotResume() }
@@ -399,9 +354,6 @@ private final class TransferState {
     var discardBody = false
     var contentRangeTotal: UInt64?
     var lastReported: UInt64?
-    /// Keep the bodies of error responses too (for `request`).
-    var keepEveryBody = false
-    var responseHeaders: [HTTPHeader] = []
 
     init(handle: UnsafeMutableRawPointer, sink: Sink, resumeFrom: UInt64, progress: ((DownloadProgress) throws -> Void)?) {
         self.handle = handle
@@ -417,7 +369,7 @@ private final class TransferState {
             checkedStatus = true
             var status = 0
             _ = rast_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
-            discardBody = status >= 300 && !keepEveryBody
+            discardBody = status >= 300
         }
         if discardBody { return }
         switch sink {
@@ -448,24 +400,10 @@ private final class TransferState {
             contentRangeTotal = nil
             checkedStatus = false
             discardBody = false
-            responseHeaders = []
-            if keepEveryBody { memory = [] }  // the body of a redirect is not the answer's
-            return
-        }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = trimmed(line[..<colon])
-        let value = trimmed(line[line.index(after: colon)...])
-        responseHeaders.append(HTTPHeader(name: name, value: value))
-        if lower.hasPrefix("content-range:"), let slash = value.lastIndex(of: "/") {
+        } else if lower.hasPrefix("content-range:"), let slash = line.lastIndex(of: "/") {
             // "Content-Range: bytes 0-99/1000" or "bytes */1000": the total after the slash.
-            contentRangeTotal = UInt64(String(value[value.index(after: slash)...].filter { $0.isASCII && $0.isNumber }))
+            contentRangeTotal = UInt64(String(line[line.index(after: slash)...].filter { $0.isASCII && $0.isNumber }))
         }
-    }
-
-    private func trimmed(_ text: Substring) -> String {
-        let isSpace: (Character) -> Bool = { $0.isWhitespace }
-        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(text[first...last])
     }
 
     func report(now: curl_off_t, total: curl_off_t) throws {

@@ -25,8 +25,11 @@ public struct RegistryCredentials: Sendable, Equatable {
     }
 }
 
-/// Fetches manifests and blobs from registries.
+/// Fetches manifests and blobs from registries: documents and tokens through `HTTPClient`
+/// (any status comes back, so a 401's challenge can be answered), blobs with
+/// `CurlTransfer.download` (redirects to storage followed, partial files resumed).
 public final class RegistryClient {
+    private let client: HTTPClient
     private let transfer: CurlTransfer
     private let credentials: [String: RegistryCredentials]
     private let plainHTTPHosts: Set<String>
@@ -35,6 +38,7 @@ public final class RegistryClient {
 
     /// `credentials` by registry host; `plainHTTP` names more hosts spoken to without TLS.
     public init(credentials: [String: RegistryCredentials] = [:], plainHTTP: Set<String> = []) throws {
+        client = try HTTPClient()
         transfer = try CurlTransfer()
         self.credentials = credentials
         plainHTTPHosts = plainHTTP
@@ -53,7 +57,7 @@ public final class RegistryClient {
     public func manifest(_ reference: ImageReference) throws -> (bytes: [UInt8], digest: Digest, mediaType: String?) {
         let url = baseURL(reference.registry) + reference.repository + "/manifests/" + reference.manifestReference
         let response = try send(url, reference: reference, accept: MediaType.acceptedManifests, limit: 4 << 20)
-        guard response.succeeded else { throw error(for: response, url: url, what: "manifest \(reference)") }
+        guard response.isSuccess else { throw error(for: response, url: url, what: "manifest \(reference)") }
         let actual = Digest.sha256(response.body)
         if let expected = reference.digest, expected != actual {
             throw OCIError.digestMismatch(what: "the manifest of \(reference)", expected: expected.description, actual: actual.description)
@@ -78,7 +82,7 @@ public final class RegistryClient {
                 break
             } catch CurlError.http(_, let status) where status == 401 && attempt == 0 {
                 // The token ran out (or there was none yet): answer the challenge, try again.
-                let probe = try transfer.request(url, head: true, options: requestOptions(reference: reference, accept: []))
+                let probe = try client.send(request("HEAD", url, reference: reference, accept: []))
                 try authorize(probe, url: url, reference: reference)
             } catch CurlError.http(_, let status) {
                 unlink(path)
@@ -94,21 +98,20 @@ public final class RegistryClient {
 
     private func key(_ reference: ImageReference) -> String { reference.registry + "/" + reference.repository }
 
-    private func requestOptions(reference: ImageReference, accept: [String]) -> DownloadOptions {
-        var options = DownloadOptions()
-        options.retries = 2
-        if !accept.isEmpty { options.headers.append("Accept: " + accept.joined(separator: ", ")) }
-        if let authorization = authorizations[key(reference)] { options.headers.append("Authorization: " + authorization) }
-        return options
+    private func request(_ method: String, _ url: String, reference: ImageReference, accept: [String]) -> HTTPRequest {
+        var headers: [(name: String, value: String)] = []
+        if !accept.isEmpty { headers.append(("Accept", accept.joined(separator: ", "))) }
+        if let authorization = authorizations[key(reference)] { headers.append(("Authorization", authorization)) }
+        return HTTPRequest(method: method, url: url, headers: headers)
     }
 
     /// One GET, repeated once with authorization when the registry challenges it.
     private func send(_ url: String, reference: ImageReference, accept: [String], limit: Int) throws -> HTTPResponse {
         do {
-            let first = try transfer.request(url, limit: limit, options: requestOptions(reference: reference, accept: accept))
+            let first = try client.send(request("GET", url, reference: reference, accept: accept), limit: limit)
             guard first.status == 401 else { return first }
             try authorize(first, url: url, reference: reference)
-            return try transfer.request(url, limit: limit, options: requestOptions(reference: reference, accept: accept))
+            return try client.send(request("GET", url, reference: reference, accept: accept), limit: limit)
         } catch let error as CurlError {
             throw OCIError.transfer(error.description)
         }
@@ -136,14 +139,12 @@ public final class RegistryClient {
             let scope = challenge.parameters["scope"] ?? "repository:\(reference.repository):pull"
             query.append("scope=" + Self.escape(scope))
             let tokenURL = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
-            var options = DownloadOptions()
-            options.retries = 2
-            if let credentials { options.headers = ["Authorization: " + credentials.basicAuthorization] }
+            let headers: [(name: String, value: String)] = credentials.map { [("Authorization", $0.basicAuthorization)] } ?? []
             let answer: HTTPResponse
-            do { answer = try transfer.request(tokenURL, limit: 1 << 20, options: options) } catch let error as CurlError {
+            do { answer = try client.send(HTTPRequest(method: "GET", url: tokenURL, headers: headers), limit: 1 << 20) } catch let error as CurlError {
                 throw OCIError.transfer("getting a token for \(reference.repository): \(error)")
             }
-            guard answer.succeeded else {
+            guard answer.isSuccess else {
                 throw OCIError.unauthorized(url: url, reason: "the token service \(realm) answered HTTP \(answer.status)\(Self.message(answer).map { ": " + $0 } ?? "")")
             }
             struct TokenAnswer: Decodable {

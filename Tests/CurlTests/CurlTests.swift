@@ -28,28 +28,6 @@ struct CurlTests {
         #expect(site.server.requests.first?.range == nil)
     }
 
-    /// `request` keeps any answer whole (status, headers, body) and sends extra headers.
-    @Test func requestKeepsErrorAnswersAndHeaders() throws {
-        let site = try Site()
-        _ = try site.file("doc.json", size: 100)
-        var options = DownloadOptions()
-        options.headers = ["Accept: application/json", "X-Test: yes"]
-        let found = try CurlTransfer().request(site.url("doc.json"), options: options)
-        #expect(found.status == 200)
-        #expect(found.body.count == 100)
-        #expect(found.header("content-length") == "100")
-        #expect(found.header("Accept-Ranges") == "bytes")
-        let missing = try CurlTransfer().request(site.url("nothing"), options: options)
-        #expect(missing.status == 404)
-        #expect(!missing.succeeded)
-        #expect(String(decoding: missing.body, as: UTF8.self) == "not found: /nothing\n")
-        #expect(missing.header("Content-Type") == "text/plain")
-        let head = try CurlTransfer().request(site.url("doc.json"), head: true)
-        #expect(head.status == 200)
-        #expect(head.body.isEmpty)
-        #expect(site.server.requests.map(\.method) == ["GET", "GET", "HEAD"])
-    }
-
     @Test func resumesAfterTheServerDroppedTheConnection() throws {
         let site = try Site()
         let payload = try site.file("big.bin", size: 3 << 20)

@@ -47,7 +47,7 @@ enum TestPackages {
 
     /// What the repository of a fresh fixture holds.
     static let standard = [base, hello, libhello, clash, filethief, needy, failing, slow]
-    static let all = standard + [base11, hello11]
+    static let all = standard + [base11, hello11] + SearchTestPackages.all
 
     struct Built: Sendable {
         let pool: String

@@ -107,6 +107,18 @@ extension ImageBuilds {
             for name in ["@.snapshots", "snapshot-0", "etc-0", "boot-0", "snapshot-1", "snapshot-2", "snapshot-tmp", "@home", "@var", "@boot"] {
                 #expect(list.contains("name: \(name)") || list.contains(name), "subvolume \(name) exists")
             }
+            loop.detach()
+
+            // The rast package carries the search table: the image's own table ranks the image's
+            // packages (read-only, so the index stays in memory).
+            try ImageTestSupport.withMountedRoot(raw, manifest: manifest) { top in
+                let data = top + "/@.snapshots/rootfs/snapshot-1/usr/share/rast/search"
+                #expect(Files.exists(data + "/embeddings.rtab") && Files.exists(data + "/NOTICE"))
+                let search = try Command(ImageTestSupport.rastBinary, ["search", "--root", top, "--packages", "-n", "1", "snapshot manager"],
+                                         environment: ["RAST_SEARCH_DATA": data]).run(check: false)
+                let first = search.standardOutput.split(separator: "\n").first ?? ""
+                #expect(first.hasSuffix("/rast 0.1.0-1 [installed]"), "\(search.standardOutput)\(search.standardError)")
+            }
         }
     }
 }
