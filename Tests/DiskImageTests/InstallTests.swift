@@ -103,6 +103,29 @@ import Glibc
         try InstallTest.expectNoLeftovers(under: scratch.path)
     }
 
+    /// A QCOW2 whose every cluster is allocated (qemu-img's preallocation=falloc) but mostly
+    /// zeros: the file target keeps holes where the disk holds zeros, as `qemu-img convert`
+    /// would, instead of allocating the whole disk; the virtual disk is still the image's.
+    @Test func preallocatedQCOW2ToAFileKeepsTheHoles() throws {
+        let image = try TestImage.shared()
+        try Require.programs("qemu-img")
+        let scratch = try Scratch("rast-install-prealloc")
+        let preallocated = scratch.appending("preallocated.qcow2")
+        try Command("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", "-o", "preallocation=falloc", image.raw, preallocated]).run()
+        let target = scratch.appending("disk.img")
+        let result = try InstallTest.install(preallocated, to: target)
+        #expect(result.sha256 == image.rawSHA256, "the written virtual disk is the raw image's")
+        var st = stat()
+        stat(image.raw, &st)
+        let imageAllocated = Int64(st.st_blocks) * 512
+        stat(target, &st)
+        let targetAllocated = Int64(st.st_blocks) * 512
+        #expect(targetAllocated < imageAllocated + (64 << 20),
+                "the target allocates \(ByteCount.format(targetAllocated)), the raw image \(ByteCount.format(imageAllocated)) of \(ByteCount.format(image.rawSize))")
+        print("install: preallocated QCOW2 → file: \(ByteCount.format(targetAllocated)) allocated (raw image: \(ByteCount.format(imageAllocated)))")
+        try InstallTest.expectNoLeftovers(under: scratch.path)
+    }
+
     /// Host name, time zone, a user with two SSH keys and a password: written into a working
     /// copy of the deployed snapshot, committed and deployed; the guest reports them.
     @Test func personalisedInstallBootsWithTheHostnameUserAndKeys() throws {
