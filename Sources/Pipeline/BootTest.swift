@@ -59,6 +59,10 @@ public struct BootTest {
     /// More disks after the image (/dev/vdb, /dev/vdc, ...), e.g. a package repository for the guest.
     public var extraDisks: [MachineConfiguration.Disk]
     public var consoleLog: String
+    /// The image's kernel (bzImage), for proving that KVM boots it before the first boot.
+    public var probeKernel: String?
+    /// The QEMU program (nil: `$RAST_QEMU` or qemu-system-x86_64).
+    public var qemu: String?
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
@@ -116,6 +120,8 @@ public struct BootTest {
         machine.memory = memory
         machine.disks = [.init(path: image, format: format, snapshot: !persistent)] + extraDisks
         machine.firmwareConfig = [(name: "opt/rast/check", file: scriptPath)]
+        machine.probeKernel = probeKernel
+        machine.qemu = qemu
         progress.begin("boot test: \((image as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU")
         let report = try QEMU.boot(machine, successMarker: Self.successMarker, failurePrefix: Self.failurePrefix,
                                    timeout: timeout, consoleLog: consoleLog, progress: progress)

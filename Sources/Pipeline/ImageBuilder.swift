@@ -183,6 +183,9 @@ public final class ImageBuilder {
                                 workDirectory: work.path, progress: progress).run()
         }
 
+        // A copy of the image's kernel: the boot test proves with it that KVM runs a kernel here.
+        let probeKernel = try copyKernelForProbe(layout: rootfs.store.layout, to: work.appending("probe-vmlinuz"))
+
         // The filesystem is complete: release it before the image file is read.
         let used = try usedBytes(of: mountPoint)
         rootfs.store.unlock()
@@ -214,7 +217,8 @@ public final class ImageBuilder {
         var bootResults: [BootTestResult] = []
         if options.bootTest ?? recipe.bootTest.enabled {
             bootResults = try stage("boot test") {
-                try runBootTests(files: files, expectation: BootExpectation(current: recipe.snapshots.deploy, tree: tree))
+                try runBootTests(files: files, expectation: BootExpectation(current: recipe.snapshots.deploy, tree: tree),
+                                 probeKernel: probeKernel)
             }
             if let failed = bootResults.first(where: { !$0.passed }) {
                 let logs = recipe.output.directory + "/logs"
@@ -248,17 +252,31 @@ public final class ImageBuilder {
         return BuildResult(outputs: files.map(\.final), manifest: manifest, manifestPath: recipe.output.directory + "/\(recipe.name).manifest.json")
     }
 
-    func runBootTests(files: [(final: String, temporary: String)], expectation: BootExpectation) throws -> [BootTestResult] {
+    /// Copies the kernel the image boots (from the next deployment slot, else snapshot 0) to
+    /// `destination`; nil when there is none.
+    func copyKernelForProbe(layout: Layout, to destination: String) throws -> String? {
+        for directory in Layout.slots.map({ layout.boot($0) }) + [layout.boot(0), layout.root(0) + "/boot"] {
+            guard let names = try? FileManagerShim.contents(of: directory),
+                  let kernel = names.sorted().first(where: { $0.hasPrefix("vmlinuz") }) else { continue }
+            try TreeCopy.copy(directory + "/" + kernel, to: destination)
+            return destination
+        }
+        return nil
+    }
+
+    func runBootTests(files: [(final: String, temporary: String)], expectation: BootExpectation,
+                      probeKernel: String? = nil) throws -> [BootTestResult] {
         var results: [BootTestResult] = []
         let logs = recipe.output.directory + "/logs"
         try Files.createDirectory(logs)
         for firmware in recipe.bootTest.firmware {
             for file in files {
                 let format = file.final.hasSuffix(".qcow2") ? "qcow2" : "raw"
-                let test = BootTest(image: file.temporary, format: format, firmware: firmware == .bios ? .bios : .uefi,
+                var test = BootTest(image: file.temporary, format: format, firmware: firmware == .bios ? .bios : .uefi,
                                     timeout: Double(recipe.bootTest.timeout), memory: "\(recipe.bootTest.memory >> 20)M",
                                     expectation: expectation,
                                     consoleLog: logs + "/boot-\(recipe.name)-\(format)-\(firmware.rawValue).log")
+                test.probeKernel = probeKernel
                 results.append(try test.run(progress: progress))
             }
         }

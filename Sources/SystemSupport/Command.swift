@@ -23,6 +23,10 @@ public struct Command: Sendable, CustomStringConvertible {
         /// Like `lines`, but the handler returns `true` to stop the program (SIGTERM to its
         /// process group, SIGKILL two seconds later): for watching a VM's console.
         case linesUntil((String) -> Bool)
+        /// Like `linesUntil`, and the handler is also called with `nil` every `interval`
+        /// seconds, whether or not the program printed anything: for stopping a program that
+        /// stays silent too long.
+        case watch(interval: Double, (String?) -> Bool)
     }
 
     public var arguments: [String]
@@ -228,6 +232,7 @@ private struct OutputCollector {
     var timedOut = false
     var stopped = false
     var killAt: Double?
+    var nextTick: Double?
     /// How many bytes of the input the child took before it finished or stopped reading.
     var inputWritten = 0
 
@@ -276,12 +281,26 @@ private struct OutputCollector {
                 kill(child, SIGKILL)
                 self.killAt = .infinity
             }
+            if case .watch(let interval, let handler) = output, !stopped, !timedOut {
+                if nextTick == nil { nextTick = now + interval }
+                if let tick = nextTick, now >= tick {
+                    nextTick = now + interval
+                    if handler(nil) {
+                        stopped = true
+                        stopChild()
+                    }
+                }
+            }
             // A stopped child reads no more input.
             if timedOut || stopped { closeInput() }
             if fds[0].fd < 0, fds[1].fd < 0, fds[2].fd < 0 { break }
             var wait: Int32 = -1
             if let deadline, killAt == nil { wait = Int32(max(0, min(1000, (deadline - now) * 1000))) + 1 }
             if let killAt, killAt.isFinite { wait = 200 }
+            if let nextTick, !stopped {
+                let untilTick = Int32(max(0, min(1000, (nextTick - now) * 1000))) + 1
+                wait = wait < 0 ? untilTick : min(wait, untilTick)
+            }
             let ready = poll(&fds, nfds_t(fds.count), wait)
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -316,7 +335,13 @@ private struct OutputCollector {
     }
 
     private mutating func consume(_ chunk: ArraySlice<UInt8>, isError: Bool) {
-        if case .linesUntil(let handler) = output {
+        let stopHandler: ((String) -> Bool)?
+        switch output {
+        case .linesUntil(let handler): stopHandler = handler
+        case .watch(_, let handler): stopHandler = { handler($0) }
+        default: stopHandler = nil
+        }
+        if let handler = stopHandler {
             if isError { stderrBytes.append(contentsOf: chunk) } else { stdoutBytes.append(contentsOf: chunk) }
             trim()
             for byte in chunk {
@@ -366,6 +391,7 @@ private struct OutputCollector {
         pendingLine.removeAll()
         if case .lines(let handler) = output { handler(line) }
         if case .linesUntil(let handler) = output, !stopped, handler(line) { stopped = true }
+        if case .watch(_, let handler) = output, !stopped, handler(line) { stopped = true }
     }
 }
 
