@@ -411,6 +411,31 @@ import Glibc
         try InstallTest.expectNoLeftovers(under: scratch.path)
     }
 
+    /// SIGINT in the deploy step (the journal of the installed system's tree): exit 130 and a
+    /// message about the target, not one about a journal in a temporary file that is gone.
+    @Test func sigintDuringTheDeployStepExits130AndSaysTheTargetIsUnchanged() throws {
+        let image = try TestImage.shared()
+        let program = ProjectPaths.root + "/.build/debug/rast-install"
+        try Require.file(program, hint: "swift build --build-tests builds it")
+        let scratch = try Scratch("rast-install-sigint-deploy")
+        let target = scratch.appending("disk.img")
+        try Files.write(target, string: "the old contents\n")
+        var command = Command(program, [image.raw, target, "--hostname", "interrupted"])
+        command.stopSignal = SIGINT
+        var reached = false
+        let result = try command.run(output: .linesUntil { line in
+            if line.contains("==> deploy") { reached = true }
+            return reached
+        }, check: false, timeout: 600)
+        #expect(reached, "the installation reached the deploy step: \(result.combinedTail(lines: 20))")
+        #expect(result.status == 130, "exit status 130 after SIGINT: \(result.combinedTail(lines: 10))")
+        #expect(result.standardError.contains("\(target) is unchanged"), "\(result.standardError)")
+        #expect(!result.standardError.contains("completed by the next rast command"), "\(result.standardError)")
+        #expect(try Files.readString(target) == "the old contents\n")
+        try InstallTest.expectNoLeftovers(under: scratch.path)
+        print("rast-install, SIGINT in the deploy step: \(result.standardError.split(separator: "\n").last ?? "")")
+    }
+
     /// --dry-run prints the plan and touches nothing.
     @Test func aDryRunPrintsThePlanAndWritesNothing() throws {
         let image = try TestImage.shared()
