@@ -96,8 +96,8 @@ public enum QEMUError: Error, CustomStringConvertible {
 /// The accelerator: /dev/kvm can exist while KVM cannot run a guest here. How it fails differs
 /// between machines of the same kind: QEMU asserts at once, or real-mode code runs while a
 /// Linux kernel prints nothing at all. So KVM counts only once a Linux kernel reached its first
-/// console line under it: the probe boots the configuration's kernel (or `probeKernel`) with a
-/// short limit, and a KVM boot that stays silent after the firmware stage is stopped and run
+/// console line under it: the probe boots `probeKernel` (the image's own kernel) directly with a
+/// short limit, and any KVM boot that stays silent after the firmware stage is stopped and run
 /// again under TCG. The decision holds for the rest of the process (per QEMU program).
 public enum QEMU {
     public static let ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -293,8 +293,15 @@ public enum QEMU {
             return outcome != nil
         }, check: false, timeout: timeout)
         if watchForSilence, !kernelSeen, outcome == nil {
-            // Silent, or QEMU ended (asserted) before the kernel printed: not this guest's fault.
-            return Attempt(outcome: nil, reports: reports, result: result, kernelSeen: false, silent: silent, kvmFailed: true)
+            // Silent, or QEMU ended before the kernel printed because of KVM (an assertion in
+            // its KVM code, "Could not access KVM kernel module"): not this guest's fault. Other
+            // early exits (a missing disk) stay what they are.
+            var kvmFailed = silent
+            if case .signalled = result.termination { kvmFailed = true }
+            if result.standardError.lowercased().contains("kvm") { kvmFailed = true }
+            if kvmFailed {
+                return Attempt(outcome: nil, reports: reports, result: result, kernelSeen: false, silent: silent, kvmFailed: true)
+            }
         }
         return Attempt(outcome: outcome, reports: reports, result: result, kernelSeen: kernelSeen, silent: false, kvmFailed: false)
     }

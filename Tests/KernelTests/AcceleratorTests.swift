@@ -107,6 +107,48 @@ import VirtualMachine
         print("accelerator: second boot straight under TCG in \(secondWatch.formatted)")
     }
 
+    /// Where QEMU's KVM code asserts at once (this machine with `-cpu host`), the boot moves to
+    /// TCG without waiting; a QEMU that ends early for another reason is reported as it is.
+    @Test func kvmThatAssertsAtOnceFallsBackAndOtherEarlyExitsAreReported() throws {
+        let scratch = try Scratch("rast-accel")
+        let kernel = try Self.baseKernel(in: scratch)
+        let initramfs = try Initramfs.make(in: scratch.path, script: "echo RAST-ACCEL-OK")
+        let asserting = scratch.appending("qemu-kvm-asserts")
+        try Files.write(asserting, string: """
+            #!/bin/sh
+            previous=
+            for argument in "$@"; do
+                if [ "$previous" = -accel ] && [ "$argument" = kvm ]; then
+                    echo "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed." >&2
+                    kill -ABRT $$
+                fi
+                previous=$argument
+            done
+            exec qemu-system-x86_64 "$@"
+
+            """, mode: 0o755)
+        var machine = MachineConfiguration()
+        machine.kernel = kernel
+        machine.initrd = initramfs
+        machine.kernelArguments = "console=ttyS0 panic=-1"
+        machine.memory = "256M"
+        machine.qemu = asserting
+        let report = try QEMU.boot(machine, successMarker: "RAST-ACCEL-OK", failurePrefix: "RAST-ACCEL-FAIL", timeout: 300,
+                                   consoleLog: scratch.appending("assert.log"))
+        #expect(report.outcome.succeeded && report.accelerator == "tcg" && report.fellBackFromKVM, "\(report.outcome)")
+        #expect(report.seconds < 60, "no waiting for a QEMU that is gone (\(Int(report.seconds)) s)")
+
+        // A QEMU that cannot open its disk is not a KVM problem: no second run, the exit is reported.
+        let broken = scratch.appending("qemu-no-disk")
+        try Files.write(broken, string: "#!/bin/sh\necho \"qemu-system-x86_64: -drive file=/missing: Could not open '/missing'\" >&2\nexit 1\n", mode: 0o755)
+        machine.qemu = broken
+        let failed = try QEMU.boot(machine, successMarker: "RAST-ACCEL-OK", failurePrefix: "RAST-ACCEL-FAIL", timeout: 300,
+                                   consoleLog: scratch.appending("broken.log"))
+        #expect(failed.outcome == .exitedEarly(status: 1), "\(failed.outcome)")
+        #expect(!failed.fellBackFromKVM)
+        #expect(QEMU.accelerator(for: machine) == "kvm", "nothing was decided from a QEMU that could not start its guest")
+    }
+
     /// The probe boots a real kernel and needs its first console line: a QEMU whose KVM guests
     /// hang fails it within the probe's limit; one that runs the kernel passes it.
     @Test func probeBootsAKernelToItsFirstConsoleLine() throws {
