@@ -145,7 +145,7 @@ public final class PipedProcess {
         if let result { return try checked(result) }
         closePipe()
         let status = reap()
-        let result = CommandResult(status: status, standardOutput: "", standardError: errorText())
+        let result = CommandResult(termination: status, standardOutput: "", standardError: errorText())
         self.result = result
         RastLog.logger.debug("exit \(status): \(command.program)")
         try checkCancelled()
@@ -168,12 +168,12 @@ public final class PipedProcess {
 
     private func finishTerminated(_ status: Int32) {
         Cancellation.shared.unregister(child: pid)
-        result = CommandResult(status: decode(status), standardOutput: "", standardError: errorText())
+        result = CommandResult(termination: Termination(waitStatus: status), standardOutput: "", standardError: errorText())
     }
 
     private func checked(_ result: CommandResult) throws -> CommandResult {
-        guard result.status == 0 else {
-            throw CommandError.failed(command: command.description, status: result.status, output: result.combinedTail(lines: 20))
+        guard result.termination == .exited(0) else {
+            throw CommandError.failed(command: command.description, termination: result.termination, output: result.combinedTail(lines: 20))
         }
         return result
     }
@@ -182,8 +182,8 @@ public final class PipedProcess {
         if fd >= 0 { close(fd); fd = -1 }
     }
 
-    private func reap() -> Int32 {
-        let status = decode(reapStatus())
+    private func reap() -> Termination {
+        let status = Termination(waitStatus: reapStatus())
         Cancellation.shared.unregister(child: pid)
         return status
     }
@@ -194,10 +194,6 @@ public final class PipedProcess {
             if errno != EINTR { return 0 }
         }
         return status
-    }
-
-    private func decode(_ status: Int32) -> Int32 {
-        status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     private func errorText() -> String {

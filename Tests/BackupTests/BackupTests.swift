@@ -228,7 +228,7 @@ struct BackupTests {
             Issue.record("rast backup create did not fail while the server was stopped")
             return
         }
-        #expect(status == 1)
+        #expect(status == .exited(1))
         let errors = output.split(separator: "\n").filter { $0.hasPrefix("rast: error:") }
         #expect(errors.count == 1, "\(output)")
         #expect(errors.first?.contains("failed after 1 attempt: ") == true, "\(output)")
