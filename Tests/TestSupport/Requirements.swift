@@ -50,5 +50,7 @@ public enum Require {
         "bsdtar": "libarchive-tools", "git": "git", "gpg": "gnupg", "partx": "util-linux",
         "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
         "sfdisk": "fdisk", "busybox": "busybox-static",
+        "s6-svscan": "s6", "s6-svstat": "s6", "dropbear": "dropbear-bin", "patchelf": "patchelf",
+        "ssh": "openssh-client", "ssh-keygen": "openssh-client",
     ]
 }
