@@ -37,7 +37,7 @@ public struct SupervisionPaths: Sendable, Equatable {
 /// NAME/data/start         working directory, environment, user (s6-setuidgid), the program
 /// NAME/data/check         the readiness check (a listening TCP port, or a command)
 /// NAME/data/definition.toml   the definition the directory was made from (for `status`)
-/// NAME/data/{started,last-exit,failures,restarts}   written at run time
+/// NAME/data/{started,last-exit,failures,restarts,stopped}   written at run time
 /// NAME/log/run            s6-log into LOGDIR/NAME with size-based rotation
 /// NAME/supervise, NAME/log/supervise   made readable, so `rast service list` works unprivileged
 /// ```
@@ -110,6 +110,7 @@ public enum ServiceDirectory {
                 "[ -z \"$waiting\" ] || echo \(ShellQuoting.quote("rast: \(list) ready; starting \(name)"))",
             ]
         }
+        lines.append("rm -f data/stopped")
         lines.append("date +%s > data/started")
         if definition.readiness != nil {
             lines += [
@@ -182,6 +183,7 @@ public enum ServiceDirectory {
             "    exit 0",
             "fi",
             "if [ \"$(s6-svstat -o wantedup .)\" != true ]; then",
+            "    : > data/stopped",
             "    echo \"rast: \"\(name)\" $result; stopped\"",
             "    exit 0",
             "fi",

@@ -38,6 +38,8 @@ public struct RuntimeStatus: Sendable, Codable, Equatable {
     /// The last run's exit status, or nil when a signal ended it (then `lastSignal`).
     public var lastExitStatus: Int?
     public var lastSignal: Int?
+    /// The last run ended because it was stopped (`rast service stop`), not by itself.
+    public var stoppedOnRequest: Bool = false
 
     public var lastRunFailed: Bool {
         if let status = lastExitStatus { return status != 0 }
@@ -53,6 +55,7 @@ public struct RuntimeStatus: Sendable, Codable, Equatable {
 
     public var state: ServiceState {
         if up { return ready ? .running : .starting }
+        if stoppedOnRequest, !wantedUp { return .stopped }
         if lastRunFailed { return .failed }
         return wantedUp ? .restarting : .stopped
     }
@@ -118,7 +121,7 @@ public struct Supervisor: Sendable {
         var status = RuntimeStatus(up: fields[0] == "true", wantedUp: fields[1] == "true", ready: fields[2] == "true",
                                    pid: Int(fields[3]).flatMap { $0 > 0 ? $0 : nil }, seconds: Int(fields[6]) ?? 0,
                                    restarts: number("restarts"), consecutiveFailures: number("failures"),
-                                   lastExitStatus: nil, lastSignal: nil)
+                                   lastExitStatus: nil, lastSignal: nil, stoppedOnRequest: Files.exists(directory + "/data/stopped"))
         // The finish script records every exit as "STATUS SIGNAL" (256 = killed by a signal).
         if let recorded = try? Files.readString(directory + "/data/last-exit") {
             let parts = recorded.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
