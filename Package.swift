@@ -55,7 +55,7 @@ let package = Package(
         // Shared support and formats.
         .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging]),
         .target(name: "TOML"),
-        .target(name: "Recipe", dependencies: ["TOML", "SystemSupport"]),
+        .target(name: "Recipe", dependencies: ["TOML", "Services", "SystemSupport"]),
         .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "TOML", "TestSupport"]),
-        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "Services", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),

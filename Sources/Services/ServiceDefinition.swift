@@ -137,6 +137,16 @@ public struct LocatedDefinition: Sendable {
     public var enabledPosition: TOMLPosition?
 
     public var name: String { definition.name }
+
+    public init(definition: ServiceDefinition, file: String, position: TOMLPosition, dependsPositions: [TOMLPosition],
+                keyPrefix: String, enabledPosition: TOMLPosition? = nil) {
+        self.definition = definition
+        self.file = file
+        self.position = position
+        self.dependsPositions = dependsPositions
+        self.keyPrefix = keyPrefix
+        self.enabledPosition = enabledPosition
+    }
 }
 
 /// Quoting for the generated shell scripts.
