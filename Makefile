@@ -14,7 +14,7 @@ DEB_PACKAGES = \
 	btrfs-progs dosfstools mtools fdisk gdisk util-linux grub-pc-bin grub-efi-amd64-bin grub2-common \
 	ovmf qemu-system-x86 qemu-utils pacman-package-manager makepkg arch-install-scripts libarchive-tools \
 	archlinux-keyring busybox-static linux-source-6.1 bc flex bison libelf-dev build-essential cpio kmod \
-	git gnupg zstd xz-utils python3 hyperfine curl
+	git gnupg zstd xz-utils python3 hyperfine curl s6 dropbear-bin patchelf openssh-client
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi

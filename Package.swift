@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
+            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "Services", "SystemSupport",
         ]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Services", "SystemSupport"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
