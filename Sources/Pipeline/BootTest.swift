@@ -164,10 +164,9 @@ public struct BootTest {
             # SSH login check: the host logs in as \(user) over the forwarded port.
             cp -p /etc/shadow /tmp/rast-login-shadow || fail "cannot save /etc/shadow"
             hash=$(mkpasswd -m sha512 '\(LoginCheck.checkPassword)') && sed -i "s|^\(user):[^:]*:|\(user):$hash:|" /etc/shadow || fail "cannot set a password for \(user)"
-            root_keys=
-            if [ ! -e /root/.ssh/authorized_keys ]; then
-                mkdir -p /root/.ssh && chmod 700 /root/.ssh && cp /home/\(user)/.ssh/authorized_keys /root/.ssh/authorized_keys && root_keys=1 || fail "cannot give root the keys of \(user)"
-            fi
+            # / is read-only: root's keys go to a tmpfs over /root for the check.
+            mount -t tmpfs -o mode=0700 rast-login-root /root && mkdir -m 700 /root/.ssh &&
+                cp /home/\(user)/.ssh/authorized_keys /root/.ssh/authorized_keys || fail "cannot give root the keys of \(user)"
             if [ -d /run/rast/service/sshd ]; then
                 s6-svwait -U -t 120000 /run/rast/service/sshd || fail "sshd did not become ready: $(rast service status sshd 2>&1 | tr '\\n' ' ')"
             fi
@@ -179,7 +178,7 @@ public struct BootTest {
                 [ "$n" -lt 3000 ] || fail "the host did not finish its SSH login check within 600 seconds"
             done
             cp -p /tmp/rast-login-shadow /etc/shadow
-            [ -z "$root_keys" ] || rm -rf /root/.ssh
+            umount /root
 
             """
     }

@@ -142,7 +142,7 @@ struct BootCommand: ParsableCommand {
         let result = try test.run(progress: TerminalProgress())
         if let login = result.login {
             for command in login.commands {
-                print("ssh \(test.login?.user ?? "?")@guest \(command)  (exit status \(command.status))")
+                print("ssh \(test.login?.user ?? "?")@guest \(command.command)  (exit status \(command.status))")
                 print(command.output.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
             }
             print("SSH: logged in \(login.secondsToLogin.map { String(format: "%.1f s", $0) } ?? "never") after QEMU started; server offers \(login.offeredAuthentications.joined(separator: ",")); password login \(login.passwordLoginRefused ? "refused" : "ACCEPTED"); root login \(login.rootLoginRefused ? "refused" : "ACCEPTED")")

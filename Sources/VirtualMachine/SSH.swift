@@ -40,13 +40,17 @@ public struct SSHClient: Sendable {
     }
 
     /// Tries to log in (running `true`) until it works; returns the seconds it took, or nil
-    /// when `timeout` passed first or `giveUp` said so.
+    /// when `timeout` passed first or `giveUp` said so. Each attempt waits at most 2 s for
+    /// the server: before the guest listens, QEMU accepts the connection and then has nothing
+    /// to hand it to.
     public func waitUntilLoggedIn(timeout: Double, giveUp: () -> Bool = { false }) throws -> Double? {
         let stopwatch = Stopwatch()
+        var quick = self
+        quick.connectTimeout = 2
         while stopwatch.elapsed < timeout {
             try checkCancelled()
             if giveUp() { return nil }
-            let result = try run("true", timeout: Double(connectTimeout) + 10)
+            let result = try quick.run("true", timeout: 30)
             if result.status == 0 { return stopwatch.elapsed }
             usleep(250_000)
         }
@@ -60,7 +64,9 @@ public struct SSHClient: Sendable {
                                                             "-o", "LogLevel=DEBUG1"], command: "true"), input: .null)
             .run(check: false, timeout: 60)
         let marker = "Authentications that can continue: "
-        guard let line = result.standardError.split(separator: "\n").first(where: { $0.contains(marker) }),
+        // ssh -v ends its lines with "\r\n", which Swift sees as one character.
+        let lines = result.standardError.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+        guard let line = lines.first(where: { $0.contains(marker) }),
               let range = line.range(of: marker) else { return [] }
         return line[range.upperBound...].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
