@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
         .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
-        .testTarget(name: "ServicesTests", dependencies: ["Services", "TOML", "TestSupport"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "HostCommands", "TOML", "TestSupport"]),
         .testTarget(name: "RecipeTests", dependencies: ["Recipe", "Services", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),

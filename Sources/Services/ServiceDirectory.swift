@@ -38,6 +38,7 @@ public struct SupervisionPaths: Sendable, Equatable {
 /// NAME/data/check         the readiness check (a listening TCP port, or a command)
 /// NAME/data/definition.toml   the definition the directory was made from (for `status`)
 /// NAME/data/{started,last-exit,failures,restarts,stopped}   written at run time
+/// NAME/data/{stop,restart}-requested   written by `rast service stop` and `restart`
 /// NAME/log/run            s6-log into LOGDIR/NAME with size-based rotation
 /// NAME/supervise, NAME/log/supervise   made readable, so `rast service list` works unprivileged
 /// ```
@@ -100,18 +101,25 @@ public enum ServiceDirectory {
             let directories = definition.depends.map { ShellQuoting.quote(paths.serviceDirectory($0)) }.joined(separator: " ")
             let list = definition.depends.joined(separator: ", ")
             lines += [
-                "# Start only when every dependency is up and ready.",
-                "waiting=",
-                "until s6-svwait -U -a -t 2000 \(directories) 2>/dev/null; do",
-                "    [ -n \"$waiting\" ] || echo \(ShellQuoting.quote("rast: \(name) waits for \(list) to be ready"))",
-                "    waiting=1",
-                "    sleep 0.2",
-                "done",
-                "[ -z \"$waiting\" ] || echo \(ShellQuoting.quote("rast: \(list) ready; starting \(name)"))",
+                "# Start only when every dependency is up and ready: s6-svwait sleeps until s6",
+                "# reports a change (it fails at once while a supervisor is not running yet).",
+                "ready() {",
+                "    for service in \(directories); do",
+                "        [ \"$(s6-svstat -o up,ready \"$service\" 2>/dev/null)\" = \"true true\" ] || return 1",
+                "    done",
+                "}",
+                "if ! ready; then",
+                "    echo \(ShellQuoting.quote("rast: \(name) waits for \(list) to be ready"))",
+                "    until ready; do",
+                "        s6-svwait -U -a -t 2000 \(directories) 2>/dev/null || sleep 0.2",
+                "    done",
+                "    echo \(ShellQuoting.quote("rast: \(list) ready; starting \(name)"))",
+                "fi",
             ]
         }
-        lines.append("rm -f data/stopped")
-        lines.append("date +%s > data/started")
+        lines.append("rm -f data/stopped data/stop-requested")
+        lines.append("# Uptime in hundredths of a second, for the backoff's reset in finish.")
+        lines.append("cut -d' ' -f1 /proc/uptime | tr -d . > data/started")
         if definition.readiness != nil {
             lines += [
                 "# Ready when data/check succeeds (polled every 250 ms).",
@@ -176,17 +184,20 @@ public enum ServiceDirectory {
             "if [ \"$1\" = 256 ]; then result=\"was killed by signal $2\"; failed=1",
             "elif [ \"$1\" = 0 ]; then result=\"exited with status 0\"; failed=",
             "else result=\"exited with status $1\"; failed=1; fi",
-            "echo \"$1 $2\" > data/last-exit",
             "if [ -e data/restart-requested ]; then",
             "    rm -f data/restart-requested",
+            "    echo \"$1 $2\" > data/last-exit",
             "    echo \"rast: \"\(name)\" $result; restarting as asked\"",
             "    exit 0",
             "fi",
-            "if [ \"$(s6-svstat -o wantedup .)\" != true ]; then",
+            "# Stopped on request (rast service stop marks it; s6-svc -d alone shows in wantedup).",
+            "if [ -e data/stop-requested ] || [ \"$(s6-svstat -o wantedup .)\" != true ]; then",
             "    : > data/stopped",
+            "    echo \"$1 $2\" > data/last-exit",
             "    echo \"rast: \"\(name)\" $result; stopped\"",
             "    exit 0",
             "fi",
+            "echo \"$1 $2\" > data/last-exit",
         ]
         switch definition.restart {
         case .never:
@@ -197,13 +208,13 @@ public enum ServiceDirectory {
             break
         }
         if definition.restart != .never {
-            let resetSeconds = max(1, (definition.restartDelayMax + 999) / 1000)
+            let resetHundredths = max(100, definition.restartDelayMax / 10)
             lines += [
-                "now=$(date +%s)",
+                "now=$(cut -d' ' -f1 /proc/uptime | tr -d .)",
                 "started=$(cat data/started 2>/dev/null || echo \"$now\")",
                 "failures=$(cat data/failures 2>/dev/null || echo 0)",
-                "# A run longer than the longest delay starts the backoff afresh.",
-                "[ $((now - started)) -lt \(resetSeconds) ] || failures=0",
+                "# A run longer than the longest delay (at least a second) starts the backoff afresh.",
+                "[ $((now - started)) -lt \(resetHundredths) ] || failures=0",
                 "[ -z \"$failed\" ] || failures=$((failures + 1))",
                 "echo \"$failures\" > data/failures",
                 "restarts=$(( $(cat data/restarts 2>/dev/null || echo 0) + 1 ))",

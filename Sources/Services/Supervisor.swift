@@ -109,7 +109,8 @@ public struct Supervisor: Sendable {
     /// supervisor has not started yet.
     public func status(_ name: String) throws -> RuntimeStatus? {
         let directory = paths.serviceDirectory(name)
-        guard isSupervised(name) else { return nil }
+        // No status file yet: s6-supervise has not started on it (or is just starting).
+        guard isSupervised(name), Files.exists(directory + "/supervise/status") else { return nil }
         let result = try Command("s6-svstat", ["-o", "up,wantedup,ready,pid,exitcode,signum,updownfor", directory]).run(check: false)
         guard result.status == 0 else {
             if result.status == 1 { return nil }   // s6-supervise not running (yet) on it
@@ -121,7 +122,8 @@ public struct Supervisor: Sendable {
         var status = RuntimeStatus(up: fields[0] == "true", wantedUp: fields[1] == "true", ready: fields[2] == "true",
                                    pid: Int(fields[3]).flatMap { $0 > 0 ? $0 : nil }, seconds: Int(fields[6]) ?? 0,
                                    restarts: number("restarts"), consecutiveFailures: number("failures"),
-                                   lastExitStatus: nil, lastSignal: nil, stoppedOnRequest: Files.exists(directory + "/data/stopped"))
+                                   lastExitStatus: nil, lastSignal: nil,
+                                   stoppedOnRequest: Files.exists(directory + "/data/stopped") || Files.exists(directory + "/data/stop-requested"))
         // The finish script records every exit as "STATUS SIGNAL" (256 = killed by a signal).
         if let recorded = try? Files.readString(directory + "/data/last-exit") {
             let parts = recorded.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -142,8 +144,12 @@ public struct Supervisor: Sendable {
     /// Stops a service (SIGTERM, SIGKILL after its stop timeout) and waits until it is down.
     public func stop(_ name: String, timeout: Double = 60) throws {
         let directory = try supervisedDirectory(name)
+        try Files.write(directory + "/data/stop-requested", string: "")
         try Command("s6-svc", ["-d", directory]).run()
         try wait(name, until: { !$0.up }, action: "stop", timeout: timeout)
+        // Its finish script marks the stop when it is done.
+        let stopwatch = Stopwatch()
+        while !Files.exists(directory + "/data/stopped"), stopwatch.elapsed < 10 { usleep(50_000) }
     }
 
     /// Stops and starts a service again (a restart asked for is not counted as a failure).

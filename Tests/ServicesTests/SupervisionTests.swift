@@ -1,4 +1,5 @@
 import Foundation
+import HostCommands
 import Services
 import SystemSupport
 import TestSupport
@@ -43,6 +44,18 @@ import Glibc
         }
 
         func log(_ name: String) -> [String] { supervisor.logLines(name, count: 200) }
+
+        /// The log once it has a line ending in `suffix` (s6-log writes a moment after the
+        /// program did), or as it is after `timeout` seconds.
+        func log(_ name: String, awaiting suffix: String, timeout: Double = 10) -> [String] {
+            let stopwatch = Stopwatch()
+            var lines = log(name)
+            while !lines.contains(where: { $0.hasSuffix(suffix) }), stopwatch.elapsed < timeout {
+                usleep(50_000)
+                lines = log(name)
+            }
+            return lines
+        }
 
         deinit {
             if let scanner {
@@ -95,8 +108,9 @@ import Glibc
         #expect(beta.pid != nil)
         let alpha = try #require(try tree.supervisor.status("alpha"))
         #expect(alpha.state == .running)
-        #expect(tree.log("beta").contains { $0.hasSuffix("beta: alpha was listening when beta started") }, "\(tree.log("beta"))")
-        #expect(tree.log("beta").contains { $0.hasSuffix("rast: beta waits for alpha to be ready") }, "\(tree.log("beta"))")
+        let betaLog = tree.log("beta", awaiting: "beta: alpha was listening when beta started")
+        #expect(betaLog.contains { $0.hasSuffix("beta: alpha was listening when beta started") }, "\(betaLog)")
+        #expect(betaLog.contains { $0.hasSuffix("rast: beta waits for alpha to be ready") }, "\(betaLog)")
 
         // kill -9 of alpha's process: restarted after the backoff (500 ms), counted, and ready again.
         let oldPID = try #require(alpha.pid)
@@ -117,7 +131,7 @@ import Glibc
         #expect(failing.lastExitStatus == 3)
         #expect(failing.lastExit == "exited with status 3")
         #expect(failing.consecutiveFailures >= 3)
-        let failingLog = tree.log("failing")
+        let failingLog = tree.log("failing", awaiting: "restart 3 in 0.800 s")
         #expect(failingLog.contains { $0.hasSuffix("failing: cannot open /nonexistent/config") })
         for (number, delay) in [(1, "0.200"), (2, "0.400"), (3, "0.800")] {
             #expect(failingLog.contains { $0.hasSuffix("rast: failing exited with status 3; restart \(number) in \(delay) s") }, "\(failingLog)")
@@ -132,7 +146,7 @@ import Glibc
         #expect(never.state == .failed)
         #expect(never.lastExitStatus == 4)
         #expect(never.restarts == 0)
-        #expect(tree.log("never").contains { $0.hasSuffix("rast: never exited with status 4; restart = never: it stays down") })
+        #expect(tree.log("never", awaiting: "it stays down").contains { $0.hasSuffix("rast: never exited with status 4; restart = never: it stays down") })
 
         // stop, start and restart.
         try tree.supervisor.stop("beta")
@@ -149,5 +163,63 @@ import Glibc
         #expect(after.pid != before)
         #expect(after.restarts == 0, "a restart that was asked for is not a failure restart")
         #expect(throws: SupervisorError.self) { try tree.supervisor.start("off") }
+    }
+
+    /// Logs rotate at their size into timestamped files; `logLines` reads across them;
+    /// `follow` prints what comes; `rast service list` and `status` show the states.
+    @Test func logsRotateAndFollowAndTheCommandsShowTheState() throws {
+        let tree = try Tree()
+        // 300 numbered lines of 40 bytes at once (12 KB: three rotations at 4 KiB), then one line every 100 ms.
+        try tree.define("chatty", """
+            description = "talks a lot"
+            command = "i=0; while [ $i -lt 300 ]; do printf 'line %04d ..............................\\n' $i; i=$((i + 1)); done; while true; do echo tick; sleep 0.1; done"
+            log = { max_size = "4K", keep = 5 }
+            """)
+        try tree.define("failing", "command = \"echo 'failing: no configuration'; exit 2\"\nrestart_delay = \"300ms\"\nrestart_delay_max = \"600ms\"\n")
+        try tree.define("off", "command = \"sleep 100\"\nenabled = false\n")
+        _ = try tree.start()
+        _ = try tree.waitFor("failing", "fail twice") { $0.restarts >= 2 && $0.state == .failed }
+        let logs = tree.paths.logDirectory("chatty")
+        var rotated: [String] = []
+        let stopwatch = Stopwatch()
+        while stopwatch.elapsed < 20 {
+            rotated = try FileManagerShim.contents(of: logs).filter { $0.hasPrefix("@") }
+            if rotated.count >= 2, tree.supervisor.logLines("chatty", count: 1).first?.hasSuffix("tick") == true { break }
+            usleep(100_000)
+        }
+        #expect(rotated.count >= 2 && rotated.count <= 5, "rotated files: \(rotated)")
+        let all = tree.supervisor.logLines("chatty", count: 1000).filter { $0.contains("line ") }
+        let numbers = all.compactMap { line in line.split(separator: " ").first { $0.count == 4 && $0.allSatisfy(\.isNumber) }.flatMap { Int($0) } }
+        #expect(numbers.count >= 200, "lines kept across the rotated files: \(numbers.count)")
+        #expect(numbers == Array(numbers.sorted()), "in order")
+        #expect(numbers.last == 299)
+
+        var followed: [String] = []
+        try tree.supervisor.follow("chatty", output: { followed.append($0) }, stop: { followed.count >= 3 })
+        #expect(followed.count >= 3 && followed.allSatisfy { $0.hasSuffix("tick") }, "\(followed)")
+
+        var printed: [String] = []
+        let commands = ServiceCommands(definitionsDirectory: tree.definitions, supervisor: tree.supervisor) { printed.append($0) }
+        try commands.list(json: false)
+        let table = printed.joined(separator: "\n").split(separator: "\n").map(String.init)
+        #expect(table.first?.split(separator: " ", omittingEmptySubsequences: true) == ["SERVICE", "STATE", "PID", "UP", "RESTARTS", "DESCRIPTION"])
+        #expect(table.contains { $0.hasPrefix("chatty") && $0.contains(" running ") && $0.hasSuffix("talks a lot") }, "\(table)")
+        #expect(table.contains { $0.hasPrefix("failing") && $0.contains(" failed ") }, "\(table)")
+        #expect(table.contains { $0.hasPrefix("off") && $0.contains(" disabled ") }, "\(table)")
+        printed = []
+        try commands.status("failing", json: false, logLines: nil)
+        let status = printed.joined(separator: "\n")
+        #expect(status.contains("state:      failed"), "\(status)")
+        #expect(status.contains("last exit:  exited with status 2"), "\(status)")
+        #expect(status.contains("last log lines:"), "\(status)")
+        #expect(status.contains("failing: no configuration"), "\(status)")
+        printed = []
+        try commands.status("chatty", json: true, logLines: 2)
+        let json = try JSONSerialization.jsonObject(with: Data(printed.joined().utf8)) as? [String: Any]
+        let entry = json?["entry"] as? [String: Any]
+        #expect(entry?["state"] as? String == "running")
+        #expect((entry?["pid"] as? Int ?? 0) > 0)
+        #expect((json?["recentLog"] as? [String])?.count == 2)
+        #expect(throws: UserError.self) { try commands.status("nonexistent", json: false, logLines: nil) }
     }
 }
