@@ -29,6 +29,9 @@ extension ImageBuilds {
             let publicKey = try SSHClient.generateKey(at: key, comment: "rast-test@127.0.0.1")
             let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
                 recipe.output.formats = [.raw]
+                // Under TCG on a busy machine the kernel's check of the timer interrupt can fail
+                // ("IO-APIC + timer doesn't work!"); it tests QEMU, not the image.
+                recipe.system.kernelCommandLine += " no_timer_check"
                 recipe.users[0].sshKeys = [publicKey]
                 recipe.services += [
                     ServiceDefinition(name: "alpha", description: "takes 2 s to listen",
@@ -85,6 +88,7 @@ extension ImageBuilds {
                 end=$(cut -d' ' -f1 /proc/uptime)
                 echo "RAST-REPORT alpha-restart $old $new $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
                 report alpha-status rast service status alpha
+                report alpha-log-after cat /var/log/alpha/current
                 n=0
                 until rast service status failing --json | grep -q '"restarts" : [3-9]'; do
                     n=$((n + 1)); [ "$n" -lt 300 ] || exit 1; sleep 0.2
@@ -112,8 +116,14 @@ extension ImageBuilds {
             #expect(reports(first, "beta-log").contains { $0.hasSuffix("rast: beta waits for alpha to be ready") })
             let restart = try #require(reports(first, "alpha-restart").first).split(separator: " ")
             #expect(restart.count == 3 && restart[0] != restart[1])
+            // The backoff (1 s) is kept; the upper bound allows for TCG on a busy machine (the
+            // tight bound is SupervisionTests' job, on this machine's own s6).
             let seconds = Double(restart.last ?? "") ?? 99
-            #expect(seconds >= 0.9 && seconds < 4, "alpha came back after \(seconds) s; its backoff is 1 s")
+            #expect(seconds >= 0.95 && seconds < 15, "alpha came back after \(seconds) s; its backoff is 1 s")
+            #expect(reports(first, "alpha-log").isEmpty == false)
+            #expect(reports(first, "alpha-status").contains { $0.hasSuffix("rast: alpha was killed by signal 9; restart 1 in 1.000 s") }
+                    || reports(first, "alpha-log-after").contains { $0.hasSuffix("rast: alpha was killed by signal 9; restart 1 in 1.000 s") },
+                    "\(reports(first, "alpha-log-after"))")
             #expect(reports(first, "alpha-status").contains { $0.contains("restarts:") && $0.contains("1 since boot") }, "\(reports(first, "alpha-status"))")
             #expect(reports(first, "alpha-status").contains { $0.contains("last exit:") && $0.contains("killed by signal 9 (SIGKILL)") })
             let failing = reports(first, "failing-status")
