@@ -31,11 +31,13 @@ public struct ServiceConfiguration {
         var network = recipe.network
         let explicitMode = recipe.position(of: "network.mode") != nil
         let explicitSSHD = recipe.position(of: "network.sshd") != nil
-        let canSupervise = supervisor != .none
-        if network.mode == .dhcp, !explicitMode, !canSupervise || !hasUDHCPC {
+        // s6 images run udhcpc and dropbear or sshd; systemd images networkd and OpenSSH's unit.
+        let dhcpPossible = supervisor == .systemd || (supervisor == .s6 && hasUDHCPC)
+        let sshdPossible = supervisor == .systemd ? sshServer == .openssh : supervisor == .s6 && sshServer != nil
+        if network.mode == .dhcp, !explicitMode, !dhcpPossible {
             network.mode = .none
         }
-        if network.sshd, !explicitSSHD, !canSupervise || sshServer == nil {
+        if network.sshd, !explicitSSHD, !sshdPossible {
             network.sshd = false
         }
         return network

@@ -133,19 +133,16 @@ public struct LocatedDefinition: Sendable {
     public var dependsPositions: [TOMLPosition]
     /// The key path prefix of errors ("" for a file, "services[2]." in a recipe).
     public var keyPrefix: String
-    /// The position of `enabled` when written.
-    public var enabledPosition: TOMLPosition?
 
     public var name: String { definition.name }
 
     public init(definition: ServiceDefinition, file: String, position: TOMLPosition, dependsPositions: [TOMLPosition],
-                keyPrefix: String, enabledPosition: TOMLPosition? = nil) {
+                keyPrefix: String) {
         self.definition = definition
         self.file = file
         self.position = position
         self.dependsPositions = dependsPositions
         self.keyPrefix = keyPrefix
-        self.enabledPosition = enabledPosition
     }
 }
 

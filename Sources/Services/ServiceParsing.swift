@@ -92,7 +92,7 @@ extension ServiceDefinition {
             workingDirectory: workingDirectory, depends: depends, restart: restart, restartDelay: restartDelay,
             restartDelayMax: restartDelayMax, stopTimeout: stopTimeout, readiness: readiness, logging: logging, enabled: enabled)
         return LocatedDefinition(definition: definition, file: file, position: table.position, dependsPositions: dependsPositions,
-                                 keyPrefix: keyPrefix, enabledPosition: table["enabled"]?.position)
+                                 keyPrefix: keyPrefix)
     }
 
     static func isAccountName(_ name: String) -> Bool {

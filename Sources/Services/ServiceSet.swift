@@ -120,13 +120,6 @@ public struct ServiceSet: Sendable {
         }
         return started
     }
-
-    /// The services that can be started: enabled, and with every dependency startable (a
-    /// problem with one service keeps its dependents down, not the others).
-    public var startable: [ServiceDefinition] {
-        let order = startOrder
-        return order.compactMap { services[$0]?.definition }
-    }
 }
 
 extension Array {

@@ -125,5 +125,9 @@ import Testing
         #expect(try rast("service", "check", "--snapshot", "2").status == 0)
         #expect(try rast("check").status == 0)
         #expect(try fixture.store.workingCopies().isEmpty)
+        // Commands for the running system refuse an image.
+        let start = try rast("service", "start", "beta")
+        #expect(start.status == 64)
+        #expect(start.output.contains("rast service start acts on the running system; --root does not apply"), "\(start.output)")
     }
 }
