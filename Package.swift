@@ -62,6 +62,9 @@ let package = Package(
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
         // Service definitions, their dependency order and s6 service directories (rast service).
         .target(name: "Services", dependencies: ["TOML", "SystemSupport"]),
+        // Backups: object stores (S3 Signature V4, file://) and encrypted btrfs send streams.
+        .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport"]),
+        .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
 
         // Stages and host operations.
         .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
@@ -70,7 +73,9 @@ let package = Package(
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "Services", "SystemSupport",
         ]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Services", "SystemSupport"]),
+        // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
+        .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Search", "Services", "SystemSupport"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -79,7 +84,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Services", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Services", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -111,6 +116,11 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
+        ]),
+        .testTarget(name: "SearchTests", dependencies: ["Search", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "Curl", "SystemSupport", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "BackupTests", dependencies: [
+            "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],

@@ -19,7 +19,10 @@ extension BootTest {
         configuration.disks = [.init(path: image, format: format, snapshot: !persistent)] + extraDisks
         configuration.firmwareConfig = [(name: "opt/rast/check", file: scriptPath)]
         configuration.network = .user(forwards: [.init(hostPort: port, guestPort: login.guestPort)])
-        progress.begin("boot test: \((image as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU, SSH login as \(login.user) on 127.0.0.1:\(port)")
+        configuration.probeKernel = probeKernel
+        configuration.qemu = qemu
+        let name = imageName ?? image
+        progress.begin("boot test: \((name as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU, SSH login as \(login.user) on 127.0.0.1:\(port)")
         let machine = try RunningMachine(configuration, consoleLog: consoleLog)
         defer { machine.stop() }
         let deadline = Stopwatch.now() + timeout
@@ -110,10 +113,10 @@ extension BootTest {
         }
         if !passed, result.failure == nil, outcome == nil { result.failure = description }
         let seconds = machine.elapsed
-        progress.end("boot test", summary: passed
+        progress.end("boot test: \((name as NSString).lastPathComponent) (\(format), \(firmware.rawValue.uppercased()))", summary: passed
             ? "passed in \(String(format: "%.1f", seconds)) s (\(machine.accelerator)); SSH login after \(String(format: "%.1f", result.secondsToLogin ?? 0)) s"
             : "FAILED: \(description)")
-        var report = BootTestResult(image: image, format: format, firmware: firmware.rawValue, passed: passed, seconds: seconds,
+        var report = BootTestResult(image: name, format: format, firmware: firmware.rawValue, passed: passed, seconds: seconds,
                                     accelerator: machine.accelerator, outcome: description, consoleLog: consoleLog,
                                     reportedCurrent: current, reportedTree: tree, otherReports: others)
         report.login = result

@@ -16,7 +16,7 @@ public final class RunningMachine: Sendable {
     public let commandLine: String
     private let process: BackgroundProcess
     private let console: Console
-    private let started = Stopwatch()
+    private let started: Stopwatch
     private let scratch: TemporaryDirectory
 
     /// Console lines, each with the seconds since QEMU started.
@@ -32,9 +32,12 @@ public final class RunningMachine: Sendable {
         case timedOut
     }
 
-    /// Starts QEMU for `configuration`; the console goes to `consoleLog`.
-    public init(_ configuration: MachineConfiguration, consoleLog: String) throws {
-        let accelerator = QEMU.accelerator()
+    /// Starts QEMU for `configuration`; the console goes to `consoleLog`. Under a tentative
+    /// KVM (no decision yet, no `RAST_ACCEL`), this waits for the kernel's first console line,
+    /// and a guest that stays silent for `QEMU.kvmSilenceSeconds` (or a QEMU that ends first) is
+    /// stopped and started again under TCG, as `QEMU.boot` does.
+    public init(_ configuration: MachineConfiguration, consoleLog: String,
+                kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws {
         let scratch = try TemporaryDirectory(prefix: "rast-qemu")
         var varsCopy: String?
         if configuration.firmware == .uefi {
@@ -42,23 +45,47 @@ public final class RunningMachine: Sendable {
                 try? scratch.remove()
                 throw QEMUError.missingFirmware(QEMU.ovmfCode)
             }
-            varsCopy = scratch.appending("OVMF_VARS.fd")
-            try Command("cp", [QEMU.ovmfVars, scratch.appending("OVMF_VARS.fd")]).run()
+            let copy = scratch.appending("OVMF_VARS.fd")
+            try Command("cp", [QEMU.ovmfVars, copy]).run()
+            varsCopy = copy
         }
         let log = try LogFile(path: consoleLog)
-        let command = Command(QEMU.program, QEMU.arguments(for: configuration, accelerator: accelerator, varsCopy: varsCopy))
-        log.write("# \(command)\n")
-        let console = Console()
-        let stopwatch = Stopwatch()
-        process = try BackgroundProcess(command) { rawLine in
-            let line = rawLine.filter { $0 != "\u{1B}" }
-            log.write(line + "\n")
-            console.lines.withLock { $0.append((stopwatch.elapsed, line)) }
+        var accelerator = QEMU.accelerator(for: configuration)
+        let watch = accelerator == "kvm" && QEMU.forcedAccelerator == nil
+        while true {
+            let command = Command(configuration.program, QEMU.arguments(for: configuration, accelerator: accelerator, varsCopy: varsCopy))
+            log.write("# \(command)\n")
+            let console = Console()
+            let stopwatch = Stopwatch()
+            let process = try BackgroundProcess(command) { rawLine in
+                let line = rawLine.filter { $0 != "\u{1B}" }
+                log.write(line + "\n")
+                console.lines.withLock { $0.append((stopwatch.elapsed, line)) }
+            }
+            if watch, accelerator == "kvm" {
+                var kernelSeen = false
+                while stopwatch.elapsed < kvmSilenceSeconds, process.isRunning, !kernelSeen {
+                    kernelSeen = console.lines.withLock { $0.contains { QEMU.isKernelLine($0.text) } }
+                    if !kernelSeen { usleep(100_000) }
+                }
+                kernelSeen = kernelSeen || console.lines.withLock { $0.contains { QEMU.isKernelLine($0.text) } }
+                if !kernelSeen {
+                    process.stop(grace: 2)
+                    QEMU.remember("tcg", for: configuration.program)
+                    log.write("# KVM: no kernel line within \(Int(kvmSilenceSeconds)) s; starting again with TCG\n")
+                    accelerator = "tcg"
+                    continue
+                }
+                QEMU.remember("kvm", for: configuration.program)
+            }
+            self.process = process
+            self.console = console
+            self.started = stopwatch
+            self.commandLine = command.description
+            break
         }
         self.accelerator = accelerator
         self.consoleLog = consoleLog
-        self.commandLine = command.description
-        self.console = console
         self.scratch = scratch
     }
 
