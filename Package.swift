@@ -127,6 +127,7 @@ let package = Package(
         .testTarget(name: "BackupTests", dependencies: [
             "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
         ]),
+        .testTarget(name: "VirtualMachineTests", dependencies: ["VirtualMachine", "SystemSupport", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

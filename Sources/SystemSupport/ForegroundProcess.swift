@@ -1,0 +1,99 @@
+import CLinux
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program that takes over our terminal while we wait for it: a virtual machine's serial
+/// console, for example. It inherits stdin, stdout and stderr and stays in our process group
+/// (so it may read the terminal and change its modes); the terminal's modes are put back when
+/// it ends, even if it was killed in raw mode. SIGINT, SIGTERM or SIGHUP to us (see
+/// `Cancellation`) stop it with SIGTERM, SIGKILL after `grace` seconds. `Command.run` with
+/// `.inherit` is the form for programs whose process id nobody needs while they run.
+public final class ForegroundProcess {
+    public let pid: pid_t
+    public let commandLine: String
+    private var terminal: termios?
+    private var termination: Termination?
+
+    /// Starts `command` (its environment and working directory apply).
+    public init(_ command: Command) throws {
+        guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
+        try checkCancelled()
+        var saved = termios()
+        terminal = isatty(0) == 1 && tcgetattr(0, &saved) == 0 ? saved : nil
+
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+        if let directory = command.workingDirectory { rast_spawn_add_chdir(&fileActions, directory) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        var environment = ProcessInfo.processInfo.environment
+        for key in command.removedEnvironment { environment[key] = nil }
+        for (key, value) in command.environment { environment[key] = value }
+        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        var child: pid_t = 0
+        let result = withCStringList(command.arguments) { argv in
+            withCStringList(envp) { env in posix_spawn(&child, executable, &fileActions, &attributes, argv, env) }
+        }
+        guard result == 0 else { throw SystemError("spawn", path: executable, errno: result) }
+        pid = child
+        commandLine = command.description
+        RastLog.logger.debug("started in the foreground (pid \(child)): \(command.description)")
+    }
+
+    deinit {
+        if termination == nil {
+            kill(pid, SIGKILL)
+            _ = try? wait()
+        }
+    }
+
+    /// Waits until the program ends; a cancellation of this process (a signal) stops it first.
+    /// The terminal's modes are restored before this returns.
+    @discardableResult
+    public func wait(grace: Double = 5) throws -> Termination {
+        if let termination { return termination }
+        var status: Int32 = 0
+        var stopping: Stopwatch?
+        var killed = false
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped == -1, errno != EINTR { throw SystemError("waitpid", path: commandLine) }
+            if Cancellation.shared.isCancelled {
+                if stopping == nil {
+                    kill(pid, SIGTERM)
+                    stopping = Stopwatch()
+                } else if !killed, let stopping, stopping.elapsed >= grace {
+                    kill(pid, SIGKILL)
+                    killed = true
+                }
+            }
+            usleep(50_000)
+        }
+        if var saved = terminal { tcsetattr(0, TCSANOW, &saved) }
+        let ended = Termination(waitStatus: status)
+        RastLog.logger.debug("\(commandLine): \(ended) (pid \(pid))")
+        termination = ended
+        return ended
+    }
+}
+
+private func withCStringList<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}

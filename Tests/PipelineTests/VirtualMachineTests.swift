@@ -1,0 +1,165 @@
+import Foundation
+import Pipeline
+import Recipe
+import SystemSupport
+import TestSupport
+import Testing
+import VirtualMachine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Virtual machines for people: `rast-build vm` and `rast-build ssh` on the default image,
+/// driven as a person drives them, from a terminal (a pseudo-terminal the test holds).
+enum VirtualMachineTestSupport {
+    static let rastBuild = ProjectPaths.root + "/.build/debug/rast-build"
+    static let rast = ProjectPaths.root + "/.build/debug/rast"
+    static let password = "console-Passw0rd"
+
+    /// QEMU processes whose command line names `path`.
+    static func qemuProcesses(using path: String) -> [Int32] {
+        guard let names = try? FileManagerShim.contents(of: "/proc") else { return [] }
+        return names.compactMap(Int32.init).filter { pid in
+            guard let data = try? Files.read("/proc/\(pid)/cmdline") else { return false }
+            let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return words.first?.contains("qemu-system") == true && words.contains { $0.contains(path) }
+        }
+    }
+
+    /// The default recipe with a key made by the test and a console password for admin.
+    static func buildDefaultImage(in scratch: Scratch) throws -> (image: String, key: String, manifest: Manifest) {
+        let out = scratch.appending("out")
+        let key = scratch.appending("id_ed25519")
+        let publicKey = try SSHClient.generateKey(at: key, comment: "rast-vm-test@127.0.0.1")
+        let hash = try Command("openssl", ["passwd", "-6", password]).output()
+        let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
+            recipe.output.formats = [.raw]
+            // Under TCG on a busy machine the kernel's timer check can fail; it tests QEMU.
+            recipe.system.kernelCommandLine += " no_timer_check"
+            recipe.users[0].sshKeys = [publicKey]
+            recipe.users[0].passwordHash = hash
+        }
+        let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
+        return (out + "/minimal.raw", key, result.manifest)
+    }
+}
+
+extension ImageBuilds {
+    @Suite(.serialized) struct VirtualMachineTests {
+        /// `rast-build vm` of the default image in a terminal: a login on the serial console
+        /// and a command whose output comes back; `rast-build ssh -- rast tree` with the key
+        /// found through the manifest; a second `vm` of the same image refused; Ctrl-A X
+        /// quits; the image unchanged (throw-away writes). Then QEMU killed with SIGKILL: the
+        /// record goes with it; and `rast-build vm` itself killed: its QEMU runs on, and once
+        /// that is killed too, `rast-build ssh` finds the record stale and removes it.
+        @Test func consoleSSHAndKilledMachines() throws {
+            try ImageTestSupport.requirements()
+            try Require.programs("ssh", "ssh-keygen", "openssl", "s6-svscan", "dropbear", "patchelf")
+            try Require.file(VirtualMachineTestSupport.rastBuild, hint: "swift build")
+            let scratch = try Scratch("rast-vm")
+            let (image, key, _) = try VirtualMachineTestSupport.buildDefaultImage(in: scratch)
+            let recordPath = image + ".vm.json"
+            let before = try SHA256.hash(file: image)
+            // The key is found through the manifest in rast-build's ~/.ssh.
+            let home = scratch.appending("home")
+            try Files.createDirectory(home + "/.ssh", mode: 0o700)
+            try Command("cp", [key, key + ".pub", home + "/.ssh/"]).run()
+
+            // 1. The console, in a terminal; KVM is checked as the boot test checks it.
+            let vm = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "512M", "--cpus", "1"],
+                                         environment: ["HOME": home])
+            defer { vm.kill() }
+            let started = try #require(vm.waitFor("console: Ctrl-A X quits", timeout: 120), "rast-build vm did not start: \(vm.output)")
+            let header = vm.output(from: 0)
+            print("vm: \(header)")
+            let accelerator = header.contains(", KVM, ") ? "kvm" : "tcg"
+            let port = try #require(header.firstMatch(of: /SSH: 127\.0\.0\.1:(\d+)/).map { Int($0.1) ?? 0 })
+            #expect(header.contains("ssh -p \(port) admin@127.0.0.1 -i \(home)/.ssh/id_ed25519"), "\(header)")
+            #expect(header.contains("the guest's writes are thrown away"))
+
+            let record = try #require(try MachineRecord.lookup(image: image).running, "\(recordPath) names a running QEMU")
+            #expect(record.sshPort == port && record.user == "admin" && record.identity == home + "/.ssh/id_ed25519")
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: image) == [record.pid])
+
+            let login = try #require(vm.waitFor("login: ", from: started, timeout: 400), "no login prompt on the console: \(vm.output(from: started).suffix(2000))")
+            vm.send("admin\r")
+            let asked = try #require(vm.waitFor("Password: ", from: login, timeout: 60), "\(vm.output(from: login))")
+            vm.send(VirtualMachineTestSupport.password + "\r")
+            // The guest computes the number: an echo of the typed line cannot match.
+            vm.send("echo console-answer-$((6 * 7)); rast current\r")
+            let answered = try #require(vm.waitFor("console-answer-42", from: asked, timeout: 120), "no answer on the console: \(vm.output(from: asked))")
+            #expect(vm.waitFor("\n1\r", from: answered, timeout: 60) != nil, "`rast current` on the console: \(vm.output(from: answered))")
+
+            // 2. rast-build ssh with what the record says.
+            let tree = try Command(VirtualMachineTestSupport.rastBuild, ["ssh", image, "--wait", "300", "--", "rast", "tree"]).run(check: false, timeout: 400)
+            #expect(tree.status == 0, "\(tree.standardOutput)\(tree.standardError)")
+            #expect(tree.standardOutput.contains("1* - base system") && tree.standardOutput.contains("2 - workstation"), "\(tree.standardOutput)")
+            let status = try Command(VirtualMachineTestSupport.rastBuild, ["ssh", image, "--", "exit", "7"]).run(check: false, timeout: 60)
+            #expect(status.status == 7, "the command's exit status comes back: \(status.status) \(status.standardError)")
+
+            // 3. One machine per image.
+            let second = try Command(VirtualMachineTestSupport.rastBuild, ["vm", image]).run(check: false, timeout: 60)
+            #expect(second.status == 1 && second.standardError.contains("a virtual machine already runs for \(image) (QEMU pid \(record.pid)"), "\(second.standardError)")
+
+            // 4. Ctrl-A X quits; the record goes, the image is as it was.
+            vm.send("\u{01}x")
+            let ended = try #require(vm.wait(timeout: 60), "rast-build vm did not end after Ctrl-A X")
+            #expect(ended == .exited(0), "\(vm.output.suffix(500))")
+            #expect(vm.output.contains("rast-build vm: the machine stopped"))
+            #expect(!Files.exists(recordPath))
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: image).isEmpty)
+            #expect(try SHA256.hash(file: image) == before, "the image is unchanged after a machine without --persistent")
+            let gone = try Command(VirtualMachineTestSupport.rastBuild, ["ssh", image, "--", "true"]).run(check: false)
+            #expect(gone.status == 1 && gone.standardError.contains("no virtual machine runs for \(image)"), "\(gone.standardError)")
+
+            // 5. QEMU killed with SIGKILL: rast-build vm says so and removes the record.
+            let killedQEMU = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "256M", "--cpus", "1"],
+                                                 environment: ["HOME": home, "RAST_ACCEL": accelerator])
+            defer { killedQEMU.kill() }
+            let victim = try #require(waitForRecord(image, timeout: 60), "no record: \(killedQEMU.output)")
+            kill(victim.pid, SIGKILL)
+            let status5 = killedQEMU.wait(timeout: 30)
+            #expect(status5 == .exited(1), "\(killedQEMU.output)")
+            #expect(killedQEMU.output.contains("QEMU was killed by signal 9 (SIGKILL)"), "\(killedQEMU.output)")
+            #expect(!Files.exists(recordPath))
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: image).isEmpty)
+
+            // 6. rast-build vm killed: its QEMU runs on and is found; killed too, the record is stale.
+            let killedVM = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "256M", "--cpus", "1"],
+                                               environment: ["HOME": home, "RAST_ACCEL": accelerator])
+            defer { killedVM.kill() }
+            let orphan = try #require(waitForRecord(image, timeout: 60), "no record: \(killedVM.output)")
+            kill(killedVM.pid, SIGKILL)
+            #expect(killedVM.wait(timeout: 30) == .signalled(SIGKILL))
+            #expect(try MachineRecord.lookup(image: image) == .running(orphan))
+            let busy = try Command(VirtualMachineTestSupport.rastBuild, ["vm", image]).run(check: false, timeout: 60)
+            #expect(busy.standardError.contains("a virtual machine already runs"), "\(busy.standardError)")
+            kill(orphan.pid, SIGKILL)
+            var waited = 0
+            while Files.exists("/proc/\(orphan.pid)") && waited < 100 { usleep(100_000); waited += 1 }
+            let stale = try Command(VirtualMachineTestSupport.rastBuild, ["ssh", image, "--", "true"]).run(check: false)
+            #expect(stale.status == 1 && stale.standardError.contains("is gone (its QEMU, pid \(orphan.pid), no longer runs); removed the stale \(recordPath)"),
+                    "\(stale.standardError)")
+            #expect(!Files.exists(recordPath))
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: image).isEmpty)
+            try ImageTestSupport.expectNoLeftovers(under: scratch.path)
+        }
+
+        /// Waits for `image`'s record to name a running QEMU.
+        private func waitForRecord(_ image: String, timeout: Double) -> MachineRecord? {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if let record = (try? MachineRecord.lookup(image: image))?.running { return record }
+                usleep(100_000)
+            }
+            return nil
+        }
+    }
+}
+
+extension MachineRecord.Lookup {
+    var running: MachineRecord? {
+        if case .running(let record) = self { return record }
+        return nil
+    }
+}
