@@ -44,7 +44,7 @@ let package = Package(
 
         // Swift wrappers, one per C library.
         .target(name: "Btrfs", dependencies: ["CBtrfsUtil"]),
-        .target(name: "Alpm", dependencies: ["CAlpm"]),
+        .target(name: "Alpm", dependencies: ["CAlpm", "SystemSupport"]),
         .target(name: "Fdisk", dependencies: ["CFdisk"]),
         .target(name: "Blkid", dependencies: ["CBlkid"]),
         .target(name: "Archive", dependencies: ["CArchive"]),

@@ -117,3 +117,11 @@ static inline long rast_btrfs_super_magic(void) { return BTRFS_SUPER_MAGIC; }
 static inline int rast_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 /// posix_spawn's POSIX_SPAWN_SETSID (a GNU extension the Glibc module hides).
 static inline short rast_spawn_setsid_flag(void) { return 0x80; }
+
+/// The working directory children start in (see SystemSupport's InitialWorkingDirectory):
+/// opened with O_PATH (no read permission needed, and fchdir works even if it is removed later).
+extern int posix_spawn_file_actions_addfchdir_np(posix_spawn_file_actions_t *actions, int fd);
+static inline int rast_open_directory_path(const char *path) { return open(path, __O_PATH | O_DIRECTORY | O_CLOEXEC); }
+static inline int rast_spawn_add_fchdir(posix_spawn_file_actions_t *actions, int fd) {
+    return posix_spawn_file_actions_addfchdir_np(actions, fd);
+}

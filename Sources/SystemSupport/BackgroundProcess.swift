@@ -33,6 +33,7 @@ public final class BackgroundProcess: Sendable {
         posix_spawn_file_actions_adddup2(&fileActions, pipe[1], 1)
         posix_spawn_file_actions_adddup2(&fileActions, pipe[1], 2)
         if let directory = command.workingDirectory { rast_spawn_add_chdir(&fileActions, directory) }
+        if command.workingDirectory == nil { InitialWorkingDirectory.add(to: &fileActions) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

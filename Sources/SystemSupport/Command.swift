@@ -128,6 +128,7 @@ public struct Command: Sendable, CustomStringConvertible {
         if let workingDirectory {
             rast_spawn_add_chdir(&fileActions, workingDirectory)
         }
+        if workingDirectory == nil { InitialWorkingDirectory.add(to: &fileActions) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -54,6 +54,7 @@ public final class PipedProcess {
         }
         posix_spawn_file_actions_adddup2(&actions, errorFD, 2)
         if let directory = command.workingDirectory { rast_spawn_add_chdir(&actions, directory) }
+        if command.workingDirectory == nil { InitialWorkingDirectory.add(to: &actions) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
