@@ -137,6 +137,11 @@ extension Recipe {
         if !system.kernelCommandLine.isEmpty {
             details.append("extra kernel arguments: \(system.kernelCommandLine)")
         }
+        if disk.bootloader == .limine {
+            let origin = packagesToInstall.contains("limine") ? "the image's `limine` package" : "this machine's `limine`"
+            details.append("Limine from \(origin): EFI/BOOT/BOOTX64.EFI on the ESP for UEFI, `limine bios-install` into the BIOS boot partition for BIOS")
+            details.append("Limine reads FAT only: the ESP (\(sizeText(disk.espSize))) holds limine.conf and the kernel and initramfs of both deployments; every deploy copies the slot's kernel there")
+        }
         return PlannedStage(kind: .bootLoader, runs: true,
                             summary: "install \(loader) for \(firmware), with entries for the deployed snapshot \(snapshots.deploy) and the previous deployment",
                             details: details)

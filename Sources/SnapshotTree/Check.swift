@@ -20,12 +20,25 @@ public struct CheckReport: Sendable, Codable, Equatable {
     public var defaultMismatch: String?
     /// Snapshots whose parent is not in the tree.
     public var unknownParents: [Int] = []
+    /// Limine: the menu on the ESP is missing or unreadable, or an entry's kernel or initramfs
+    /// is missing or damaged there.
+    public var bootMenuProblems: [String] = []
+    /// Limine: ESP files an interrupted deploy left (kernels no entry loads, `.tmp` and
+    /// `.new` files); harmless, removed by the next deploy, rollback, `rast boot` or repair.
+    public var bootLeftovers: [String] = []
+    /// ESP copies to be replaced by a repair (missing or damaged).
+    var damagedBootFiles: [String] = []
+
+    enum CodingKeys: String, CodingKey {
+        case dangling, orphans, strays, workingCopies, missingSlots, brokenBootEntries, defaultMismatch, unknownParents,
+             bootMenuProblems, bootLeftovers
+    }
 
     /// Consistent: everything in the tree exists, nothing unknown but working copies remains,
     /// and the boot entries point at existing slots.
     public var isConsistent: Bool {
         dangling.isEmpty && orphans.isEmpty && strays.isEmpty && missingSlots.isEmpty
-            && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty
+            && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty && bootMenuProblems.isEmpty
     }
 
     public var lines: [String] {
@@ -39,6 +52,8 @@ public struct CheckReport: Sendable, Codable, Equatable {
         for slot in brokenBootEntries { lines.append("boot entry: points at slot \(slot), which does not exist") }
         if let defaultMismatch { lines.append("default subvolume: \(defaultMismatch)") }
         for id in unknownParents { lines.append("parent: snapshot \(id) has a parent that is not in the tree") }
+        for problem in bootMenuProblems { lines.append("boot menu: \(problem)") }
+        for path in bootLeftovers { lines.append("leftover on the ESP: \(path) (removed by the next deploy or `rast check --repair`)") }
         for path in workingCopies { lines.append("working copy: \(path) (removed by `rast tmp`)") }
         return lines
     }
@@ -84,7 +99,22 @@ extension SnapshotStore {
         for record in state.slots where layout.triple(record.slot).contains(where: { !Files.exists($0) }) {
             report.missingSlots.append(record.slot)
         }
-        for slot in try bootEntrySlots() where !Files.exists(layout.root(slot)) {
+        var entrySlots: [String]
+        if state.boot?.loader == .limine {
+            do {
+                let inspection = LimineInspection(volume: try espVolume())
+                report.bootMenuProblems = inspection.problems
+                report.bootLeftovers = inspection.leftovers
+                report.damagedBootFiles = inspection.damaged
+                entrySlots = inspection.slots
+            } catch {
+                report.bootMenuProblems.append("the EFI system partition cannot be opened: \(error)")
+                entrySlots = []
+            }
+        } else {
+            entrySlots = try bootEntrySlots()
+        }
+        for slot in entrySlots where !Files.exists(layout.root(slot)) {
             report.brokenBootEntries.append(slot)
         }
         if let next = state.next, Files.exists(layout.root(next)) {
@@ -99,7 +129,7 @@ extension SnapshotStore {
     /// Slots named by the generated boot configuration.
     func bootEntrySlots() throws -> [String] {
         var slots: [String] = []
-        for path in [layout.grubConfig, layout.limineConfig] where Files.exists(path) {
+        for path in [layout.grubConfig] where Files.exists(path) {
             let text = try Files.readString(path)
             var rest = Substring(text)
             let marker = "rootflags=subvol=@.snapshots/rootfs/snapshot-"
@@ -151,7 +181,13 @@ extension SnapshotStore {
             if state.next == slot { state.next = state.slots.first?.slot }
             actions.append("forgot deployment slot \(slot), which was missing")
         }
-        if let next = state.next, let record = state.slot(next), !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty {
+        // Damaged copies on the ESP go first: the sync below copies what is missing.
+        if !report.damagedBootFiles.isEmpty, let volume = try? espVolume() {
+            for path in report.damagedBootFiles { try volume.remove(path) }
+        }
+        let bootMenuNeedsWork = !report.bootMenuProblems.isEmpty || !report.bootLeftovers.isEmpty
+        if let next = state.next, let record = state.slot(next),
+           !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty || bootMenuNeedsWork {
             var entries = [(next, record.snapshot)]
             let other = Layout.otherSlot(next)
             if let previous = state.slot(other) { entries.append((other, previous.snapshot)) }

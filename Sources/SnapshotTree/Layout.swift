@@ -48,7 +48,6 @@ public struct Layout: Sendable {
     public var variable: String { top + "/@var" }
     public var bootLoader: String { top + "/@boot" }
     public var grubConfig: String { bootLoader + "/grub/grub.cfg" }
-    public var limineConfig: String { bootLoader + "/limine.conf" }
 
     /// astOS's own state, read when adopting an astOS installation.
     public var astosDirectory: String { snapshots + "/ast" }
