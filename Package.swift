@@ -68,7 +68,7 @@ let package = Package(
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "SystemSupport"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "SystemSupport"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",

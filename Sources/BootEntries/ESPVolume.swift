@@ -231,7 +231,8 @@ public final class MtoolsESP: ESPVolume {
     /// mtools' name for the volume.
     public var location: String { offset == 0 ? image : "\(image)@@\(offset)" }
 
-    static let tools = ["mdir", "mmd", "mcopy", "mren", "mdel"]
+    /// The mtools programs it runs.
+    public static let tools = ["mdir", "mmd", "mcopy", "mren", "mdel"]
 
     /// `::/path`, mtools' name for a path on the volume.
     func drive(_ path: String) -> String { "::/" + path }
