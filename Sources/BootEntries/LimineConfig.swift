@@ -39,6 +39,11 @@ public struct LimineConfig: Sendable, Equatable {
         public let line: Int
         public let message: String
         public var description: String { "limine.conf line \(line): \(message)" }
+
+        public init(line: Int, message: String) {
+            self.line = line
+            self.message = message
+        }
     }
 
     /// Parses the text; a line that is none of the forms above is an error naming the line.
@@ -63,14 +68,11 @@ public struct LimineConfig: Sendable, Equatable {
                 guard line.contains("}="), line.count > 4 else { throw ParseError(line: number, message: "a macro is written ${NAME}=value") }
                 continue
             }
-            guard let colon = line.firstIndex(of: ":") else {
-                throw ParseError(line: number, message: "'\(line)' is not `key: value`, an entry (/Title) or a comment")
-            }
+            let notAnOption = ParseError(line: number, message: "'\(line)' is not `key: value`, an entry (/Title) or a comment")
+            guard let colon = line.firstIndex(of: ":") else { throw notAnOption }
             let key = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-                throw ParseError(line: number, message: "'\(line[..<colon])' is not an option name")
-            }
+            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { throw notAnOption }
             if entries.isEmpty {
                 globals[key] = value
             } else {

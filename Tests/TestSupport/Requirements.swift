@@ -50,5 +50,6 @@ public enum Require {
         "bsdtar": "libarchive-tools", "git": "git", "gpg": "gnupg", "partx": "util-linux",
         "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
         "sfdisk": "fdisk", "busybox": "busybox-static",
+        "mdir": "mtools", "mren": "mtools", "mdel": "mtools", "fsck.fat": "dosfstools",
     ]
 }
