@@ -102,10 +102,10 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
-            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
+            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
