@@ -100,7 +100,7 @@ extension SnapshotStore {
             report.missingSlots.append(record.slot)
         }
         var entrySlots: [String]
-        if state.boot?.loader == .limine {
+        if state.boot?.loader == .limine, state.next != nil {
             do {
                 let inspection = LimineInspection(volume: try espVolume())
                 report.bootMenuProblems = inspection.problems

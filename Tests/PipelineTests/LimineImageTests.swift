@@ -22,6 +22,7 @@ struct LimineImage: Sendable {
 
     static func shared() throws -> LimineImage {
         try ImageTestSupport.requirements()
+        try Require.programs("mdir", "mren", "mdel", "fsck.fat", "dd")
         return try built.get()
     }
 

@@ -34,6 +34,7 @@ import Testing
         let store = fixture.store
         let esp = try #require(fixture.esp)
         try store.acquire(wait: false)
+        #expect(try store.check().isConsistent, "nothing deployed yet: no menu to check")
 
         let one = try store.copy(0, parent: 0, description: "first")
         try Self.setKernel(fixture, one, "kernel one")
