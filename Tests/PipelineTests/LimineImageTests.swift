@@ -197,7 +197,18 @@ extension ImageBuilds {
                 return result
             }
 
+            // First, in the guest, where the ESP is mounted as vfat: deploys killed with SIGKILL
+            // at random moments, each followed by `rast check` (it completes the deploy and
+            // checks the menu and kernels on the ESP).
             let first = try boot(1, firmware: .bios, expect: 1, then: """
+                for round in 1 2 3 4 5 6 7 8; do
+                    rast deploy $((round % 2 + 1)) > /dev/null 2>&1 &
+                    usleep $((RANDOM * 40))
+                    kill -9 $! 2>/dev/null || true
+                    wait $! 2>/dev/null || true
+                    rast check > /tmp/check 2>&1 || { cat /tmp/check; exit 1; }
+                done
+                echo "RAST-REPORT killed deploys checked"
                 rast branch 1 "branch to deploy" > /tmp/branch
                 new=$(sed -n 's/^created snapshot \\([0-9]*\\) from 1$/\\1/p' /tmp/branch)
                 echo "RAST-REPORT branched $new"
@@ -209,6 +220,7 @@ extension ImageBuilds {
             let branch = try #require(branched, "the guest reported the new branch: \(first.otherReports)")
             #expect(first.otherReports.contains("after-deploy next:    snapshot \(branch) (slot tmp0)"))
             #expect(first.otherReports.contains("check the snapshot tree is consistent"), "\(first.otherReports)")
+            #expect(first.otherReports.contains("killed deploys checked"), "\(first.otherReports)")
             // The guest wrote the ESP through vfat: the host reads the new menu with mtools.
             let (problems, menu) = inspectLimineESP(try image.esp(of: disk))
             #expect(problems.isEmpty, "\(problems)")
