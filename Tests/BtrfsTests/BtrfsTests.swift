@@ -320,8 +320,9 @@ struct BtrfsTests {
         #expect(try BtrfsCLI.superGeneration(device) > before)
     }
 
-    /// rast is benchmarked with 1,000 snapshots: listing them must stay fast.
-    @Test func thousandSnapshotsListQuickly() throws {
+    /// rast is benchmarked with 1,000 snapshots (bench/snapshots measures the speed): listing and
+    /// deleting that many must be complete and correct.
+    @Test func thousandSnapshotsListAndDelete() throws {
         let fs = try BtrfsFixture(size: "1G")
         defer { fs.close() }
         try Btrfs.createSubvolume(at: fs.path("base"))
@@ -330,21 +331,13 @@ struct BtrfsTests {
         for number in 1...1000 {
             try Btrfs.createSnapshot(of: fs.path("base"), at: fs.path("snapshots/snapshot-\(number)"), readOnly: true)
         }
-        let clock = ContinuousClock()
-        var entries: [SubvolumeEntry] = []
-        let elapsed = try clock.measure {
-            entries = try Btrfs.subvolumes(below: fs.mountPoint, top: Btrfs.topLevelID)
-        }
+        let entries = try Btrfs.subvolumes(below: fs.mountPoint, top: Btrfs.topLevelID)
         #expect(entries.count == 1001)
         #expect(Set(entries.map(\.path)).count == 1001)
         #expect(entries.filter { $0.info.isReadOnly }.count == 1000)
-        #expect(elapsed < .seconds(2), "listing 1001 subvolumes took \(elapsed)")
 
-        let deleteElapsed = try clock.measure {
-            for number in 1...1000 { try Btrfs.deleteSubvolume(at: fs.path("snapshots/snapshot-\(number)")) }
-        }
+        for number in 1...1000 { try Btrfs.deleteSubvolume(at: fs.path("snapshots/snapshot-\(number)")) }
         #expect(try Btrfs.subvolumes(below: fs.mountPoint, top: Btrfs.topLevelID).map(\.path) == ["base"])
-        #expect(deleteElapsed < .seconds(30), "deleting 1000 snapshots took \(deleteElapsed)")
     }
 }
 
