@@ -271,11 +271,10 @@ public final class MtoolsESP: ESPVolume {
 
     public func read(_ path: String) throws -> [UInt8]? {
         guard try exists(path) else { return nil }
-        let scratch = try TemporaryDirectory(prefix: "rast-esp")
-        defer { try? scratch.remove() }
-        let local = scratch.appending("file")
-        try run("mcopy", ["-n", drive(path), local])
-        return try Files.read(local)
+        let local = try UnnamedFile()
+        // -n: no question about overwriting the (empty) local file.
+        try run("mcopy", ["-n", drive(path), local.path])
+        return try Files.read(local.path)
     }
 
     public func copy(from local: String, to path: String) throws {
@@ -290,11 +289,9 @@ public final class MtoolsESP: ESPVolume {
     }
 
     public func write(_ bytes: [UInt8], to path: String) throws {
-        let scratch = try TemporaryDirectory(prefix: "rast-esp")
-        defer { try? scratch.remove() }
-        let local = scratch.appending("file")
-        try Files.writeAtomically(local, bytes: bytes)
-        try copy(from: local, to: path)
+        let local = try UnnamedFile()
+        try local.write(bytes)
+        try copy(from: local.path, to: path)
     }
 
     public func rename(_ path: String, to newName: String) throws {
@@ -318,5 +315,42 @@ public final class MtoolsESP: ESPVolume {
             throw ESPError.mtools(location: location, command: "mdir ::/", output: "cannot read the free space from '\(line)'")
         }
         return free
+    }
+}
+
+/// A temporary file without a name, for mtools (a child process) to read or write through
+/// `/proc/PID/fd/N`: it goes away with this process, also when the process is killed, where a
+/// named temporary file would stay behind.
+final class UnnamedFile {
+    let fd: Int32
+
+    init() throws {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/rast-esp-XXXXXX".utf8CString)
+        let named = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard named >= 0 else { throw SystemError("create a temporary file in", path: base) }
+        unlink(String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        // Opened again with O_CLOEXEC, so that no child process inherits it.
+        fd = open("/proc/self/fd/\(named)", O_RDWR | O_CLOEXEC)
+        let error = errno
+        close(named)
+        guard fd >= 0 else { throw SystemError("open", path: "/proc/self/fd/\(named)", errno: error) }
+    }
+
+    deinit { close(fd) }
+
+    /// The name a child process opens it by.
+    var path: String { "/proc/\(getpid())/fd/\(fd)" }
+
+    func write(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress! + offset, $0.count - offset, off_t(offset)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: path)
+            }
+            offset += written
+        }
     }
 }

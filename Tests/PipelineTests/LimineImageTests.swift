@@ -258,9 +258,13 @@ extension ImageBuilds {
             var mounted = true
             defer { if mounted { try? Mounts.unmount(top) } }
 
+            // rast's temporary files go here: a killed rast must leave none behind.
+            let temporary = scratch.appending("tmp")
+            try Files.createDirectory(temporary)
             /// `rast COMMAND --root TOP ARGUMENTS...`
             func run(_ arguments: [String]) throws -> CommandResult {
-                try Command(rast, [arguments[0], "--root", top] + arguments.dropFirst()).run(check: false, timeout: 120)
+                try Command(rast, [arguments[0], "--root", top] + arguments.dropFirst(), environment: ["TMPDIR": temporary])
+                    .run(check: false, timeout: 120)
             }
             /// mtools runs rast started finish on their own after rast is killed: wait for them.
             func waitForOrphans() throws {
@@ -304,7 +308,7 @@ extension ImageBuilds {
             for iteration in 0..<(wanted * 4) where killed < wanted && failures.isEmpty {
                 let target = targets[iteration % targets.count]
                 let delay = Double.random(in: 0...1, using: &random) * duration
-                var command = Command(rast, ["deploy", "--root", top, String(target)])
+                var command = Command(rast, ["deploy", "--root", top, String(target)], environment: ["TMPDIR": temporary])
                 command.stopSignal = SIGKILL
                 let result = try command.run(check: false, timeout: delay)
                 if result.timedOut { killed += 1 } else { finished += 1 }
@@ -321,6 +325,7 @@ extension ImageBuilds {
             }
             #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
             #expect(killed >= wanted, "at least \(wanted) deploys were killed mid-way (\(killed) killed, \(finished) finished)")
+            #expect(try FileManagerShim.contents(of: temporary).isEmpty, "no temporary file left by a killed rast")
             print("limine kill test: \(killed) deploys killed with SIGKILL (\(finished) finished first) within \(String(format: "%.2f", duration)) s; the ESP was bootable after every kill")
 
             // The last state boots, into the snapshot the tree says boots next.
