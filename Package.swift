@@ -60,6 +60,9 @@ let package = Package(
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
+        // Backups: object stores (S3 Signature V4, file://) and encrypted btrfs send streams.
+        .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport"]),
+        .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
 
         // Stages and host operations.
         .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
@@ -68,7 +71,9 @@ let package = Package(
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
         ]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "SystemSupport"]),
+        // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
+        .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "SystemSupport"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -77,7 +82,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -108,6 +113,11 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
+        ]),
+        .testTarget(name: "SearchTests", dependencies: ["Search", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "Curl", "SystemSupport", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "BackupTests", dependencies: [
+            "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],

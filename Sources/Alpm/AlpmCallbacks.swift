@@ -114,8 +114,12 @@ public enum AlpmQuestion: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// How questions are answered without a person: each prompt gets "yes" only when the
-/// policy says so; providers are always the first one offered; keys are never imported.
+/// How libalpm's questions are answered without a person. The default is what `pacman
+/// --noconfirm` answers, which is each prompt's default: yes to installing an ignored package
+/// that was asked for, to replacing a package named in a new package's replaces= (how Arch
+/// renames packages), to deleting a corrupted package file and to importing a key; no to
+/// removing a conflicting package and to skipping packages whose dependencies cannot be
+/// resolved; the first provider offered.
 public struct AlpmQuestionPolicy: Sendable, Equatable {
     public var installIgnoredPackages: Bool
     /// Replace installed packages named in a new package's replaces=.
@@ -126,19 +130,28 @@ public struct AlpmQuestionPolicy: Sendable, Equatable {
     public var deleteCorruptedPackages: Bool
     /// Drop targets whose dependencies cannot be resolved instead of failing.
     public var skipUnresolvablePackages: Bool
+    /// Import a missing PGP key that libalpm found (on a key server) into the keyring. An
+    /// imported key still needs trust before its signatures count.
+    public var importKeys: Bool
 
-    public init(installIgnoredPackages: Bool = false, replacePackages: Bool = false,
+    public init(installIgnoredPackages: Bool = true, replacePackages: Bool = true,
                 removeConflictingPackages: Bool = false, deleteCorruptedPackages: Bool = true,
-                skipUnresolvablePackages: Bool = false) {
+                skipUnresolvablePackages: Bool = false, importKeys: Bool = true) {
         self.installIgnoredPackages = installIgnoredPackages
         self.replacePackages = replacePackages
         self.removeConflictingPackages = removeConflictingPackages
         self.deleteCorruptedPackages = deleteCorruptedPackages
         self.skipUnresolvablePackages = skipUnresolvablePackages
+        self.importKeys = importKeys
     }
 
+    /// pacman --noconfirm's answers (the default).
+    public static let pacmanNoConfirm = AlpmQuestionPolicy()
+
     /// Answers no to everything that changes more than was asked for.
-    public static let conservative = AlpmQuestionPolicy()
+    public static let conservative = AlpmQuestionPolicy(installIgnoredPackages: false, replacePackages: false,
+                                                        removeConflictingPackages: false, deleteCorruptedPackages: true,
+                                                        skipUnresolvablePackages: false, importKeys: false)
 }
 
 /// One question and the answer given.
@@ -224,7 +237,8 @@ final class CallbackContext {
             let key = question.pointee.import_key.key
             asked = .importKey(fingerprint: key.flatMap { string($0.pointee.fingerprint) } ?? "?",
                                owner: key.flatMap { string($0.pointee.uid) })
-            question.pointee.import_key.import = 0
+            yes = questionPolicy.importKeys
+            question.pointee.import_key.import = yes ? 1 : 0
         default:
             asked = .other(type.rawValue)
             question.pointee.any.answer = 0

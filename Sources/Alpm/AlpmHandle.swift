@@ -323,6 +323,15 @@ public final class AlpmHandle {
         return AlpmPackage(pkg, details: true)
     }
 
+    /// The installed package named `target`, else the first installed package that satisfies
+    /// it as a dependency (`sh` → the package that provides sh; `name>=1.2` works too), as
+    /// `pacman -Q` and `-Qi` look a target up. With all details, or nil.
+    public func installedPackage(satisfying target: String) -> AlpmPackage? {
+        if let named = installedPackage(named: target) { return named }
+        guard let local = localDatabase, let pkg = alpm_find_satisfier(alpm_db_get_pkgcache(local), target) else { return nil }
+        return AlpmPackage(pkg, details: true)
+    }
+
     /// A package in the sync databases (`pacman -Si`): the first database that has it, or
     /// the one named by `repository`.
     public func syncPackage(named name: String, repository: String? = nil) throws -> AlpmPackage? {

@@ -44,17 +44,55 @@ public struct TransactionFlags: OptionSet, Sendable, Hashable {
     }
 }
 
+/// An installed package removed because a new one names it in replaces= (a rename).
+public struct PackageReplacement: Sendable, Equatable, CustomStringConvertible {
+    public var old: String
+    public var oldVersion: String?
+    public var new: String
+    public var newVersion: String?
+
+    public init(old: String, oldVersion: String?, new: String, newVersion: String?) {
+        self.old = old
+        self.oldVersion = oldVersion
+        self.new = new
+        self.newVersion = newVersion
+    }
+
+    public var description: String {
+        "replace \(old)\(oldVersion.map { " \($0)" } ?? "") with \(new)\(newVersion.map { " \($0)" } ?? "")"
+    }
+}
+
 /// What a prepared transaction will do (and, after commit, did).
 public struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
-    /// Packages installed, upgraded, downgraded or reinstalled.
+    /// Packages installed, upgraded, downgraded or reinstalled (replacing packages included).
     public var added: [PackageOperation]
+    /// Packages removed (replaced packages included).
     public var removed: [PackageOperation]
+    /// Which removals are replacements, and by what.
+    public var replacements: [PackageReplacement]
+
+    public init(added: [PackageOperation], removed: [PackageOperation], replacements: [PackageReplacement] = []) {
+        self.added = added
+        self.removed = removed
+        self.replacements = replacements
+    }
 
     public var isEmpty: Bool { added.isEmpty && removed.isEmpty }
 
+    /// One line per change, a replacement as one "replace OLD with NEW" line in place of the
+    /// new package's install and the old one's removal.
+    public var lines: [String] {
+        let replacing = Set(replacements.map(\.new))
+        let replaced = Set(replacements.map(\.old))
+        return added.filter { !($0.kind == .install && replacing.contains($0.name)) }.map(\.description)
+            + replacements.map(\.description)
+            + removed.filter { !replaced.contains($0.name) }.map(\.description)
+    }
+
     public var description: String {
         if isEmpty { return "nothing to do" }
-        return (added + removed).map(\.description).joined(separator: ", ")
+        return lines.joined(separator: ", ")
     }
 }
 
@@ -215,11 +253,24 @@ public final class AlpmTransaction {
             }
             return PackageOperation(kind: kind, name: name, oldVersion: old, newVersion: newVersion)
         }
-        let removed = AlpmList.packages(alpm_trans_get_remove(handle.handle)).map { pkg in
+        let removedPackages = alpm_trans_get_remove(handle.handle)
+        let removed = AlpmList.packages(removedPackages).map { pkg in
             PackageOperation(kind: .remove, name: string(alpm_pkg_get_name(pkg)) ?? "?",
                              oldVersion: string(alpm_pkg_get_version(pkg)), newVersion: nil)
         }
-        return TransactionSummary(added: added, removed: removed)
+        // A removal is a replacement when an added package's replaces= matches the package.
+        var replacements: [PackageReplacement] = []
+        for pkg in AlpmList.packages(alpm_trans_get_add(handle.handle)) {
+            for dependency in AlpmList.pointers(alpm_pkg_get_replaces(pkg)) {
+                guard let text = alpm_dep_compute_string(dependency.assumingMemoryBound(to: alpm_depend_t.self)) else { continue }
+                defer { free(text) }
+                guard let old = alpm_find_satisfier(removedPackages, text) else { continue }
+                replacements.append(PackageReplacement(
+                    old: string(alpm_pkg_get_name(old)) ?? "?", oldVersion: string(alpm_pkg_get_version(old)),
+                    new: string(alpm_pkg_get_name(pkg)) ?? "?", newVersion: string(alpm_pkg_get_version(pkg))))
+            }
+        }
+        return TransactionSummary(added: added, removed: removed, replacements: replacements)
     }
 
     /// Downloads, checks and applies the transaction. Failures list file conflicts and

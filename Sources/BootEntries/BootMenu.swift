@@ -83,6 +83,8 @@ public struct BootMenu: Sendable, Equatable, Codable {
     public var entries: [BootEntry]
     public var timeoutSeconds: Int
     public var serialConsole: Bool
+    /// The kernel's `root=` value; nil: `PARTUUID=rootPartitionUUID`.
+    public var rootDevice: String?
 
     public init(distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
                 kernelArguments: String = "console=ttyS0", entries: [BootEntry] = [], timeoutSeconds: Int = 3,
@@ -103,7 +105,7 @@ public struct BootMenu: Sendable, Equatable, Codable {
 
     /// The kernel command line of an entry.
     public func commandLine(for entry: BootEntry) -> String {
-        var parts = ["root=PARTUUID=\(rootPartitionUUID)", "rootflags=subvol=\(BootMenu.rootSubvolume(slot: entry.slot))",
+        var parts = ["root=\(rootDevice ?? "PARTUUID=\(rootPartitionUUID)")", "rootflags=subvol=\(BootMenu.rootSubvolume(slot: entry.slot))",
                      "ro", "rootwait", "rast.slot=\(entry.slot)"]
         if !kernelArguments.isEmpty { parts.append(kernelArguments) }
         return parts.joined(separator: " ")
@@ -225,6 +227,7 @@ public enum BootConfiguration {
         }
         try check("filesystem UUID", menu.filesystemUUID, allowSpaces: false)
         try check("root PARTUUID", menu.rootPartitionUUID, allowSpaces: false)
+        if let rootDevice = menu.rootDevice { try check("root device", rootDevice, allowSpaces: false) }
         try check("kernel arguments", menu.kernelArguments, allowSpaces: true)
         for entry in menu.entries {
             try check("title", entry.title, allowSpaces: true)

@@ -59,6 +59,11 @@ public enum EntryPoint {
                 }
                 return code.rawValue
             }
+            // Whatever failed after SIGINT or SIGTERM failed because of it: exit as interrupted.
+            if Cancellation.shared.isCancelled {
+                printError("\(programName): \(error)")
+                return 130
+            }
             printError("\(programName): error: \(error)")
             return 1
         }

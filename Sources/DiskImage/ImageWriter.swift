@@ -8,7 +8,7 @@ import Glibc
 /// Writes an image's virtual disk onto an open target and reads it back.
 ///
 /// Data extents are copied; holes are skipped. On a new file a hole already reads as zeros
-/// (and stays a hole). On a block device the old contents would show through, so each hole
+/// (and stays a hole), and so do 4 KiB blocks of zeros inside data extents. On a block device the old contents would show through, so each hole
 /// is zeroed with BLKZEROOUT: unlike BLKDISCARD it guarantees that the range reads as zeros
 /// afterwards, and unlike writing zeros ourselves it lets the device do it cheaply where it
 /// can (WRITE ZEROES on disks, a punched hole in a loop device's file); where it cannot, the
@@ -65,7 +65,15 @@ final class ImageWriter {
                 let length = Int(min(Int64(chunk), extent.upperBound - position))
                 let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
                 try source.read(at: position, into: piece)
-                try writeFully(UnsafeRawBufferPointer(piece), at: position)
+                if isDevice {
+                    try writeFully(UnsafeRawBufferPointer(piece), at: position)
+                } else if let base = piece.baseAddress {
+                    // A new file reads zeros where nothing was written: blocks of zeros inside
+                    // data extents (preallocated images) stay holes there.
+                    for run in ZeroBlocks.dataRuns(base, count: length, start: position) {
+                        try writeFully(UnsafeRawBufferPointer(rebasing: piece[run]), at: position + Int64(run.lowerBound))
+                    }
+                }
                 hasher.update(UnsafeRawBufferPointer(piece))
                 position += Int64(length)
                 progress.update(ProgressUpdate(task: "write", completed: position, total: total, unit: .bytes))

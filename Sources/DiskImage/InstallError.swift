@@ -12,6 +12,8 @@ public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
     case verificationFailed(target: String, expected: String, actual: String)
     /// A block device target failed after writing had begun: it holds no usable system.
     case incomplete(target: String, step: String, reason: String)
+    /// SIGINT or SIGTERM stopped the installation to a file; the file is as it was.
+    case interrupted(target: String, step: String, existed: Bool)
 
     public var description: String {
         switch self {
@@ -28,6 +30,9 @@ public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(target) does not read back as the image (SHA-256 \(actual), the image gives \(expected)): the disk may be failing"
         case .incomplete(let target, let step, let reason):
             return "\(target) is incomplete and holds no usable system (\(step) failed: \(reason)); run rast-install again"
+        case .interrupted(let target, let step, let existed):
+            return "interrupted while \(step); \(target) " + (existed ? "is unchanged" : "was not created")
+                + " (the installation was written to a temporary file beside it, which was removed)"
         }
     }
 }

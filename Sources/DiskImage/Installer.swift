@@ -301,6 +301,7 @@ private final class InstallRun {
     func perform() throws -> Outcome {
         let isDevice = plan.target.isBlockDevice
         let finalPath = plan.target.resolvedPath
+        let existed = Files.exists(finalPath)
         var temporary: String?
         var committed = false
         var writing = false
@@ -344,14 +345,22 @@ private final class InstallRun {
             try writer.sync()
             writer.rereadPartitions()
             if let temporary {
+                // The last moment to stop: a SIGINT before this leaves the file as it was.
+                try checkCancelled()
                 try SystemError.check("rename", path: finalPath) { rename(temporary, finalPath) }
                 committed = true
                 try Files.syncDirectory((finalPath as NSString).deletingLastPathComponent)
             }
             return Outcome(sha256: sha256, snapshot: snapshot, layout: layout)
         } catch {
-            guard isDevice, writing else { throw error }
-            throw InstallError.incomplete(target: plan.target.path, step: step, reason: "\(error)")
+            let interrupted = error is InterruptedError || Cancellation.shared.isCancelled
+            if isDevice, writing {
+                throw InstallError.incomplete(target: plan.target.path, step: step, reason: interrupted ? "interrupted" : "\(error)")
+            }
+            if interrupted, !isDevice {
+                throw InstallError.interrupted(target: plan.target.path, step: step, existed: existed)
+            }
+            throw error
         }
     }
 

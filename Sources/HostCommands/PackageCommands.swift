@@ -226,7 +226,7 @@ public final class PackageCommands {
             output("\(what): nothing to do")
             return
         }
-        for operation in summary.added + summary.removed { output("\(what): \(operation)") }
+        for line in summary.lines { output("\(what): \(line)") }
     }
 
     // MARK: astOS's commands

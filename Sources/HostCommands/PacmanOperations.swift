@@ -160,7 +160,7 @@ extension PackageCommands {
         } else {
             packages = []
             for target in operation.targets {
-                if let package = session.handle.installedPackage(named: target) {
+                if let package = session.handle.installedPackage(satisfying: target) {
                     packages.append(package)
                 } else {
                     notFound.append(target)
@@ -249,7 +249,7 @@ extension PackageCommands {
                                                  binds: [(layout.variable, "/var"), (layout.home, "/home")], progress: progress)
             defer { workspace.close() }
             let summary = try install(targets, in: workspace)
-            for operation in summary.added + summary.removed { output("would \(operation)") }
+            for line in summary.lines { output("would \(line)") }
         } catch let error as InterruptedError {
             throw error
         } catch {
@@ -278,7 +278,7 @@ extension PackageCommands {
         defer { try? session.handle.close() }
         try session.refresh()
         let summary = try session.run(PackageRequest(upgradeAll: true), dryRun: true)
-        for operation in summary.added + summary.removed { output("would \(operation)") }
+        for line in summary.lines { output("would \(line)") }
         if summary.isEmpty { output("snapshot \(current) is up to date") }
         output("nothing was changed (test run)")
     }

@@ -123,7 +123,7 @@ extension PackageSession {
 
     /// "install hello 1.0-1, upgrade libhello 1.0-1 -> 1.1-1, remove clash 1.0-1".
     func describe(_ summary: TransactionSummary) -> String {
-        (summary.added + summary.removed).map(\.description).joined(separator: ", ")
+        summary.lines.joined(separator: ", ")
     }
 
     /// Downloads the databases of repositories that have none yet (a repository just added to

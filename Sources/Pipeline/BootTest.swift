@@ -39,7 +39,7 @@ public struct BootTestResult: Sendable, Codable {
 /// guest says PASS and what it reported matches the expectation; a kernel panic, QEMU
 /// exiting early or a timeout fail it. The image is booted with `snapshot=on`: the test
 /// never changes it.
-public struct BootTest {
+public struct BootTest: Sendable {
     public static let successMarker = "RAST-CHECK: PASS"
     public static let failurePrefix = "RAST-CHECK: FAIL"
 
@@ -59,6 +59,13 @@ public struct BootTest {
     /// More disks after the image (/dev/vdb, /dev/vdc, ...), e.g. a package repository for the guest.
     public var extraDisks: [MachineConfiguration.Disk]
     public var consoleLog: String
+    /// The image's kernel (bzImage), for proving that KVM boots it before the first boot.
+    public var probeKernel: String?
+    /// The QEMU program (nil: `$RAST_QEMU` or qemu-system-x86_64).
+    public var qemu: String?
+    /// The image's name in the result and progress lines, when `image` is a temporary file
+    /// that is renamed to it after the test (nil: `image`).
+    public var imageName: String?
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
@@ -116,7 +123,10 @@ public struct BootTest {
         machine.memory = memory
         machine.disks = [.init(path: image, format: format, snapshot: !persistent)] + extraDisks
         machine.firmwareConfig = [(name: "opt/rast/check", file: scriptPath)]
-        progress.begin("boot test: \((image as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU")
+        machine.probeKernel = probeKernel
+        machine.qemu = qemu
+        let name = imageName ?? image
+        progress.begin("boot test: \((name as NSString).lastPathComponent) (\(format)) with \(firmware.rawValue.uppercased()) firmware in QEMU")
         let report = try QEMU.boot(machine, successMarker: Self.successMarker, failurePrefix: Self.failurePrefix,
                                    timeout: timeout, consoleLog: consoleLog, progress: progress)
         var current: String?
@@ -137,8 +147,8 @@ public struct BootTest {
             passed = false
             outcome = "the guest's `rast tree` differs from the image's tree:\n  expected:\n    \(expected.joined(separator: "\n    "))\n  reported:\n    \(tree.joined(separator: "\n    "))"
         }
-        progress.end("boot test", summary: passed ? "passed in \(String(format: "%.1f", report.seconds)) s (\(report.accelerator))" : "FAILED: \(outcome)")
-        return BootTestResult(image: image, format: format, firmware: firmware.rawValue, passed: passed, seconds: report.seconds,
+        progress.end("boot test: \((name as NSString).lastPathComponent) (\(format), \(firmware.rawValue.uppercased()))", summary: passed ? "passed in \(String(format: "%.1f", report.seconds)) s (\(report.accelerator))" : "FAILED: \(outcome)")
+        return BootTestResult(image: name, format: format, firmware: firmware.rawValue, passed: passed, seconds: report.seconds,
                               accelerator: report.accelerator, outcome: outcome, consoleLog: consoleLog,
                               reportedCurrent: current, reportedTree: tree, otherReports: others)
     }

@@ -1,5 +1,7 @@
 import BootEntries
+import Dispatch
 import Foundation
+import Synchronization
 import Kernel
 import Packages
 import QCOW2
@@ -18,6 +20,8 @@ public struct BuildOptions: Sendable {
     public var rastBinary: String?
     /// Run the boot test (nil: as the recipe says).
     public var bootTest: Bool?
+    /// Boots run at the same time in the boot test (nil: one per core).
+    public var bootTestJobs: Int?
     public var jobs: Int
     public var progress: ProgressReporter
 
@@ -183,6 +187,9 @@ public final class ImageBuilder {
                                 workDirectory: work.path, progress: progress).run()
         }
 
+        // A copy of the image's kernel: the boot test proves with it that KVM runs a kernel here.
+        let probeKernel = try copyKernelForProbe(layout: rootfs.store.layout, to: work.appending("probe-vmlinuz"))
+
         // The filesystem is complete: release it before the image file is read.
         let used = try usedBytes(of: mountPoint)
         rootfs.store.unlock()
@@ -198,10 +205,11 @@ public final class ImageBuilder {
             if recipe.output.formats.contains(.qcow2) {
                 let qcow2 = work.appending("\(recipe.name).qcow2")
                 let compression = QCOW2.QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? QCOW2.QCOW2Compression.zstd
+                let final = recipe.outputPath(for: .qcow2)
                 let summary = try QCOW2Writer.convert(raw: rawPath, to: qcow2,
                                                       options: QCOW2Options(compression: compression, clusterSize: Int(recipe.output.qcow2ClusterSize)),
-                                                      progress: progress)
-                progress.note("outputs: \(summary)")
+                                                      progress: progress, displayPath: final)
+                progress.note("outputs: \(final): \(ByteCount.format(summary.fileSize)) for a \(ByteCount.format(summary.virtualSize)) disk")
                 files.append((recipe.outputPath(for: .qcow2), qcow2))
             }
             for file in files {
@@ -214,7 +222,8 @@ public final class ImageBuilder {
         var bootResults: [BootTestResult] = []
         if options.bootTest ?? recipe.bootTest.enabled {
             bootResults = try stage("boot test") {
-                try runBootTests(files: files, expectation: BootExpectation(current: recipe.snapshots.deploy, tree: tree))
+                try runBootTests(files: files, expectation: BootExpectation(current: recipe.snapshots.deploy, tree: tree),
+                                 probeKernel: probeKernel)
             }
             if let failed = bootResults.first(where: { !$0.passed }) {
                 let logs = recipe.output.directory + "/logs"
@@ -248,21 +257,64 @@ public final class ImageBuilder {
         return BuildResult(outputs: files.map(\.final), manifest: manifest, manifestPath: recipe.output.directory + "/\(recipe.name).manifest.json")
     }
 
-    func runBootTests(files: [(final: String, temporary: String)], expectation: BootExpectation) throws -> [BootTestResult] {
-        var results: [BootTestResult] = []
+    /// Copies the kernel the image boots (from the next deployment slot, else snapshot 0) to
+    /// `destination`; nil when there is none.
+    func copyKernelForProbe(layout: Layout, to destination: String) throws -> String? {
+        for directory in Layout.slots.map({ layout.boot($0) }) + [layout.boot(0), layout.root(0) + "/boot"] {
+            guard let names = try? FileManagerShim.contents(of: directory),
+                  let kernel = names.sorted().first(where: { $0.hasPrefix("vmlinuz") }) else { continue }
+            try TreeCopy.copy(directory + "/" + kernel, to: destination)
+            return destination
+        }
+        return nil
+    }
+
+    /// Boots every output under every firmware the recipe names, as many at a time as there
+    /// are cores (`bootTestJobs`), each with its own console log. The accelerator is decided
+    /// once before (with the image's kernel), so the boots do not each find out on their own.
+    func runBootTests(files: [(final: String, temporary: String)], expectation: BootExpectation,
+                      probeKernel: String? = nil) throws -> [BootTestResult] {
         let logs = recipe.output.directory + "/logs"
         try Files.createDirectory(logs)
+        var tests: [BootTest] = []
         for firmware in recipe.bootTest.firmware {
             for file in files {
                 let format = file.final.hasSuffix(".qcow2") ? "qcow2" : "raw"
-                let test = BootTest(image: file.temporary, format: format, firmware: firmware == .bios ? .bios : .uefi,
+                var test = BootTest(image: file.temporary, format: format, firmware: firmware == .bios ? .bios : .uefi,
                                     timeout: Double(recipe.bootTest.timeout), memory: "\(recipe.bootTest.memory >> 20)M",
                                     expectation: expectation,
                                     consoleLog: logs + "/boot-\(recipe.name)-\(format)-\(firmware.rawValue).log")
-                results.append(try test.run(progress: progress))
+                test.probeKernel = probeKernel
+                test.imageName = file.final
+                tests.append(test)
             }
         }
+        let parallel = max(1, min(tests.count, options.bootTestJobs ?? ProcessInfo.processInfo.activeProcessorCount))
+        let accelerator = QEMU.accelerator(probeKernel: probeKernel)
+        let wall = Stopwatch()
+        let results = try Self.runConcurrently(tests, parallel: parallel, progress: progress)
+        let serial = results.reduce(0) { $0 + $1.seconds }
+        progress.note("boot test: \(tests.count) boot\(tests.count == 1 ? "" : "s") (\(accelerator)), \(parallel) at a time: "
+                      + "\(String(format: "%.1f", wall.elapsed)) s wall, \(String(format: "%.1f", serial)) s of boots")
         return results
+    }
+
+    /// Runs `tests` on `parallel` threads; results in the order of `tests`. The first error
+    /// (after every started boot ended) is thrown.
+    static func runConcurrently(_ tests: [BootTest], parallel: Int, progress: ProgressReporter) throws -> [BootTestResult] {
+        let work = BootTestQueue(count: tests.count)
+        let group = DispatchGroup()
+        for _ in 0..<max(1, min(parallel, tests.count)) {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                while let index = work.take() {
+                    work.record(index, Result { try tests[index].run(progress: progress) })
+                }
+            }
+        }
+        group.wait()
+        return try work.results()
     }
 
     /// SHA256SUMS over the outputs, in `sha256sum` format with the final names. `known` holds
@@ -296,5 +348,36 @@ public final class ImageBuilder {
         var st = stat()
         try SystemError.check("stat", path: path) { stat(path, &st) }
         return Int64(st.st_blocks) * 512
+    }
+}
+
+/// The boot tests still to run and what the finished ones gave, shared by the threads that
+/// run them.
+final class BootTestQueue: Sendable {
+    private let next = Mutex(0)
+    private let outcomes = Mutex<[Int: Result<BootTestResult, any Error>]>([:])
+    let count: Int
+
+    init(count: Int) { self.count = count }
+
+    /// The next test to run, or nil when all have been taken.
+    func take() -> Int? {
+        next.withLock { next in
+            guard next < count else { return nil }
+            defer { next += 1 }
+            return next
+        }
+    }
+
+    func record(_ index: Int, _ outcome: Result<BootTestResult, any Error>) {
+        outcomes.withLock { $0[index] = outcome }
+    }
+
+    func results() throws -> [BootTestResult] {
+        let collected = outcomes.withLock { $0 }
+        return try (0..<count).map { index in
+            guard let outcome = collected[index] else { throw UserError("boot test \(index + 1) did not run") }
+            return try outcome.get()
+        }
     }
 }

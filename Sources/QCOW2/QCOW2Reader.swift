@@ -112,7 +112,9 @@ public final class QCOW2Reader {
             clusterBits = Int(header.clusterBits)
             clusterSize = 1 << clusterBits
             l2Entries = clusterSize / 8
-            virtualSize = Int64(header.size)
+            // QEMU counts whole 512-byte sectors: a size that is not a multiple of 512 is
+            // rounded down (`total_sectors = size / 512`), and so is it here.
+            virtualSize = Int64(header.size) / Int64(QCOW2Format.sectorSize) * Int64(QCOW2Format.sectorSize)
             version = Int(header.version)
             compression = header.compressionType == 1 ? .zstd : .zlib
             let l1Bytes = try source.readBytes(count: Int(header.l1Size) * 8, at: Int64(header.l1TableOffset))
@@ -450,7 +452,8 @@ public final class QCOW2Reader {
     // MARK: Conversion
 
     /// Writes the virtual disk to `destination`: a regular file (written under a temporary
-    /// name, sparse: zero and unallocated clusters stay holes) or an existing block device
+    /// name, sparse: zero and unallocated clusters, and 4 KiB blocks of zeros in allocated
+    /// ones, stay holes) or an existing block device
     /// (written in place, zero ranges written as zeros). Clusters are read and decompressed
     /// on `threads` threads (nil: one per core) and written in order.
     @discardableResult
@@ -530,15 +533,17 @@ public final class QCOW2Reader {
                 switch item.source {
                 case .zeros:
                     try writeZeros(at: item.virtualOffset, count: item.length)
-                case .data:
-                    try writer.write(bytes, count: item.length, at: item.virtualOffset)
-                    written += Int64(item.length)
-                case .compressed:
-                    // A compressed cluster of zeros stays a hole in a new file.
-                    if zeroRanges || memcmp(bytes, zeros.base, min(item.length, zeros.count)) != 0
-                        || (item.length > zeros.count && memcmp(bytes, bytes + zeros.count, item.length - zeros.count) != 0) {
+                case .data, .compressed:
+                    if zeroRanges {
                         try writer.write(bytes, count: item.length, at: item.virtualOffset)
                         written += Int64(item.length)
+                    } else {
+                        // Zeros stay holes in a new file, also in allocated clusters (images
+                        // made with preallocation=metadata, falloc or full hold nothing else).
+                        for run in ZeroBlocks.dataRuns(bytes, count: item.length, start: item.virtualOffset) {
+                            try writer.write(bytes + run.lowerBound, count: run.count, at: item.virtualOffset + Int64(run.lowerBound))
+                            written += Int64(run.count)
+                        }
                     }
                 }
             }

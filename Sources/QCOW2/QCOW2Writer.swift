@@ -90,16 +90,19 @@ public enum QCOW2Writer {
 
     /// Converts the raw image or block device `raw` into the QCOW2 image `destination`.
     @discardableResult
+    /// `displayPath` names the output in progress lines when `destination` is a temporary
+    /// place it is renamed from later.
     public static func convert(raw source: String, to destination: String, options: QCOW2Options = QCOW2Options(),
-                               progress: any ProgressReporter = SilentProgress()) throws -> QCOW2Summary {
+                               progress: any ProgressReporter = SilentProgress(), displayPath: String? = nil) throws -> QCOW2Summary {
         do {
-            return try write(source: source, destination: destination, options: options, progress: progress)
+            return try write(source: source, destination: destination, displayPath: displayPath ?? destination,
+                             options: options, progress: progress)
         } catch let error as QCOW2Error {
             throw error.with(path: destination)
         }
     }
 
-    private static func write(source sourcePath: String, destination: String, options: QCOW2Options,
+    private static func write(source sourcePath: String, destination: String, displayPath: String, options: QCOW2Options,
                               progress: any ProgressReporter) throws -> QCOW2Summary {
         try options.validate()
         if let type = fileType(destination), type != S_IFREG {
@@ -151,7 +154,7 @@ public enum QCOW2Writer {
         }
 
         let task = "qcow2 (\(compression)\(compression == .none ? "" : " level \(level)"), \(ByteCount.format(cluster)) clusters)"
-        progress.begin("Writing \(destination): \(task)")
+        progress.begin("Writing \(displayPath): \(task)")
         var summary = QCOW2Summary(path: destination, virtualSize: virtualSize, fileSize: 0, clusterSize: clusterSize,
                                    compression: compression, bytesRead: 0, compressedClusters: 0,
                                    uncompressedClusters: 0, zeroClusters: 0, seconds: 0)
@@ -214,7 +217,7 @@ public enum QCOW2Writer {
         summary.fileSize = metadata.fileSize
         summary.seconds = stopwatch.elapsed
         RastLog.logger.debug("qcow2: \(summary) (\(units.count) units on \(threads) threads, level \(level))")
-        progress.end("Writing \(destination)", summary: "\(ByteCount.format(summary.fileSize)) in \(stopwatch.formatted)")
+        progress.end("Writing \(displayPath)", summary: "\(ByteCount.format(summary.fileSize)) in \(stopwatch.formatted)")
         return summary
     }
 }

@@ -42,6 +42,8 @@ struct Build: ParsableCommand {
 
     @Argument(help: ArgumentHelp("The recipe.", valueName: "recipe")) var recipe: String
     @Flag(name: .customLong("no-boot-test"), help: "Skip the QEMU boot test even if the recipe enables it.") var noBootTest = false
+    @Option(name: .customLong("boot-test-jobs"), help: "Boots the boot test runs at the same time (default: the number of cores).")
+    var bootTestJobs: Int?
     @Option(name: .long, help: ArgumentHelp("Write the outputs here instead of the recipe's output.directory.", valueName: "DIR"))
     var output: String?
     @OptionGroup var options: StageOptions
@@ -49,7 +51,9 @@ struct Build: ParsableCommand {
     func run() throws {
         var loaded = try RecipeLoading.load(recipe)
         if let output { loaded.output.directory = URL(fileURLWithPath: output).standardizedFileURL.path }
-        let builder = ImageBuilder(recipe: loaded, options: options.buildOptions(bootTest: noBootTest ? false : nil))
+        var buildOptions = options.buildOptions(bootTest: noBootTest ? false : nil)
+        if let bootTestJobs { buildOptions.bootTestJobs = max(1, bootTestJobs) }
+        let builder = ImageBuilder(recipe: loaded, options: buildOptions)
         let result = try builder.build()
         for timing in result.manifest.stageTimings {
             print("  " + timing.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f s", timing.seconds))

@@ -24,6 +24,8 @@ public struct Rast: ParsableCommand {
             InstallCommand.self, RemoveCommand.self, UpgradeCommand.self, TreeUpgradeCommand.self, SyncCommand.self,
             ForceSyncCommand.self, TreeRemoveCommand.self, RefreshCommand.self, BaseUpdateCommand.self, DiffCommand.self,
             PkgCommand.self, PacmanCommand.self,
+            SearchCommand.self, AskCommand.self,
+            BackupCommand.self, RestoreCommand.self,
         ])
 
     public init() {}
@@ -32,11 +34,11 @@ public struct Rast: ParsableCommand {
 public enum RastMain {
     public static func run() -> Never {
         // pacman-style flags (rast -S, -Syu, -R, -Q, ...) become the hidden `pacman` subcommand.
-        EntryPoint.run(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(Array(CommandLine.arguments.dropFirst())))
+        EntryPoint.run(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(AskCommand.rewrite(Array(CommandLine.arguments.dropFirst()))))
     }
 
     /// One invocation, as `rast ARGUMENTS` would run it; returns the exit status (for tests).
     public static func execute(_ arguments: [String]) -> Int32 {
-        EntryPoint.execute(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(arguments))
+        EntryPoint.execute(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(AskCommand.rewrite(arguments)))
     }
 }

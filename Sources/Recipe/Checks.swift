@@ -100,18 +100,33 @@ public enum Checks {
         return (tokens, nil)
     }
 
-    /// crypt(3) hashes: `$ID$[PARAMS$]SALT$HASH`. The value is not repeated in the message.
+    /// crypt(3) hashes: `$ID$[PARAMS$]SALT$HASH`, with the length of HASH each scheme has
+    /// (a hash cut short can never match a password). The value is not repeated in the message.
     public static func cryptHash(_ hash: String) -> String? {
         let problem = "the value does not look like a crypt(3) hash ($ID$SALT$HASH with ID 1, 2b, 5, 6, y or gy); make one with `openssl passwd -6`"
         let fields = hash.split(separator: "$", omittingEmptySubsequences: false)
-        let ids: Set<Substring> = ["1", "2a", "2b", "2y", "5", "6", "7", "y", "gy"]
-        guard fields.count >= 4, fields[0].isEmpty, ids.contains(fields[1]), let last = fields.last, !last.isEmpty else {
+        // Characters of the encoded hash per scheme; bcrypt's last field is salt and hash.
+        let hashLength: [Substring: (Int, String)] = [
+            "1": (22, "MD5"), "5": (43, "SHA-256"), "6": (86, "SHA-512"), "y": (43, "yescrypt"), "gy": (43, "gost-yescrypt"),
+            "7": (43, "scrypt"), "2a": (53, "bcrypt"), "2b": (53, "bcrypt"), "2y": (53, "bcrypt"),
+        ]
+        guard fields.count >= 4, fields[0].isEmpty, let (length, scheme) = hashLength[fields[1]], let last = fields.last, !last.isEmpty else {
             return problem
         }
-        let allowed = fields.dropFirst(2).allSatisfy { field in
+        let alphabet = fields.dropFirst(2).allSatisfy { field in
             field.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "./=,".contains($0)) }
         }
-        return allowed ? nil : problem
+        guard alphabet else { return problem }
+        if fields[1].hasPrefix("2") {
+            // $2b$CC$ + 22 characters of salt and 31 of hash.
+            guard fields.count == 4, fields[2].count == 2, let cost = Int(fields[2]), (4...31).contains(cost) else {
+                return "the value is not a bcrypt hash: it must be $2b$ and a cost from 04 to 31, then 53 characters"
+            }
+        }
+        guard last.count == length else {
+            return "the value is a $\(fields[1])$ (\(scheme)) hash whose hash part has \(last.count) characters instead of \(length) (cut short or padded?); make one with `openssl passwd -6`"
+        }
+        return nil
     }
 
     static let sshKeyTypes = [

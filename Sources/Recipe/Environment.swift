@@ -1,6 +1,9 @@
 import Foundation
 import SystemSupport
 import TOML
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Recipe {
     /// Where kernel profiles are looked for, in order: `kernel-profiles` beside the recipe's
@@ -76,7 +79,36 @@ extension Recipe {
         for (index, overlay) in files.enumerated() where !Files.exists(overlay.source) {
             report("files[\(index)].source", "\(overlay.source) does not exist")
         }
+        if let problem = Self.fileSizeProblem(disk.size, in: output.directory) {
+            report("disk.size", problem)
+        }
         return RecipeErrors(problems).errors
+    }
+
+    /// Why a disk image of `size` bytes cannot be written into `directory` (the image is made
+    /// there, sparse, before anything else), or nil. A sparse file of that size is made and
+    /// removed again in the directory, or the closest existing one above it: the filesystem's
+    /// largest file size is what limits it (16 TiB on ext4). Nil when that cannot be tried.
+    static func fileSizeProblem(_ size: Int64, in directory: String) -> String? {
+        var existing = directory
+        while !Files.isDirectory(existing), existing != "/", !existing.isEmpty {
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        var template = Array((existing == "/" ? "" : existing).utf8CString.dropLast()) + Array("/.rast-size-check-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { pointer -> Int32 in
+            guard let base = pointer.baseAddress else { return -1 }
+            return mkstemp(base)
+        }
+        guard fd >= 0 else { return nil }
+        let probe = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer {
+            close(fd)
+            unlink(probe)
+        }
+        guard ftruncate(fd, off_t(size)) != 0 else { return nil }
+        let error = errno
+        guard error == EFBIG || error == EINVAL else { return nil }
+        return "a disk of \(Recipe.describeSize(size)) cannot be written to \(directory): the filesystem holding it cannot hold a file that large (\(String(cString: strerror(error)))); use a smaller size"
     }
 
     /// Throws `RecipeErrors` when `environmentProblems` finds any.

@@ -1,3 +1,4 @@
+import BootEntries
 import Btrfs
 import Foundation
 import SystemSupport
@@ -24,15 +25,85 @@ enum AstosImport {
         for slot in Layout.slots {
             let snap = layout.root(slot) + "/usr/share/ast/snap"
             if let text = try? Files.readString(snap), let id = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                state.setSlot(slot, snapshot: id)
+                // Deployed when astOS created the slot's subvolume.
+                let created = (try? Btrfs.subvolumeInfo(layout.root(slot)))?.creationTime ?? Date()
+                state.setSlot(slot, snapshot: id, deployed: created)
             }
         }
-        if let defaultID = try? Btrfs.defaultSubvolumeID(fs: layout.top) {
-            for slot in Layout.slots where (try? Btrfs.subvolumeID(layout.root(slot))) == defaultID {
-                state.next = slot
-            }
-        }
+        let installed = InstalledBootConfig.read(layout)
+        state.next = nextSlot(layout, state: state, bootConfig: installed)
+        state.boot = bootSettings(layout, next: state.next, bootConfig: installed)
         return state
+    }
+
+    /// The slot that boots next: the default subvolume. Reading that needs root; without it,
+    /// the slot the boot menu's first entry boots, else the slot deployed last (astOS's deploy
+    /// and rollback both create the slot they deploy), else the only slot.
+    static func nextSlot(_ layout: Layout, state: TreeState, bootConfig: InstalledBootConfig?) -> String? {
+        let present = Layout.slots.filter { Files.exists(layout.root($0)) }
+        if let defaultID = try? Btrfs.defaultSubvolumeID(fs: layout.top) {
+            return present.first { (try? Btrfs.subvolumeID(layout.root($0))) == defaultID }
+        }
+        if let slot = bootConfig?.entries.first?.slot, present.contains(slot) { return slot }
+        let created = present.compactMap { slot in
+            (try? Btrfs.subvolumeInfo(layout.root(slot))).map { (slot, $0.creationTransaction) }
+        }
+        if created.count == present.count, let newest = created.max(by: { $0.1 < $1.1 }) { return newest.0 }
+        return present.count == 1 ? present.first : nil
+    }
+
+    /// The boot settings of an astOS installation, derived from what it boots with: the
+    /// filesystem UUID (the menu's `search --fs-uuid`, astOS's `ast/part`, or the filesystem
+    /// itself), the kernel's root= and other arguments, kernel and initramfs names from the
+    /// first menu entry, the menu timeout, and the mount options of the next slot's fstab.
+    /// Deploy then keeps that fstab's other lines (the ESP, astOS's bind mounts).
+    static func bootSettings(_ layout: Layout, next: String?, bootConfig: InstalledBootConfig?) -> BootMenuSettings? {
+        let entry = bootConfig?.entries.first
+        let partFile = (try? Files.readString(layout.astosDirectory + "/part"))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let rootArgument = entry?.argument("root")
+        let uuid = entry?.searchUUID
+            ?? rootArgument.flatMap { $0.hasPrefix("UUID=") ? String($0.dropFirst(5)) : nil }
+            ?? partFile.flatMap { $0.isEmpty ? nil : $0 }
+            ?? (try? Btrfs.filesystemUUID(layout.top))?.uuidString.lowercased()
+        guard let uuid else { return nil }
+        let ignored = ["root=", "rootflags=", "rast.slot="]
+        let arguments = (entry?.arguments ?? []).filter { argument in
+            argument != "rw" && argument != "ro" && !ignored.contains { argument.hasPrefix($0) }
+        }
+        var partitionUUID = ""
+        if let rootArgument, rootArgument.hasPrefix("PARTUUID=") { partitionUUID = String(rootArgument.dropFirst(9)) }
+        var settings = BootMenuSettings(loader: Files.exists(layout.limineConfig) && !Files.exists(layout.grubConfig) ? .limine : .grub,
+                                        distributor: distributor(from: entry?.title), filesystemUUID: uuid,
+                                        rootPartitionUUID: partitionUUID, kernelArguments: arguments.joined(separator: " "),
+                                        timeoutSeconds: bootConfig?.timeoutSeconds ?? 5,
+                                        mountOptions: next.flatMap { mountOptions(layout, slot: $0) } ?? "compress=zstd,noatime")
+        settings.rootDevice = partitionUUID.isEmpty ? (rootArgument ?? "UUID=\(uuid)") : nil
+        settings.kernel = entry?.kernelPath.map { ($0 as NSString).lastPathComponent }
+        settings.initrd = entry?.initrdPaths.map { ($0 as NSString).lastPathComponent }.last { $0.hasPrefix("initramfs") }
+        settings.rewritesFSTab = true
+        settings.serialConsole = bootConfig?.serialConsole ?? false
+        return settings
+    }
+
+    /// "astOS Linux snapshot 1" → "astOS Linux"; astOS when the title says nothing.
+    static func distributor(from title: String?) -> String {
+        guard let title, let range = title.range(of: " snapshot ") ?? title.range(of: " last booted deployment") else { return "astOS" }
+        let name = title[..<range.lowerBound].trimmingCharacters(in: .whitespaces)
+        return name.isEmpty ? "astOS" : name
+    }
+
+    /// The options of the `/` line of a slot's fstab, without `subvol=` and `ro`/`rw`.
+    static func mountOptions(_ layout: Layout, slot: String) -> String? {
+        guard let table = (try? Files.readString(layout.etc(slot) + "/fstab")) ?? (try? Files.readString(layout.root(slot) + "/etc/fstab")) else {
+            return nil
+        }
+        for line in table.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 4, !fields[0].hasPrefix("#"), fields[1] == "/", fields[2] == "btrfs" else { continue }
+            let options = fields[3].split(separator: ",").filter { !$0.hasPrefix("subvol=") && !$0.hasPrefix("subvolid=") && $0 != "ro" && $0 != "rw" }
+            return options.isEmpty ? nil : options.joined(separator: ",")
+        }
+        return nil
     }
 
     private static func walk(_ node: PythonLiteral, parent: Int?, isRoot: Bool, into state: inout TreeState,

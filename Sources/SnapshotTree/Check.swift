@@ -20,6 +20,12 @@ public struct CheckReport: Sendable, Codable, Equatable {
     public var defaultMismatch: String?
     /// Snapshots whose parent is not in the tree.
     public var unknownParents: [Int] = []
+    /// The boot menu's first (default) entry does not boot the slot that boots next.
+    public var firstEntryMismatch: String?
+    /// Kernels and initramfs images boot entries load that do not exist.
+    public var missingBootFiles: [String] = []
+    /// Snapshots (committed, so meant to be read-only) with a writable subvolume.
+    public var writableSnapshots: [Int: [String]] = [:]
     /// Limine: the menu on the ESP is missing or unreadable, or an entry's kernel or initramfs
     /// is missing or damaged there.
     public var bootMenuProblems: [String] = []
@@ -31,14 +37,15 @@ public struct CheckReport: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case dangling, orphans, strays, workingCopies, missingSlots, brokenBootEntries, defaultMismatch, unknownParents,
-             bootMenuProblems, bootLeftovers
+             firstEntryMismatch, missingBootFiles, writableSnapshots, bootMenuProblems, bootLeftovers
     }
 
     /// Consistent: everything in the tree exists, nothing unknown but working copies remains,
-    /// and the boot entries point at existing slots.
+    /// snapshots are read-only, and the boot entries boot the next slot with files that exist.
     public var isConsistent: Bool {
         dangling.isEmpty && orphans.isEmpty && strays.isEmpty && missingSlots.isEmpty
-            && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty && bootMenuProblems.isEmpty
+            && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty
+            && firstEntryMismatch == nil && missingBootFiles.isEmpty && writableSnapshots.isEmpty && bootMenuProblems.isEmpty
     }
 
     public var lines: [String] {
@@ -51,6 +58,11 @@ public struct CheckReport: Sendable, Codable, Equatable {
         for slot in missingSlots { lines.append("missing slot: deployment slot \(slot) is recorded but missing on disk") }
         for slot in brokenBootEntries { lines.append("boot entry: points at slot \(slot), which does not exist") }
         if let defaultMismatch { lines.append("default subvolume: \(defaultMismatch)") }
+        if let firstEntryMismatch { lines.append("boot entry: \(firstEntryMismatch)") }
+        for file in missingBootFiles { lines.append("boot entry: \(file)") }
+        for (id, paths) in writableSnapshots.sorted(by: { $0.key < $1.key }) {
+            lines.append("writable: snapshot \(id) should be read-only, but \(paths.joined(separator: ", ")) \(paths.count == 1 ? "is" : "are") writable")
+        }
         for id in unknownParents { lines.append("parent: snapshot \(id) has a parent that is not in the tree") }
         for problem in bootMenuProblems { lines.append("boot menu: \(problem)") }
         for path in bootLeftovers { lines.append("leftover on the ESP: \(path) (removed by the next deploy or `rast check --repair`)") }
@@ -107,6 +119,9 @@ extension SnapshotStore {
                 report.bootLeftovers = inspection.leftovers
                 report.damagedBootFiles = inspection.damaged
                 entrySlots = inspection.slots
+                if let next = state.next, let first = inspection.slots.first, first != next {
+                    report.firstEntryMismatch = "the first (default) entry of the Limine menu on the ESP boots slot \(first), but slot \(next) boots next"
+                }
             } catch {
                 report.bootMenuProblems.append("the EFI system partition cannot be opened: \(error)")
                 entrySlots = []
@@ -123,13 +138,39 @@ extension SnapshotStore {
                 report.defaultMismatch = "slot \(next) boots next but subvolume \(defaultID) is the default"
             }
         }
+        if let installed = InstalledBootConfig.read(layout) {
+            if let next = state.next, let first = installed.entries.first, first.slot != next {
+                report.firstEntryMismatch = "the first (default) entry '\(first.title)' boots "
+                    + (first.slot.map { "slot \($0)" } ?? "no deployment slot") + ", but slot \(next) boots next"
+            }
+            if Files.exists(layout.grubConfig) {
+                for entry in installed.entries {
+                    var files = entry.initrdPaths.map { (what: "initramfs", path: $0) }
+                    if let kernel = entry.kernelPath { files.insert((what: "kernel", path: kernel), at: 0) }
+                    for (what, path) in files where isOnTopLevel(path) && !Files.exists(layout.top + path) {
+                        report.missingBootFiles.append("'\(entry.title)' loads the \(what) \(path), which does not exist")
+                    }
+                }
+            }
+        }
+        for record in state.snapshots {
+            let writable = layout.triple(record.id).filter { Files.exists($0) && (try? Btrfs.isReadOnly($0)) == false }
+            if !writable.isEmpty { report.writableSnapshots[record.id] = writable }
+        }
         return report
+    }
+
+    /// A GRUB path on the btrfs filesystem's top level (`/@.snapshots/...`, `/@boot/...`);
+    /// paths on another file system (a separate /boot) are not checked.
+    private func isOnTopLevel(_ path: String) -> Bool {
+        guard path.hasPrefix("/"), let first = path.dropFirst().split(separator: "/").first else { return false }
+        return Files.exists(layout.top + "/" + first)
     }
 
     /// Slots named by the generated boot configuration.
     func bootEntrySlots() throws -> [String] {
         var slots: [String] = []
-        for path in [layout.grubConfig] where Files.exists(path) {
+        for path in [layout.grubConfig, layout.limineConfig] where Files.exists(path) {
             let text = try Files.readString(path)
             var rest = Substring(text)
             let marker = "rootflags=subvol=@.snapshots/rootfs/snapshot-"
@@ -181,13 +222,18 @@ extension SnapshotStore {
             if state.next == slot { state.next = state.slots.first?.slot }
             actions.append("forgot deployment slot \(slot), which was missing")
         }
+        for (id, paths) in report.writableSnapshots.sorted(by: { $0.key < $1.key }) where state.contains(id) {
+            for path in paths { try Btrfs.setReadOnly(path, true) }
+            actions.append("made snapshot \(id) read-only again")
+        }
         // Damaged copies on the ESP go first: the sync below copies what is missing.
         if !report.damagedBootFiles.isEmpty, let volume = try? espVolume() {
             for path in report.damagedBootFiles { try volume.remove(path) }
         }
         let bootMenuNeedsWork = !report.bootMenuProblems.isEmpty || !report.bootLeftovers.isEmpty
         if let next = state.next, let record = state.slot(next),
-           !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty || bootMenuNeedsWork {
+           !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty
+            || report.firstEntryMismatch != nil || !report.missingBootFiles.isEmpty || bootMenuNeedsWork {
             var entries = [(next, record.snapshot)]
             let other = Layout.otherSlot(next)
             if let previous = state.slot(other) { entries.append((other, previous.snapshot)) }

@@ -28,8 +28,18 @@ extension SnapshotStore {
         try Self.replaceContents(of: root + "/boot", with: layout.boot(staging))
         try Files.createDirectory(root + "/usr/share/rast")
         try Files.writeAtomically(root + "/usr/share/rast/snap", string: "\(id)\n")
+        if Files.isDirectory(root + "/usr/share/ast") {
+            // An adopted astOS system: astOS's own tools read the deployed snapshot here.
+            try Files.writeAtomically(root + "/usr/share/ast/snap", string: "\(id)\n")
+        }
         if let settings = state.boot {
-            let table = FSTab.render(settings: settings, slot: target)
+            let existing = try? Files.readString(root + "/etc/fstab")
+            let table: String
+            if settings.rewritesFSTab == true, let existing {
+                table = FSTab.rewrite(existing, slot: target)
+            } else {
+                table = FSTab.render(settings: settings, slot: target)
+            }
             try Files.writeAtomically(root + "/etc/fstab", string: table)
             try Files.writeAtomically(layout.etc(staging) + "/fstab", string: table)
         }
@@ -91,15 +101,17 @@ extension SnapshotStore {
         var menu = BootMenu(distributor: settings.distributor, filesystemUUID: settings.filesystemUUID,
                             rootPartitionUUID: settings.rootPartitionUUID, kernelArguments: settings.kernelArguments,
                             timeoutSeconds: settings.timeoutSeconds)
+        menu.rootDevice = settings.rootDevice
+        menu.serialConsole = settings.serialConsole ?? true
         for (index, (slot, snapshot)) in entries.enumerated() {
             let bootDirectory = kernelSource[slot] ?? layout.boot(slot)
-            guard let kernel = try Self.kernel(in: bootDirectory) else {
+            guard let kernel = try Self.kernel(in: bootDirectory, preferring: settings.kernel) else {
                 throw SnapshotError.notBootable(reason: "no kernel (vmlinuz-*) in \(bootDirectory) for snapshot \(snapshot)")
             }
             let title = index == 0 ? "\(settings.distributor) snapshot \(snapshot)"
                 : "\(settings.distributor) previous deployment (snapshot \(snapshot))"
             var entry = BootEntry(title: title, slot: slot, snapshot: snapshot, kernel: kernel,
-                                  initrd: try Self.initrd(in: bootDirectory))
+                                  initrd: try Self.initrd(in: bootDirectory, preferring: settings.initrd))
             if settings.loader == .limine {
                 // Limine reads the kernel from the ESP, under a name made of its content.
                 entry.espKernel = LimineLayout.kernelPath(name: kernel, sha256: try SHA256.hash(file: bootDirectory + "/" + kernel))
@@ -142,14 +154,19 @@ extension SnapshotStore {
         return ESPContents(config: try BootConfiguration.limine(menu, templates: templates), files: files)
     }
 
-    static func kernel(in directory: String) throws -> String? {
+    /// The kernel in a slot's /boot: `preferred` when it is there, else the first vmlinuz-*.
+    static func kernel(in directory: String, preferring preferred: String? = nil) throws -> String? {
         guard Files.isDirectory(directory) else { return nil }
-        return try FileManagerShim.contents(of: directory).first { $0.hasPrefix("vmlinuz") }
+        let names = try FileManagerShim.contents(of: directory)
+        if let preferred, names.contains(preferred) { return preferred }
+        return names.first { $0.hasPrefix("vmlinuz") }
     }
 
-    static func initrd(in directory: String) throws -> String? {
+    static func initrd(in directory: String, preferring preferred: String? = nil) throws -> String? {
         guard Files.isDirectory(directory) else { return nil }
-        return try FileManagerShim.contents(of: directory).first { $0.hasPrefix("initramfs") && !$0.contains("fallback") }
+        let names = try FileManagerShim.contents(of: directory)
+        if let preferred, names.contains(preferred) { return preferred }
+        return names.first { $0.hasPrefix("initramfs") && !$0.contains("fallback") }
     }
 }
 
@@ -168,5 +185,29 @@ public enum FSTab {
             \(uuid) /boot btrfs subvol=@.snapshots/boot/boot-\(slot),\(options) 0 0
 
             """
+    }
+
+    /// `table` with every deployment slot it mounts (`@.snapshots/rootfs/snapshot-SLOT`,
+    /// `etc/etc-SLOT`, `boot/boot-SLOT`) changed to `slot`, every other line kept: what
+    /// astOS's deploy did with sed, for an adopted system's own fstab.
+    public static func rewrite(_ table: String, slot: String) -> String {
+        var output = ""
+        var rest = Substring(table)
+        let prefixes = ["@.snapshots/rootfs/snapshot-", "@.snapshots/etc/etc-", "@.snapshots/boot/boot-"]
+        while !rest.isEmpty {
+            let next = prefixes.compactMap { rest.range(of: $0) }.min { $0.lowerBound < $1.lowerBound }
+            guard let found = next else {
+                output += rest
+                break
+            }
+            output += rest[..<found.upperBound]
+            rest = rest[found.upperBound...]
+            let name = rest.prefix { !$0.isWhitespace && $0 != "," && $0 != "/" }
+            if Layout.slots.contains(String(name)) {
+                output += slot
+                rest = rest.dropFirst(name.count)
+            }
+        }
+        return output
     }
 }

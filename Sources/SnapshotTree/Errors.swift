@@ -12,6 +12,8 @@ public enum SnapshotError: Error, CustomStringConvertible, Sendable, Equatable {
     case cancelled
     case liveOnly(command: String)
     case journalFailed(step: String, reason: String)
+    /// SIGINT or SIGTERM arrived while a recorded change was being applied.
+    case interrupted(operation: String)
     case astosImport(path: String, reason: String)
     case commandFailed(id: Int, status: Int32)
 
@@ -41,6 +43,8 @@ public enum SnapshotError: Error, CustomStringConvertible, Sendable, Equatable {
             return "`rast \(command)` works on the running system only, not with --root"
         case .journalFailed(let step, let reason):
             return "applying a change failed at \(step): \(reason); the change is recorded in the journal and is completed by the next rast command"
+        case .interrupted(let operation):
+            return "interrupted while applying '\(operation)'; the change is recorded in the journal and is completed by the next rast command"
         case .astosImport(let path, let reason):
             return "cannot adopt the astOS tree \(path): \(reason)"
         case .commandFailed(let id, let status):

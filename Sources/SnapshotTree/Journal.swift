@@ -75,6 +75,8 @@ extension SnapshotStore {
             do {
                 try checkCancelled()
                 try perform(step)
+            } catch is InterruptedError {
+                throw SnapshotError.interrupted(operation: journal.operation)
             } catch {
                 throw SnapshotError.journalFailed(step: step.description, reason: "\(error)")
             }

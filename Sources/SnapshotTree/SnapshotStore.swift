@@ -73,6 +73,15 @@ public final class SnapshotStore {
             RastLog.logger.notice("adopted the astOS snapshot tree (\(adopted.snapshots.count) snapshots)")
         }
         try recover()
+        // Adopted by a rast that did not yet derive astOS's boot settings: derive them now, or
+        // deploy, rollback and boot would leave grub.cfg and fstab as they are.
+        if Files.exists(layout.astosDirectory + "/fstree"), Files.exists(layout.stateFile) {
+            var state = try state()
+            if state.boot == nil, let settings = AstosImport.bootSettings(layout, next: state.next, bootConfig: InstalledBootConfig.read(layout)) {
+                state.boot = settings
+                try commit(Journal(operation: "boot settings of the adopted astOS system", steps: [], state: state))
+            }
+        }
     }
 
     public func unlock() {

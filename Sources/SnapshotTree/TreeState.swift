@@ -45,10 +45,10 @@ public struct TreeState: Codable, Sendable, Equatable {
         self.boot = boot
     }
 
-    public static func timestamp() -> String {
+    public static func timestamp(_ date: Date = Date()) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date())
+        return formatter.string(from: date)
     }
 
     // MARK: Queries
@@ -80,9 +80,9 @@ public struct TreeState: Codable, Sendable, Equatable {
 
     public func slot(_ name: String) -> SlotRecord? { slots.first { $0.slot == name } }
 
-    public mutating func setSlot(_ name: String, snapshot: Int) {
+    public mutating func setSlot(_ name: String, snapshot: Int, deployed: Date = Date()) {
         slots.removeAll { $0.slot == name }
-        slots.append(SlotRecord(slot: name, snapshot: snapshot, deployed: TreeState.timestamp()))
+        slots.append(SlotRecord(slot: name, snapshot: snapshot, deployed: TreeState.timestamp(deployed)))
         slots.sort { $0.slot < $1.slot }
     }
 
@@ -121,6 +121,17 @@ public struct BootMenuSettings: Codable, Sendable, Equatable {
     public var timeoutSeconds: Int
     /// btrfs mount options of every fstab line (compression from the recipe).
     public var mountOptions: String
+    /// The kernel's `root=` value when it is not `PARTUUID=rootPartitionUUID`: an adopted
+    /// astOS system boots through an initramfs with `root=UUID=...`.
+    public var rootDevice: String?
+    /// The kernel and initramfs file names to boot when a slot's /boot holds several.
+    public var kernel: String?
+    public var initrd: String?
+    /// Deploy rewrites the slot names in the deployed snapshot's own /etc/fstab (keeping its
+    /// other lines, as astOS did) instead of writing rast's.
+    public var rewritesFSTab: Bool?
+    /// GRUB also talks on the first serial port (nil: yes, as on rast's images).
+    public var serialConsole: Bool?
 
     public init(loader: BootLoader, distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
                 kernelArguments: String, timeoutSeconds: Int = 3, mountOptions: String = "compress=zstd,noatime") {

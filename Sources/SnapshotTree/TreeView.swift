@@ -53,7 +53,9 @@ public struct StatusReport: Codable, Sendable {
     public var snapshotCount: Int
     public var workingCopies: [String]
     public var pendingJournal: Bool
-    public var lockHeld: Bool
+    /// Whether another rast command holds the lock; nil when that cannot be seen (the lock
+    /// file is not readable for this user).
+    public var lockHeld: Bool?
     public var bytesTotal: Int64
     public var bytesUsed: Int64
 
@@ -63,7 +65,13 @@ public struct StatusReport: Codable, Sendable {
         lines.append("next:    " + (nextSnapshot.map { "snapshot \($0) (slot \(nextSlot ?? "?"))" } ?? "nothing deployed"))
         for slot in slots { lines.append("slot \(slot.slot): snapshot \(slot.snapshot), deployed \(slot.deployed)") }
         lines.append("snapshots: \(snapshotCount)")
-        lines.append("locks:   " + (lockHeld ? "another rast command is running" : "none held")
+        let lock: String
+        switch lockHeld {
+        case true?: lock = "another rast command is running"
+        case false?: lock = "none held"
+        case nil: lock = "unknown (the lock file cannot be read; run as root to see)"
+        }
+        lines.append("locks:   " + lock
                      + (workingCopies.isEmpty ? "" : "; \(workingCopies.count) working copies (in use, or left by an interrupted command: `rast tmp`)"))
         if pendingJournal { lines.append("journal: an interrupted change is pending; the next rast command completes it") }
         lines.append("space:   \(ByteCount.format(bytesUsed)) used of \(ByteCount.format(bytesTotal))")
@@ -82,13 +90,8 @@ extension SnapshotStore {
         let statOK = statvfs(layout.top, &info) == 0
         let total = statOK ? Int64(info.f_blocks) * Int64(info.f_frsize) : 0
         let free = statOK ? Int64(info.f_bfree) * Int64(info.f_frsize) : 0
-        let lockHeld: Bool
-        if let probe = try? FileLock(path: layout.lockFile, wait: false) {
-            probe.unlock()
-            lockHeld = false
-        } else {
-            lockHeld = true
-        }
+        // Probed without taking it or creating anything: status is read-only.
+        let lockHeld = FileLock.isHeld(path: layout.lockFile)
         let running = runningSlot(state)
         return StatusReport(
             bootedSlot: running, bootedSnapshot: running.flatMap { state.slot($0)?.snapshot },

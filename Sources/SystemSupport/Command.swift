@@ -23,6 +23,10 @@ public struct Command: Sendable, CustomStringConvertible {
         /// Like `lines`, but the handler returns `true` to stop the program (SIGTERM to its
         /// process group, SIGKILL two seconds later): for watching a VM's console.
         case linesUntil((String) -> Bool)
+        /// Like `linesUntil`, and the handler is also called with `nil` every `interval`
+        /// seconds, whether or not the program printed anything: for stopping a program that
+        /// stays silent too long.
+        case watch(interval: Double, (String?) -> Bool)
     }
 
     public var arguments: [String]
@@ -74,12 +78,12 @@ public struct Command: Sendable, CustomStringConvertible {
         try checkCancelled()
         RastLog.logger.debug("run: \(description)")
         let result = try spawnAndWait(executable: executable, output: output, timeout: timeout)
-        RastLog.logger.debug("exit \(result.status): \(program)")
+        RastLog.logger.debug("\(program) \(result.termination)")
         if check, result.timedOut {
             throw CommandError.timedOut(command: description, seconds: timeout ?? 0, output: result.combinedTail(lines: 20))
         }
-        if check, result.status != 0, !result.stoppedByHandler {
-            throw CommandError.failed(command: description, status: result.status,
+        if check, result.termination != .exited(0), !result.stoppedByHandler {
+            throw CommandError.failed(command: description, termination: result.termination,
                                       output: result.combinedTail(lines: 20))
         }
         return result
@@ -93,6 +97,7 @@ public struct Command: Sendable, CustomStringConvertible {
     }
 
     private func spawnAndWait(executable: String, output: Output, timeout: Double?) throws -> CommandResult {
+        Command.ignoreBrokenPipes
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -160,30 +165,37 @@ public struct Command: Sendable, CustomStringConvertible {
             close(outPipe[1]); outPipe[1] = -1
             close(errPipe[1]); errPipe[1] = -1
         }
+        var inputBytes: [UInt8] = []
         if case .bytes(let bytes) = input {
             close(inPipe[0]); inPipe[0] = -1
-            writeAll(fd: inPipe[1], bytes: bytes)
-            close(inPipe[1]); inPipe[1] = -1
+            inputBytes = bytes
+            // Written between reads: a child that answers before it has read all of its input
+            // must not block on a full output pipe while we block on a full input pipe.
+            _ = fcntl(inPipe[1], F_SETFL, fcntl(inPipe[1], F_GETFL) | O_NONBLOCK)
         }
-        if capturing {
-            collector.drain(stdout: outPipe[0], stderr: errPipe[0])
-        }
+        // The collector closes the input pipe once everything is written or the child stopped
+        // reading; it is no longer ours to close after that.
+        let inputFD = inPipe[1]
+        inPipe[1] = -1
+        collector.exchange(stdout: outPipe[0], stderr: errPipe[0], stdin: inputFD, input: inputBytes)
 
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
             if errno != EINTR { throw SystemError("waitpid", path: executable) }
         }
-        let exitCode: Int32
-        if status & 0x7f == 0 {
-            exitCode = (status >> 8) & 0xff
-        } else {
-            exitCode = 128 + (status & 0x7f)
-        }
+        let termination = Termination(waitStatus: status)
         try checkCancelled()
-        return CommandResult(status: exitCode, standardOutput: collector.stdoutText,
+        return CommandResult(termination: termination, standardOutput: collector.stdoutText,
                              standardError: collector.stderrText, timedOut: collector.timedOut,
-                             stoppedByHandler: collector.stopped)
+                             stoppedByHandler: collector.stopped, inputWritten: collector.inputWritten)
     }
+
+    /// A child that exits without reading all of its input must not kill us with SIGPIPE:
+    /// writes to its pipe fail with EPIPE instead, which means "the child stopped reading".
+    /// (Children get the default disposition back through posix_spawn's SETSIGDEF.)
+    private static let ignoreBrokenPipes: Void = {
+        signal(SIGPIPE, SIG_IGN)
+    }()
 
     private func mergedEnvironment() -> [String] {
         var values: [String: String] = [:]
@@ -198,20 +210,6 @@ public struct Command: Sendable, CustomStringConvertible {
         for key in removedEnvironment { values[key] = nil }
         for (key, value) in environment { values[key] = value }
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-    }
-}
-
-private func writeAll(fd: Int32, bytes: [UInt8]) {
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeBytes { buffer in
-            write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-        }
-        if written < 0 {
-            if errno == EINTR { continue }
-            return
-        }
-        offset += written
     }
 }
 
@@ -234,6 +232,9 @@ private struct OutputCollector {
     var timedOut = false
     var stopped = false
     var killAt: Double?
+    var nextTick: Double?
+    /// How many bytes of the input the child took before it finished or stopped reading.
+    var inputWritten = 0
 
     init(output: Command.Output, child: pid_t, stopSignal: Int32, deadline: Double?) {
         self.output = output
@@ -254,12 +255,22 @@ private struct OutputCollector {
     var stdoutText: String { String(decoding: stdoutBytes, as: UTF8.self) }
     var stderrText: String { String(decoding: stderrBytes, as: UTF8.self) }
 
-    mutating func drain(stdout: Int32, stderr: Int32) {
+    /// Writes `input` to `stdin` and reads `stdout` and `stderr`, all in one poll loop, until
+    /// the output pipes close (or, without output pipes, until the input is written). Negative
+    /// descriptors are not used. `stdin` is closed here: after the last byte, or when the child
+    /// stopped reading (EPIPE).
+    mutating func exchange(stdout: Int32, stderr: Int32, stdin: Int32, input: [UInt8]) {
         var fds = [pollfd(fd: stdout, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: stderr, events: Int16(POLLIN), revents: 0)]
-        var open = 2
+                   pollfd(fd: stderr, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: stdin, events: Int16(POLLOUT), revents: 0)]
+        var inputOffset = 0
+        func closeInput() {
+            if fds[2].fd >= 0 { close(fds[2].fd) }
+            fds[2].fd = -1
+        }
+        if stdin >= 0, input.isEmpty { closeInput() }
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while open > 0 {
+        while fds.contains(where: { $0.fd >= 0 }) {
             let now = Stopwatch.now()
             if let deadline, now >= deadline, !timedOut, !stopped {
                 timedOut = true
@@ -270,31 +281,67 @@ private struct OutputCollector {
                 kill(child, SIGKILL)
                 self.killAt = .infinity
             }
+            if case .watch(let interval, let handler) = output, !stopped, !timedOut {
+                if nextTick == nil { nextTick = now + interval }
+                if let tick = nextTick, now >= tick {
+                    nextTick = now + interval
+                    if handler(nil) {
+                        stopped = true
+                        stopChild()
+                    }
+                }
+            }
+            // A stopped child reads no more input.
+            if timedOut || stopped { closeInput() }
+            if fds[0].fd < 0, fds[1].fd < 0, fds[2].fd < 0 { break }
             var wait: Int32 = -1
             if let deadline, killAt == nil { wait = Int32(max(0, min(1000, (deadline - now) * 1000))) + 1 }
             if let killAt, killAt.isFinite { wait = 200 }
+            if let nextTick, !stopped {
+                let untilTick = Int32(max(0, min(1000, (nextTick - now) * 1000))) + 1
+                wait = wait < 0 ? untilTick : min(wait, untilTick)
+            }
             let ready = poll(&fds, nfds_t(fds.count), wait)
             if ready < 0 {
                 if errno == EINTR { continue }
                 break
             }
-            for i in 0..<fds.count where fds[i].fd >= 0 && fds[i].revents != 0 {
+            if fds[2].fd >= 0, fds[2].revents != 0 {
+                let written = input.withUnsafeBytes { buffer in
+                    write(fds[2].fd, buffer.baseAddress! + inputOffset, buffer.count - inputOffset)
+                }
+                if written >= 0 {
+                    inputOffset += written
+                    if inputOffset == input.count { closeInput() }
+                } else if errno != EINTR && errno != EAGAIN {
+                    // EPIPE: the child closed its end (or exited) without reading everything.
+                    closeInput()
+                }
+            }
+            for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) }
                 if count <= 0 {
-                    if count < 0 && errno == EINTR { continue }
+                    if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                     fds[i].fd = -1
-                    open -= 1
                     continue
                 }
                 let chunk = buffer[0..<count]
                 consume(chunk, isError: i == 1)
             }
         }
+        closeInput()
+        inputWritten = inputOffset
         flushLine()
     }
 
     private mutating func consume(_ chunk: ArraySlice<UInt8>, isError: Bool) {
-        if case .linesUntil(let handler) = output {
+        let stopHandler: ((String) -> Bool)?
+        switch output {
+        case .linesUntil(let handler): stopHandler = handler
+        case .watch(_, let handler): stopHandler = { handler($0) }
+        default: stopHandler = nil
+        }
+        if let handler = stopHandler {
             if isError { stderrBytes.append(contentsOf: chunk) } else { stdoutBytes.append(contentsOf: chunk) }
             trim()
             for byte in chunk {
@@ -344,19 +391,68 @@ private struct OutputCollector {
         pendingLine.removeAll()
         if case .lines(let handler) = output { handler(line) }
         if case .linesUntil(let handler) = output, !stopped, handler(line) { stopped = true }
+        if case .watch(_, let handler) = output, !stopped, handler(line) { stopped = true }
+    }
+}
+
+/// How a child process ended.
+public enum Termination: Sendable, Equatable, CustomStringConvertible {
+    /// It called exit() (or returned from main) with this status.
+    case exited(Int32)
+    /// A signal ended it.
+    case signalled(Int32)
+
+    /// Decodes a status from waitpid(2).
+    public init(waitStatus status: Int32) {
+        self = status & 0x7f == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+    }
+
+    /// The status a shell would show in `$?`: the exit status, or 128 + the signal number.
+    public var shellStatus: Int32 {
+        switch self {
+        case .exited(let code): return code
+        case .signalled(let signal): return 128 + signal
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "exited with status \(code)"
+        case .signalled(let signal):
+            let names: [Int32: String] = [SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL",
+                                          SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL",
+                                          SIGSEGV: "SIGSEGV", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM"]
+            return "was killed by signal \(signal)" + (names[signal].map { " (\($0))" } ?? "")
+        }
     }
 }
 
 /// What a finished command left behind.
 public struct CommandResult: Sendable {
-    /// The exit status, or 128 + the signal number when a signal ended it.
-    public let status: Int32
+    /// Whether the program exited (and with which status) or was killed by a signal.
+    public let termination: Termination
     public let standardOutput: String
     public let standardError: String
     /// The program ran past its timeout and was stopped.
     public var timedOut = false
     /// A `linesUntil` handler asked for the program to stop.
     public var stoppedByHandler = false
+    /// How many bytes of `.bytes` input the program read before it ended or closed its input.
+    public var inputWritten = 0
+
+    public init(termination: Termination, standardOutput: String, standardError: String,
+                timedOut: Bool = false, stoppedByHandler: Bool = false, inputWritten: Int = 0) {
+        self.termination = termination
+        self.standardOutput = standardOutput
+        self.standardError = standardError
+        self.timedOut = timedOut
+        self.stoppedByHandler = stoppedByHandler
+        self.inputWritten = inputWritten
+    }
+
+    /// The status as a shell shows it (`$?`): the exit status, or 128 + the signal number.
+    /// Use `termination` to tell `exit 130` from SIGINT.
+    public var status: Int32 { termination.shellStatus }
 
     /// The last lines of stderr (or stdout when stderr is empty), for error messages.
     public func combinedTail(lines: Int) -> String {
@@ -368,17 +464,16 @@ public struct CommandResult: Sendable {
 
 public enum CommandError: Error, CustomStringConvertible, Sendable {
     case notFound(program: String)
-    case failed(command: String, status: Int32, output: String)
+    case failed(command: String, termination: Termination, output: String)
     case timedOut(command: String, seconds: Double, output: String)
 
     public var description: String {
         switch self {
         case .notFound(let program):
             return "\(program) was not found in PATH; install it (see `make deps`)"
-        case .failed(let command, let status, let output):
-            let how = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+        case .failed(let command, let termination, let output):
             let tail = output.isEmpty ? "" : ":\n" + output
-            return "`\(command)` \(how)\(tail)"
+            return "`\(command)` \(termination)\(tail)"
         case .timedOut(let command, let seconds, let output):
             let tail = output.isEmpty ? "" : ":\n" + output
             return "`\(command)` did not finish within \(Int(seconds)) seconds and was stopped\(tail)"

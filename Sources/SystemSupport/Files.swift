@@ -228,6 +228,20 @@ public final class FileLock {
         }
     }
 
+    /// Whether another process holds the lock at `path`, found without creating anything:
+    /// no file means no lock. A shared lock is tried on a read-only descriptor, so it works
+    /// for users who may not write the file. Nil when the file cannot be opened at all.
+    public static func isHeld(path: String) -> Bool? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return errno == ENOENT ? false : nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return errno == EWOULDBLOCK ? true : nil
+    }
+
     public func unlock() {
         if fd >= 0 {
             flock(fd, LOCK_UN)

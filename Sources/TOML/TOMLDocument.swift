@@ -29,10 +29,24 @@ public enum TOMLDocument {
             }
             let hex = String(bytes[bad], radix: 16, uppercase: true)
             throw TOMLError(position: TOMLPosition(file: file, line: line, column: column),
-                            message: "invalid UTF-8 (byte 0x\(hex)); a TOML document must be UTF-8 text")
+                            message: "invalid UTF-8 (byte 0x\(hex)); a TOML document must be UTF-8 text",
+                            key: keyBeingRead(bytes, before: bad, line: line, file: file))
         }
         var parser = Parser(bytes: bytes, file: file)
         return try parser.parseDocument()
+    }
+
+    /// The key whose value holds offset `bad`: the document parsed up to there stops inside
+    /// that value (an unterminated string), and the parser knows which key it was reading.
+    /// Nil when the byte is outside any value (a comment) or the text before it is broken.
+    static func keyBeingRead(_ bytes: [UInt8], before bad: Int, line: Int, file: String) -> String? {
+        var parser = Parser(bytes: Array(bytes[..<bad]), file: file)
+        do {
+            _ = try parser.parseDocument()
+            return nil
+        } catch {
+            return error.position.line == line ? error.key : nil
+        }
     }
 
     /// The offset of the first byte that is not part of well-formed UTF-8, or nil.

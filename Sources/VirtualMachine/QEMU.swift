@@ -33,8 +33,16 @@ public struct MachineConfiguration: Sendable {
     public var firmwareConfig: [(name: String, file: String)] = []
     public var memory: String = "512M"
     public var cpus: Int = 1
+    /// The QEMU program; nil: `$RAST_QEMU`, else `qemu-system-x86_64` from PATH.
+    public var qemu: String?
+    /// A Linux kernel (bzImage) for the accelerator probe, booted once per process before the
+    /// first boot. Without it, the first KVM boot is watched instead (see `QEMU.boot`).
+    public var probeKernel: String?
 
     public init() {}
+
+    /// The QEMU program this configuration runs.
+    public var program: String { qemu ?? QEMU.defaultProgram }
 }
 
 /// How a boot ended.
@@ -68,6 +76,8 @@ public struct BootReport: Sendable {
     public let consoleLog: String
     /// Console lines that started with the report prefix (e.g. `RAST-REPORT `), in order.
     public let reports: [String]
+    /// The boot started under KVM, stayed silent, and ran again under TCG.
+    public var fellBackFromKVM = false
 }
 
 public enum QEMUError: Error, CustomStringConvertible {
@@ -82,42 +92,85 @@ public enum QEMUError: Error, CustomStringConvertible {
 }
 
 /// Runs QEMU and watches the serial console.
+///
+/// The accelerator: /dev/kvm can exist while KVM cannot run a guest here. How it fails differs
+/// between machines of the same kind: QEMU asserts at once, or real-mode code runs while a
+/// Linux kernel prints nothing at all. So KVM counts only once a Linux kernel reached its first
+/// console line under it: the probe boots `probeKernel` (the image's own kernel) directly with a
+/// short limit, and any KVM boot that stays silent after the firmware stage is stopped and run
+/// again under TCG. The decision holds for the rest of the process (per QEMU program).
 public enum QEMU {
-    public static let program = "qemu-system-x86_64"
     public static let ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
     public static let ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    /// How long the probe waits for the kernel's first console line.
+    public static let probeSeconds: Double = 10
+    /// How long a KVM boot may stay without a kernel console line before it counts as hung.
+    public static let kvmSilenceSeconds: Double = 25
 
-    private static let probed = Mutex<String?>(nil)
-
-    /// `kvm` when KVM really runs a guest here, else `tcg`. `RAST_ACCEL` overrides.
-    /// /dev/kvm can exist while KVM hangs or asserts (nested virtualisation missing), so the
-    /// probe boots a 512-byte boot sector that prints a word on the serial port, with a timeout.
-    public static func accelerator() -> String {
-        if let forced = ProcessInfo.processInfo.environment["RAST_ACCEL"], ["kvm", "tcg"].contains(forced) {
-            return forced
-        }
-        if let known = probed.withLock({ $0 }) { return known }
-        let result = probeKVM() ? "kvm" : "tcg"
-        probed.withLock { $0 = result }
-        RastLog.logger.debug("QEMU accelerator: \(result)")
-        return result
+    /// `$RAST_QEMU` when set, else `qemu-system-x86_64`.
+    public static var defaultProgram: String {
+        if let program = ProcessInfo.processInfo.environment["RAST_QEMU"], !program.isEmpty { return program }
+        return "qemu-system-x86_64"
     }
 
-    static func probeKVM() -> Bool {
-        guard Files.exists("/dev/kvm"), let scratch = try? TemporaryDirectory(prefix: "rast-kvm") else { return false }
-        defer { try? scratch.remove() }
-        var sector: [UInt8] = [0xBA, 0xF8, 0x03]                   // mov dx, 0x3f8
-        for byte in Array("RASTKVM\n".utf8) { sector += [0xB0, byte, 0xEE] }  // mov al, c; out dx, al
-        sector += [0xF4, 0xEB, 0xFD]                               // hlt; jmp hlt
-        sector += [UInt8](repeating: 0, count: 510 - sector.count) + [0x55, 0xAA]
-        let path = scratch.appending("probe.img")
-        guard (try? Files.writeAtomically(path, bytes: sector)) != nil else { return false }
-        // The same machine and CPU model as real boots: on hosts without nested virtualisation a
-        // boot sector can run under KVM's default CPU while `-cpu host` asserts in QEMU.
-        let command = Command(program, ["-accel", "kvm", "-machine", "q35", "-cpu", "host", "-display", "none", "-vga", "none", "-monitor", "none",
-                                        "-serial", "stdio", "-no-reboot", "-nic", "none",
-                                        "-drive", "file=\(path),format=raw,if=floppy"])
-        guard let result = try? command.run(output: .linesUntil { $0.contains("RASTKVM") }, check: false, timeout: 8) else {
+    /// Accelerators decided so far, per QEMU program.
+    private static let decided = Mutex<[String: String]>([:])
+
+    /// `RAST_ACCEL` (`kvm` or `tcg`) when set: used as it is, never probed or replaced.
+    static var forcedAccelerator: String? {
+        guard let forced = ProcessInfo.processInfo.environment["RAST_ACCEL"], ["kvm", "tcg"].contains(forced) else { return nil }
+        return forced
+    }
+
+    /// The line a Linux kernel prints first on its console (`Linux version ...`), or any
+    /// printk line with a timestamp.
+    static func isKernelLine(_ line: String) -> Bool {
+        if line.contains("Linux version ") { return true }
+        guard let open = line.firstIndex(of: "["), let close = line[open...].firstIndex(of: "]") else { return false }
+        let inside = line[line.index(after: open)..<close].trimmingCharacters(in: .whitespaces)
+        let parts = inside.split(separator: ".")
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+    }
+
+    /// The accelerator to start `configuration` with: `RAST_ACCEL`, an earlier decision, `tcg`
+    /// without /dev/kvm, else the probe's answer when there is a `probeKernel`. Otherwise the
+    /// answer is a tentative `kvm` that `boot` confirms or replaces: a watched boot is as good
+    /// a probe as the probe (a direct kernel boot is one).
+    public static func accelerator(for configuration: MachineConfiguration) -> String {
+        if let forced = forcedAccelerator { return forced }
+        let program = configuration.program
+        if let known = decided.withLock({ $0[program] }) { return known }
+        guard Files.exists("/dev/kvm") else { return remember("tcg", for: program) }
+        guard let kernel = configuration.probeKernel else { return "kvm" }
+        let works = probeKVM(program: program, kernel: kernel)
+        RastLog.logger.debug("QEMU accelerator probe (\(program), kernel \(kernel)): KVM \(works ? "works" : "does not work")")
+        return remember(works ? "kvm" : "tcg", for: program)
+    }
+
+    /// Like `accelerator(for:)`, for a kernel alone (decides once, before concurrent boots).
+    @discardableResult
+    public static func accelerator(probeKernel: String?, qemu: String? = nil) -> String {
+        var configuration = MachineConfiguration()
+        configuration.probeKernel = probeKernel
+        configuration.qemu = qemu
+        return accelerator(for: configuration)
+    }
+
+    @discardableResult
+    static func remember(_ accelerator: String, for program: String) -> String {
+        decided.withLock { $0[program] = accelerator }
+        return accelerator
+    }
+
+    /// Boots `kernel` directly under KVM with the CPU model real boots use and waits up to
+    /// `probeSeconds` for its first console line.
+    static func probeKVM(program: String, kernel: String) -> Bool {
+        var machine = MachineConfiguration()
+        machine.memory = "256M"
+        machine.kernel = kernel
+        machine.kernelArguments = "console=ttyS0 panic=-1"
+        let command = Command(program, arguments(for: machine, accelerator: "kvm", varsCopy: nil))
+        guard let result = try? command.run(output: .linesUntil { isKernelLine($0) }, check: false, timeout: probeSeconds) else {
             return false
         }
         return result.stoppedByHandler
@@ -149,28 +202,86 @@ public enum QEMU {
 
     /// Boots the machine until the console shows `successMarker`, a line starting with
     /// `failurePrefix`, a kernel panic, QEMU's exit, or the timeout. The whole console goes to
-    /// `consoleLog`; lines starting with `reportPrefix` are collected.
+    /// `consoleLog`; lines starting with `reportPrefix` are collected. A KVM boot (unless
+    /// `RAST_ACCEL=kvm`) that shows no kernel console line within `kvmSilenceSeconds`, or ends
+    /// before one, is stopped and run again under TCG; `progress` gets one line saying so.
     public static func boot(_ configuration: MachineConfiguration, successMarker: String, failurePrefix: String,
                             reportPrefix: String = "RAST-REPORT ", timeout: Double, consoleLog: String,
-                            progress: ProgressReporter = SilentProgress()) throws -> BootReport {
-        let accel = accelerator()
+                            progress: ProgressReporter = SilentProgress(),
+                            kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws -> BootReport {
+        let accel = accelerator(for: configuration)
+        let log = try LogFile(path: consoleLog)
+        let stopwatch = Stopwatch()
+        var attempt = try bootOnce(configuration, accelerator: accel, watchForSilence: accel == "kvm" && forcedAccelerator == nil,
+                                   silenceSeconds: kvmSilenceSeconds, successMarker: successMarker, failurePrefix: failurePrefix,
+                                   reportPrefix: reportPrefix, timeout: timeout, log: log)
+        var fellBack = false
+        if attempt.kvmFailed {
+            remember("tcg", for: configuration.program)
+            let why = attempt.silent ? "printed no kernel line within \(Int(kvmSilenceSeconds)) s" : "ended before its kernel printed a line"
+            progress.note("QEMU: the guest \(why) under KVM, so KVM does not run guests here; booting again with TCG (and using TCG from now on)")
+            log.write("# KVM: the guest \(why); booting again with TCG\n")
+            fellBack = true
+            attempt = try bootOnce(configuration, accelerator: "tcg", watchForSilence: false, silenceSeconds: kvmSilenceSeconds,
+                                   successMarker: successMarker, failurePrefix: failurePrefix, reportPrefix: reportPrefix,
+                                   timeout: max(1, timeout - stopwatch.elapsed), log: log)
+        } else if accel == "kvm", attempt.kernelSeen {
+            remember("kvm", for: configuration.program)
+        }
+        let used = fellBack ? "tcg" : accel
+        let final: BootOutcome
+        if let outcome = attempt.outcome {
+            final = outcome
+        } else if attempt.result.timedOut {
+            final = .timedOut(seconds: timeout)
+        } else {
+            final = .exitedEarly(status: attempt.result.status)
+        }
+        log.write("# outcome: \(final) after \(stopwatch.formatted) (\(used))\n")
+        return BootReport(outcome: final, seconds: stopwatch.elapsed, accelerator: used,
+                          consoleLog: consoleLog, reports: attempt.reports, fellBackFromKVM: fellBack)
+    }
+
+    private struct Attempt {
+        var outcome: BootOutcome?
+        var reports: [String]
+        var result: CommandResult
+        var kernelSeen: Bool
+        var silent: Bool
+        /// Watched under KVM and ended (silent, or QEMU quit) before any kernel line.
+        var kvmFailed: Bool
+    }
+
+    /// One QEMU run. With `watchForSilence`, a run that shows no kernel line within
+    /// `silenceSeconds` is stopped (and so is one QEMU ends first): `outcome` stays nil.
+    private static func bootOnce(_ configuration: MachineConfiguration, accelerator accel: String, watchForSilence: Bool,
+                                 silenceSeconds: Double, successMarker: String, failurePrefix: String, reportPrefix: String,
+                                 timeout: Double, log: LogFile) throws -> Attempt {
         let scratch = try TemporaryDirectory(prefix: "rast-qemu")
         defer { try? scratch.remove() }
         var varsCopy: String?
         if configuration.firmware == .uefi {
             guard Files.exists(ovmfCode), Files.exists(ovmfVars) else { throw QEMUError.missingFirmware(ovmfCode) }
-            varsCopy = scratch.appending("OVMF_VARS.fd")
-            try Command("cp", [ovmfVars, varsCopy!]).run()
+            let copy = scratch.appending("OVMF_VARS.fd")
+            try Command("cp", [ovmfVars, copy]).run()
+            varsCopy = copy
         }
-        let log = try LogFile(path: consoleLog)
-        let stopwatch = Stopwatch()
+        let started = Stopwatch()
         var outcome: BootOutcome?
         var reports: [String] = []
-        let command = Command(program, arguments(for: configuration, accelerator: accel, varsCopy: varsCopy))
+        var kernelSeen = false
+        var silent = false
+        let command = Command(configuration.program, arguments(for: configuration, accelerator: accel, varsCopy: varsCopy))
         log.write("# \(command)\n")
-        let result = try command.run(output: .linesUntil { rawLine in
+        let result = try command.run(output: .watch(interval: 1) { rawLine in
+            guard let rawLine else {
+                // No kernel line yet after the limit: KVM hangs here.
+                if watchForSilence, !kernelSeen, started.elapsed >= silenceSeconds { silent = true }
+                return silent
+            }
             let line = rawLine.filter { $0 != "\u{1B}" }
             log.write(line + "\n")
+            if !kernelSeen, isKernelLine(line) { kernelSeen = true }
             if line.hasPrefix(reportPrefix) { reports.append(String(line.dropFirst(reportPrefix.count))) }
             if line.contains(successMarker) {
                 outcome = .success(marker: successMarker)
@@ -181,16 +292,17 @@ public enum QEMU {
             }
             return outcome != nil
         }, check: false, timeout: timeout)
-        let final: BootOutcome
-        if let outcome {
-            final = outcome
-        } else if result.timedOut {
-            final = .timedOut(seconds: timeout)
-        } else {
-            final = .exitedEarly(status: result.status)
+        if watchForSilence, !kernelSeen, outcome == nil {
+            // Silent, or QEMU ended before the kernel printed because of KVM (an assertion in
+            // its KVM code, "Could not access KVM kernel module"): not this guest's fault. Other
+            // early exits (a missing disk) stay what they are.
+            var kvmFailed = silent
+            if case .signalled = result.termination { kvmFailed = true }
+            if result.standardError.lowercased().contains("kvm") { kvmFailed = true }
+            if kvmFailed {
+                return Attempt(outcome: nil, reports: reports, result: result, kernelSeen: false, silent: silent, kvmFailed: true)
+            }
         }
-        log.write("# outcome: \(final) after \(stopwatch.formatted) (\(accel))\n")
-        return BootReport(outcome: final, seconds: stopwatch.elapsed, accelerator: accel,
-                          consoleLog: consoleLog, reports: reports)
+        return Attempt(outcome: outcome, reports: reports, result: result, kernelSeen: kernelSeen, silent: false, kvmFailed: false)
     }
 }

@@ -27,6 +27,7 @@ import Testing
         (Personalisation(user: "alice", sshKeys: ["ssh-rsa " + String(key.split(separator: " ")[1])]), "--ssh-key"),
         (Personalisation(user: "alice", passwordHash: "hunter2"), "--password-hash"),
         (Personalisation(rootPasswordHash: "$6$"), "--root-password-hash"),
+        (Personalisation(rootPasswordHash: String(hash.dropLast(56))), "--root-password-hash"),
         (Personalisation(sshKeys: [key]), "--ssh-key"),
         (Personalisation(passwordHash: hash), "--password-hash"),
         (Personalisation(user: "alice", groups: ["Wheel"]), "--group"),

@@ -103,6 +103,29 @@ import Glibc
         try InstallTest.expectNoLeftovers(under: scratch.path)
     }
 
+    /// A QCOW2 whose every cluster is allocated (qemu-img's preallocation=falloc) but mostly
+    /// zeros: the file target keeps holes where the disk holds zeros, as `qemu-img convert`
+    /// would, instead of allocating the whole disk; the virtual disk is still the image's.
+    @Test func preallocatedQCOW2ToAFileKeepsTheHoles() throws {
+        let image = try TestImage.shared()
+        try Require.programs("qemu-img")
+        let scratch = try Scratch("rast-install-prealloc")
+        let preallocated = scratch.appending("preallocated.qcow2")
+        try Command("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", "-o", "preallocation=falloc", image.raw, preallocated]).run()
+        let target = scratch.appending("disk.img")
+        let result = try InstallTest.install(preallocated, to: target)
+        #expect(result.sha256 == image.rawSHA256, "the written virtual disk is the raw image's")
+        var st = stat()
+        stat(image.raw, &st)
+        let imageAllocated = Int64(st.st_blocks) * 512
+        stat(target, &st)
+        let targetAllocated = Int64(st.st_blocks) * 512
+        #expect(targetAllocated < imageAllocated + (64 << 20),
+                "the target allocates \(ByteCount.format(targetAllocated)), the raw image \(ByteCount.format(imageAllocated)) of \(ByteCount.format(image.rawSize))")
+        print("install: preallocated QCOW2 → file: \(ByteCount.format(targetAllocated)) allocated (raw image: \(ByteCount.format(imageAllocated)))")
+        try InstallTest.expectNoLeftovers(under: scratch.path)
+    }
+
     /// Host name, time zone, a user with two SSH keys and a password: written into a working
     /// copy of the deployed snapshot, committed and deployed; the guest reports them.
     @Test func personalisedInstallBootsWithTheHostnameUserAndKeys() throws {
@@ -386,6 +409,31 @@ import Glibc
         #expect(result.status == 130, "exit status 130 after SIGINT: \(result.combinedTail(lines: 10))")
         #expect(try Files.readString(target) == "the old contents\n")
         try InstallTest.expectNoLeftovers(under: scratch.path)
+    }
+
+    /// SIGINT in the deploy step (the journal of the installed system's tree): exit 130 and a
+    /// message about the target, not one about a journal in a temporary file that is gone.
+    @Test func sigintDuringTheDeployStepExits130AndSaysTheTargetIsUnchanged() throws {
+        let image = try TestImage.shared()
+        let program = ProjectPaths.root + "/.build/debug/rast-install"
+        try Require.file(program, hint: "swift build --build-tests builds it")
+        let scratch = try Scratch("rast-install-sigint-deploy")
+        let target = scratch.appending("disk.img")
+        try Files.write(target, string: "the old contents\n")
+        var command = Command(program, [image.raw, target, "--hostname", "interrupted"])
+        command.stopSignal = SIGINT
+        var reached = false
+        let result = try command.run(output: .linesUntil { line in
+            if line.contains("==> deploy") { reached = true }
+            return reached
+        }, check: false, timeout: 600)
+        #expect(reached, "the installation reached the deploy step: \(result.combinedTail(lines: 20))")
+        #expect(result.status == 130, "exit status 130 after SIGINT: \(result.combinedTail(lines: 10))")
+        #expect(result.standardError.contains("\(target) is unchanged"), "\(result.standardError)")
+        #expect(!result.standardError.contains("completed by the next rast command"), "\(result.standardError)")
+        #expect(try Files.readString(target) == "the old contents\n")
+        try InstallTest.expectNoLeftovers(under: scratch.path)
+        print("rast-install, SIGINT in the deploy step: \(result.standardError.split(separator: "\n").last ?? "")")
     }
 
     /// --dry-run prints the plan and touches nothing.

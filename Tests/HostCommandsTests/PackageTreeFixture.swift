@@ -45,9 +45,21 @@ enum TestPackages {
         }
         """)
 
+    /// A library that is renamed: newlib replaces, conflicts with and provides oldlib, as
+    /// every Arch package rename does; app 1.1 moves from oldlib to newlib.
+    static let oldlib = PKGBUILDSpec(name: "oldlib", description: "the library before its rename",
+                                     files: ["usr/lib/oldlib.txt": "oldlib 1.0\n"])
+    static let newlib = PKGBUILDSpec(name: "newlib", description: "the library after its rename",
+                                     conflicts: ["oldlib"], provides: ["oldlib"], replaces: ["oldlib"],
+                                     files: ["usr/lib/newlib.txt": "newlib 1.0\n"])
+    static let app10 = PKGBUILDSpec(name: "app", version: "1.0", description: "uses the library", depends: ["oldlib"],
+                                    files: ["usr/share/app/version": "1.0\n"])
+    static let app11 = PKGBUILDSpec(name: "app", version: "1.1", description: "uses the library", depends: ["newlib"],
+                                    files: ["usr/share/app/version": "1.1\n"])
+
     /// What the repository of a fresh fixture holds.
     static let standard = [base, hello, libhello, clash, filethief, needy, failing, slow]
-    static let all = standard + [base11, hello11]
+    static let all = standard + [base11, hello11, oldlib, newlib, app10, app11] + SearchTestPackages.all
 
     struct Built: Sendable {
         let pool: String

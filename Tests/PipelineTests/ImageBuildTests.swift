@@ -1,5 +1,6 @@
 import Blkid
 import Foundation
+import Synchronization
 import Pipeline
 import Recipe
 import SystemSupport
@@ -64,7 +65,10 @@ extension ImageBuilds {
             let scratch = try Scratch("rast-image")
             let out = scratch.appending("out")
             let recipe = try ImageTestSupport.recipe("minimal", output: out)
-            let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: true)).build()
+            var options = ImageTestSupport.options(bootTest: true)
+            let progress = RecordingProgress(forwardingTo: options.progress)
+            options.progress = progress
+            let result = try ImageBuilder(recipe: recipe, options: options).build()
             try ImageTestSupport.expectNoLeftovers(under: out)
 
             // Every output under its final name, and nothing else left behind.
@@ -90,6 +94,26 @@ extension ImageBuilds {
             }
             for timing in manifest.stageTimings { print("image: stage \(timing.stage) \(timing.seconds) s") }
 
+            // What the user reads names the final files, never the work directory that is gone.
+            #expect(Set(manifest.bootTests.map(\.image)) == [out + "/minimal.raw", out + "/minimal.qcow2"], "\(manifest.bootTests.map(\.image))")
+            let lines = progress.lines
+            #expect(!lines.contains { $0.contains(".rast-work") }, "progress names the work directory: \(lines.filter { $0.contains(".rast-work") })")
+            #expect(lines.contains { $0.hasPrefix("begin Writing \(out)/minimal.qcow2: qcow2") }, "\(lines.filter { $0.contains("Writing") })")
+            // The boots ran side by side (up to one per core), each with its own console log.
+            let concurrency = progress.mostAtOnce(beginning: "begin boot test: ", ending: "end boot test: ")
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            #expect(concurrency == min(4, cores), "\(concurrency) boots at once on \(cores) cores")
+            #expect(Set(manifest.bootTests.map(\.consoleLog)).count == 4)
+            for test in manifest.bootTests {
+                let log = try Files.readString(test.consoleLog)
+                let runs = log.split(separator: "\n").filter { $0.hasPrefix("# ") && $0.contains("-drive") }
+                #expect(runs.count == 1 && runs.allSatisfy { $0.contains("/minimal.\(test.format),format=\(test.format)") },
+                        "\(test.consoleLog) holds one boot of its own image: \(runs)")
+            }
+            let wall = manifest.stageTimings.first { $0.stage == "boot test" }?.seconds ?? 0
+            let serial = manifest.bootTests.reduce(0) { $0 + $1.seconds }
+            print("image: boot test wall \(wall) s for \(String(format: "%.1f", serial)) s of boots; \(lines.filter { $0.contains("at a time") })")
+
             // The GPT passes sgdisk's verification; the partition UUIDs are the manifest's.
             let raw = out + "/minimal.raw"
             let verify = try Command("sgdisk", ["-v", raw]).run(check: false)
@@ -107,6 +131,58 @@ extension ImageBuilds {
             for name in ["@.snapshots", "snapshot-0", "etc-0", "boot-0", "snapshot-1", "snapshot-2", "snapshot-tmp", "@home", "@var", "@boot"] {
                 #expect(list.contains("name: \(name)") || list.contains(name), "subvolume \(name) exists")
             }
+            loop.detach()
+
+            // The rast package carries the search table: the image's own table ranks the image's
+            // packages (read-only, so the index stays in memory).
+            try ImageTestSupport.withMountedRoot(raw, manifest: manifest) { top in
+                let data = top + "/@.snapshots/rootfs/snapshot-1/usr/share/rast/search"
+                #expect(Files.exists(data + "/embeddings.rtab") && Files.exists(data + "/NOTICE"))
+                let search = try Command(ImageTestSupport.rastBinary, ["search", "--root", top, "--packages", "-n", "1", "snapshot manager"],
+                                         environment: ["RAST_SEARCH_DATA": data]).run(check: false)
+                let first = search.standardOutput.split(separator: "\n").first ?? ""
+                #expect(first.hasSuffix("/rast 0.1.0-1 [installed]"), "\(search.standardOutput)\(search.standardError)")
+            }
         }
+    }
+}
+
+/// Records what a build reports (as "begin TASK", "end TASK: SUMMARY", "note TEXT") and
+/// passes it on.
+final class RecordingProgress: ProgressReporter {
+    private let recorded = Mutex<[String]>([])
+    private let next: ProgressReporter
+
+    init(forwardingTo next: ProgressReporter) { self.next = next }
+
+    var lines: [String] { recorded.withLock { $0 } }
+
+    func begin(_ task: String) {
+        recorded.withLock { $0.append("begin \(task)") }
+        next.begin(task)
+    }
+
+    func update(_ update: ProgressUpdate) { next.update(update) }
+
+    func end(_ task: String, summary: String) {
+        recorded.withLock { $0.append("end \(task): \(summary)") }
+        next.end(task, summary: summary)
+    }
+
+    func note(_ message: String) {
+        recorded.withLock { $0.append("note \(message)") }
+        next.note(message)
+    }
+
+    /// The largest number of tasks begun (lines starting with `beginning`) and not yet ended.
+    func mostAtOnce(beginning: String, ending: String) -> Int {
+        var running = 0
+        var most = 0
+        for line in lines {
+            if line.hasPrefix(beginning) { running += 1 }
+            if line.hasPrefix(ending) { running -= 1 }
+            most = max(most, running)
+        }
+        return most
     }
 }

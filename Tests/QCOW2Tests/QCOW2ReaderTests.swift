@@ -123,6 +123,55 @@ struct QCOW2ReaderTests {
         try Command("cmp", [raw, back]).run()
     }
 
+    /// Clusters that are allocated but hold zeros (qemu-img's preallocation modes) stay holes
+    /// in the raw output, as `qemu-img convert` leaves them: a 256 MiB disk with 16 MiB of data
+    /// allocates about 16 MiB, and reads back as the image (`qemu-img compare`).
+    @Test("preallocated zero clusters stay holes in raw output", arguments: ["metadata", "falloc", "full"])
+    func preallocatedImagesKeepHoles(preallocation: String) throws {
+        try Require.programs("qemu-img", "qemu-io")
+        let scratch = try Scratch("rast-qcow2")
+        let image = scratch.appending("\(preallocation).qcow2")
+        try Command("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "preallocation=\(preallocation)", image, "256M"]).run()
+        try Command("qemu-io", ["-c", "write -P 0xab 0 8M", "-c", "write -P 0xcd 100M 4M", "-c", "write -P 0x11 200M 4M", image]).run()
+        if case .data = try QCOW2Reader(path: image).mapping(ofCluster: 1000) {} else {
+            Issue.record("qemu-img's preallocation=\(preallocation) allocates the clusters that hold no data")
+        }
+        let raw = scratch.appending("\(preallocation).raw")
+        let summary = try QCOW2Reader(path: image).convert(toRaw: raw, durable: false)
+        try Command("qemu-img", ["compare", "-f", "qcow2", "-F", "raw", image, raw]).run()
+        #expect(try Files.size(raw) == 256 << 20)
+        #expect(summary.bytesWritten == 16 << 20, "only the data is written")
+        let allocated = try allocatedBytes(raw)
+        #expect(allocated <= 18 << 20, "\(allocated) bytes allocated for 16 MiB of data")
+
+        // The same through `rast-build convert`.
+        let program = ProjectPaths.root + "/.build/debug/rast-build"
+        try Require.file(program, hint: "swift build builds it")
+        let cli = scratch.appending("\(preallocation)-cli.raw")
+        try Command(program, ["convert", image, cli, "--no-sync"]).run()
+        try Command("qemu-img", ["compare", "-f", "qcow2", "-F", "raw", image, cli]).run()
+        let cliAllocated = try allocatedBytes(cli)
+        #expect(cliAllocated <= 18 << 20, "rast-build convert: \(cliAllocated) bytes allocated")
+    }
+
+    /// QEMU counts a virtual disk in whole 512-byte sectors; so does the reader.
+    @Test("a virtual size that is not a multiple of 512 is rounded down as QEMU does")
+    func oddVirtualSizeIsRoundedDown() throws {
+        try Require.programs("qemu-img")
+        let scratch = try Scratch("rast-qcow2")
+        let image = scratch.appending("odd.qcow2")
+        try Command("qemu-img", ["create", "-q", "-f", "qcow2", image, "1M"]).run()
+        let bytes = try Files.read(image).settingBE64((1 << 20) + 100, at: 24)
+        try Files.writeAtomically(image, bytes: bytes)
+        let info = try Command("qemu-img", ["info", "--output=json", image]).output()
+        #expect(info.contains("\"virtual-size\": 1048576"), "qemu-img reads 1 MiB: \(info)")
+        let reader = try QCOW2Reader(path: image)
+        #expect(reader.virtualSize == 1 << 20)
+        let raw = scratch.appending("odd.raw")
+        try reader.convert(toRaw: raw, durable: false)
+        #expect(try Files.size(raw) == 1 << 20)
+    }
+
     @Test("raw output onto a block device overwrites every byte")
     func blockDeviceOutput() throws {
         try Require.loopDevices()
@@ -268,4 +317,11 @@ struct QCOW2ReaderTests {
         #expect(throws: QCOW2Error.self) { try reader.mapping(ofCluster: 1 << 40) }
         #expect(try reader.read(at: reader.virtualSize, count: 0).isEmpty)
     }
+}
+
+/// Bytes a file takes on disk (its blocks), holes excluded.
+private func allocatedBytes(_ path: String) throws -> Int64 {
+    var st = stat()
+    try SystemError.check("stat", path: path) { stat(path, &st) }
+    return Int64(st.st_blocks) * 512
 }

@@ -279,6 +279,43 @@ import TOML
         #expect(missing?.message == "missing required key 'name' in this users entry")
     }
 
+    /// Each crypt scheme's hash has a fixed length: a hash cut short is refused (no password
+    /// could ever match it), whole ones of every scheme pass.
+    @Test func cryptHashesMustHaveTheirSchemesLength() {
+        let whole = [
+            "$1$RItbtqvT$gngOvXGSWRQ8ozEskH1HN.",
+            "$5$VivrGxbKJQlKkDM5$Bjc8xViwY/RI41lavZcXpNG28oK/WBaZd3DqntPmPZ/",
+            "$5$rounds=10000$saltsalt$RUsnTSO2Cw.gkRW/RZSmG6BCeuh1a6eDbZfnX4oz1c5",
+            "$6$M40lWD0Q0DhBFLG5$THtjX1zkvIvZa2cSRGaicA5aRjJtCPLRha.O3HqB8GREn2xpFhIdDVGK95i1DvUqq7nT7ohKrC3Mt86h80EpP.",
+            "$y$j9T$F5Jx5fExrKuJdvNa8tLB/0$.lzbqpogEzykyF09iGJVwxK1TQmhIVAZpfGj7cwW/Z8",
+            "$2b$12$3QMlya8yvuch2xlH/EN2JelVeNtsnzxE0OL/BPGrHCsIEXEZouOre",
+        ]
+        for hash in whole {
+            #expect(Checks.cryptHash(hash) == nil, "\(hash) is a whole hash")
+            let short = String(hash.dropLast(hash.hasPrefix("$6$") ? 56 : 10))
+            #expect(Checks.cryptHash(short)?.contains("cut short") == true, "\(short) is cut short")
+        }
+        #expect(Checks.cryptHash("$6$M40lWD0Q0DhBFLG5$THtjX1zkvIvZa2cSRGaicA5aRjJtCP")
+                == "the value is a $6$ (SHA-512) hash whose hash part has 30 characters instead of 86 (cut short or padded?); make one with `openssl passwd -6`")
+        #expect(Checks.cryptHash("$2b$99$3QMlya8yvuch2xlH/EN2JelVeNtsnzxE0OL/BPGrHCsIEXEZouOre") != nil, "bcrypt cost 99")
+        let located = problem(minimalText + "[[users]]\nname = \"a\"\npassword_hash = \"$6$M40lWD0Q0DhBFLG5$THtjX1zkvIvZa2cSRGaicA5aRjJtCP\"")
+        #expect(located?.keyPath == "users[0].password_hash")
+        #expect(located?.message.contains("30 characters instead of 86") == true)
+    }
+
+    /// An invalid UTF-8 byte inside a value is reported at its position and with the key.
+    @Test func invalidUTF8InAValueNamesTheKey() throws {
+        let bytes = Array((minimalText + "[system]\nhostname = \"lab").utf8) + [0xFF] + Array("1\"\n".utf8)
+        do {
+            _ = try Recipe.parse(bytes: bytes, file: "r.toml", baseDirectory: "/srv/recipes", workingDirectory: "/home/builder")
+            Issue.record("parsed invalid UTF-8")
+        } catch {
+            let first = try #require(error.errors.first)
+            #expect(first.keyPath == "system.hostname")
+            #expect("\(first)".contains("r.toml:5:16: error: system.hostname: invalid UTF-8 (byte 0xFF)"), "\(first)")
+        }
+    }
+
     @Test func sshKeyProblemsAreSpecific() {
         func sshProblem(_ key: String) -> String? {
             problem(minimalText + "[[users]]\nname = \"a\"\nssh_keys = [\"\(key)\"]")?.message

@@ -71,6 +71,40 @@ import TOML
         #expect(throws: RecipeErrors.self) { try recipe.validateEnvironment(profilesDirectory: root + "/kernel-profiles") }
     }
 
+    /// A disk larger than the output's filesystem can hold as a file (ext4: 16 TiB) is refused
+    /// at disk.size's line and column, before the build would fail in truncate.
+    @Test func aDiskTheOutputCannotHoldIsRefusedAtDiskSize() throws {
+        try Require.loopDevices()
+        try Require.programs("mkfs.ext4")
+        let scratch = try Scratch()
+        let path = try makeProject(scratch)
+        // The output on an ext4 filesystem, whatever the machine's own filesystems are.
+        let image = scratch.appending("ext4.img")
+        try Command("truncate", ["-s", "32M", image]).run()
+        try Command("mkfs.ext4", ["-q", "-F", "-b", "4096", image]).run()
+        let output = scratch.appending("out")
+        try Files.createDirectory(output)
+        let loop = try LoopDevice(file: image)
+        defer { loop.detach() }
+        try Mounts.mount(loop.path, on: output, type: "ext4")
+        defer { try? Mounts.unmount(output) }
+
+        let text = try Files.readString(path)
+        for (size, refused) in [("999999T", true), ("16T", true), ("15T", false), ("2G", false)] {
+            try Files.write(path, string: text + "[disk]\nsize = \"\(size)\"\n[output]\ndirectory = \"\(output)/images\"\n")
+            let recipe = try Recipe.load(path: path)
+            let problems = recipe.environmentProblems(profilesDirectory: scratch.path + "/kernel-profiles")
+            if refused {
+                #expect(problems.map { "\($0.position.line):\($0.position.column) \($0.keyPath)" } == ["13:8 disk.size"], "\(size): \(problems)")
+                #expect(problems.first?.message.contains("cannot be written to \(output)/images: the filesystem holding it cannot hold a file that large") == true,
+                        "\(problems.first?.message ?? "")")
+            } else {
+                #expect(problems.isEmpty, "\(size): \(problems)")
+            }
+        }
+        #expect(try FileManagerShim.contents(of: output).filter { $0.hasPrefix(".rast") }.isEmpty, "the check leaves nothing behind")
+    }
+
     @Test func noProfilesDirectory() throws {
         let scratch = try Scratch()
         let path = try makeProject(scratch)

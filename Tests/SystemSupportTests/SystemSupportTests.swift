@@ -54,6 +54,54 @@ import Testing
         let out = try Command("cat", input: .bytes(Array("hello".utf8))).output()
         #expect(out == "hello")
     }
+
+    /// 1 MiB of input (many pipe buffers) into a child that echoes it: input is written while
+    /// output is read, so neither side waits for the other forever. (The time limit only ends
+    /// the deadlock this used to be; the test takes a fraction of a second.)
+    @Test(.timeLimit(.minutes(10))) func feedsInputLargerThanAPipeWhileReadingOutput() throws {
+        let text = try Command("cat", input: .bytes(Array(String(repeating: "0123456789abcdef", count: 65536).utf8))).run(timeout: 30)
+        #expect(!text.timedOut)
+        #expect(text.standardOutput.utf8.count == 1 << 20)
+        #expect(text.inputWritten == 1 << 20)
+        // The same through a line handler.
+        var lines = 0
+        try Command("cat", input: .bytes(Array(String(repeating: "a line of text\n", count: 70000).utf8)))
+            .run(output: .lines { _ in lines += 1 }, timeout: 30)
+        #expect(lines == 70000)
+    }
+
+    /// A child that exits without reading its input: no SIGPIPE kills us, the write stops, and
+    /// the result says how much the child took.
+    @Test(.timeLimit(.minutes(10))) func childThatStopsReadingEndsTheInputQuietly() throws {
+        let input = [UInt8](repeating: 0x41, count: 1 << 20)
+        let result = try Command("sh", ["-c", "head -c 10 >/dev/null; echo took ten"], input: .bytes(input)).run(timeout: 30)
+        #expect(result.standardOutput == "took ten\n")
+        #expect(result.termination == .exited(0))
+        #expect(result.inputWritten < input.count)
+        // With output passed through as well.
+        let inherited = try Command("true", input: .bytes(input)).run(output: .inherit, timeout: 30)
+        #expect(inherited.termination == .exited(0))
+    }
+
+    /// `exit 130` is an exit status, not SIGINT; a real signal is named as one.
+    @Test func exitStatusIsToldApartFromASignal() throws {
+        let exited = try Command("sh", ["-c", "exit 130"]).run(check: false)
+        #expect(exited.termination == .exited(130))
+        #expect(exited.status == 130)
+        #expect {
+            try Command("sh", ["-c", "exit 130"]).run()
+        } throws: { error in
+            "\(error)".contains("exited with status 130") && !"\(error)".contains("signal")
+        }
+        let killed = try Command("sh", ["-c", "kill -INT $$; sleep 5"]).run(check: false)
+        #expect(killed.termination == .signalled(SIGINT))
+        #expect(killed.status == 130, "a shell's $? for SIGINT")
+        #expect {
+            try Command("sh", ["-c", "kill -TERM $$; sleep 5"]).run()
+        } throws: { error in
+            "\(error)".contains("was killed by signal 15 (SIGTERM)")
+        }
+    }
 }
 
 @Suite struct FileTests {

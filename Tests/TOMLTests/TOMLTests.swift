@@ -516,7 +516,20 @@ func at(_ line: Int, _ column: Int) -> TOMLPosition {
         } catch {
             #expect(error.position == at(2, 7))
             #expect(error.message == "invalid UTF-8 (byte 0xC3); a TOML document must be UTF-8 text")
+            #expect(error.key == "b", "the error names the key whose value holds the byte")
         }
+        // Inside a table's value, an array element and a comment.
+        func keyOfBadByte(_ before: String, _ after: String = "\"") -> String? {
+            do {
+                _ = try TOMLDocument.parse(bytes: Array(before.utf8) + [0xFF] + Array(after.utf8), file: "t.toml")
+                return "parsed"
+            } catch {
+                return error.key
+            }
+        }
+        #expect(keyOfBadByte("[system]\nhostname = \"ab") == "system.hostname")
+        #expect(keyOfBadByte("[packages]\ninstall = [\"a\", \"b") == "packages.install")
+        #expect(keyOfBadByte("a = 1 # note ", "\n") == nil)
         // Overlong encodings and surrogates are not UTF-8 either.
         #expect(TOMLDocument.firstInvalidUTF8([0x61, 0xC0, 0xAF]) == 1)
         #expect(TOMLDocument.firstInvalidUTF8([0xED, 0xA0, 0x80]) == 0)

@@ -15,6 +15,8 @@ public struct PKGBUILDSpec: Sendable {
     public var optionalDepends: [String]
     public var conflicts: [String]
     public var provides: [String]
+    /// Installed packages this one takes the place of (a rename).
+    public var replaces: [String]
     public var backup: [String]
     /// Relative path -> contents. Files under usr/bin/ get mode 755, others 644.
     public var files: [String: String]
@@ -27,7 +29,7 @@ public struct PKGBUILDSpec: Sendable {
 
     public init(name: String, version: String = "1.0", release: String = "1", architecture: String = "any",
                 description: String? = nil, depends: [String] = [], optionalDepends: [String] = [],
-                conflicts: [String] = [], provides: [String] = [], backup: [String] = [],
+                conflicts: [String] = [], provides: [String] = [], replaces: [String] = [], backup: [String] = [],
                 files: [String: String] = [:], symlinks: [String: String] = [:], installScript: String? = nil,
                 failsToBuild: Bool = false) {
         self.name = name
@@ -39,6 +41,7 @@ public struct PKGBUILDSpec: Sendable {
         self.optionalDepends = optionalDepends
         self.conflicts = conflicts
         self.provides = provides
+        self.replaces = replaces
         self.backup = backup
         self.files = files
         self.symlinks = symlinks
@@ -66,6 +69,7 @@ public struct PKGBUILDSpec: Sendable {
             "optdepends=\(array(optionalDepends))",
             "conflicts=\(array(conflicts))",
             "provides=\(array(provides))",
+            "replaces=\(array(replaces))",
             "backup=\(array(backup))",
             "options=(!strip !debug)",
         ]

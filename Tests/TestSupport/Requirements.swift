@@ -41,6 +41,13 @@ public enum Require {
         }
     }
 
+    /// An environment variable that would change what the test checks must not be set.
+    public static func unset(_ variable: String, because reason: String) throws {
+        if let value = ProcessInfo.processInfo.environment[variable] {
+            throw MissingRequirement(description: "this test needs \(variable) unset (it is \(value)): \(reason)")
+        }
+    }
+
     static let debianPackage: [String: String] = [
         "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs", "makepkg": "makepkg",
         "repo-add": "pacman-package-manager", "pacman": "pacman-package-manager",

@@ -1,0 +1,272 @@
+// HTTP requests with any method, headers and a body, over one reused libcurl easy handle
+// (keep-alive): what an object store's REST API needs. A response with any status is
+// returned (the caller reads the server's error document); only transport failures throw.
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One HTTP request.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    /// Sent as given, in order; libcurl adds Host and Content-Length.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// Time allowed to connect.
+    public var connectTimeout: Duration = .seconds(15)
+    /// A transfer slower than `bytesPerSecond` for `seconds` is given up as stalled.
+    public var stallLimit: (bytesPerSecond: Int, seconds: Int) = (1, 60)
+
+    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// What the server answered.
+public struct HTTPResponse: Sendable {
+    public let status: Int
+    /// Header names in lowercase, in the order received.
+    public let headers: [(name: String, value: String)]
+    /// The body, unless a sink consumed it.
+    public let body: [UInt8]
+
+    /// The first value of header `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.name == lower }?.value
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+}
+
+/// A client with one libcurl easy handle, reused so that connections stay open.
+/// Not for use from several threads at once.
+public final class HTTPClient {
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+
+    public init() throws {
+        let initCode = httpGlobalInit
+        guard initCode == CURLE_OK.rawValue else {
+            throw CurlError.setup(function: "curl_global_init", code: Int(initCode), message: message(initCode))
+        }
+        guard let handle = curl_easy_init() else {
+            throw CurlError.setup(function: "curl_easy_init", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
+        }
+        self.handle = handle
+        errorBuffer = .allocate(capacity: RAST_CURL_ERROR_SIZE)
+        errorBuffer.initialize(repeating: 0, count: RAST_CURL_ERROR_SIZE)
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    /// Sends `request`. The body of a successful (2xx) response goes to `sink` when one is
+    /// given (streamed; what it throws ends the transfer), else into the response, up to
+    /// `limit` bytes. Error bodies always come back in the response.
+    public func send(_ request: HTTPRequest, limit: Int = 64 << 20,
+                     sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
+        curl_easy_reset(handle)
+        errorBuffer[0] = 0
+        let state = RequestState(handle: handle, body: request.body, limit: limit, sink: sink, url: request.url)
+        let context = Unmanaged.passUnretained(state).toOpaque()
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+        // libcurl would add "Expect: 100-continue" to large uploads and wait for the answer.
+        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
+            guard let appended = curl_slist_append(headerList, line) else {
+                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
+            }
+            headerList = appended
+        }
+
+        try set(CURLOPT_URL, request.url)
+        try set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
+        try set(CURLOPT_NOSIGNAL, 1)
+        try set(CURLOPT_PROTOCOLS_STR, "http,https")
+        try set(CURLOPT_USERAGENT, "rastOS")
+        try set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds) * 1000
+                + Int(request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+        try set(CURLOPT_LOW_SPEED_LIMIT, request.stallLimit.bytesPerSecond)
+        try set(CURLOPT_LOW_SPEED_TIME, request.stallLimit.seconds)
+        if let headerList { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
+        switch request.method {
+        case "GET":
+            break
+        case "HEAD":
+            try set(CURLOPT_NOBODY, 1)
+        default:
+            if request.method != "DELETE" || !request.body.isEmpty {
+                // A body (possibly empty) through the read callback: PUT, POST.
+                try set(CURLOPT_UPLOAD, 1)
+                try check("curl_easy_setopt(CURLOPT_INFILESIZE_LARGE)",
+                          rast_curl_set_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.count)))
+                try check("curl_easy_setopt(CURLOPT_READFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_READFUNCTION, httpReadCallback))
+                try set(CURLOPT_READDATA, context)
+            }
+            if request.method != "PUT" { try set(CURLOPT_CUSTOMREQUEST, request.method) }
+        }
+        try check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_WRITEFUNCTION, httpWriteCallback))
+        try set(CURLOPT_WRITEDATA, context)
+        try check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_HEADERFUNCTION, httpHeaderCallback))
+        try set(CURLOPT_HEADERDATA, context)
+
+        let code = withExtendedLifetime(state) { curl_easy_perform(handle) }
+        if let error = state.callbackError { throw error }
+        guard code == CURLE_OK else { throw transferError(request.url, code) }
+        var status = 0
+        _ = rast_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: state.headers, body: state.received)
+    }
+
+    private func transferError(_ url: String, _ code: CURLcode) -> CurlError {
+        let buffered = String(cString: errorBuffer)
+        var text = buffered.isEmpty ? message(code.rawValue) : buffered
+        var systemErrno = 0
+        _ = rast_curl_get_long(handle, CURLINFO_OS_ERRNO, &systemErrno)
+        if systemErrno != 0 {
+            let reason = String(cString: strerror(Int32(truncatingIfNeeded: systemErrno)))
+            if !text.contains(reason) { text += " (\(reason))" }
+        }
+        return .transfer(url: url, code: Int(code.rawValue), message: text)
+    }
+
+    private func check(_ function: String, _ code: CURLcode) throws {
+        guard code == CURLE_OK else {
+            throw CurlError.setup(function: function, code: Int(code.rawValue), message: message(code.rawValue))
+        }
+    }
+
+    private func set(_ option: CURLoption, _ value: Int) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(handle, option, value))
+    }
+
+    private func set(_ option: CURLoption, _ value: String) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(handle, option, value))
+    }
+
+    private func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(handle, option, value))
+    }
+}
+
+extension CurlError {
+    /// Failures of the connection itself (refused, reset, timed out, cut short), after which
+    /// the same request may succeed.
+    public var isTransient: Bool {
+        guard case .transfer(_, let code, _) = self else { return false }
+        let transient: [CURLcode] = [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_GOT_NOTHING, CURLE_SEND_ERROR,
+                                     CURLE_RECV_ERROR, CURLE_PARTIAL_FILE, CURLE_HTTP2_STREAM, CURLE_HTTP2,
+                                     CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR]
+        return transient.contains { Int($0.rawValue) == code }
+    }
+}
+
+// MARK: - Callbacks
+
+private let httpGlobalInit: UInt32 = rast_curl_global_init().rawValue
+
+private func message(_ code: UInt32) -> String {
+    String(cString: curl_easy_strerror(CURLcode(rawValue: code)))
+}
+
+/// What the callbacks of one request share; reached through Unmanaged.
+private final class RequestState {
+    let handle: UnsafeMutableRawPointer
+    let body: [UInt8]
+    let limit: Int
+    let sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    let url: String
+    var sent = 0
+    var received: [UInt8] = []
+    var headers: [(name: String, value: String)] = []
+    var status: Int?
+    var callbackError: Error?
+
+    init(handle: UnsafeMutableRawPointer, body: [UInt8], limit: Int, sink: ((UnsafeRawBufferPointer) throws -> Void)?, url: String) {
+        self.handle = handle
+        self.body = body
+        self.limit = limit
+        self.sink = sink
+        self.url = url
+    }
+
+    func read(into buffer: UnsafeMutablePointer<CChar>, capacity: Int) -> Int {
+        let count = min(capacity, body.count - sent)
+        guard count > 0 else { return 0 }
+        body.withUnsafeBytes { bytes in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + sent, byteCount: count)
+        }
+        sent += count
+        return count
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if status == nil {
+            var code = 0
+            _ = rast_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &code)
+            status = code
+        }
+        if let sink, let status, (200..<300).contains(status) {
+            try sink(bytes)
+            return
+        }
+        guard received.count + bytes.count <= limit else { throw CurlError.tooLarge(url: url, limit: limit) }
+        received.append(contentsOf: bytes)
+    }
+
+    func header(_ line: String) {
+        if line.hasPrefix("HTTP/") {
+            // A new response (after 100 Continue): forget the previous one's headers.
+            headers.removeAll()
+            status = nil
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: [" ", "\t", "\r", "\n", "\r\n"])
+        headers.append((name, value))
+    }
+}
+
+private func httpReadCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context, let data else { return 0 }
+    let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
+    return state.read(into: data, capacity: size * count)
+}
+
+private func httpWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context else { return 0 }
+    let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
+    let length = size * count
+    do {
+        try state.write(UnsafeRawBufferPointer(start: data, count: length))
+        return length
+    } catch {
+        state.callbackError = error
+        return 0
+    }
+}
+
+private func httpHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context, let data else { return 0 }
+    let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
+    let length = size * count
+    state.header(String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self))
+    return length
+}
+
+extension StringProtocol {
+    fileprivate func trimmingCharacters(in set: Set<Character>) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice.removeFirst() }
+        while let last = slice.last, set.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}

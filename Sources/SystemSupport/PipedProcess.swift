@@ -1,0 +1,210 @@
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program one of whose standard streams is a pipe the caller streams through: `btrfs send`
+/// whose stdout we read, `btrfs receive` whose stdin we write. Its stderr goes to a temporary
+/// file (read for the error message), so a chatty program can never block on a full pipe.
+/// The child runs in its own process group and is stopped with SIGTERM on cancellation;
+/// `finish()` waits for it and throws `CommandError.failed` on a non-zero exit.
+public final class PipedProcess {
+    /// Which of the child's streams is the pipe.
+    public enum Pipe: Sendable { case standardInput, standardOutput }
+
+    public let command: Command
+    public let pipe: Pipe
+    private var fd: Int32
+    private var pid: pid_t
+    private let errorLog: String
+    private var result: CommandResult?
+
+    public init(_ command: Command, pipe: Pipe) throws {
+        guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
+        try checkCancelled()
+        self.command = command
+        self.pipe = pipe
+        // Writing into a pipe whose reader died must be an error (EPIPE), not the end of rast.
+        signal(SIGPIPE, SIG_IGN)
+
+        var template = Array("/tmp/rast-stderr.XXXXXX".utf8CString)
+        let errorFD = template.withUnsafeMutableBufferPointer { rast_mkostemp_cloexec($0.baseAddress!) }
+        if errorFD < 0 { throw SystemError("create temporary file for the stderr of", path: command.program) }
+        errorLog = String(nulTerminated: template)
+        defer { close(errorFD) }
+
+        var fds: [Int32] = [-1, -1]
+        if rast_pipe_cloexec(&fds) != 0 {
+            unlink(errorLog)
+            throw SystemError("pipe")
+        }
+        let childEnd = pipe == .standardInput ? fds[0] : fds[1]
+        let ourEnd = pipe == .standardInput ? fds[1] : fds[0]
+        defer { close(childEnd) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if pipe == .standardInput {
+            posix_spawn_file_actions_adddup2(&actions, childEnd, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, childEnd, 1)
+        }
+        posix_spawn_file_actions_adddup2(&actions, errorFD, 2)
+        if let directory = command.workingDirectory { rast_spawn_add_chdir(&actions, directory) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        var environment: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            let key = String(text.prefix { $0 != "=" })
+            if command.environment[key] == nil, !command.removedEnvironment.contains(key) { environment.append(text) }
+            index += 1
+        }
+        environment += command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+
+        var child: pid_t = 0
+        let status = cStrings(command.arguments) { argv in
+            cStrings(environment) { envp in posix_spawn(&child, executable, &actions, &attributes, argv, envp) }
+        }
+        if status != 0 {
+            close(ourEnd)
+            unlink(errorLog)
+            throw SystemError("spawn", path: executable, errno: status)
+        }
+        fd = ourEnd
+        pid = child
+        RastLog.logger.debug("run: \(command.description) (streaming its \(pipe == .standardInput ? "stdin" : "stdout"))")
+        if Cancellation.shared.register(child: child) { kill(-child, SIGTERM) }
+    }
+
+    /// The child's process id (also its process group's).
+    public var processID: pid_t { pid }
+
+    /// Whether the child is still running (it may have exited without being reaped).
+    public var isRunning: Bool {
+        guard result == nil, pid > 0 else { return false }
+        return kill(pid, 0) == 0
+    }
+
+    deinit {
+        terminate()
+        unlink(errorLog)
+    }
+
+    /// Reads what the child wrote to its stdout; 0 at its end.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        precondition(pipe == .standardOutput)
+        while true {
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count >= 0 { return count }
+            if errno == EINTR { try checkCancelled(); continue }
+            throw SystemError("read the output of", path: command.program)
+        }
+    }
+
+    /// Writes all of `bytes` to the child's stdin. A child that exited early makes this fail
+    /// with the child's own error message.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(pipe == .standardInput)
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { try checkCancelled(); continue }
+                let writeError = SystemError("write to the input of", path: command.program)
+                if errno == EPIPE {
+                    // The child is gone: its exit status and stderr say why.
+                    _ = try finish()
+                }
+                throw writeError
+            }
+            offset += written
+        }
+    }
+
+    /// Closes our end of the pipe, waits for the child and returns how it ended; a non-zero
+    /// exit throws `CommandError.failed` with the end of its stderr.
+    @discardableResult
+    public func finish() throws -> CommandResult {
+        if let result { return try checked(result) }
+        closePipe()
+        let status = reap()
+        let result = CommandResult(termination: status, standardOutput: "", standardError: errorText())
+        self.result = result
+        RastLog.logger.debug("exit \(status): \(command.program)")
+        try checkCancelled()
+        return try checked(result)
+    }
+
+    /// Stops the child (SIGTERM to its group, SIGKILL if it lingers) and reaps it.
+    public func terminate() {
+        guard result == nil, pid > 0 else { closePipe(); return }
+        closePipe()
+        kill(-pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<50 {
+            if waitpid(pid, &status, WNOHANG) == pid { finishTerminated(status); return }
+            usleep(20_000)
+        }
+        kill(-pid, SIGKILL)
+        finishTerminated(reapStatus())
+    }
+
+    private func finishTerminated(_ status: Int32) {
+        Cancellation.shared.unregister(child: pid)
+        result = CommandResult(termination: Termination(waitStatus: status), standardOutput: "", standardError: errorText())
+    }
+
+    private func checked(_ result: CommandResult) throws -> CommandResult {
+        guard result.termination == .exited(0) else {
+            throw CommandError.failed(command: command.description, termination: result.termination, output: result.combinedTail(lines: 20))
+        }
+        return result
+    }
+
+    private func closePipe() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+
+    private func reap() -> Termination {
+        let status = Termination(waitStatus: reapStatus())
+        Cancellation.shared.unregister(child: pid)
+        return status
+    }
+
+    private func reapStatus() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            if errno != EINTR { return 0 }
+        }
+        return status
+    }
+
+    private func errorText() -> String {
+        let bytes = (try? Files.read(errorLog)) ?? []
+        return String(decoding: bytes.suffix(64 * 1024), as: UTF8.self)
+    }
+}
+
+private func cStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}
