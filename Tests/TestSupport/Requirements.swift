@@ -57,6 +57,7 @@ public enum Require {
         "bsdtar": "libarchive-tools", "git": "git", "gpg": "gnupg", "partx": "util-linux",
         "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
         "sfdisk": "fdisk", "busybox": "busybox-static",
+        "skopeo": "skopeo", "umoci": "umoci", "docker-registry": "docker-registry", "openssl": "openssl", "crun": "crun",
         "mdir": "mtools", "mren": "mtools", "mdel": "mtools", "fsck.fat": "dosfstools",
     ]
 }
