@@ -15,7 +15,7 @@ DEB_PACKAGES = \
 	ovmf qemu-system-x86 qemu-utils pacman-package-manager makepkg arch-install-scripts libarchive-tools \
 	archlinux-keyring busybox-static linux-source-6.1 bc flex bison libelf-dev build-essential cpio kmod \
 	git gnupg zstd xz-utils python3 python3-pip python3-venv hyperfine curl openssl \
-	crun docker-registry skopeo umoci
+	crun docker-registry skopeo umoci s6 dropbear-bin patchelf openssh-client
 
 # PyPI packages, pinned: the S3 server the backup tests start on 127.0.0.1 (moto_server), and
 # the independent S3 clients the tests and bench/backup use (boto3, the aws command).

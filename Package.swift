@@ -55,11 +55,13 @@ let package = Package(
         // Shared support and formats.
         .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging]),
         .target(name: "TOML"),
-        .target(name: "Recipe", dependencies: ["TOML", "SystemSupport"]),
+        .target(name: "Recipe", dependencies: ["TOML", "Services", "SystemSupport"]),
         .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
+        // Service definitions, their dependency order and s6 service directories (rast service).
+        .target(name: "Services", dependencies: ["TOML", "SystemSupport"]),
         // Backups: object stores (S3 Signature V4, file://) and encrypted btrfs send streams.
         .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport"]),
         .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
@@ -69,14 +71,14 @@ let package = Package(
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport", "OCI", "Containers",
+            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "Services", "SystemSupport", "OCI", "Containers",
         ]),
         // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
         .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "SystemSupport", "OCI", "Containers"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -85,7 +87,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", "Services", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -103,7 +105,8 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
         .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
-        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "HostCommands", "TOML", "TestSupport"]),
+        .testTarget(name: "RecipeTests", dependencies: ["Recipe", "Services", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
         .testTarget(name: "BootEntriesTests", dependencies: ["BootEntries", "TestSupport"]),
         .testTarget(name: "SnapshotTreeTests", dependencies: ["SnapshotTree", "Btrfs", "BootEntries", "TestSupport"]),
@@ -113,7 +116,7 @@ let package = Package(
             "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),

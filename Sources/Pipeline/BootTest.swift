@@ -29,6 +29,52 @@ public struct BootTestResult: Sendable, Codable {
     public let reportedTree: [String]
     /// `RAST-REPORT` lines the extra checks printed.
     public let otherReports: [String]
+    /// The SSH login check, when the test had one.
+    public var login: LoginResult? = nil
+}
+
+/// An SSH login from this machine into the booted guest: QEMU user networking with
+/// `restrict=on` and the guest's SSH port forwarded from 127.0.0.1 (nothing else is reachable
+/// either way). The host logs in as `user` with `identity` (the private half of a key the image
+/// authorises), runs `commands`, and checks that a password login (with a password the guest
+/// sets for the check) and a root login (with the same key authorised for root) are refused.
+public struct LoginCheck: Sendable {
+    public var user: String
+    /// The private key.
+    public var identity: String
+    public var guestPort: Int
+    /// Run over SSH as `user`, in order; their output is in the result, and one that fails
+    /// fails the test.
+    public var commands: [String]
+
+    public init(user: String, identity: String, guestPort: Int = 22, commands: [String] = ["rast tree", "rast service list"]) {
+        self.user = user
+        self.identity = identity
+        self.guestPort = guestPort
+        self.commands = commands
+    }
+
+    /// The password the guest gives `user` for the duration of the check.
+    public static let checkPassword = "rast-login-check-Passw0rd"
+}
+
+/// What the login check found.
+public struct LoginResult: Sendable, Codable {
+    public struct CommandOutput: Sendable, Codable {
+        public let command: String
+        public let status: Int32
+        public let output: String
+    }
+
+    /// Seconds from QEMU's start to the first successful login.
+    public var secondsToLogin: Double?
+    /// The methods the server offers before authentication ("publickey").
+    public var offeredAuthentications: [String] = []
+    public var passwordLoginRefused = false
+    public var rootLoginRefused = false
+    public var commands: [CommandOutput] = []
+    /// Why the check failed; nil when it passed.
+    public var failure: String?
 }
 
 /// The boot test (DESIGN.md, "In-guest checks"): QEMU boots the image with a serial console;
@@ -66,6 +112,8 @@ public struct BootTest: Sendable {
     /// The image's name in the result and progress lines, when `image` is a temporary file
     /// that is renamed to it after the test (nil: `image`).
     public var imageName: String?
+    /// An SSH login into the guest while it runs (nil: the guest has no network card).
+    public var login: LoginCheck? = nil
 
     public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
@@ -109,11 +157,41 @@ public struct BootTest: Sendable {
             // failure is reported with its status instead of the script just stopping.
             script += "(\nset -e\n" + extraChecks + "\n) || fail \"the extra checks failed (exit status $?)\"\n"
         }
+        if let login { script += Self.loginScript(login) }
         script += "echo \"\(Self.successMarker)\"\nsync\n\(finish)\n"
         return script
     }
 
+    /// The guest's part of the login check: a password for the user and the user's keys for
+    /// root (both logins must be refused), sshd ready, then wait until the host is done, and
+    /// put everything back.
+    static func loginScript(_ login: LoginCheck) -> String {
+        let user = login.user
+        return """
+            # SSH login check: the host logs in as \(user) over the forwarded port.
+            cp -p /etc/shadow /tmp/rast-login-shadow || fail "cannot save /etc/shadow"
+            hash=$(mkpasswd -m sha512 '\(LoginCheck.checkPassword)') && sed -i "s|^\(user):[^:]*:|\(user):$hash:|" /etc/shadow || fail "cannot set a password for \(user)"
+            # / is read-only: root's keys go to a tmpfs over /root for the check.
+            mount -t tmpfs -o mode=0700 rast-login-root /root && mkdir -m 700 /root/.ssh &&
+                cp /home/\(user)/.ssh/authorized_keys /root/.ssh/authorized_keys || fail "cannot give root the keys of \(user)"
+            if [ -d /run/rast/service/sshd ]; then
+                s6-svwait -U -t 120000 /run/rast/service/sshd || fail "sshd did not become ready: $(rast service status sshd 2>&1 | tr '\\n' ' ')"
+            fi
+            echo "RAST-LOGIN: waiting"
+            n=0
+            until [ -e /tmp/rast-login-done ]; do
+                sleep 0.2
+                n=$((n + 1))
+                [ "$n" -lt 3000 ] || fail "the host did not finish its SSH login check within 600 seconds"
+            done
+            cp -p /tmp/rast-login-shadow /etc/shadow
+            umount /root
+
+            """
+    }
+
     public func run(progress: ProgressReporter = SilentProgress()) throws -> BootTestResult {
+        if let login { return try runWithLogin(login, progress: progress) }
         let scratch = try TemporaryDirectory(prefix: "rast-boot")
         defer { try? scratch.remove() }
         let scriptPath = scratch.appending("check.sh")

@@ -107,7 +107,7 @@ public struct RootfsStage {
 }
 
 /// The configure stage: host name, os-release, time zone, locale, accounts with SSH keys,
-/// pacman.conf, file overlays; then snapshot 0 is committed, the recipe's snapshot tree is
+/// network settings and service definitions, pacman.conf, file overlays; then snapshot 0 is committed, the recipe's snapshot tree is
 /// made and the recipe's snapshot is deployed (which writes fstab and the boot entries).
 public struct ConfigureStage {
     public let recipe: Recipe
@@ -145,6 +145,7 @@ public struct ConfigureStage {
             try SystemError.check("chmod", path: home) { chmod(home, 0o700) }
         }
         try accounts.save(etc: etc)
+        try ServiceConfiguration(recipe: recipe, root: base, progress: progress).write()
 
         for overlay in recipe.files {
             let destination = base + overlay.destination

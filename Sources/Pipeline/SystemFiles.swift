@@ -80,7 +80,9 @@ public struct AccountDatabase: Sendable, Equatable {
     }
 
     /// Adds a user the way `useradd -m -U` would: a personal group, a uid from 1000 (or the
-    /// recipe's), membership in the extra groups, and a locked password unless a hash is given.
+    /// recipe's), membership in the extra groups, and no password unless a hash is given: `*`,
+    /// which no password matches, not the lock mark `!` (SSH servers without PAM, such as
+    /// dropbear, refuse even key logins to locked accounts).
     /// Returns (uid, gid).
     @discardableResult
     public mutating func addUser(_ spec: UserSpec) throws -> (uid: Int, gid: Int) {
@@ -95,7 +97,7 @@ public struct AccountDatabase: Sendable, Equatable {
         }
         let gid = ensureGroup(spec.name, gid: groupEntry(spec.name) == nil && !Set(group.compactMap { Int($0[2]) }).contains(uid) ? uid : nil)
         passwd.append([spec.name, "x", String(uid), String(gid), spec.name, "/home/\(spec.name)", spec.shell])
-        setPassword(user: spec.name, hash: spec.passwordHash ?? "!")
+        setPassword(user: spec.name, hash: spec.passwordHash ?? "*")
         for extra in spec.groups { addMember(spec.name, to: extra) }
         return (uid, gid)
     }

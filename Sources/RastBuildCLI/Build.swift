@@ -112,11 +112,18 @@ struct BootCommand: ParsableCommand {
     @Option(help: "Guest memory.") var memory: String = "512M"
     @Option(help: ArgumentHelp("Where to keep the serial console log (default: IMAGE.boot-FIRMWARE.log).", valueName: "FILE"))
     var log: String?
+    @Option(help: ArgumentHelp("Also log in over SSH as this user (QEMU user networking, the guest's port 22 forwarded from 127.0.0.1), run `rast tree` and `rast service list`, and check that password and root logins are refused.", valueName: "user"))
+    var login: String?
+    @Option(help: ArgumentHelp("The private key for --login (its public half is in the user's authorized_keys in the image).", valueName: "file"))
+    var identity: String?
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
         guard MachineConfiguration.Firmware(rawValue: firmware) != nil else {
             throw ValidationError("--firmware must be bios or uefi, not '\(firmware)'.")
+        }
+        if (login == nil) != (identity == nil) {
+            throw ValidationError("--login and --identity go together: the user to log in as and the private key to do it with.")
         }
     }
 
@@ -129,10 +136,21 @@ struct BootCommand: ParsableCommand {
             expectation = BootExpectation(current: manifest.deployed, tree: manifest.tree)
             print("expecting snapshot \(manifest.deployed) and the tree from \(manifestPath)")
         }
-        let test = BootTest(image: image, format: format, firmware: MachineConfiguration.Firmware(rawValue: firmware) ?? .bios,
+        var test = BootTest(image: image, format: format, firmware: MachineConfiguration.Firmware(rawValue: firmware) ?? .bios,
                             timeout: timeout, memory: memory, expectation: expectation,
                             consoleLog: log ?? image + ".boot-\(firmware).log")
+        if let login, let identity {
+            guard Files.exists(identity) else { throw UserError("--identity \(identity) does not exist") }
+            test.login = LoginCheck(user: login, identity: identity)
+        }
         let result = try test.run(progress: TerminalProgress())
+        if let login = result.login {
+            for command in login.commands {
+                print("ssh \(test.login?.user ?? "?")@guest \(command.command)  (exit status \(command.status))")
+                print(command.output.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+            }
+            print("SSH: logged in \(login.secondsToLogin.map { String(format: "%.1f s", $0) } ?? "never") after QEMU started; server offers \(login.offeredAuthentications.joined(separator: ",")); password login \(login.passwordLoginRefused ? "refused" : "ACCEPTED"); root login \(login.rootLoginRefused ? "refused" : "ACCEPTED")")
+        }
         guard result.passed else {
             throw UserError("boot test failed: \(result.outcome); console log: \(result.consoleLog)")
         }

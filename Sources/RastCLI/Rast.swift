@@ -23,7 +23,7 @@ public struct Rast: ParsableCommand {
             TmpCommand.self, UnlockCommand.self, BootCommand.self, CheckCommand.self,
             InstallCommand.self, RemoveCommand.self, UpgradeCommand.self, TreeUpgradeCommand.self, SyncCommand.self,
             ForceSyncCommand.self, TreeRemoveCommand.self, RefreshCommand.self, BaseUpdateCommand.self, DiffCommand.self,
-            PkgCommand.self, PacmanCommand.self,
+            PkgCommand.self, PacmanCommand.self, ServiceCommand.self,
             SearchCommand.self, AskCommand.self,
             BackupCommand.self, RestoreCommand.self, ContainerCommand.self,
         ])

@@ -104,6 +104,15 @@ extension Recipe {
             text += user.passwordHash == nil ? ", no password" : ", password set"
             details.append(text)
         }
+        switch network.mode {
+        case .dhcp: details.append("network: DHCP on \(network.interface) (the service network)")
+        case .static: details.append("network: \(network.interface) \(network.address ?? "?")" + (network.gateway.map { " via \($0)" } ?? ""))
+        case .none: details.append("network: loopback only")
+        }
+        if network.sshd { details.append("SSH server on port \(network.sshPort) (the service sshd): key logins only, no root login") }
+        for service in services {
+            details.append("service \(service.name): \(service.commandLine)" + (service.depends.isEmpty ? "" : " (after \(service.depends.joined(separator: ", ")))"))
+        }
         for overlay in files {
             let mode = overlay.mode.map { ", mode " + String($0, radix: 8) } ?? ""
             details.append("file \(overlay.destination) from \(overlay.source)\(mode)")

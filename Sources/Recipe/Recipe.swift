@@ -1,4 +1,5 @@
 import Foundation
+import Services
 import TOML
 
 /// A parsed and validated recipe: what `rast-build` builds. Every path is absolute.
@@ -26,6 +27,11 @@ public struct Recipe: Sendable {
     public var bootTest: BootTestSpec
     /// `[[containers]]`: images stored at build time, containers started at boot.
     public var containers: [ContainerSpec] = []
+    /// How the image reaches the network, and whether it runs an SSH server.
+    public var network: NetworkSpec = NetworkSpec()
+    /// Services defined in snapshot 0 (`/etc/rast/services/NAME.toml`), beside the ones
+    /// `network` makes.
+    public var services: [ServiceDefinition] = []
     /// Where each key was written, by key path ("disk.size", "users[0].name", "packages.local[1]").
     var positions: [String: TOMLPosition]
 

@@ -43,6 +43,40 @@ public struct MachineConfiguration: Sendable {
 
     /// The QEMU program this configuration runs.
     public var program: String { qemu ?? QEMU.defaultProgram }
+
+    /// No network card (the default), or QEMU's user networking (see `Network`).
+    public var network: Network = .none
+
+    /// The guest's network.
+    public enum Network: Sendable, Equatable {
+        case none
+        /// A virtio network card on QEMU's user networking with `restrict=on`: the guest gets
+        /// an address by DHCP but reaches nothing outside QEMU; each forward makes a TCP port
+        /// of the guest reachable on 127.0.0.1 of this machine, and nowhere else.
+        case user(forwards: [PortForward])
+    }
+
+    /// 127.0.0.1:hostPort on this machine → guestPort in the guest (TCP).
+    public struct PortForward: Sendable, Equatable {
+        public var hostPort: Int
+        public var guestPort: Int
+
+        public init(hostPort: Int, guestPort: Int) {
+            self.hostPort = hostPort
+            self.guestPort = guestPort
+        }
+    }
+
+    /// QEMU's arguments for the network.
+    public var networkArguments: [String] {
+        switch network {
+        case .none:
+            return ["-nic", "none"]
+        case .user(let forwards):
+            let rules = forwards.map { ",hostfwd=tcp:127.0.0.1:\($0.hostPort)-:\($0.guestPort)" }.joined()
+            return ["-nic", "user,model=virtio-net-pci,restrict=on" + rules]
+        }
+    }
 }
 
 /// How a boot ended.
@@ -180,7 +214,7 @@ public enum QEMU {
     public static func arguments(for configuration: MachineConfiguration, accelerator: String, varsCopy: String?) -> [String] {
         var args = ["-accel", accelerator, "-machine", "q35", "-m", configuration.memory,
                     "-smp", String(configuration.cpus), "-display", "none", "-vga", "none", "-monitor", "none",
-                    "-serial", "stdio", "-no-reboot", "-nic", "none"]
+                    "-serial", "stdio", "-no-reboot"] + configuration.networkArguments
         if accelerator == "tcg" { args += ["-cpu", "max"] } else { args += ["-cpu", "host"] }
         if configuration.firmware == .uefi, let varsCopy {
             args += ["-drive", "if=pflash,format=raw,readonly=on,file=\(ovmfCode)",

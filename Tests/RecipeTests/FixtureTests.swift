@@ -140,13 +140,15 @@ import TOML
         #expect(kernel.source == .local(path: "/usr/src/linux-source-6.1.tar.xz"))
         #expect(kernel.profiles == ["base"])
         #expect(kernel.package == "linux-rast-base")
-        #expect(recipe.packages.local == ["filesystem", "busybox", "rast"].map { "\(packageRoot)/recipes/pkgbuilds/\($0)" })
-        #expect(recipe.packages.install == ["filesystem", "busybox", "rast", "linux-rast-base"])
+        #expect(recipe.packages.local == ["filesystem", "busybox", "rast", "s6", "dropbear"].map { "\(packageRoot)/recipes/pkgbuilds/\($0)" })
+        #expect(recipe.packages.install == ["filesystem", "busybox", "rast", "linux-rast-base", "s6", "dropbear"])
         #expect(recipe.packagesToInstall == recipe.packages.install)
         #expect(recipe.repositories.isEmpty)
         #expect(recipe.system.hostname == "rastos")
         #expect(recipe.users.map(\.name) == ["admin"])
         #expect(recipe.users.first?.sshKeys.count == 1)
+        #expect(recipe.network == NetworkSpec(mode: .dhcp, interface: "eth0", sshd: true))
+        #expect(recipe.services.isEmpty)
         #expect(recipe.snapshots.tree == [.init(id: 1, parent: 0, description: "base system"),
                                           .init(id: 2, parent: 1, description: "workstation")])
         #expect(recipe.snapshots.deploy == 1)
@@ -159,7 +161,7 @@ import TOML
         #expect(recipe.output.qcow2Compression == .zstd)
         #expect(recipe.bootTest.enabled)
         #expect(recipe.bootTest.firmware == [.bios, .uefi])
-        #expect(recipe.position(of: "disk.size") == TOMLPosition(file: packageRoot + "/recipes/minimal.toml", line: 41, column: 8))
+        #expect(recipe.position(of: "disk.size") == TOMLPosition(file: packageRoot + "/recipes/minimal.toml", line: 55, column: 8))
     }
 
     @Test func archNamesTheRealMirrors() throws {

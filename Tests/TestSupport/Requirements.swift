@@ -58,6 +58,8 @@ public enum Require {
         "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
         "sfdisk": "fdisk", "busybox": "busybox-static",
         "skopeo": "skopeo", "umoci": "umoci", "docker-registry": "docker-registry", "openssl": "openssl", "crun": "crun",
+        "s6-svscan": "s6", "s6-svstat": "s6", "dropbear": "dropbear-bin", "patchelf": "patchelf",
+        "ssh": "openssh-client", "ssh-keygen": "openssh-client",
         "mdir": "mtools", "mren": "mtools", "mdel": "mtools", "fsck.fat": "dosfstools",
     ]
 }

@@ -1,0 +1,251 @@
+import Foundation
+import SystemSupport
+
+/// Where the supervision tree lives on a running system.
+public struct SupervisionPaths: Sendable, Equatable {
+    /// s6-svscan's scan directory: one service directory per started service.
+    public var scanDirectory: String
+    /// Each service logs into `logDirectory/NAME/` (`current` and rotated files).
+    public var logDirectory: String
+    /// PATH of the generated scripts.
+    public var searchPath: String
+
+    public init(scanDirectory: String = "/run/rast/service", logDirectory: String = "/var/log",
+                searchPath: String = "/usr/local/bin:/usr/bin:/bin") {
+        self.scanDirectory = scanDirectory
+        self.logDirectory = logDirectory
+        self.searchPath = searchPath
+    }
+
+    public static let system = SupervisionPaths()
+
+    public func serviceDirectory(_ name: String) -> String { scanDirectory + "/" + name }
+    public func logDirectory(_ name: String) -> String { logDirectory + "/" + name }
+}
+
+/// Turns a definition into an s6 service directory (the layout s6-supervise runs):
+///
+/// ```
+/// NAME/run                waits for the dependencies (s6-svwait -U), records the start,
+///                         signals readiness (itself, or through s6-notifyoncheck and
+///                         data/check), execs data/start
+/// NAME/finish             restart policy and backoff: records the exit, counts restarts,
+///                         sleeps the backoff, or exits 125 so that s6 leaves the service down
+/// NAME/notification-fd    3: readiness is written to fd 3
+/// NAME/timeout-finish     the longest backoff plus 5 s
+/// NAME/timeout-kill       SIGKILL after stop_timeout
+/// NAME/data/start         working directory, environment, user (s6-setuidgid), the program
+/// NAME/data/check         the readiness check (a listening TCP port, or a command)
+/// NAME/data/definition.toml   the definition the directory was made from (for `status`)
+/// NAME/data/{started,last-exit,failures,restarts,stopped}   written at run time
+/// NAME/data/{stop,restart}-requested   written by `rast service stop` and `restart`
+/// NAME/log/run            s6-log into LOGDIR/NAME with size-based rotation
+/// NAME/supervise, NAME/log/supervise   made readable, so `rast service list` works unprivileged
+/// ```
+public enum ServiceDirectory {
+    public struct File: Sendable, Equatable {
+        public let path: String
+        public let contents: String
+        public let mode: mode_t
+    }
+
+    /// Every file of the service directory, with paths relative to it.
+    public static func files(for definition: ServiceDefinition, source: String, definitionText: String,
+                             paths: SupervisionPaths) -> [File] {
+        var files = [
+            File(path: "run", contents: runScript(definition, source: source, paths: paths), mode: 0o755),
+            File(path: "finish", contents: finishScript(definition, paths: paths), mode: 0o755),
+            File(path: "notification-fd", contents: "3\n", mode: 0o644),
+            File(path: "timeout-finish", contents: "\(definition.restartDelayMax + 5000)\n", mode: 0o644),
+            File(path: "timeout-kill", contents: "\(max(definition.stopTimeout, 1))\n", mode: 0o644),
+            File(path: "data/start", contents: startScript(definition, source: source), mode: 0o755),
+            File(path: "data/definition.toml", contents: definitionText, mode: 0o644),
+            File(path: "log/run", contents: logScript(definition, paths: paths), mode: 0o755),
+        ]
+        if let readiness = definition.readiness {
+            files.append(File(path: "data/check", contents: checkScript(readiness), mode: 0o755))
+        }
+        return files
+    }
+
+    /// Writes the service directory of `definition` into the scan directory: complete under
+    /// a hidden name first (s6-svscan ignores names starting with a dot), then renamed.
+    public static func write(_ definition: ServiceDefinition, source: String, definitionText: String,
+                             paths: SupervisionPaths) throws {
+        let final = paths.serviceDirectory(definition.name)
+        let staging = paths.scanDirectory + "/." + definition.name + ".new"
+        if Files.exists(staging) { try Files.removeTree(staging) }
+        for file in files(for: definition, source: source, definitionText: definitionText, paths: paths) {
+            let path = staging + "/" + file.path
+            try Files.createDirectory((path as NSString).deletingLastPathComponent)
+            try Files.write(path, string: file.contents, mode: file.mode)
+        }
+        // s6-supervise keeps these if they exist; 0755 lets everyone read the state.
+        for directory in ["supervise", "log/supervise"] { try Files.createDirectory(staging + "/" + directory, mode: 0o755) }
+        try SystemError.check("rename", path: final) { rename(staging, final) }
+    }
+
+    static let header = "# Generated by `rast service setup`; change the definition, not this file."
+
+    static func runScript(_ definition: ServiceDefinition, source: String, paths: SupervisionPaths) -> String {
+        let name = definition.name
+        var lines = [
+            "#!/bin/sh",
+            "# \(name): from \(source).",
+            header,
+            "PATH=\(ShellQuoting.quote(paths.searchPath))",
+            "export PATH",
+            "exec 2>&1",
+        ]
+        if !definition.depends.isEmpty {
+            let directories = definition.depends.map { ShellQuoting.quote(paths.serviceDirectory($0)) }.joined(separator: " ")
+            let list = definition.depends.joined(separator: ", ")
+            lines += [
+                "# Start only when every dependency is up and ready: s6-svwait sleeps until s6",
+                "# reports a change (it fails at once while a supervisor is not running yet).",
+                "ready() {",
+                "    for service in \(directories); do",
+                "        [ \"$(s6-svstat -o up,ready \"$service\" 2>/dev/null)\" = \"true true\" ] || return 1",
+                "    done",
+                "}",
+                "if ! ready; then",
+                "    echo \(ShellQuoting.quote("rast: \(name) waits for \(list) to be ready"))",
+                "    until ready; do",
+                "        s6-svwait -U -a -t 2000 \(directories) 2>/dev/null || sleep 0.2",
+                "    done",
+                "    echo \(ShellQuoting.quote("rast: \(list) ready; starting \(name)"))",
+                "fi",
+            ]
+        }
+        lines.append("rm -f data/stopped data/stop-requested")
+        lines.append("# Uptime in hundredths of a second, for the backoff's reset in finish.")
+        lines.append("cut -d' ' -f1 /proc/uptime | tr -d . > data/started")
+        if definition.readiness != nil {
+            lines += [
+                "# Ready when data/check succeeds (polled every 250 ms).",
+                "exec s6-notifyoncheck -d -w 250 -n 0 ./data/start",
+            ]
+        } else {
+            lines += [
+                "# No readiness check: ready as soon as it runs.",
+                "echo >&3",
+                "exec 3>&-",
+                "exec ./data/start",
+            ]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func startScript(_ definition: ServiceDefinition, source: String) -> String {
+        let name = definition.name
+        var lines = ["#!/bin/sh", "# \(name): the program, as \(source) says.", header]
+        let directory = definition.workingDirectory ?? "/"
+        lines.append("cd \(ShellQuoting.quote(directory)) || { echo \(ShellQuoting.quote("rast: \(name): cannot change to the working directory \(directory)")); exit 111; }")
+        for variable in definition.environment {
+            lines.append("export \(variable.name)=\(ShellQuoting.quote(variable.value))")
+        }
+        var words: [String] = []
+        if let user = definition.user {
+            words += ["s6-setuidgid", ShellQuoting.quote(user)]
+        }
+        switch definition.program {
+        case .arguments(let arguments): words += arguments.map(ShellQuoting.quote)
+        case .shell(let text): words += ["/bin/sh", "-c", ShellQuoting.quote(text)]
+        }
+        lines.append("exec " + words.joined(separator: " "))
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func checkScript(_ readiness: ServiceDefinition.Readiness) -> String {
+        switch readiness {
+        case .tcp(let port):
+            let hex = String(format: "%04X", port)
+            return """
+                #!/bin/sh
+                # Ready when a socket listens on TCP port \(port) (state 0A in /proc/net/tcp*).
+                cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$2 ~ /:\(hex)$/ && $4 == "0A" { found = 1 } END { exit !found }'
+
+                """
+        case .command(let text):
+            return "#!/bin/sh\n# Ready when this command succeeds.\nexec /bin/sh -c \(ShellQuoting.quote(text))\n"
+        }
+    }
+
+    static func finishScript(_ definition: ServiceDefinition, paths: SupervisionPaths) -> String {
+        let name = ShellQuoting.quote(definition.name)
+        var lines = [
+            "#!/bin/sh",
+            "# \(definition.name): restart = \(definition.restart.rawValue), backoff \(ServiceDefinition.formatDuration(definition.restartDelay)) doubling up to \(ServiceDefinition.formatDuration(definition.restartDelayMax)).",
+            "# s6-supervise runs this when the program ended: $1 is its exit status, or 256 when",
+            "# signal $2 killed it. Exit 125 tells s6 not to restart.",
+            header,
+            "PATH=\(ShellQuoting.quote(paths.searchPath))",
+            "export PATH",
+            "if [ \"$1\" = 256 ]; then result=\"was killed by signal $2\"; failed=1",
+            "elif [ \"$1\" = 0 ]; then result=\"exited with status 0\"; failed=",
+            "else result=\"exited with status $1\"; failed=1; fi",
+            "if [ -e data/restart-requested ]; then",
+            "    rm -f data/restart-requested",
+            "    echo \"$1 $2\" > data/last-exit",
+            "    echo \"rast: \"\(name)\" $result; restarting as asked\"",
+            "    exit 0",
+            "fi",
+            "# Stopped on request (rast service stop marks it; s6-svc -d alone shows in wantedup).",
+            "if [ -e data/stop-requested ] || [ \"$(s6-svstat -o wantedup .)\" != true ]; then",
+            "    : > data/stopped",
+            "    echo \"$1 $2\" > data/last-exit",
+            "    echo \"rast: \"\(name)\" $result; stopped\"",
+            "    exit 0",
+            "fi",
+            "echo \"$1 $2\" > data/last-exit",
+        ]
+        switch definition.restart {
+        case .never:
+            lines += ["echo \"rast: \"\(name)\" $result; restart = never: it stays down\"", "exit 125"]
+        case .onFailure:
+            lines += ["if [ -z \"$failed\" ]; then", "    echo \"rast: \"\(name)\" $result; restart = on-failure: it stays down\"", "    exit 125", "fi"]
+        case .always:
+            break
+        }
+        if definition.restart != .never {
+            let resetHundredths = max(100, definition.restartDelayMax / 10)
+            lines += [
+                "now=$(cut -d' ' -f1 /proc/uptime | tr -d .)",
+                "started=$(cat data/started 2>/dev/null || echo \"$now\")",
+                "failures=$(cat data/failures 2>/dev/null || echo 0)",
+                "# A run longer than the longest delay (at least a second) starts the backoff afresh.",
+                "[ $((now - started)) -lt \(resetHundredths) ] || failures=0",
+                "[ -z \"$failed\" ] || failures=$((failures + 1))",
+                "echo \"$failures\" > data/failures",
+                "restarts=$(( $(cat data/restarts 2>/dev/null || echo 0) + 1 ))",
+                "echo \"$restarts\" > data/restarts",
+                "delay=0",
+                "if [ \"$failures\" -gt 0 ]; then",
+                "    delay=\(definition.restartDelay)",
+                "    n=1",
+                "    while [ \"$n\" -lt \"$failures\" ] && [ \"$delay\" -lt \(definition.restartDelayMax) ]; do delay=$((delay * 2)); n=$((n + 1)); done",
+                "    [ \"$delay\" -le \(definition.restartDelayMax) ] || delay=\(definition.restartDelayMax)",
+                "fi",
+                "seconds=$((delay / 1000)).$(printf %03d $((delay % 1000)))",
+                "echo \"rast: \"\(name)\" $result; restart $restarts in $seconds s\"",
+                "[ \"$delay\" -eq 0 ] || sleep \"$seconds\"",
+                "exit 0",
+            ]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func logScript(_ definition: ServiceDefinition, paths: SupervisionPaths) -> String {
+        let directory = ShellQuoting.quote(paths.logDirectory(definition.name))
+        return """
+            #!/bin/sh
+            # \(definition.name)'s log: timestamped lines in \(paths.logDirectory(definition.name))/current, rotated at \(definition.logging.maxSize) bytes, \(definition.logging.keep) old files kept.
+            \(header)
+            PATH=\(ShellQuoting.quote(paths.searchPath))
+            export PATH
+            mkdir -p \(directory) && chmod 755 \(directory)
+            exec s6-log -b -- n\(definition.logging.keep) s\(definition.logging.maxSize) T \(directory)
+
+            """
+    }
+}
