@@ -78,7 +78,7 @@ let package = Package(
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -113,10 +113,10 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
-            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
+            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
