@@ -93,7 +93,7 @@ public final class QCOW2Reader {
 
     /// Opens and validates the image at `path`.
     public convenience init(path: String) throws {
-        let file = try ImageFile(path: path, flags: O_RDONLY)
+        let file = try ImageFile(path: path, mode: .readOnly)
         try self.init(source: .file(file), fileSize: try file.size(), path: path)
     }
 
@@ -468,7 +468,7 @@ public final class QCOW2Reader {
         let temporary: TemporaryOutput?
         let output: ImageFile
         if isDevice {
-            output = try ImageFile(path: destination, flags: O_WRONLY)
+            output = try ImageFile(path: destination, mode: .writeOnly)
             let capacity = try output.size()
             guard capacity >= virtualSize else {
                 throw UserError("\(destination) holds \(ByteCount.format(capacity)), less than the \(ByteCount.format(virtualSize)) virtual disk of \(path ?? "the image")")
@@ -616,7 +616,7 @@ public final class QCOW2Reader {
 
     /// True when the file at `path` starts with the QCOW2 magic number.
     public static func isQCOW2(path: String) -> Bool {
-        guard let file = try? ImageFile(path: path, flags: O_RDONLY) else { return false }
+        guard let file = try? ImageFile(path: path, mode: .readOnly) else { return false }
         var magic = [UInt8](repeating: 0, count: 4)
         let got = (try? magic.withUnsafeMutableBytes { raw -> Int in
             guard let base = raw.baseAddress else { return 0 }

@@ -112,12 +112,12 @@ public enum QCOW2Writer {
         let stopwatch = Stopwatch()
         let clusterSize = options.clusterSize
         let cluster = Int64(clusterSize)
-        let source = try ImageFile(path: sourcePath, flags: O_RDONLY)
+        let source = try ImageFile(path: sourcePath, mode: .readOnly)
         let sourceSize = try source.size()
         // QEMU sizes disks in 512-byte sectors; the tail of a partial sector reads as zeros.
         let virtualSize = (sourceSize + 511) / 512 * 512
         var layout = try QCOW2Layout(virtualSize: virtualSize, clusterBits: options.clusterBits)
-        _ = posix_fadvise(source.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        _ = posix_fadvise(source.descriptor.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL)
 
         // Work units: the source's data extents, widened to whole clusters.
         let unitClusters = max(1, unitBytes / clusterSize)

@@ -102,6 +102,8 @@ public struct Command: Sendable, CustomStringConvertible {
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
 
+        // Raw descriptors: posix_spawn's file actions take them, and the output collector polls
+        // them and writes the input non-blocking, which swift-system has no API for.
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
         var inPipe: [Int32] = [-1, -1]
