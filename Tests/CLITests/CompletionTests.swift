@@ -85,4 +85,71 @@ import TestSupport
             }
         }
     }
+
+    /// What `--experimental-dump-help` says about a command (the part the pages show).
+    struct ToolInfo: Decodable {
+        struct Command: Decodable {
+            struct Argument: Decodable {
+                let abstract: String?
+                let shouldDisplay: Bool
+            }
+            let commandName: String
+            let abstract: String?
+            let shouldDisplay: Bool
+            let arguments: [Argument]?
+            let subcommands: [Command]?
+        }
+        let command: Command
+    }
+
+    /// The pages in docs/man are what `make man` makes from the definitions now: each names
+    /// every visible command, with its abstract and the abstract of each of its options.
+    @Test(arguments: ["rast", "rast-build", "rast-install"])
+    func manualPagesAreCurrent(_ program: String) throws {
+        let page = try Files.readString(CompletionTests.root + "/docs/man/\(program).1")
+        let info = try JSONDecoder().decode(ToolInfo.self, from: Data(try run(program, ["--experimental-dump-help"]).utf8))
+        // mdoc escapes backslashes and quotes; compare the plain text.
+        let text = page.replacingOccurrences(of: "\\e", with: "\\").replacingOccurrences(of: "\\&", with: "")
+        var checked = 0
+        func check(_ command: ToolInfo.Command, path: [String]) {
+            guard command.shouldDisplay else { return }
+            let name = ([program] + path).joined(separator: " ")
+            if let abstract = command.abstract, !abstract.isEmpty {
+                let found = text.contains(abstract)
+                #expect(found, "docs/man/\(program).1 lacks `\(name)`: \(abstract) (run make man)")
+            }
+            for argument in command.arguments ?? [] where argument.shouldDisplay {
+                if let abstract = argument.abstract, !abstract.isEmpty {
+                    let found = text.contains(abstract)
+                    #expect(found, "docs/man/\(program).1 lacks an option of `\(name)`: \(abstract) (run make man)")
+                    checked += 1
+                }
+            }
+            for sub in command.subcommands ?? [] { check(sub, path: path + [sub.commandName]) }
+        }
+        check(info.command, path: [])
+        #expect(checked > 5)
+    }
+
+    /// `make install` puts the programs, their completions and their pages under
+    /// DESTDIR/PREFIX (here from the debug build, which the tests have).
+    @Test func makeInstallHonoursDestdirAndPrefix() throws {
+        try Require.programs("make")
+        let scratch = try Scratch("rast-make-install")
+        let result = try Command("make", ["install", "BUILD_DIR=.build/debug", "DESTDIR=\(scratch.path)", "PREFIX=/opt/rast"],
+                                 workingDirectory: CompletionTests.root).run(check: false)
+        #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
+        let prefix = scratch.path + "/opt/rast"
+        for program in ["rast", "rast-build", "rast-install"] {
+            #expect(access(prefix + "/bin/" + program, X_OK) == 0, "\(program)")
+            #expect(try Files.read(prefix + "/share/man/man1/\(program).1") == Files.read(CompletionTests.root + "/docs/man/\(program).1"))
+            #expect(try Files.readString(prefix + "/share/bash-completion/completions/" + program).hasPrefix("#!/bin/bash"))
+            #expect(try Files.readString(prefix + "/share/zsh/site-functions/_" + program).hasPrefix("#compdef \(program)"))
+            #expect(try Files.readString(prefix + "/share/fish/vendor_completions.d/\(program).fish").hasPrefix("function __\(program)_"))
+        }
+        let bash = try Files.readString(prefix + "/share/bash-completion/completions/rast")
+        for path in CompletionTests.subcommandPaths(of: Rast.self) {
+            #expect(bashSubcommandWords(bash, program: "rast", path: path) != nil, "\(path)")
+        }
+    }
 }
