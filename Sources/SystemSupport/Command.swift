@@ -131,32 +131,10 @@ public struct Command: Sendable, CustomStringConvertible {
             rast_spawn_add_chdir(&fileActions, workingDirectory)
         }
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
         // Interactive children stay in our process group so they own the terminal.
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        if case .inherit = input {} else { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-
-        let env = mergedEnvironment()
-        var pid: pid_t = 0
-        let spawnResult = withCStrings(arguments) { argv in
-            withCStrings(env) { envp in
-                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
-            }
-        }
-        if spawnResult != 0 {
-            throw SystemError("spawn", path: executable, errno: spawnResult)
-        }
+        var ownGroup = true
+        if case .inherit = input { ownGroup = false }
+        let pid = try spawn(executable, fileActions: &fileActions, ownProcessGroup: ownGroup)
         let cancelledAlready = Cancellation.shared.register(child: pid)
         defer { Cancellation.shared.unregister(child: pid) }
         if cancelledAlready { kill(-pid, SIGTERM) }
@@ -199,7 +177,8 @@ public struct Command: Sendable, CustomStringConvertible {
         signal(SIGPIPE, SIG_IGN)
     }()
 
-    private func mergedEnvironment() -> [String] {
+    /// Our environment with `removedEnvironment` taken out and `environment` put in.
+    func mergedEnvironment() -> [String] {
         var values: [String: String] = [:]
         var index = 0
         while let entry = environ[index] {
@@ -212,6 +191,35 @@ public struct Command: Sendable, CustomStringConvertible {
         for key in removedEnvironment { values[key] = nil }
         for (key, value) in environment { values[key] = value }
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// posix_spawn of `executable` with our arguments and merged environment: the signal mask
+    /// cleared, the signals rast handles back to their defaults, and (with `ownProcessGroup`) a
+    /// process group of its own, so that stopping it reaches everything it started.
+    func spawn(_ executable: String, fileActions: inout posix_spawn_file_actions_t, ownProcessGroup: Bool) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if ownProcessGroup { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+
+        var pid: pid_t = 0
+        let result = withCStrings(arguments) { argv in
+            withCStrings(mergedEnvironment()) { envp in
+                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+            }
+        }
+        if result != 0 { throw SystemError("spawn", path: executable, errno: result) }
+        return pid
     }
 }
 

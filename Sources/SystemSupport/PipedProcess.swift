@@ -57,37 +57,13 @@ public final class PipedProcess {
         posix_spawn_file_actions_adddup2(&actions, errorFile.rawValue, 2)
         if let directory = command.workingDirectory { rast_spawn_add_chdir(&actions, directory) }
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
-        var environment: [String] = []
-        var index = 0
-        while let entry = environ[index] {
-            let text = String(cString: entry)
-            let key = String(text.prefix { $0 != "=" })
-            if command.environment[key] == nil, !command.removedEnvironment.contains(key) { environment.append(text) }
-            index += 1
-        }
-        environment += command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-
-        var child: pid_t = 0
-        let status = cStrings(command.arguments) { argv in
-            cStrings(environment) { envp in posix_spawn(&child, executable, &actions, &attributes, argv, envp) }
-        }
-        if status != 0 {
+        let child: pid_t
+        do {
+            child = try command.spawn(executable, fileActions: &actions, ownProcessGroup: true)
+        } catch {
             close(ourEnd)
             unlink(errorLog)
-            throw SystemError("spawn", path: executable, errno: status)
+            throw error
         }
         pipeEnd = FileDescriptor(rawValue: ourEnd)
         pid = child
@@ -208,11 +184,4 @@ public final class PipedProcess {
         let bytes = (try? Files.read(errorLog)) ?? []
         return String(decoding: bytes.suffix(64 * 1024), as: UTF8.self)
     }
-}
-
-private func cStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
 }
