@@ -14,7 +14,8 @@ DEB_PACKAGES = \
 	btrfs-progs dosfstools mtools fdisk gdisk util-linux grub-pc-bin grub-efi-amd64-bin grub2-common \
 	ovmf qemu-system-x86 qemu-utils pacman-package-manager makepkg arch-install-scripts libarchive-tools \
 	archlinux-keyring busybox-static linux-source-6.1 bc flex bison libelf-dev build-essential cpio kmod \
-	git gnupg zstd xz-utils python3 python3-pip python3-venv hyperfine curl openssl
+	git gnupg zstd xz-utils python3 python3-pip python3-venv hyperfine curl openssl \
+	crun docker-registry skopeo umoci
 
 # PyPI packages, pinned: the S3 server the backup tests start on 127.0.0.1 (moto_server), and
 # the independent S3 clients the tests and bench/backup use (boto3, the aws command).

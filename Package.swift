@@ -72,11 +72,14 @@ let package = Package(
         .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport", systemPackage]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport",
+            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "SystemSupport", "OCI", "Containers",
         ]),
         // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
         .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Search", "SystemSupport"]),
+        // Containers: OCI images (registry client, layer store) and crun-run containers.
+        .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
+        .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Search", "SystemSupport", "OCI", "Containers"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -86,7 +89,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -118,6 +121,8 @@ let package = Package(
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
+        .testTarget(name: "ContainersTests", dependencies: ["Containers", "OCI", "SystemSupport", "TestSupport"]),
+        .testTarget(name: "OCITests", dependencies: ["OCI", "Archive", "Curl", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "Curl", "SystemSupport", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "BackupTests", dependencies: [

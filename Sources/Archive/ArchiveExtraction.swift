@@ -28,6 +28,12 @@ public struct ExtractOptions: Sendable {
     }
 }
 
+/// What an extraction hook decides for one entry.
+public enum ExtractDecision: Sendable {
+    case extract
+    case skip
+}
+
 /// libarchive's disk writer; `deinit` frees it.
 final class DiskWriter {
     let handle: OpaquePointer
@@ -58,6 +64,16 @@ extension ArchiveReader {
     /// `ArchiveError.Kind.unsafePath`, as are writes through symlinks. Returns the entries.
     @discardableResult
     public func extract(to directory: String, options: ExtractOptions = ExtractOptions()) throws -> [ArchiveEntry] {
+        try extract(to: directory, options: options) { _, _ in .extract }
+    }
+
+    /// Like `extract(to:options:)`, asking `decide` about each entry first with its path
+    /// relative to `directory` (no "./", no trailing "/"): it may change the disk (remove
+    /// what the entry replaces) and skip the entry (a marker such as an OCI whiteout).
+    /// Returns the entries extracted.
+    @discardableResult
+    public func extract(to directory: String, options: ExtractOptions,
+                        decide: (_ entry: ArchiveEntry, _ relativePath: String) throws -> ExtractDecision) throws -> [ArchiveEntry] {
         // The destination is resolved so that the symlink guard only judges archive entries.
         guard let resolved = realpath(directory, nil) else {
             throw ArchiveError.system("realpath", archive: name, entry: directory)
@@ -68,6 +84,7 @@ extension ArchiveReader {
         var extracted: [ArchiveEntry] = []
         while let entry = try next() {
             let relative = try Self.safeRelativePath(entry.path, archive: name, entry: entry.path)
+            guard try decide(entry, relative) == .extract else { continue }
             let target = relative.isEmpty ? root : root + "/" + relative
             try withCurrentEntry { _, raw in
                 archive_entry_set_pathname(raw, target)

@@ -108,3 +108,10 @@ static inline ssize_t rast_copy_file_range(int in, int out, size_t len) {
 }
 
 static inline long rast_btrfs_super_magic(void) { return BTRFS_SUPER_MAGIC; }
+
+#include <sys/prctl.h>
+/// Makes the calling process the reaper of its orphaned descendants (a container's init once
+/// `crun create` has exited), so that it can wait for them (prctl is variadic).
+static inline int rast_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+/// posix_spawn's POSIX_SPAWN_SETSID (a GNU extension the Glibc module hides).
+static inline short rast_spawn_setsid_flag(void) { return 0x80; }

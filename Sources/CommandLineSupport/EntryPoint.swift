@@ -11,7 +11,8 @@ import Glibc
 public enum EntryPoint {
     public static func run<Root: ParsableCommand>(_ root: Root.Type, programName: String,
                                                   arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
-        let verbose = arguments.contains("--verbose") || arguments.contains("-v")
+        // (`rast container run -v` is a volume, not --verbose.)
+        let verbose = arguments.contains("--verbose") || arguments.contains("-v") && !["container", "ctr"].contains(arguments.first ?? "")
         // Line by line into pipes and logs too, so that a note such as "waiting for another
         // rast command" shows when it is written, not when the process ends.
         rast_line_buffer_stdout()

@@ -61,6 +61,9 @@ public struct DownloadOptions: Sendable {
     /// A transfer slower than `bytesPerSecond` for `seconds` is given up as stalled.
     public var stallLimit: (bytesPerSecond: Int, seconds: Int)? = (1, 60)
     public var userAgent = "rastOS"
+    /// Extra request headers, each "Name: value" (e.g. "Accept: ...", "Authorization: Bearer ...").
+    /// libcurl does not send them on to another host after a redirect.
+    public var headers: [String] = []
 
     public init() {}
 }
@@ -184,6 +187,8 @@ public final class CurlTransfer {
     /// Sets up and runs one transfer; returns the final HTTP status.
     private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64) throws -> Int {
         curl_easy_reset(handle)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
         errorBuffer[0] = 0
         let context = Unmanaged.passUnretained(state).toOpaque()
         try set(CURLOPT_URL, url)
@@ -194,6 +199,13 @@ public final class CurlTransfer {
         try set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
         try set(CURLOPT_MAXREDIRS, options.maxRedirects)
         try set(CURLOPT_USERAGENT, options.userAgent)
+        for header in options.headers {
+            guard let appended = curl_slist_append(headerList, header) else {
+                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
+            }
+            headerList = appended
+        }
+        if let headerList { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
         if let timeout = options.connectTimeout { try set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
         if let timeout = options.timeout { try set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
         if let stall = options.stallLimit {

@@ -176,6 +176,12 @@ public final class ImageBuilder {
                             progress: progress).run(teardown: teardown)
         }
 
+        if !recipe.containers.isEmpty {
+            _ = try stage("containers") {
+                try ContainerStage(recipe: recipe, variable: rootfs.store.layout.variable, base: rootfs.base, progress: progress).run()
+            }
+        }
+
         let settings = try stage("configure") {
             try ConfigureStage(recipe: recipe, store: rootfs.store, base: rootfs.base, disk: disk, progress: progress).run()
         }

@@ -15,6 +15,7 @@ import SystemSupport
 /// ```
 /// binary rast       inputs/bin/rast and, from ldd, inputs/lib/* (every shared library it needs)
 /// data bootloader   inputs/share/bootloader (a directory of rast's data files)
+/// host /usr/bin/crun  a program of the build machine: inputs/bin/crun and its libraries in inputs/lib/*
 /// ```
 public struct LocalPackagesStage {
     public struct Output: Sendable {
@@ -122,12 +123,19 @@ public struct LocalPackagesStage {
                     }
                     singles.append(("inputs/bin/rast", binary))
                     for (soname, path) in try SharedLibraries.closure(of: binary) { singles.append(("inputs/lib/" + soname, path)) }
+                case "host":
+                    let program = fields[1]
+                    guard program.hasPrefix("/"), Files.exists(program) else {
+                        throw UserError("\(directory)/rast.inputs names the host program \(program), which is not installed on this machine (see the PKGBUILD for the Debian package)")
+                    }
+                    singles.append(("inputs/bin/" + (program as NSString).lastPathComponent, program))
+                    for (soname, path) in try SharedLibraries.closure(of: program) { singles.append(("inputs/lib/" + soname, path)) }
                 case "data":
                     let source = dataDirectory + "/" + fields[1]
                     guard Files.isDirectory(source) else { throw UserError("\(directory)/rast.inputs names data '\(fields[1])', but \(source) does not exist") }
                     trees.append(("inputs/share/" + fields[1], source))
                 default:
-                    throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary or data)")
+                    throw UserError("\(directory)/rast.inputs: unknown payload kind '\(kind)' (binary, host or data)")
                 }
             }
         }

@@ -25,7 +25,7 @@ public struct Rast: ParsableCommand {
             ForceSyncCommand.self, TreeRemoveCommand.self, RefreshCommand.self, BaseUpdateCommand.self, DiffCommand.self,
             PkgCommand.self, PacmanCommand.self,
             SearchCommand.self, AskCommand.self,
-            BackupCommand.self, RestoreCommand.self,
+            BackupCommand.self, RestoreCommand.self, ContainerCommand.self,
         ])
 
     public init() {}

@@ -108,6 +108,10 @@ extension Recipe {
             let mode = overlay.mode.map { ", mode " + String($0, radix: 8) } ?? ""
             details.append("file \(overlay.destination) from \(overlay.source)\(mode)")
         }
+        for container in containers {
+            let boot = container.name.map { ", container \($0) started at boot" } ?? ""
+            details.append("container image \(container.image) stored in /var/lib/rast/oci\(boot)")
+        }
         for node in snapshots.creationOrder {
             let description = node.description.isEmpty ? "" : ": \(node.description)"
             details.append("snapshot \(node.id) from \(node.parent)\(description)")

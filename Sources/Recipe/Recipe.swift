@@ -24,6 +24,8 @@ public struct Recipe: Sendable {
     public var disk: DiskSpec
     public var output: OutputSpec
     public var bootTest: BootTestSpec
+    /// `[[containers]]`: images stored at build time, containers started at boot.
+    public var containers: [ContainerSpec] = []
     /// Where each key was written, by key path ("disk.size", "users[0].name", "packages.local[1]").
     var positions: [String: TOMLPosition]
 

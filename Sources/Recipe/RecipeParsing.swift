@@ -51,7 +51,7 @@ struct RecipeDecoder {
 
     static let topLevelKeys = [
         "name", "description", "kernel", "packages", "repositories", "system", "users", "files",
-        "snapshots", "disk", "output", "boot_test",
+        "snapshots", "disk", "output", "boot_test", "containers",
     ]
 
     init(baseDirectory: String, workingDirectory: String) {
@@ -79,12 +79,15 @@ struct RecipeDecoder {
         let disk = decodeDisk(top)
         let output = decodeOutput(top)
         let bootTest = decodeBootTest(top, disk: disk)
+        let containers = decodeContainers(top)
 
         guard let packages else { return nil }
-        return Recipe(name: name, description: description, file: file, baseDirectory: baseDirectory,
-                      recipeHash: hash, kernel: kernel, packages: packages, repositories: repositories,
-                      system: system, users: users, files: files, snapshots: snapshots, disk: disk,
-                      output: output, bootTest: bootTest, positions: diagnostics.positions)
+        var recipe = Recipe(name: name, description: description, file: file, baseDirectory: baseDirectory,
+                            recipeHash: hash, kernel: kernel, packages: packages, repositories: repositories,
+                            system: system, users: users, files: files, snapshots: snapshots, disk: disk,
+                            output: output, bootTest: bootTest, positions: diagnostics.positions)
+        recipe.containers = containers
+        return recipe
     }
 
     /// Runs a value check and reports its sentence at the value.

@@ -57,5 +57,6 @@ public enum Require {
         "bsdtar": "libarchive-tools", "git": "git", "gpg": "gnupg", "partx": "util-linux",
         "pacstrap": "arch-install-scripts", "zstd": "zstd", "blkid": "util-linux",
         "sfdisk": "fdisk", "busybox": "busybox-static",
+        "skopeo": "skopeo", "umoci": "umoci", "docker-registry": "docker-registry", "openssl": "openssl", "crun": "crun",
     ]
 }

@@ -1,0 +1,211 @@
+// The documents of the OCI image spec (and Docker's image manifest v2 schema 2, which has the
+// same shape under other media types): descriptors, image manifests, indexes (manifest
+// lists) and image configurations. Only the fields rast uses are decoded; unknown fields are
+// ignored, as the spec asks.
+import Foundation
+
+/// The media types rast reads.
+public enum MediaType {
+    public static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
+    public static let ociIndex = "application/vnd.oci.image.index.v1+json"
+    public static let ociConfig = "application/vnd.oci.image.config.v1+json"
+    public static let ociLayer = "application/vnd.oci.image.layer.v1.tar"
+    public static let ociLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+    public static let ociLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+    public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+    public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+    public static let dockerConfig = "application/vnd.docker.container.image.v1+json"
+    public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    public static let dockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json"
+    public static let dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+    /// What a registry is asked for when a manifest is fetched.
+    public static let acceptedManifests = [ociIndex, dockerManifestList, ociManifest, dockerManifest]
+
+    public static func isIndex(_ type: String) -> Bool { type == ociIndex || type == dockerManifestList }
+    public static func isManifest(_ type: String) -> Bool { type == ociManifest || type == dockerManifest }
+
+    /// Layer types libarchive can apply (it detects the compression itself); the
+    /// "nondistributable" variants carry the same content.
+    public static func isLayer(_ type: String) -> Bool {
+        [ociLayer, ociLayerGzip, ociLayerZstd, dockerLayerGzip,
+         "application/vnd.oci.image.layer.nondistributable.v1.tar",
+         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"].contains(type)
+    }
+}
+
+/// The platform an image in an index is for.
+public struct Platform: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var architecture: String
+    public var os: String
+    public var variant: String?
+
+    public init(architecture: String, os: String, variant: String? = nil) {
+        self.architecture = architecture
+        self.os = os
+        self.variant = variant
+    }
+
+    /// The machine rast runs on: linux/amd64 on every rastOS system.
+    public static let current = Platform(architecture: "amd64", os: "linux")
+
+    public var description: String { "\(os)/\(architecture)" + (variant.map { "/" + $0 } ?? "") }
+}
+
+/// A reference to a blob: its media type, digest and size.
+public struct Descriptor: Codable, Sendable, Equatable {
+    public var mediaType: String
+    public var digest: Digest
+    public var size: Int64
+    public var platform: Platform?
+    public var annotations: [String: String]?
+
+    public init(mediaType: String, digest: Digest, size: Int64, platform: Platform? = nil, annotations: [String: String]? = nil) {
+        self.mediaType = mediaType
+        self.digest = digest
+        self.size = size
+        self.platform = platform
+        self.annotations = annotations
+    }
+
+    /// The tag an OCI layout gives this manifest (`org.opencontainers.image.ref.name`).
+    public var referenceName: String? { annotations?["org.opencontainers.image.ref.name"] }
+}
+
+/// An image manifest: the configuration and the layers, lowest first.
+public struct ImageManifest: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var config: Descriptor
+    public var layers: [Descriptor]
+}
+
+/// An image index (Docker: manifest list): one manifest per platform.
+public struct ImageIndex: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var manifests: [Descriptor]
+}
+
+/// The image configuration: how to run it and the uncompressed digests of its layers.
+public struct ImageConfiguration: Codable, Sendable, Equatable {
+    public struct RunConfig: Codable, Sendable, Equatable {
+        public var user: String?
+        public var env: [String]?
+        public var entrypoint: [String]?
+        public var cmd: [String]?
+        public var workingDir: String?
+        public var labels: [String: String]?
+        public var stopSignal: String?
+
+        enum CodingKeys: String, CodingKey {
+            case user = "User", env = "Env", entrypoint = "Entrypoint", cmd = "Cmd", workingDir = "WorkingDir"
+            case labels = "Labels", stopSignal = "StopSignal"
+        }
+
+        public init() {}
+    }
+
+    public struct RootFS: Codable, Sendable, Equatable {
+        public var type: String
+        public var diffIDs: [Digest]
+
+        enum CodingKeys: String, CodingKey {
+            case type
+            case diffIDs = "diff_ids"
+        }
+    }
+
+    public var architecture: String?
+    public var os: String?
+    public var created: String?
+    public var config: RunConfig?
+    public var rootfs: RootFS
+}
+
+/// A fetched manifest document: either an index to choose from or an image manifest.
+public enum ManifestDocument: Sendable {
+    case index(ImageIndex)
+    case manifest(ImageManifest)
+
+    /// Parses `bytes` named `what`; the media type comes from the document, else from the
+    /// transport (a registry's Content-Type, a descriptor). Schema 1 manifests are refused.
+    public static func parse(_ bytes: [UInt8], mediaType transportType: String?, what: String) throws -> ManifestDocument {
+        struct Probe: Decodable {
+            var schemaVersion: Int?
+            var mediaType: String?
+            var manifests: [Descriptor]?
+            var layers: [Descriptor]?
+        }
+        let data = Data(bytes)
+        let probe: Probe
+        do { probe = try JSONDecoder().decode(Probe.self, from: data) } catch {
+            throw OCIError.invalidDocument(what: what, reason: "not a JSON manifest (\(Self.reason(error)))")
+        }
+        let transport = transportType.map { $0.split(separator: ";").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? $0 }
+        let type = probe.mediaType ?? transport ?? ""
+        if probe.schemaVersion == 1 || type == MediaType.dockerSchema1 || type == MediaType.dockerSchema1Signed {
+            throw OCIError.unsupportedMediaType(what: what, mediaType: "Docker image manifest schema 1 (\(type)); push the image again with a current tool")
+        }
+        guard probe.schemaVersion == 2 else {
+            throw OCIError.invalidDocument(what: what, reason: "schemaVersion is \(probe.schemaVersion.map(String.init) ?? "missing"), expected 2")
+        }
+        let isIndex = MediaType.isIndex(type) || (type.isEmpty || !MediaType.isManifest(type)) && probe.manifests != nil && probe.layers == nil
+        do {
+            if isIndex {
+                return .index(try JSONDecoder().decode(ImageIndex.self, from: data))
+            }
+            guard type.isEmpty || MediaType.isManifest(type) || type == "application/json" else {
+                throw OCIError.unsupportedMediaType(what: what, mediaType: type)
+            }
+            return .manifest(try JSONDecoder().decode(ImageManifest.self, from: data))
+        } catch let error as OCIError {
+            throw error
+        } catch {
+            throw OCIError.invalidDocument(what: what, reason: Self.reason(error))
+        }
+    }
+
+    static func reason(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            return "the key \(path(context.codingPath + [key])) is missing"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        case DecodingError.dataCorrupted(let context):
+            return context.codingPath.isEmpty ? context.debugDescription : "\(path(context.codingPath)): \(context.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
+
+    static func path(_ keys: [CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    }
+}
+
+extension ImageIndex {
+    /// The manifest for `platform`; a missing variant matches any.
+    public func manifest(for platform: Platform, image: String) throws -> Descriptor {
+        let candidates = manifests.filter { MediaType.isManifest($0.mediaType) }
+        if let match = candidates.first(where: {
+            $0.platform?.os == platform.os && $0.platform?.architecture == platform.architecture
+                && (platform.variant == nil || $0.platform?.variant == platform.variant)
+        }) {
+            return match
+        }
+        throw OCIError.noMatchingPlatform(image: image, platform: platform.description,
+                                          available: candidates.map { $0.platform?.description ?? "unspecified" })
+    }
+}
+
+extension ImageConfiguration {
+    /// Decodes a configuration blob named `what`.
+    public static func parse(_ bytes: [UInt8], what: String) throws -> ImageConfiguration {
+        do { return try JSONDecoder().decode(ImageConfiguration.self, from: Data(bytes)) } catch {
+            throw OCIError.invalidDocument(what: what, reason: ManifestDocument.reason(error))
+        }
+    }
+}

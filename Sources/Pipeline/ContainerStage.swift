@@ -1,0 +1,70 @@
+import Containers
+import Foundation
+import OCI
+import Recipe
+import SystemSupport
+
+/// The containers stage (when the recipe has `[[containers]]`): pulls each image into the
+/// container image store on the image's shared @var (/var/lib/rast/oci), and writes the
+/// containers to start at boot to snapshot 0's /etc/rast/containers.json with the boot hook
+/// that starts them (/etc/rc.d/40-rast-containers.sh). Runs before the snapshot tree is made
+/// from snapshot 0.
+public struct ContainerStage {
+    public let recipe: Recipe
+    /// The @var subvolume of the image being built.
+    public let variable: String
+    /// Snapshot 0's root.
+    public let base: String
+    public let progress: ProgressReporter
+
+    public func run() throws -> [String] {
+        let store = try ImageStore(root: variable + "/lib/rast/oci")
+        var boot: [BootContainers.Entry] = []
+        var pulled: [String] = []
+        for (index, spec) in recipe.containers.enumerated() {
+            let source: ImageSource
+            do { source = try ImageSource(parsing: spec.image) } catch {
+                throw UserError(at(index, "image") + ": \(error)")
+            }
+            progress.begin("containers: pulling \(source)")
+            let stopwatch = Stopwatch()
+            let image: StoredImage
+            do {
+                image = try store.pull(source, name: spec.imageName, progress: progress)
+            } catch {
+                throw UserError(at(index, "image") + ": pulling \(source) failed: \(error)")
+            }
+            progress.end("containers: \(image.name)", summary: "\(image.chainIDs.count) layers, \(ByteCount.format(image.size)) in \(stopwatch.formatted)")
+            pulled.append(image.name)
+            guard let name = spec.name else { continue }
+            var options = RunOptions()
+            options.name = name
+            options.detach = true
+            options.command = spec.command
+            options.environment = spec.environment
+            do {
+                options.volumes = try spec.volumes.map(RunOptions.Volume.init(parsing:))
+            } catch {
+                throw UserError(at(index, "volumes") + ": \(error)")
+            }
+            options.network = RunOptions.Network(rawValue: spec.network) ?? .none
+            options.memory = spec.memory
+            options.cpus = spec.cpus
+            options.pidsLimit = spec.pidsLimit
+            options.readOnly = spec.readOnly
+            options.user = spec.user
+            boot.append(BootContainers.Entry(image: image.name, options: options))
+        }
+        if !boot.isEmpty {
+            try BootContainers(containers: boot).write(to: base + BootContainers.path)
+            try Files.write(base + "/etc/rc.d/" + BootContainers.hookName, string: BootContainers.hook, mode: 0o755)
+        }
+        return pulled
+    }
+
+    private func at(_ index: Int, _ key: String) -> String {
+        let path = "containers[\(index)].\(key)"
+        guard let position = recipe.position(of: path) else { return "\(recipe.file): \(path)" }
+        return "\(recipe.file):\(position.line):\(position.column): \(path)"
+    }
+}
