@@ -19,7 +19,6 @@
 
 // GNU extensions that Swift's Glibc module hides (it is built without _GNU_SOURCE).
 extern int pipe2(int fds[2], int flags);
-extern int mkostemp(char *template_name, int flags);
 extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
 
 extern int unshare(int flags);
@@ -35,7 +34,6 @@ static inline int rast_private_mount_namespace(void) {
 static inline void rast_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 static inline int rast_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
-static inline int rast_mkostemp_cloexec(char *template_name) { return mkostemp(template_name, O_CLOEXEC); }
 static inline int rast_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np(actions, path);
 }

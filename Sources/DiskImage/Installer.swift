@@ -1,12 +1,12 @@
 import Blkid
 import BootEntries
 import Btrfs
-import CLinux
 import Fdisk
 import Foundation
 import Pipeline
 import Recipe
 import SnapshotTree
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -368,21 +368,19 @@ private final class InstallRun {
     static func temporaryFile(beside path: String, size: Int64) throws -> String {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        var template = Array("\(directory)/.\(name).rast-install-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { pointer -> Int32 in
-            guard let base = pointer.baseAddress else { return -1 }
-            return rast_mkostemp_cloexec(base)
-        }
-        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard fd >= 0 else { throw SystemError("create a temporary file in", path: directory) }
-        defer { close(fd) }
-        // The mode a new file would get (mkostemp makes it 0600), or the replaced file's.
+        let (file, temporary) = try FileDescriptor.createUnique(prefix: "\(directory)/.\(name).rast-install-",
+                                                                operation: "create a temporary file in", reportedPath: directory)
+        // The mode a new file would get (createUnique makes it 0600), or the replaced file's.
         var st = stat()
         let mode = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o644
-        guard fchmod(fd, mode) == 0, ftruncate(fd, off_t(size)) == 0 else {
-            let error = errno
+        do {
+            try file.closeAfter(path: temporary) {
+                try file.setPermissions(mode, path: temporary)
+                try file.resize(to: size, path: temporary)
+            }
+        } catch let error as SystemError {
             unlink(temporary)
-            throw SystemError("set the mode and size of", path: temporary, errno: error)
+            throw SystemError("set the mode and size of", path: temporary, errno: error.errno)
         }
         return temporary
     }
