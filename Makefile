@@ -1,7 +1,7 @@
 # rastOS: the common entry points. A newcomer needs two of them (see README.md):
 #   make image   installs what is needed, builds the default recipe and boots it in QEMU
 #   make test    installs what is needed and runs every test
-.PHONY: deps build release image test bench fmt lint clean embeddings
+.PHONY: deps build release image test bench fmt lint clean embeddings man install
 
 SWIFT ?= swift
 RECIPE ?= recipes/minimal.toml
@@ -49,6 +49,32 @@ test: deps
 
 bench: deps release
 	bench/run-all
+
+# The manual pages in docs/man, generated from the ArgumentParser definitions by
+# swift-argument-parser's GenerateManual plugin (run again after changing a command; a test
+# checks that the pages name every command and option). The date is the last commit's.
+MAN_DATE ?= $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
+man:
+	$(SWIFT) package generate-manual --configuration debug --date $(MAN_DATE)
+	for p in rast rast-build rast-install; do cp .build/plugins/GenerateManual/outputs/$$p/$$p.1 docs/man/$$p.1; done
+
+# rast, rast-build and rast-install with their bash, zsh and fish completions (printed by the
+# programs themselves) and manual pages, into $(DESTDIR)$(PREFIX). Build them first (`make
+# release`); BUILD_DIR says where they are. Data files stay in the checkout (or RAST_DATA_DIR).
+PREFIX ?= /usr/local
+BUILD_DIR ?= .build/release
+install:
+	@for p in rast rast-build rast-install; do [ -x $(BUILD_DIR)/$$p ] || { echo "make install: $(BUILD_DIR)/$$p is missing; build it first with make release"; exit 1; }; done
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	for p in rast rast-build rast-install; do \
+		install -m 755 $(BUILD_DIR)/$$p $(DESTDIR)$(PREFIX)/bin/$$p && \
+		install -m 644 docs/man/$$p.1 $(DESTDIR)$(PREFIX)/share/man/man1/$$p.1 && \
+		$(BUILD_DIR)/$$p --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$p && \
+		$(BUILD_DIR)/$$p --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$p && \
+		$(BUILD_DIR)/$$p --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$p.fish \
+		|| exit 1; \
+	done
 
 # rast search's embedding table, distilled again from the pinned wheel (only needed to change it;
 # the table is committed). Python packages go into a virtual environment under .build/; the

@@ -11,6 +11,7 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let systemPackage: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
 
 func system(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
     .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
@@ -27,6 +28,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // FileDescriptor: owned descriptors, writeAll, EINTR retries.
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // C libraries.
@@ -44,31 +47,31 @@ let package = Package(
 
         // Swift wrappers, one per C library.
         .target(name: "Btrfs", dependencies: ["CBtrfsUtil"]),
-        .target(name: "Alpm", dependencies: ["CAlpm"]),
-        .target(name: "Fdisk", dependencies: ["CFdisk"]),
-        .target(name: "Blkid", dependencies: ["CBlkid"]),
-        .target(name: "Archive", dependencies: ["CArchive"]),
+        .target(name: "Alpm", dependencies: ["CAlpm", "SystemSupport"]),
+        .target(name: "Fdisk", dependencies: ["CFdisk", systemPackage]),
+        .target(name: "Blkid", dependencies: ["CBlkid", systemPackage]),
+        .target(name: "Archive", dependencies: ["CArchive", systemPackage]),
         .target(name: "Curl", dependencies: ["CCurl"]),
         .target(name: "Git", dependencies: ["CGit2"]),
         .target(name: "Zlib", dependencies: ["CZlib"]),
 
         // Shared support and formats.
-        .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging]),
+        .target(name: "SystemSupport", dependencies: ["CLinux", "CCrypto", logging, systemPackage]),
         .target(name: "TOML"),
-        .target(name: "Recipe", dependencies: ["TOML", "Services", "SystemSupport"]),
-        .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport"]),
+        .target(name: "Recipe", dependencies: ["TOML", "Services", "SystemSupport", systemPackage]),
+        .target(name: "QCOW2", dependencies: ["Zlib", "CZstd", "SystemSupport", systemPackage]),
         .target(name: "BootEntries", dependencies: ["SystemSupport"]),
         .target(name: "VirtualMachine", dependencies: ["SystemSupport"]),
         .target(name: "SnapshotTree", dependencies: ["Btrfs", "BootEntries", "SystemSupport"]),
         // Service definitions, their dependency order and s6 service directories (rast service).
         .target(name: "Services", dependencies: ["TOML", "SystemSupport"]),
         // Backups: object stores (S3 Signature V4, file://) and encrypted btrfs send streams.
-        .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport"]),
+        .target(name: "ObjectStore", dependencies: ["Curl", "SystemSupport", systemPackage]),
         .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
 
         // Stages and host operations.
         .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
-        .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport"]),
+        .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport", systemPackage]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
             "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "Services", "SystemSupport", "OCI", "Containers",
@@ -78,14 +81,15 @@ let package = Package(
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
+            systemPackage,
         ]),
 
         // Command trees and the thin executables.
-        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser]),
+        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
         .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", "Services", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
@@ -95,7 +99,7 @@ let package = Package(
 
         // Tests: real btrfs on loop files, real libalpm, real servers on 127.0.0.1.
         .target(name: "TestSupport", dependencies: ["SystemSupport", "SnapshotTree", "BootEntries"], path: "Tests/TestSupport"),
-        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport", systemPackage]),
         .testTarget(name: "BtrfsTests", dependencies: ["Btrfs", "TestSupport"]),
         .testTarget(name: "AlpmTests", dependencies: ["Alpm", "Packages", "TestSupport"]),
         .testTarget(name: "FdiskTests", dependencies: ["Fdisk", "TestSupport"]),
@@ -113,10 +117,10 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
-            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "QCOW2", "Fdisk", "Blkid",
+            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),

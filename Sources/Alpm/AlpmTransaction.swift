@@ -1,4 +1,5 @@
 import CAlpm
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -280,6 +281,9 @@ public final class AlpmTransaction {
         var data: UnsafeMutablePointer<alpm_list_t>?
         let questionsBefore = handle.callbacks.answeredQuestions.count
         handle.callbacks.startCapturing()
+        // libalpm chdir()s the whole process into the root while it extracts packages: the
+        // directory our children start in must be known before that.
+        InitialWorkingDirectory.capture()
         let result = alpm_trans_commit(handle.handle, &data)
         let details = handle.callbacks.stopCapturing()
         guard result != 0 else { return }

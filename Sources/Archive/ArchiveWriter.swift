@@ -1,5 +1,6 @@
 import CArchive
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -193,19 +194,29 @@ public final class ArchiveWriter {
         guard lstat(source, &st) == 0 else {
             throw ArchiveError.system("lstat", archive: name, entry: source)
         }
-        let isRegular = (st.st_mode & S_IFMT) == S_IFREG
-        var fd: Int32 = -1
-        if isRegular {
-            fd = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { throw ArchiveError.system("open", archive: name, entry: source) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            return try addEntry(source, status: &st, file: nil, as: archivePath, owner: owner, modificationTime: modificationTime)
         }
-        defer { if fd >= 0 { Glibc.close(fd) } }
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(FilePath(source), .readOnly, options: [.closeOnExec, .noFollow])
+        } catch let error as Errno {
+            throw ArchiveError.system("open", archive: name, entry: source, errno: error.rawValue)
+        }
+        try file.closeAfter {
+            try addEntry(source, status: &st, file: file, as: archivePath, owner: owner, modificationTime: modificationTime)
+        }
+    }
 
+    /// Adds `source`, whose `lstat` is `status` and which is open as `file` when it is a
+    /// regular file.
+    private func addEntry(_ source: String, status st: inout stat, file: FileDescriptor?, as archivePath: String,
+                          owner: Ownership?, modificationTime: Int64?) throws {
         let reader = try diskReaderHandle()
         let raw = try newEntry(for: archivePath)
         defer { archive_entry_free(raw) }
         archive_entry_copy_sourcepath(raw, source)
-        try check(archive_read_disk_entry_from_file(reader, raw, fd, &st), reader,
+        try check(archive_read_disk_entry_from_file(reader, raw, file?.rawValue ?? -1, &st), reader,
                   function: "archive_read_disk_entry_from_file", archive: name, entry: source)
         archive_entry_set_pathname(raw, archivePath)
         if let owner {
@@ -224,13 +235,14 @@ public final class ArchiveWriter {
         if let spare { archive_entry_free(spare) }
         guard let entry = linked else { return }  // deferred by the resolver (not for tar/mtree)
         try writeHeader(entry, path: archivePath)
-        if isRegular, archive_entry_size(entry) > 0 {
+        if let file, archive_entry_size(entry) > 0 {
             var buffer = [UInt8](repeating: 0, count: 256 * 1024)
             while true {
-                let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw ArchiveError.system("read", archive: name, entry: source)
+                let count: Int
+                do {
+                    count = try buffer.withUnsafeMutableBytes { try file.read(into: $0) }
+                } catch let error as Errno {
+                    throw ArchiveError.system("read", archive: name, entry: source, errno: error.rawValue)
                 }
                 if count == 0 { break }
                 try buffer.withUnsafeBytes { try writeData(UnsafeRawBufferPointer(rebasing: $0[0..<count]), path: archivePath) }
@@ -353,7 +365,8 @@ public final class ArchiveWriter {
 /// Where a writer's bytes go: a temporary file renamed into place on success, or memory.
 final class OutputSink {
     private(set) var bytes: [UInt8] = []
-    private var fd: Int32 = -1
+    /// The temporary file, owned until `commit` or `abandon` closes it.
+    private var file: FileDescriptor?
     private var temporaryPath: String?
     private let finalPath: String?
 
@@ -363,16 +376,18 @@ final class OutputSink {
         self.finalPath = finalPath
         let directory = (finalPath as NSString).deletingLastPathComponent
         let base = (finalPath as NSString).lastPathComponent
-        var fd: Int32 = -1
-        var candidate = ""
-        for _ in 0..<100 {
-            candidate = "\(directory.isEmpty ? "." : directory)/.\(base).tmp-\(UInt32.random(in: 0...UInt32.max))"
-            fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if fd >= 0 || errno != EEXIST { break }
+        for attempt in 1...100 {
+            let candidate = "\(directory.isEmpty ? "." : directory)/.\(base).tmp-\(UInt32.random(in: 0...UInt32.max))"
+            do {
+                file = try FileDescriptor.open(FilePath(candidate), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                                               permissions: FilePermissions(rawValue: 0o644))
+                temporaryPath = candidate
+                return
+            } catch let error as Errno {
+                if error == .fileExists, attempt < 100 { continue }
+                throw ArchiveError.system("open", archive: finalPath, entry: candidate, errno: error.rawValue)
+            }
         }
-        guard fd >= 0 else { throw ArchiveError.system("open", archive: finalPath, entry: candidate) }
-        self.fd = fd
-        temporaryPath = candidate
     }
 
     /// Appends or writes `length` bytes; -1 with errno set on failure.
@@ -381,41 +396,41 @@ final class OutputSink {
             bytes.append(contentsOf: UnsafeRawBufferPointer(start: buffer, count: length))
             return length
         }
-        var offset = 0
-        while offset < length {
-            let written = Glibc.write(fd, buffer + offset, length - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return -1
-            }
-            offset += written
+        guard let file else {
+            errno = EBADF
+            return -1
         }
-        return length
+        do {
+            try file.writeAll(UnsafeRawBufferPointer(start: buffer, count: length))
+            return length
+        } catch {
+            errno = (error as? Errno)?.rawValue ?? EIO
+            return -1
+        }
     }
 
     /// Makes a file output durable and visible under its final name.
     func commit(name: String) throws {
         guard let finalPath, let temporaryPath else { return }
         defer { abandon() }
-        if fsync(fd) != 0 { throw ArchiveError.system("fsync", archive: name) }
-        Glibc.close(fd)
-        fd = -1
+        // swift-system has no fsync.
+        if let file, fsync(file.rawValue) != 0 { throw ArchiveError.system("fsync", archive: name) }
+        try? file?.close()
+        file = nil
         if rename(temporaryPath, finalPath) != 0 { throw ArchiveError.system("rename", archive: name) }
         self.temporaryPath = nil
         let directory = (finalPath as NSString).deletingLastPathComponent
-        let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 {
-            fsync(dirfd)
-            Glibc.close(dirfd)
+        if let parent = try? FileDescriptor.open(FilePath(directory.isEmpty ? "." : directory), .readOnly,
+                                                 options: [.directory, .closeOnExec]) {
+            fsync(parent.rawValue)
+            try? parent.close()
         }
     }
 
     /// Drops an unfinished file output.
     func abandon() {
-        if fd >= 0 {
-            Glibc.close(fd)
-            fd = -1
-        }
+        try? file?.close()
+        file = nil
         if let temporaryPath {
             unlink(temporaryPath)
             self.temporaryPath = nil

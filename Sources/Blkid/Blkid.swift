@@ -3,6 +3,7 @@
 // A probe can start at an offset, so a partition inside an image file can be examined
 // without a loop device.
 import CBlkid
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -106,32 +107,36 @@ public final class Probe {
     public let path: String
     public let offset: UInt64
     private let probe: OpaquePointer
-    private let fd: Int32
+    /// Owned: the probe only borrows it. Closed in `deinit`.
+    private let file: FileDescriptor
 
     public init(path: String, offset: UInt64 = 0, size: UInt64? = nil) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw BlkidError.open(path: path, errno: errno) }
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
+        } catch {
+            throw BlkidError.open(path: path, errno: (error as? Errno)?.rawValue ?? EIO)
+        }
         guard let probe = blkid_new_probe() else {
-            close(fd)
+            try? file.close()
             throw BlkidError.failed(function: "blkid_new_probe", path: path, offset: offset, errno: ENOMEM)
         }
-        // The probe only borrows the descriptor; it stays ours to close.
         errno = 0
-        guard blkid_probe_set_device(probe, fd, Int64(offset), Int64(size ?? 0)) == 0 else {
+        guard blkid_probe_set_device(probe, file.rawValue, Int64(offset), Int64(size ?? 0)) == 0 else {
             let savedErrno = errno
             blkid_free_probe(probe)
-            close(fd)
+            try? file.close()
             throw BlkidError.failed(function: "blkid_probe_set_device", path: path, offset: offset, errno: savedErrno)
         }
         self.path = path
         self.offset = offset
         self.probe = probe
-        self.fd = fd
+        self.file = file
     }
 
     deinit {
         blkid_free_probe(probe)
-        close(fd)
+        try? file.close()
     }
 
     /// The filesystem (or other signature) found, or nil when there is none.

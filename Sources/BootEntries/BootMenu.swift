@@ -9,13 +9,58 @@ public struct BootEntry: Sendable, Equatable, Codable {
     /// Kernel file name inside the slot's /boot (e.g. `vmlinuz-linux-rast-base`).
     public var kernel: String
     public var initrd: String?
+    /// Where Limine reads the kernel and initramfs: their copies on the ESP (`LimineLayout`),
+    /// since Limine cannot read btrfs. Unused by GRUB, which reads the slot's /boot.
+    public var espKernel: String?
+    public var espInitrd: String?
 
-    public init(title: String, slot: String, snapshot: Int, kernel: String, initrd: String? = nil) {
+    public init(title: String, slot: String, snapshot: Int, kernel: String, initrd: String? = nil,
+                espKernel: String? = nil, espInitrd: String? = nil) {
         self.title = title
         self.slot = slot
         self.snapshot = snapshot
         self.kernel = kernel
         self.initrd = initrd
+        self.espKernel = espKernel
+        self.espInitrd = espInitrd
+    }
+}
+
+/// Where Limine's files live on the ESP (FAT). Limine 8 looks for its menu at /limine.conf,
+/// /limine/limine.conf, /boot/limine.conf, /boot/limine/limine.conf and /EFI/BOOT/limine.conf,
+/// in that order, on the partition it was started from first; rast uses the fourth, where the
+/// BIOS stage 3 also lives.
+///
+/// ```
+/// ESP/
+///   EFI/BOOT/BOOTX64.EFI             Limine for UEFI (the removable path)
+///   boot/limine/limine-bios.sys      Limine's BIOS stage 3 (stages 1 and 2: MBR, BIOS boot partition)
+///   boot/limine/limine.conf          the menu rast writes (limine.conf.new while it is replaced)
+///   rastos/HASH-vmlinuz-…            each deployment's kernel and initramfs, named by the first
+///   rastos/HASH-initramfs-….img      16 hex digits of their SHA-256 (.tmp while being copied)
+/// ```
+/// Content names make a copy reusable by both slots and never rewritten in place: a file under
+/// its final name is complete, and the menu only ever names complete files.
+public enum LimineLayout {
+    public static let configPath = "boot/limine/limine.conf"
+    public static let configDirectory = "boot/limine"
+    public static let stage3Path = "boot/limine/limine-bios.sys"
+    public static let efiDirectory = "EFI/BOOT"
+    public static let efiPath = "EFI/BOOT/BOOTX64.EFI"
+    public static let kernelDirectory = "rastos"
+
+    /// The ESP path of a kernel or initramfs file `name` whose SHA-256 is `sha256`.
+    public static func kernelPath(name: String, sha256: String) -> String {
+        "\(kernelDirectory)/\(sha256.prefix(16))-\(name)"
+    }
+
+    /// The SHA-256 prefix a kernel file's ESP name carries, or nil when it is not such a name.
+    public static func hashPrefix(ofKernelPath path: String) -> String? {
+        guard path.hasPrefix(kernelDirectory + "/") else { return nil }
+        let name = path.dropFirst(kernelDirectory.count + 1)
+        let prefix = name.prefix(16)
+        guard prefix.count == 16, prefix.allSatisfy(\.isHexDigit), name.dropFirst(16).hasPrefix("-") else { return nil }
+        return String(prefix)
     }
 }
 
@@ -71,6 +116,7 @@ public enum BootTemplateError: Error, CustomStringConvertible {
     case missing(path: String)
     case unknownPlaceholder(template: String, name: String)
     case unsafeValue(field: String, value: String)
+    case notOnESP(title: String, file: String)
 
     public var description: String {
         switch self {
@@ -78,6 +124,8 @@ public enum BootTemplateError: Error, CustomStringConvertible {
             return "boot loader template \(path) is missing (set RAST_DATA_DIR to the directory holding bootloader/)"
         case .unknownPlaceholder(let template, let name):
             return "boot loader template \(template) uses unknown placeholder {{\(name)}}"
+        case .notOnESP(let title, let file):
+            return "boot entry '\(title)': Limine reads kernels from the ESP only, and no ESP copy of \(file) was given"
         case .unsafeValue(let field, let value):
             return "boot menu \(field) '\(value)' contains characters that cannot appear in a boot loader configuration"
         }
@@ -147,15 +195,21 @@ public enum BootConfiguration {
         try BootTemplates.fill(try templates.load("grub/early.cfg"), name: "grub/early.cfg", values: ["fs_uuid": filesystemUUID])
     }
 
-    /// Limine's limine.conf. Kernels are expected on the ESP at /rastos/SLOT/KERNEL.
+    /// Limine's limine.conf: each entry loads the copies of its slot's kernel and initramfs on
+    /// the ESP (`BootEntry.espKernel`, `espInitrd`).
     public static func limine(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
         try validate(menu)
         let entryTemplate = try templates.load("limine/entry.conf")
         var entries: [String] = []
         for entry in menu.entries {
-            let initrd = entry.initrd.map { "    module_path: boot():/rastos/\(entry.slot)/\($0)" } ?? ""
+            guard let kernel = entry.espKernel else { throw BootTemplateError.notOnESP(title: entry.title, file: entry.kernel) }
+            var initrd = ""
+            if let name = entry.initrd {
+                guard let path = entry.espInitrd else { throw BootTemplateError.notOnESP(title: entry.title, file: name) }
+                initrd = "    module_path: boot():/\(path)"
+            }
             entries.append(try BootTemplates.fill(entryTemplate, name: "limine/entry.conf", values: [
-                "title": entry.title, "slot": entry.slot, "kernel": entry.kernel,
+                "title": entry.title, "slot": entry.slot, "kernel_path": kernel,
                 "cmdline": menu.commandLine(for: entry), "initrd": initrd,
             ]))
         }
@@ -180,6 +234,7 @@ public enum BootConfiguration {
             try check("kernel", entry.kernel, allowSpaces: false)
             try check("slot", entry.slot, allowSpaces: false)
             if let initrd = entry.initrd { try check("initrd", initrd, allowSpaces: false) }
+            for path in [entry.espKernel, entry.espInitrd].compactMap({ $0 }) { try check("ESP path", path, allowSpaces: false) }
         }
     }
 }

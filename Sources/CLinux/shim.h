@@ -19,7 +19,6 @@
 
 // GNU extensions that Swift's Glibc module hides (it is built without _GNU_SOURCE).
 extern int pipe2(int fds[2], int flags);
-extern int mkostemp(char *template_name, int flags);
 extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
 
 extern int unshare(int flags);
@@ -35,7 +34,6 @@ static inline int rast_private_mount_namespace(void) {
 static inline void rast_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 static inline int rast_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
-static inline int rast_mkostemp_cloexec(char *template_name) { return mkostemp(template_name, O_CLOEXEC); }
 static inline int rast_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np(actions, path);
 }
@@ -117,3 +115,11 @@ static inline long rast_btrfs_super_magic(void) { return BTRFS_SUPER_MAGIC; }
 static inline int rast_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 /// posix_spawn's POSIX_SPAWN_SETSID (a GNU extension the Glibc module hides).
 static inline short rast_spawn_setsid_flag(void) { return 0x80; }
+
+/// The working directory children start in (see SystemSupport's InitialWorkingDirectory):
+/// opened with O_PATH (no read permission needed, and fchdir works even if it is removed later).
+extern int posix_spawn_file_actions_addfchdir_np(posix_spawn_file_actions_t *actions, int fd);
+static inline int rast_open_directory_path(const char *path) { return open(path, __O_PATH | O_DIRECTORY | O_CLOEXEC); }
+static inline int rast_spawn_add_fchdir(posix_spawn_file_actions_t *actions, int fd) {
+    return posix_spawn_file_actions_addfchdir_np(actions, fd);
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLinux
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -72,8 +73,7 @@ public enum EntryPoint {
 
     public static func printError(_ text: String) {
         let line = text.hasSuffix("\n") ? text : text + "\n"
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        _ = try? FileDescriptor.standardError.writeAll(line.utf8)
     }
 }
 

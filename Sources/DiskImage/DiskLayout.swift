@@ -2,6 +2,7 @@ import Blkid
 import Fdisk
 import Foundation
 import Pipeline
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -53,13 +54,14 @@ public struct DiskLayout: Sendable {
     /// libblkid read that. The image must hold a GPT whose "rastOS root" partition is btrfs.
     public static func inspect(_ image: ImageSource, scratch: String) throws -> DiskLayout {
         let sketch = scratch + "/layout.sketch"
-        let fd = open(sketch, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SystemError("create", path: sketch) }
-        defer {
-            close(fd)
-            unlink(sketch)
-        }
-        try SystemError.check("truncate", path: sketch) { ftruncate(fd, off_t(image.virtualSize)) }
+        let file = try FileDescriptor.open(path: sketch, .readWrite, options: [.create, .truncate],
+                                           permissions: .ownerReadWrite, operation: "create")
+        defer { unlink(sketch) }
+        return try file.closeAfter(path: sketch) { try inspect(image, sketch: sketch, file: file) }
+    }
+
+    private static func inspect(_ image: ImageSource, sketch: String, file: FileDescriptor) throws -> DiskLayout {
+        try file.resize(to: image.virtualSize, path: sketch)
         let window: Int64 = 1 << 20
         func copy(_ offset: Int64) throws {
             let start = max(0, min(offset, image.virtualSize))
@@ -68,7 +70,7 @@ public struct DiskLayout: Sendable {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 4096)
             defer { buffer.deallocate() }
             try image.read(at: start, into: buffer)
-            guard pwrite(fd, buffer.baseAddress, length, off_t(start)) == length else { throw SystemError("write", path: sketch) }
+            try file.writeAll(toAbsoluteOffset: start, buffer, path: sketch)
         }
         guard image.virtualSize >= 2 * window else {
             throw InstallError.invalidImage(path: image.path, reason: "its disk is only \(ByteCount.format(image.virtualSize))")

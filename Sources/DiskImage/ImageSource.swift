@@ -1,5 +1,6 @@
 import Foundation
 import QCOW2
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +20,8 @@ public final class ImageSource {
     public let format: ImageFormat
     /// Size of the virtual disk in bytes.
     public let virtualSize: Int64
-    private let fd: Int32
+    /// Owned; closed in `deinit`.
+    private let file: FileDescriptor
     private let reader: QCOW2Reader?
 
     /// Opens `path`, recognising QCOW2 by its magic number; anything else is a raw disk.
@@ -29,10 +31,9 @@ public final class ImageSource {
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw InstallError.invalidImage(path: path, reason: "it is not a regular file (give the .raw or .qcow2 file rast-build wrote)")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open image", path: path) }
+        let file = try FileDescriptor.open(path: path, .readOnly, operation: "open image")
         self.path = path
-        self.fd = fd
+        self.file = file
         if QCOW2Reader.isQCOW2(path: path) {
             do {
                 let reader = try QCOW2Reader(path: path)
@@ -40,7 +41,7 @@ public final class ImageSource {
                 format = .qcow2
                 virtualSize = reader.virtualSize
             } catch {
-                close(fd)
+                try? file.close()
                 throw error
             }
         } else {
@@ -50,7 +51,7 @@ public final class ImageSource {
         }
     }
 
-    deinit { close(fd) }
+    deinit { try? file.close() }
 
     /// The ranges of the virtual disk that hold data, in order; everything else reads as zeros.
     public func dataExtents() throws -> [Range<Int64>] {
@@ -61,7 +62,7 @@ public final class ImageSource {
     }
 
     private func rawExtents() throws -> [Range<Int64>] {
-        try Files.dataExtents(fd: fd, path: path, size: virtualSize)
+        try file.dataExtents(size: virtualSize, path: path)
     }
 
     private func qcow2Extents() throws -> [Range<Int64>] {
@@ -92,19 +93,9 @@ public final class ImageSource {
             try reader.read(at: offset, into: buffer)
             return
         }
-        guard let base = buffer.baseAddress else { return }
-        var done = 0
-        while done < buffer.count {
-            let got = pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path)
-            }
-            if got == 0 {
-                (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
-                return
-            }
-            done += got
+        let got = try file.read(filling: buffer, fromAbsoluteOffset: offset, path: path)
+        if got < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[got...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,8 @@ import Glibc
 final class ImageWriter {
     let path: String
     let isDevice: Bool
-    let fd: Int32
+    /// Owned; closed in `deinit`.
+    let file: FileDescriptor
     private let chunk = 4 << 20
     private let buffer: UnsafeMutableRawBufferPointer
     private let zeros: UnsafeMutableRawBufferPointer
@@ -25,17 +27,16 @@ final class ImageWriter {
     /// Opens the target: a block device exclusively (O_EXCL fails while anything has it
     /// mounted or claimed), a file for writing.
     init(path: String, isDevice: Bool) throws {
-        let fd = open(path, O_RDWR | O_CLOEXEC | (isDevice ? O_EXCL : 0))
-        guard fd >= 0 else {
-            let error = errno
-            if isDevice, error == EBUSY {
+        do {
+            file = try FileDescriptor.open(FilePath(path), .readWrite, options: isDevice ? [.exclusiveCreate, .closeOnExec] : .closeOnExec)
+        } catch let error as Errno {
+            if isDevice, error == .resourceBusy {
                 throw InstallError.refused(target: path, reason: "the kernel reports it busy (mounted, part of a RAID or LVM volume, or opened exclusively by another program)")
             }
             throw SystemError("open", path: path, errno: error)
         }
         self.path = path
         self.isDevice = isDevice
-        self.fd = fd
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         zeros.initializeMemory(as: UInt8.self, repeating: 0)
@@ -44,7 +45,7 @@ final class ImageWriter {
     deinit {
         buffer.deallocate()
         zeros.deallocate()
-        close(fd)
+        try? file.close()
     }
 
     /// Copies the virtual disk to offset 0 of the target and flushes it to stable storage.
@@ -87,17 +88,15 @@ final class ImageWriter {
     /// flushed and dropped first, so the bytes come from the disk, not from memory.
     func readBack(length: Int64, progress: ProgressReporter) throws -> String {
         try sync()
-        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-        if isDevice { _ = rast_block_flush(fd) }
+        _ = posix_fadvise(file.rawValue, 0, 0, POSIX_FADV_DONTNEED)
+        if isDevice { _ = rast_block_flush(file.rawValue) }
         var hasher = SHA256()
         var position: Int64 = 0
         while position < length {
             try checkCancelled()
             let want = Int(min(Int64(chunk), length - position))
-            let got = pread(fd, buffer.baseAddress, want, off_t(position))
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read back", path: path)
+            let got = try SystemError.wrapping("read back", path: path) {
+                try file.read(fromAbsoluteOffset: position, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
             }
             guard got > 0 else {
                 throw InstallError.verificationFailed(target: path, expected: "\(length) bytes", actual: "only \(position) bytes")
@@ -110,14 +109,14 @@ final class ImageWriter {
     }
 
     func sync() throws {
-        try SystemError.check("fsync", path: path) { fsync(fd) }
+        try file.sync(path: path)
     }
 
     /// Asks the kernel to read the device's partition table again, so that /dev/sdX1... match
     /// the new table (without a GPT parser in the kernel this changes nothing; not an error).
     func rereadPartitions() {
         guard isDevice else { return }
-        if rast_block_reread_partitions(fd) != 0 {
+        if rast_block_reread_partitions(file.rawValue) != 0 {
             RastLog.logger.debug("BLKRRPART on \(path): \(String(cString: strerror(errno)))")
         }
     }
@@ -140,7 +139,7 @@ final class ImageWriter {
             while piece < end {
                 try checkCancelled()
                 let length = min(Int64(256 << 20), end - piece)
-                if rast_block_zero_out(fd, UInt64(piece), UInt64(length)) != 0 {
+                if rast_block_zero_out(file.rawValue, UInt64(piece), UInt64(length)) != 0 {
                     let error = errno
                     guard error == ENOTTY || error == EINVAL || error == EOPNOTSUPP else {
                         throw SystemError("zero (BLKZEROOUT) a range of", path: path, errno: error)
@@ -163,15 +162,6 @@ final class ImageWriter {
     }
 
     private func writeFully(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        while done < bytes.count {
-            let written = pwrite(fd, base + done, bytes.count - done, off_t(offset) + off_t(done))
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("write", path: path)
-            }
-            done += written
-        }
+        try file.writeAll(toAbsoluteOffset: offset, bytes, path: path)
     }
 }

@@ -1,12 +1,12 @@
 import Blkid
 import BootEntries
 import Btrfs
-import CLinux
 import Fdisk
 import Foundation
 import Pipeline
 import Recipe
 import SnapshotTree
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -257,6 +257,10 @@ public final class Installer {
     private func preflight(_ plan: InstallPlan) throws {
         var tools = ["btrfs"]
         if request.personalisation.changesFiles { tools.append("chown") }
+        // A Limine image's deploys write its menu and kernels to the ESP through mtools.
+        if plan.bootloader == .limine, request.personalisation.changesFiles || request.personalisation.newIdentifiers {
+            tools += MtoolsESP.tools
+        }
         if request.personalisation.newIdentifiers {
             tools += ["btrfstune", "mkfs.fat", "mdir"]
             try BootLoaderStage.preflight(bootloader: plan.bootloader, firmware: plan.firmware)
@@ -364,21 +368,19 @@ private final class InstallRun {
     static func temporaryFile(beside path: String, size: Int64) throws -> String {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        var template = Array("\(directory)/.\(name).rast-install-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { pointer -> Int32 in
-            guard let base = pointer.baseAddress else { return -1 }
-            return rast_mkostemp_cloexec(base)
-        }
-        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard fd >= 0 else { throw SystemError("create a temporary file in", path: directory) }
-        defer { close(fd) }
-        // The mode a new file would get (mkostemp makes it 0600), or the replaced file's.
+        let (file, temporary) = try FileDescriptor.createUnique(prefix: "\(directory)/.\(name).rast-install-",
+                                                                operation: "create a temporary file in", reportedPath: directory)
+        // The mode a new file would get (createUnique makes it 0600), or the replaced file's.
         var st = stat()
         let mode = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0o644
-        guard fchmod(fd, mode) == 0, ftruncate(fd, off_t(size)) == 0 else {
-            let error = errno
+        do {
+            try file.closeAfter(path: temporary) {
+                try file.setPermissions(mode, path: temporary)
+                try file.resize(to: size, path: temporary)
+            }
+        } catch let error as SystemError {
             unlink(temporary)
-            throw SystemError("set the mode and size of", path: temporary, errno: error)
+            throw SystemError("set the mode and size of", path: temporary, errno: error.errno)
         }
         return temporary
     }
@@ -473,12 +475,19 @@ private final class InstallRun {
 
         let templates = try bootTemplates(layout: fsLayout, snapshot: snapshot)
         let store = SnapshotStore(layout: fsLayout, templates: templates)
+        // Limine's menu and kernels are on the ESP: the deploys below write them there.
+        if let esp = disk.partition(named: DiskStage.espName) {
+            let device = try disk.attach(esp, teardown: teardown)
+            store.espProvider = { MtoolsESP(image: device) }
+        }
         try store.acquire(wait: false)
         teardown.push("the snapshot tree lock") { store.unlock() }
         if personalisation.newIdentifiers {
             settings.filesystemUUID = uuid
             settings.rootPartitionUUID = root.partitionUUID
             try store.setBootSettings(settings)
+            // Limine's ESP holds the menu and kernels the deploys write: formatted before them.
+            if plan.bootloader == .limine { try formatESP(disk: disk) }
         }
         if changesFiles {
             step = "personalising snapshot \(snapshot)"
@@ -519,24 +528,34 @@ private final class InstallRun {
         return BootTemplates(directory: copy)
     }
 
+    /// The ESP formatted afresh, with its label and a new FAT volume ID.
+    private func formatESP(disk: AttachedDisk) throws {
+        guard let esp = disk.partition(named: DiskStage.espName) else { return }
+        let device = try disk.attach(esp, teardown: teardown)
+        let label = (try? Blkid.filesystem(at: device))?.label ?? "RASTESP"
+        try Command("mkfs.fat", ["-F", "32", "-n", label.isEmpty ? "RASTESP" : label, device]).run()
+    }
+
     /// GRUB's BIOS core.img and its removable UEFI image both find the root by filesystem
     /// UUID, so both are installed again: the ESP is formatted afresh (a new FAT volume ID
-    /// too) and the pipeline's boot loader stage writes what rast-build wrote.
+    /// too) and the pipeline's boot loader stage writes what rast-build wrote. Limine's ESP was
+    /// formatted before the deploys, which wrote its menu (with the new root PARTUUID) and the
+    /// kernels there; the stage adds Limine's files and writes the BIOS stages again (the
+    /// partition table was rewritten).
     private func reinstallBootLoaders(disk: AttachedDisk, layout: Layout, templates: BootTemplates) throws {
         step = "installing the boot loaders"
         var firmware = plan.firmware
-        if let esp = disk.partition(named: DiskStage.espName) {
+        if plan.bootloader == .grub, let esp = disk.partition(named: DiskStage.espName) {
             let device = try disk.attach(esp, teardown: teardown)
             let hasEFIImage = try Command("mdir", ["-i", device, "::/EFI/BOOT/BOOTX64.EFI"]).run(check: false).status == 0
-            if firmware.contains(.uefi), !hasEFIImage, plan.bootloader == .grub {
+            if firmware.contains(.uefi), !hasEFIImage {
                 progress.note("boot loader: the image's ESP holds no EFI/BOOT/BOOTX64.EFI; installing for BIOS only")
                 firmware.removeAll { $0 == .uefi }
             }
-            let label = (try? Blkid.filesystem(at: device))?.label ?? "RASTESP"
-            try Command("mkfs.fat", ["-F", "32", "-n", label.isEmpty ? "RASTESP" : label, device]).run()
+            try formatESP(disk: disk)
         }
         // The stage copies GRUB's UEFI modules next to grub.cfg and refuses to overwrite them.
-        if firmware.contains(.uefi) { try Files.removeTree(layout.bootLoader + "/grub/x86_64-efi") }
+        if plan.bootloader == .grub, firmware.contains(.uefi) { try Files.removeTree(layout.bootLoader + "/grub/x86_64-efi") }
         let work = scratch + "/bootloader-work"
         try Files.createDirectory(work)
         try BootLoaderStage(bootloader: plan.bootloader, firmware: firmware, disk: disk, layout: layout, templates: templates,

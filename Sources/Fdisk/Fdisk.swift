@@ -17,6 +17,7 @@
 // Reading a table back (`partitions()`, `diskID`) is the same code the tests use for round
 // trips against sgdisk and sfdisk.
 import CFdisk
+import SystemPackage
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -87,7 +88,8 @@ public final class PartitionTable {
     /// The image or device path.
     public let path: String
     private let context: OpaquePointer
-    private let fd: Int32
+    /// Owned: libfdisk only borrows it. Closed in `deinit`.
+    private let file: FileDescriptor
     private let messages = MessageLog()
     private let readOnly: Bool
 
@@ -118,26 +120,27 @@ public final class PartitionTable {
         guard let context = fdisk_new_context() else {
             throw FdiskError.system(function: "fdisk_new_context", path: path, errno: ENOMEM)
         }
-        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-        guard fd >= 0 else {
-            let savedErrno = errno
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(FilePath(path), readOnly ? .readOnly : .readWrite, options: .closeOnExec)
+        } catch {
             fdisk_unref_context(context)
-            throw FdiskError.system(function: "open", path: path, errno: savedErrno)
+            throw FdiskError.system(function: "open", path: path, errno: (error as? Errno)?.rawValue ?? EIO)
         }
         self.path = path
         self.context = context
-        self.fd = fd
+        self.file = file
         self.readOnly = readOnly
         fdisk_set_ask(context, fdiskAskCallback, Unmanaged.passUnretained(messages).toOpaque())
         fdisk_disable_dialogs(context, 1)
         fdisk_save_user_grain(context, UInt(alignment))
         // The descriptor stays ours: libfdisk neither closes it nor calls sync() for it.
-        try call("fdisk_assign_device_by_fd") { fdisk_assign_device_by_fd(context, fd, path, readOnly ? 1 : 0) }
+        try call("fdisk_assign_device_by_fd") { fdisk_assign_device_by_fd(context, file.rawValue, path, readOnly ? 1 : 0) }
     }
 
     deinit {
         fdisk_unref_context(context)
-        close(fd)
+        try? file.close()
     }
 
     /// The kind of table on the disk, or nil when there is none.
@@ -331,7 +334,8 @@ public final class PartitionTable {
     public func write() throws {
         guard !readOnly else { throw FdiskError.readOnly(path: path) }
         try call("fdisk_write_disklabel") { fdisk_write_disklabel(context) }
-        guard fsync(fd) == 0 else { throw FdiskError.system(function: "fsync", path: path, errno: errno) }
+        // swift-system has no fsync.
+        guard fsync(file.rawValue) == 0 else { throw FdiskError.system(function: "fsync", path: path, errno: errno) }
     }
 
     /// The messages libfdisk printed (warnings and information), oldest first.

@@ -63,6 +63,7 @@ public final class HostSession {
         guard SnapshotStore.isInitialized(layout) else { throw SnapshotError.notRastFilesystem(path: rootMount.source) }
         let host = HostSession(store: SnapshotStore(layout: layout, bootedSlot: booted), live: true, output: output)
         host.adopt(teardown)
+        host.findESP(besides: try rootDevice(rootMount))
         return host
     }
 
@@ -70,7 +71,20 @@ public final class HostSession {
         let layout = Layout(top: (root as NSString).standardizingPath)
         guard Files.isDirectory(layout.top) else { throw UserError("--root \(root) is not a directory") }
         guard SnapshotStore.isInitialized(layout) else { throw SnapshotError.notRastFilesystem(path: root) }
-        return HostSession(store: SnapshotStore(layout: layout), live: false, output: output)
+        let host = HostSession(store: SnapshotStore(layout: layout), live: false, output: output)
+        // The filesystem mounted at (or holding) the top level: its device leads to the ESP.
+        let mounts = (try? MountTable.read().entries) ?? []
+        let holding = mounts.filter { layout.top == $0.mountPoint || layout.top.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
+            .max { $0.mountPoint.count < $1.mountPoint.count }
+        if let holding, holding.fileSystemType == "btrfs" { host.findESP(besides: holding.source) }
+        return host
+    }
+
+    /// Lets the store open the ESP beside `device` (the root filesystem's) when a Limine menu
+    /// is written or checked; a mount it makes is released with the session.
+    func findESP(besides device: String) {
+        let teardown = self.teardown
+        store.espProvider = { try ESPLocator.open(try ESPLocator.locate(besides: device), teardown: teardown) }
     }
 
     private func adopt(_ other: Teardown) {

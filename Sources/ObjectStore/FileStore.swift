@@ -2,8 +2,8 @@
 // writes DIR/.uploads/ID (the pending upload), fsyncs it and renames it to its key on
 // completion, so an object is either complete or absent; `pendingUploads` lists what a
 // killed upload left in .uploads.
-import CLinux
 import Foundation
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -49,24 +49,23 @@ public final class FileStore: ObjectStore {
     @discardableResult
     public func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         let path = try path(key)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { throw ObjectStoreError.notFound(location: location, key: key) }
-            throw ObjectStoreError.file(SystemError("open", path: path))
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
+        } catch let error as Errno {
+            if error == .noSuchFileOrDirectory { throw ObjectStoreError.notFound(location: location, key: key) }
+            throw ObjectStoreError.file(SystemError("open", path: path, errno: error))
         }
-        defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
-        var total: Int64 = 0
-        while true {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw ObjectStoreError.file(SystemError("read", path: path))
+        return try file.closeAfter(path: path) {
+            var total: Int64 = 0
+            while true {
+                let count = try wrap { try SystemError.wrapping("read", path: path) { try file.read(into: buffer) } }
+                if count == 0 { return total }
+                try sink(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                total += Int64(count)
             }
-            if count == 0 { return total }
-            try sink(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            total += Int64(count)
         }
     }
 
@@ -114,11 +113,10 @@ public final class FileStore: ObjectStore {
         let uploads = directory + "/" + FileStore.uploadsDirectory
         return try wrap {
             try Files.createDirectory(uploads, mode: 0o700)
-            var template = Array("\(uploads)/\(key.replacingOccurrences(of: "/", with: "%2F")).XXXXXX".utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { rast_mkostemp_cloexec($0.baseAddress!) }
-            if fd < 0 { throw SystemError("create a file in", path: uploads) }
-            return FileUpload(key: key, fd: fd, temporary: String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self),
-                              final: final)
+            let (file, temporary) = try FileDescriptor.createUnique(
+                prefix: "\(uploads)/\(key.replacingOccurrences(of: "/", with: "%2F")).",
+                operation: "create a file in", reportedPath: uploads)
+            return FileUpload(key: key, file: file, temporary: temporary, final: final)
         }
     }
 
@@ -145,14 +143,15 @@ public final class FileStore: ObjectStore {
 
 final class FileUpload: ObjectUpload {
     let key: String
-    private var fd: Int32
+    /// Owned until `complete()` or `abort()` closes it.
+    private var file: FileDescriptor?
     private let temporary: String
     private let final: String
     private var size: Int64 = 0
 
-    init(key: String, fd: Int32, temporary: String, final: String) {
+    init(key: String, file: FileDescriptor, temporary: String, final: String) {
         self.key = key
-        self.fd = fd
+        self.file = file
         self.temporary = temporary
         self.final = final
     }
@@ -160,14 +159,11 @@ final class FileUpload: ObjectUpload {
     deinit { abort() }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw ObjectStoreError.file(SystemError("write", path: temporary))
-            }
-            offset += written
+        do {
+            guard let file else { throw SystemError("write", path: temporary, errno: EBADF) }
+            try file.writeAll(bytes, path: temporary)
+        } catch let error as SystemError {
+            throw ObjectStoreError.file(error)
         }
         size += Int64(bytes.count)
     }
@@ -175,9 +171,9 @@ final class FileUpload: ObjectUpload {
     @discardableResult
     func complete() throws -> Int64 {
         do {
-            try SystemError.check("fsync", path: temporary) { fsync(fd) }
-            close(fd)
-            fd = -1
+            guard let file else { throw SystemError("fsync", path: temporary, errno: EBADF) }
+            self.file = nil
+            try file.closeAfter(path: temporary) { try file.sync(path: temporary) }
             let parent = (final as NSString).deletingLastPathComponent
             try Files.createDirectory(parent, mode: 0o700)
             try SystemError.check("rename", path: final) { rename(temporary, final) }
@@ -191,9 +187,9 @@ final class FileUpload: ObjectUpload {
     }
 
     func abort() {
-        if fd >= 0 {
-            close(fd)
-            fd = -1
+        if let file {
+            try? file.close()
+            self.file = nil
             unlink(temporary)
         }
     }

@@ -1,5 +1,6 @@
 import Archive
 import Foundation
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -173,37 +174,16 @@ public enum RepositoryError: Error, CustomStringConvertible, Sendable {
 /// Copies `source` to `target` through a temporary name in the target's directory (data
 /// fsynced before the rename), so the target appears complete or not at all.
 func copyFileAtomically(_ source: String, to target: String) throws {
-    let input = open(source, O_RDONLY | O_CLOEXEC)
-    guard input >= 0 else { throw SystemError("open", path: source) }
-    defer { close(input) }
     let directory = (target as NSString).deletingLastPathComponent
-    let temporary = directory + "/." + (target as NSString).lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard output >= 0 else { throw SystemError("create", path: temporary) }
+    let (output, temporary) = try FileDescriptor.createUnique(
+        prefix: directory + "/." + (target as NSString).lastPathComponent + ".tmp-",
+        permissions: FilePermissions(rawValue: 0o644), operation: "create")
     var renamed = false
-    defer {
-        close(output)
-        if !renamed { unlink(temporary) }
+    defer { if !renamed { unlink(temporary) } }
+    try output.closeAfter(path: temporary) {
+        try TreeCopy.copyData(from: source, to: output, path: temporary)
+        try output.sync(path: temporary)
     }
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw SystemError("read", path: source)
-        }
-        if count == 0 { break }
-        var offset = 0
-        while offset < count {
-            let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("write", path: temporary)
-            }
-            offset += written
-        }
-    }
-    try SystemError.check("fsync", path: temporary) { fsync(output) }
     try SystemError.check("rename", path: target) { rename(temporary, target) }
     renamed = true
 }

@@ -220,33 +220,3 @@ struct BuildUser: Sendable {
         return BuildUser(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
     }
 }
-
-/// An append-only log file written as lines arrive.
-private final class LogFile {
-    private var fd: Int32
-
-    init(path: String) throws {
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw SystemError("open", path: path) }
-    }
-
-    func write(_ text: String) {
-        guard fd >= 0 else { return }
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            bytes = bytes.dropFirst(written)
-        }
-    }
-
-    func close() {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
-    }
-
-    deinit { close() }
-}

@@ -4,15 +4,18 @@ import Recipe
 import SnapshotTree
 import SystemSupport
 
-/// The boot loader stage. The menu itself (grub.cfg in @boot, or limine.conf) was written by
-/// `SnapshotStore.deploy`, the code `rast deploy` runs on the installed system; this stage
-/// installs the loaders that read it:
+/// The boot loader stage. The menu itself (grub.cfg in @boot, or limine.conf and the kernels
+/// on the ESP) was written by `SnapshotStore.deploy`, the code `rast deploy` runs on the
+/// installed system; this stage installs the loaders that read it:
 /// - BIOS: grub-install (i386-pc) into the BIOS boot partition, modules in @boot/grub;
 /// - UEFI: a removable-path GRUB image (EFI/BOOT/BOOTX64.EFI) built with grub-mkimage with an
 ///   embedded configuration that finds the btrfs root by UUID, written to the FAT ESP with
 ///   mtools (the host kernel cannot mount FAT), modules in @boot/grub/x86_64-efi;
-/// - Limine: only where the `limine` program exists (it does not on Debian 12): otherwise a
-///   clear error before any work is done (see `preflight`).
+/// - Limine (see `LimineInstallation` for where it comes from): BOOTX64.EFI to the ESP's
+///   removable path for UEFI; for BIOS, limine-bios.sys beside the menu and
+///   `limine bios-install DISK N`, which writes stage 1 to the MBR and stage 2 into the BIOS
+///   boot partition N (not into the GPT's entry array, which partition-table writes such as
+///   rast-install's would overwrite).
 public struct BootLoaderStage {
     public static let grubEFIModules = [
         "part_gpt", "part_msdos", "btrfs", "fat", "search", "search_fs_uuid", "search_label", "configfile", "normal",
@@ -46,11 +49,6 @@ public struct BootLoaderStage {
         self.progress = progress
     }
 
-    /// Fails early when the recipe's boot loader cannot be installed on this machine.
-    public static func preflight(_ recipe: Recipe) throws {
-        try preflight(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware)
-    }
-
     /// Fails early when `bootloader` cannot be installed for `firmware` on this machine.
     public static func preflight(bootloader: Bootloader, firmware: [Firmware]) throws {
         switch bootloader {
@@ -66,17 +64,19 @@ public struct BootLoaderStage {
                 throw UserError("GRUB for UEFI needs /usr/lib/grub/x86_64-efi (apt-get install grub-efi-amd64-bin)")
             }
         case .limine:
-            guard Command.find("limine") != nil else {
-                throw UserError("the recipe asks for the Limine boot loader (disk.bootloader = \"limine\"), but the `limine` program is not installed on this machine and no reachable package archive has it; install Limine from its upstream release, or use bootloader = \"grub\"")
-            }
-            for file in ["limine-bios.sys", "BOOTX64.EFI"] where limineFile(file) == nil {
-                throw UserError("Limine is installed but its \(file) was not found in /usr/share/limine or /usr/local/share/limine")
-            }
+            try Require.tools(["mmd", "mcopy", "mren", "mdir"], for: "installing Limine")
         }
     }
 
-    static func limineFile(_ name: String) -> String? {
-        ["/usr/share/limine", "/usr/local/share/limine"].map { $0 + "/" + name }.first(where: Files.exists)
+    /// Fails early when a recipe that boots with Limine has no Limine to install from: the
+    /// image's own `limine` package, or the `limine` program on this machine.
+    public static func preflight(_ recipe: Recipe) throws {
+        try preflight(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware)
+        if recipe.disk.bootloader == .limine, !recipe.packagesToInstall.contains("limine"), Command.find("limine") == nil {
+            throw UserError("""
+                the recipe asks for the Limine boot loader (disk.bootloader = "limine"), but it does not install the `limine` package and the `limine` program is not installed on this machine; add "limine" to packages.install (recipes/pkgbuilds/limine builds it from the Limine release in bootloader/limine/vendor, as recipes/limine.toml does; on Arch it comes from the mirrors), or use bootloader = "grub"
+                """)
+        }
     }
 
     public func run() throws {
@@ -128,26 +128,98 @@ public struct BootLoaderStage {
         progress.end("boot loader: UEFI", summary: "installed in \(stopwatch.formatted)")
     }
 
+    /// Limine from the image's deployed root (its `limine` package) or this machine; the menu
+    /// and the kernels are on the ESP already (the deploy wrote them).
     func installLimine(espDevice: String) throws {
         try Self.preflight(bootloader: bootloader, firmware: firmware)
-        progress.begin("boot loader: Limine")
-        // Limine reads FAT only: the menu and each deployment's kernel go to the ESP.
+        let stopwatch = Stopwatch()
         let state = try SnapshotStore(layout: layout, templates: templates).state()
-        try Command("mmd", ["-i", espDevice, "::/EFI", "::/EFI/BOOT", "::/rastos", "::/limine"]).run()
+        let installation = try LimineInstallation.locate(imageRoot: state.next.map { layout.root($0) })
+        progress.begin("boot loader: Limine \(installation.version) from \(installation.origin)")
+        let esp = MtoolsESP(image: espDevice)
+        guard try esp.exists(LimineLayout.configPath) else {
+            throw UserError("the ESP has no \(LimineLayout.configPath); the deploy of the configure stage should have written it")
+        }
+        if firmware.contains(.uefi) {
+            try esp.makeDirectories(LimineLayout.efiDirectory)
+            try esp.install(installation.dataDirectory + "/BOOTX64.EFI", as: LimineLayout.efiPath)
+        }
+        if firmware.contains(.bios) {
+            guard let biosBoot = disk.partition(named: DiskStage.biosName) else {
+                throw UserError("Limine for BIOS puts its stage 2 into the BIOS boot partition, and the disk has none")
+            }
+            try esp.makeDirectories(LimineLayout.configDirectory)
+            try esp.install(installation.dataDirectory + "/limine-bios.sys", as: LimineLayout.stage3Path)
+            try Command(installation.tool, ["bios-install", disk.imagePath, String(biosBoot.number)]).run()
+        }
+        // The deploy put one deployment's kernel on the ESP; the next one needs room for its own.
+        let kernels = try esp.files(in: LimineLayout.kernelDirectory)
+        var deployed: Int64 = 0
         for slot in state.slots {
-            try Command("mmd", ["-i", espDevice, "::/rastos/\(slot.slot)"]).run()
             for name in try FileManagerShim.contents(of: layout.boot(slot.slot)) where name.hasPrefix("vmlinuz") || name.hasPrefix("initramfs") {
-                try Command("mcopy", ["-i", espDevice, layout.boot(slot.slot) + "/" + name, "::/rastos/\(slot.slot)/\(name)"]).run()
+                deployed += try Files.size(layout.boot(slot.slot) + "/" + name)
             }
         }
-        try Command("mcopy", ["-i", espDevice, layout.limineConfig, "::/limine/limine.conf"]).run()
-        if let efi = Self.limineFile("BOOTX64.EFI"), firmware.contains(.uefi) {
-            try Command("mcopy", ["-i", espDevice, efi, "::/EFI/BOOT/BOOTX64.EFI"]).run()
+        let free = try esp.freeBytes()
+        if free < deployed {
+            throw UserError("the ESP has \(ByteCount.format(free)) free after the first deployment; the next `rast deploy` copies another kernel and initramfs (\(ByteCount.format(deployed))) there: make disk.esp_size larger")
         }
-        if let sys = Self.limineFile("limine-bios.sys"), firmware.contains(.bios) {
-            try Command("mcopy", ["-i", espDevice, sys, "::/limine/limine-bios.sys"]).run()
-            try Command("limine", ["bios-install", disk.imagePath]).run()
+        progress.end("boot loader: Limine", summary: "installed for \(firmware.map { $0.rawValue.uppercased() }.joined(separator: " and ")) in \(stopwatch.formatted); \(kernels.count) kernel file(s) on the ESP, \(ByteCount.format(free)) free")
+    }
+}
+
+/// The Limine a disk is given: the `limine` tool, which carries the BIOS stages 1 and 2 and
+/// writes them (`limine bios-install`), and the boot loader files of the same release
+/// (`limine-bios.sys`, `BOOTX64.EFI`). Both must come from one release.
+///
+/// Looked for, in order: the image's own `limine` package (`/usr/bin/limine`,
+/// `/usr/share/limine` in the deployed root: recipes/pkgbuilds/limine builds it from the release
+/// vendored in bootloader/limine/vendor, and on Arch it is the `limine` package), when its tool
+/// runs on this machine; then the `limine` program on this machine with its data directory.
+public struct LimineInstallation: Sendable {
+    public let tool: String
+    public let dataDirectory: String
+    public let version: String
+    /// "the image" or "this machine", for messages.
+    public let origin: String
+
+    public static let requiredFiles = ["limine-bios.sys", "BOOTX64.EFI"]
+
+    public static func locate(imageRoot: String?) throws -> LimineInstallation {
+        var tried: [String] = []
+        if let imageRoot {
+            let tool = imageRoot + "/usr/bin/limine"
+            if Files.exists(tool) {
+                switch check(tool: tool, data: imageRoot + "/usr/share/limine", origin: "the image") {
+                case .success(let installation): return installation
+                case .failure(let reason): tried.append(reason.message)
+                }
+            } else {
+                tried.append("the image has no /usr/bin/limine (its recipe does not install the `limine` package)")
+            }
         }
-        progress.end("boot loader: Limine", summary: "installed")
+        if let tool = Command.find("limine") {
+            let printed = try? Command(tool, ["--print-datadir"]).output()
+            let candidates = [printed, "/usr/share/limine", "/usr/local/share/limine"].compactMap { $0 }
+            let data = candidates.first { directory in requiredFiles.allSatisfy { Files.exists(directory + "/" + $0) } } ?? candidates[0]
+            switch check(tool: tool, data: data, origin: "this machine") {
+            case .success(let installation): return installation
+            case .failure(let reason): tried.append(reason.message)
+            }
+        } else {
+            tried.append("this machine has no `limine` program")
+        }
+        throw UserError("no Limine to install: " + tried.joined(separator: "; "))
+    }
+
+    static func check(tool: String, data: String, origin: String) -> Result<LimineInstallation, UserError> {
+        let result = try? Command(tool, ["--version"]).run(check: false)
+        guard let result, result.status == 0, let line = result.standardOutput.split(separator: "\n").first, line.hasPrefix("Limine ") else {
+            return .failure(UserError("\(tool) (from \(origin)) does not run on this machine: \(result?.combinedTail(lines: 3) ?? "it cannot be started")"))
+        }
+        for file in requiredFiles where !Files.exists(data + "/" + file) {
+            return .failure(UserError("\(data) (from \(origin)) has no \(file)"))
+        }
+        return .success(LimineInstallation(tool: tool, dataDirectory: data, version: String(line.dropFirst("Limine ".count)), origin: origin))
     }
 }

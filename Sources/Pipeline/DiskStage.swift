@@ -131,10 +131,10 @@ public struct DiskStage {
 /// Checks for host tools before a stage starts, naming the Debian package.
 enum Require {
     static let packages: [String: String] = [
-        "mkfs.btrfs": "btrfs-progs", "mkfs.fat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
+        "mkfs.btrfs": "btrfs-progs", "mkfs.fat": "dosfstools", "mmd": "mtools", "mcopy": "mtools", "mren": "mtools", "mdir": "mtools",
         "grub-install": "grub-pc-bin", "grub-mkimage": "grub-efi-amd64-bin", "makepkg": "makepkg",
         "repo-add": "pacman-package-manager", "qemu-system-x86_64": "qemu-system-x86", "ldd": "libc-bin",
-        "pacman-key": "pacman-package-manager", "limine": "limine (not in Debian 12)",
+        "pacman-key": "pacman-package-manager", "limine": "limine (not in Debian 12; recipes/pkgbuilds/limine packages it)",
     ]
 
     static func tools(_ names: [String], for stage: String) throws {

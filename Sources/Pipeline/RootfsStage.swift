@@ -166,6 +166,12 @@ public struct ConfigureStage {
             loader: recipe.disk.bootloader == .grub ? .grub : .limine, distributor: "rastOS",
             filesystemUUID: root.filesystemUUID ?? "", rootPartitionUUID: root.partitionUUID,
             kernelArguments: recipe.system.kernelCommandLine, mountOptions: mountOptions.joined(separator: ","))
+        // Limine's menu and kernels go to the ESP, through mtools on its loop device (the loop
+        // device the boot loader stage writes through too, so both see the same blocks).
+        if let esp = disk.partition(named: DiskStage.espName) {
+            let device = disk.device(of: esp)
+            store.espProvider = { MtoolsESP(image: device) }
+        }
         try store.commitBase(boot: settings)
         for node in recipe.snapshots.creationOrder {
             try store.copy(node.parent, as: node.id, parent: node.parent, description: node.description)

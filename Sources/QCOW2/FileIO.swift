@@ -1,82 +1,67 @@
 import Foundation
+import Synchronization
+import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// An open file descriptor, closed in `deinit`. Full-length pread/pwrite with EINTR retries.
-///
-/// `@unchecked Sendable`: pread and pwrite at explicit offsets are safe from several threads;
-/// `close()` is called only by the owner once no other thread uses the file.
-final class ImageFile: @unchecked Sendable {
+/// An image file's descriptor, owned: closed by `close()` (which reports a delayed write
+/// error) or in `deinit`. Reads and writes at explicit offsets (pread, pwrite) are safe from
+/// several threads; `close()` is called only by the owner once no other thread uses the file.
+final class ImageFile: Sendable {
     let path: String
-    private(set) var fd: Int32
+    let descriptor: FileDescriptor
+    private let closed = Atomic(false)
 
-    init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
+    init(path: String, mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions = []) throws {
         self.path = path
-        fd = open(path, flags | O_CLOEXEC, mode)
-        if fd < 0 { throw SystemError("open", path: path) }
+        descriptor = try FileDescriptor.open(path: path, mode, options: options)
+    }
+
+    /// Takes over `descriptor`, opened from `path`.
+    init(path: String, owning descriptor: FileDescriptor) {
+        self.path = path
+        self.descriptor = descriptor
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        if !closed.load(ordering: .acquiring) { try? descriptor.close() }
     }
 
     /// Closes now, reporting a failure (a delayed write error shows up here).
     func close() throws {
-        guard fd >= 0 else { return }
-        let result = Glibc.close(fd)
-        fd = -1
-        if result != 0 { throw SystemError("close", path: path) }
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        try SystemError.wrapping("close", path: path) { try descriptor.close() }
     }
 
     /// The size in bytes; for a block device, its capacity.
     func size() throws -> Int64 {
-        let end = lseek(fd, 0, SEEK_END)
-        if end < 0 { throw SystemError("seek to the end of", path: path) }
-        return Int64(end)
+        try descriptor.size(path: path)
     }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws -> Int {
-        var done = 0
-        while done < count {
-            let result = pread(fd, buffer + done, count - done, off_t(offset) + off_t(done))
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path)
-            }
-            if result == 0 { break }
-            done += result
-        }
-        return done
+        try descriptor.read(filling: UnsafeMutableRawBufferPointer(start: buffer, count: count), fromAbsoluteOffset: offset, path: path)
     }
 
     /// Writes all `count` bytes at `offset`.
     func write(_ buffer: UnsafeRawPointer, count: Int, at offset: Int64) throws {
-        var done = 0
-        while done < count {
-            let result = pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done))
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("write", path: path)
-            }
-            done += result
-        }
+        try descriptor.writeAll(toAbsoluteOffset: offset, UnsafeRawBufferPointer(start: buffer, count: count), path: path)
     }
 
     func truncate(to size: Int64) throws {
-        try SystemError.check("truncate", path: path) { ftruncate(fd, off_t(size)) }
+        try descriptor.resize(to: size, path: path)
     }
 
     func sync() throws {
-        try SystemError.check("fsync", path: path) { fsync(fd) }
+        try descriptor.sync(path: path)
     }
 
     /// The data extents (SEEK_DATA/SEEK_HOLE) of the first `size` bytes. A file system or
     /// device without hole support reports everything as data.
     func dataExtents(size: Int64) throws -> [Range<Int64>] {
-        try Files.dataExtents(fd: fd, path: path, size: size)
+        try descriptor.dataExtents(size: size, path: path)
     }
 }
 
@@ -102,17 +87,10 @@ final class TemporaryOutput {
 
     private static func create(near finalPath: String) throws -> (String, ImageFile) {
         let url = URL(fileURLWithPath: finalPath)
-        let directory = url.deletingLastPathComponent().path
-        let name = url.lastPathComponent
-        var attempt = 0
-        while true {
-            let candidate = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            do {
-                return (candidate, try ImageFile(path: candidate, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644))
-            } catch let error as SystemError where error.errno == EEXIST && attempt < 100 {
-                attempt += 1
-            }
-        }
+        let (descriptor, path) = try FileDescriptor.createUnique(
+            prefix: "\(url.deletingLastPathComponent().path)/.\(url.lastPathComponent).tmp-",
+            permissions: FilePermissions(rawValue: 0o644), operation: "open")
+        return (path, ImageFile(path: path, owning: descriptor))
     }
 
     /// Closes the file (optionally after fsync), renames it into place and, when `durable`,
@@ -192,7 +170,7 @@ final class CoalescingWriter {
         self.maximumGap = maximumGap
         self.directThreshold = directThreshold
         // File systems without O_DIRECT (tmpfs) refuse the open: then everything is buffered.
-        direct = directPath.flatMap { try? ImageFile(path: $0, flags: O_WRONLY | openDirect) }
+        direct = directPath.flatMap { try? ImageFile(path: $0, mode: .writeOnly, options: FileDescriptor.OpenOptions(rawValue: openDirect)) }
     }
 
     private var bufferEnd: Int64 { bufferStart + Int64(bufferCount) }

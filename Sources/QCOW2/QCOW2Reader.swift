@@ -93,7 +93,7 @@ public final class QCOW2Reader {
 
     /// Opens and validates the image at `path`.
     public convenience init(path: String) throws {
-        let file = try ImageFile(path: path, flags: O_RDONLY)
+        let file = try ImageFile(path: path, mode: .readOnly)
         try self.init(source: .file(file), fileSize: try file.size(), path: path)
     }
 
@@ -468,7 +468,7 @@ public final class QCOW2Reader {
         let temporary: TemporaryOutput?
         let output: ImageFile
         if isDevice {
-            output = try ImageFile(path: destination, flags: O_WRONLY)
+            output = try ImageFile(path: destination, mode: .writeOnly)
             let capacity = try output.size()
             guard capacity >= virtualSize else {
                 throw UserError("\(destination) holds \(ByteCount.format(capacity)), less than the \(ByteCount.format(virtualSize)) virtual disk of \(path ?? "the image")")
@@ -504,12 +504,9 @@ public final class QCOW2Reader {
     /// writes them in order. Returns the data bytes written.
     private func streamClusters(to writer: CoalescingWriter, zeroRanges: Bool, threads: Int,
                                 progress: any ProgressReporter) throws -> Int64 {
-        let source = self.source
-        let pipeline = DecompressionPipeline(
-            slotCount: max(4, threads * 3), slotCapacity: max(clusterSize, 4 << 20), fileSize: fileSize,
-            clusterSize: clusterSize, clusterBits: clusterBits, compression: compression) { buffer, count, offset in
-            try source.read(into: buffer, count: count, at: offset)
-        }
+        let slotCapacity = max(clusterSize, 4 << 20)
+        let pipeline = WorkerPool(slots: (0..<max(4, threads * 3)).map { _ in ReadSlot(capacity: slotCapacity) },
+                                  work: "decompression")
         let zeros = AlignedBuffer(count: min(clusterSize, 1 << 20), zeroed: true)
         let cluster = Int64(clusterSize)
         let totalClusters = (virtualSize + cluster - 1) / cluster
@@ -551,14 +548,14 @@ public final class QCOW2Reader {
         }
         func submitPending() throws {
             guard !items.isEmpty else { return }
-            if pipeline.submittedCount - pipeline.consumedCount >= pipeline.slotCount { try consumeOne() }
+            if pipeline.submittedCount - pipeline.consumedCount >= pipeline.slots.count { try consumeOne() }
             pipeline.slotForNextUnit().items = items
             pipeline.submit()
             items = []
             used = 0
         }
         func add(_ source: ReadItem.Source, virtual: Int64, length: Int, reserve: Int) throws {
-            if used + reserve > pipeline.slotCapacity { try submitPending() }
+            if used + reserve > slotCapacity { try submitPending() }
             // Extend the previous run of uncompressed clusters when this one follows it on disk.
             if case .data(let host) = source, let last = items.last, case .data(let lastHost) = last.source,
                lastHost + UInt64(last.length) == host, last.virtualOffset + Int64(last.length) == virtual,
@@ -580,7 +577,15 @@ public final class QCOW2Reader {
             }
         }
 
-        pipeline.start(workers: threads)
+        let (source, fileSize, clusterSize, clusterBits, compression) = (source, fileSize, clusterSize, clusterBits, compression)
+        pipeline.start(workers: threads, threadName: "qcow2-decompress") {
+            let decompressor = try ClusterDecompressor(compression: compression, clusterBits: clusterBits)
+            let compressed = AlignedBuffer(count: (1 << (clusterBits - 8)) * QCOW2Format.sectorSize)
+            return { _, slot in
+                try slot.fill(fileSize: fileSize, clusterSize: clusterSize, compression: compression, decompressor: decompressor,
+                              compressed: compressed) { try source.read(into: $0, count: $1, at: $2) }
+            }
+        }
         defer { pipeline.stop() }
         var index: Int64 = 0
         while index < totalClusters {
@@ -616,7 +621,7 @@ public final class QCOW2Reader {
 
     /// True when the file at `path` starts with the QCOW2 magic number.
     public static func isQCOW2(path: String) -> Bool {
-        guard let file = try? ImageFile(path: path, flags: O_RDONLY) else { return false }
+        guard let file = try? ImageFile(path: path, mode: .readOnly) else { return false }
         var magic = [UInt8](repeating: 0, count: 4)
         let got = (try? magic.withUnsafeMutableBytes { raw -> Int in
             guard let base = raw.baseAddress else { return 0 }

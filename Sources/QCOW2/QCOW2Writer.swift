@@ -112,12 +112,12 @@ public enum QCOW2Writer {
         let stopwatch = Stopwatch()
         let clusterSize = options.clusterSize
         let cluster = Int64(clusterSize)
-        let source = try ImageFile(path: sourcePath, flags: O_RDONLY)
+        let source = try ImageFile(path: sourcePath, mode: .readOnly)
         let sourceSize = try source.size()
         // QEMU sizes disks in 512-byte sectors; the tail of a partial sector reads as zeros.
         let virtualSize = (sourceSize + 511) / 512 * 512
         var layout = try QCOW2Layout(virtualSize: virtualSize, clusterBits: options.clusterBits)
-        _ = posix_fadvise(source.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        _ = posix_fadvise(source.descriptor.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL)
 
         // Work units: the source's data extents, widened to whole clusters.
         let unitClusters = max(1, unitBytes / clusterSize)
@@ -148,17 +148,23 @@ public enum QCOW2Writer {
         let compression = options.compression
         let level = options.effectiveLevel
         _ = try ClusterCompressor(compression: compression, level: level)  // fail early on bad settings
-        let pipeline = ClusterPipeline(source: source, sourceSize: sourceSize, units: units, clusterSize: clusterSize,
-                                       unitClusters: unitClusters, slotCount: max(4, threads * 4)) {
-            try ClusterCompressor(compression: compression, level: level)
-        }
+        let pipeline = WorkerPool(slots: (0..<max(4, threads * 4)).map { _ in CompressionSlot(capacity: unitClusters * clusterSize) },
+                                  work: "compression")
+        pipeline.submit(units.count)
 
         let task = "qcow2 (\(compression)\(compression == .none ? "" : " level \(level)"), \(ByteCount.format(cluster)) clusters)"
         progress.begin("Writing \(displayPath): \(task)")
         var summary = QCOW2Summary(path: destination, virtualSize: virtualSize, fileSize: 0, clusterSize: clusterSize,
                                    compression: compression, bytesRead: 0, compressedClusters: 0,
                                    uncompressedClusters: 0, zeroClusters: 0, seconds: 0)
-        pipeline.start(workers: threads)
+        pipeline.start(workers: threads, threadName: "qcow2-compress") { [units, clusterSize] in
+            let compressor = try ClusterCompressor(compression: compression, level: level)
+            let zeros = AlignedBuffer(count: clusterSize, zeroed: true)
+            return { index, slot in
+                try slot.fill(units[index], from: source, sourceSize: sourceSize, clusterSize: clusterSize,
+                              compressor: compressor, zeros: zeros)
+            }
+        }
         do {
             defer { pipeline.stop() }
             var done: Int64 = 0

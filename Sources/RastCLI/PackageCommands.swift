@@ -173,13 +173,16 @@ public enum PacmanFlags {
         return rewritten == arguments ? moveLeadingOptions(arguments) : rewritten
     }
 
-    /// Options before the subcommand name go right after it. `--help` and `--version` stay
-    /// where they are (they belong to `rast` itself).
+    /// Options before the subcommand name go right after it. `--help`, `--version` and
+    /// ArgumentParser's own options (completion scripts and what they call, the help dump)
+    /// stay where they are: they belong to `rast` itself.
     static func moveLeadingOptions(_ arguments: [String]) -> [String] {
         var index = 0
         while index < arguments.count, arguments[index].hasPrefix("-") {
             let argument = arguments[index]
             if ["-h", "--help", "--version", "--"].contains(argument) { return arguments }
+            if argument.hasPrefix("--generate-completion-script") || argument == "---completion"
+                || argument == "--experimental-dump-help" { return arguments }
             index += argument == "--root" ? 2 : 1
         }
         guard index > 0, index < arguments.count else { return arguments }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 import SystemSupport
 import TOML
 #if canImport(Glibc)
@@ -94,21 +95,20 @@ extension Recipe {
         while !Files.isDirectory(existing), existing != "/", !existing.isEmpty {
             existing = (existing as NSString).deletingLastPathComponent
         }
-        var template = Array((existing == "/" ? "" : existing).utf8CString.dropLast()) + Array("/.rast-size-check-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { pointer -> Int32 in
-            guard let base = pointer.baseAddress else { return -1 }
-            return mkstemp(base)
+        guard let (file, probe) = try? FileDescriptor.createUnique(prefix: (existing == "/" ? "" : existing) + "/.rast-size-check-") else {
+            return nil
         }
-        guard fd >= 0 else { return nil }
-        let probe = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        defer {
-            close(fd)
-            unlink(probe)
+        defer { unlink(probe) }
+        let failure = try? file.closeAfter(path: probe) { () throws -> Errno? in
+            do {
+                try file.resize(to: size)
+                return nil
+            } catch let error as Errno {
+                return error
+            }
         }
-        guard ftruncate(fd, off_t(size)) != 0 else { return nil }
-        let error = errno
-        guard error == EFBIG || error == EINVAL else { return nil }
-        return "a disk of \(Recipe.describeSize(size)) cannot be written to \(directory): the filesystem holding it cannot hold a file that large (\(String(cString: strerror(error)))); use a smaller size"
+        guard let error = failure ?? nil, error == .fileTooLarge || error == .invalidArgument else { return nil }
+        return "a disk of \(Recipe.describeSize(size)) cannot be written to \(directory): the filesystem holding it cannot hold a file that large (\(String(cString: strerror(error.rawValue)))); use a smaller size"
     }
 
     /// Throws `RecipeErrors` when `environmentProblems` finds any.

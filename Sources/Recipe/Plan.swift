@@ -150,6 +150,14 @@ extension Recipe {
         if !system.kernelCommandLine.isEmpty {
             details.append("extra kernel arguments: \(system.kernelCommandLine)")
         }
+        if disk.bootloader == .limine {
+            let origin = packagesToInstall.contains("limine") ? "the image's `limine` package" : "this machine's `limine`"
+            var parts: [String] = []
+            if disk.firmware.contains(.uefi) { parts.append("EFI/BOOT/BOOTX64.EFI on the ESP for UEFI") }
+            if disk.firmware.contains(.bios) { parts.append("`limine bios-install` into the BIOS boot partition for BIOS") }
+            details.append("Limine from \(origin): " + parts.joined(separator: ", "))
+            details.append("Limine reads FAT only: the ESP (\(sizeText(disk.espSize))) holds limine.conf and the kernel and initramfs of both deployments; every deploy copies the slot's kernel there")
+        }
         return PlannedStage(kind: .bootLoader, runs: true,
                             summary: "install \(loader) for \(firmware), with entries for the deployed snapshot \(snapshots.deploy) and the previous deployment",
                             details: details)

@@ -26,13 +26,26 @@ public struct CheckReport: Sendable, Codable, Equatable {
     public var missingBootFiles: [String] = []
     /// Snapshots (committed, so meant to be read-only) with a writable subvolume.
     public var writableSnapshots: [Int: [String]] = [:]
+    /// Limine: the menu on the ESP is missing or unreadable, or an entry's kernel or initramfs
+    /// is missing or damaged there.
+    public var bootMenuProblems: [String] = []
+    /// Limine: ESP files an interrupted deploy left (kernels no entry loads, `.tmp` and
+    /// `.new` files); harmless, removed by the next deploy, rollback, `rast boot` or repair.
+    public var bootLeftovers: [String] = []
+    /// ESP copies to be replaced by a repair (missing or damaged).
+    var damagedBootFiles: [String] = []
+
+    enum CodingKeys: String, CodingKey {
+        case dangling, orphans, strays, workingCopies, missingSlots, brokenBootEntries, defaultMismatch, unknownParents,
+             firstEntryMismatch, missingBootFiles, writableSnapshots, bootMenuProblems, bootLeftovers
+    }
 
     /// Consistent: everything in the tree exists, nothing unknown but working copies remains,
     /// snapshots are read-only, and the boot entries boot the next slot with files that exist.
     public var isConsistent: Bool {
         dangling.isEmpty && orphans.isEmpty && strays.isEmpty && missingSlots.isEmpty
             && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty
-            && firstEntryMismatch == nil && missingBootFiles.isEmpty && writableSnapshots.isEmpty
+            && firstEntryMismatch == nil && missingBootFiles.isEmpty && writableSnapshots.isEmpty && bootMenuProblems.isEmpty
     }
 
     public var lines: [String] {
@@ -51,6 +64,8 @@ public struct CheckReport: Sendable, Codable, Equatable {
             lines.append("writable: snapshot \(id) should be read-only, but \(paths.joined(separator: ", ")) \(paths.count == 1 ? "is" : "are") writable")
         }
         for id in unknownParents { lines.append("parent: snapshot \(id) has a parent that is not in the tree") }
+        for problem in bootMenuProblems { lines.append("boot menu: \(problem)") }
+        for path in bootLeftovers { lines.append("leftover on the ESP: \(path) (removed by the next deploy or `rast check --repair`)") }
         for path in workingCopies { lines.append("working copy: \(path) (removed by `rast tmp`)") }
         return lines
     }
@@ -96,7 +111,25 @@ extension SnapshotStore {
         for record in state.slots where layout.triple(record.slot).contains(where: { !Files.exists($0) }) {
             report.missingSlots.append(record.slot)
         }
-        for slot in try bootEntrySlots() where !Files.exists(layout.root(slot)) {
+        var entrySlots: [String]
+        if state.boot?.loader == .limine, state.next != nil {
+            do {
+                let inspection = LimineInspection(volume: try espVolume())
+                report.bootMenuProblems = inspection.problems
+                report.bootLeftovers = inspection.leftovers
+                report.damagedBootFiles = inspection.damaged
+                entrySlots = inspection.slots
+                if let next = state.next, let first = inspection.slots.first, first != next {
+                    report.firstEntryMismatch = "the first (default) entry of the Limine menu on the ESP boots slot \(first), but slot \(next) boots next"
+                }
+            } catch {
+                report.bootMenuProblems.append("the EFI system partition cannot be opened: \(error)")
+                entrySlots = []
+            }
+        } else {
+            entrySlots = try bootEntrySlots()
+        }
+        for slot in entrySlots where !Files.exists(layout.root(slot)) {
             report.brokenBootEntries.append(slot)
         }
         if let next = state.next, Files.exists(layout.root(next)) {
@@ -193,9 +226,14 @@ extension SnapshotStore {
             for path in paths { try Btrfs.setReadOnly(path, true) }
             actions.append("made snapshot \(id) read-only again")
         }
+        // Damaged copies on the ESP go first: the sync below copies what is missing.
+        if !report.damagedBootFiles.isEmpty, let volume = try? espVolume() {
+            for path in report.damagedBootFiles { try volume.remove(path) }
+        }
+        let bootMenuNeedsWork = !report.bootMenuProblems.isEmpty || !report.bootLeftovers.isEmpty
         if let next = state.next, let record = state.slot(next),
            !report.brokenBootEntries.isEmpty || report.defaultMismatch != nil || !report.missingSlots.isEmpty
-            || report.firstEntryMismatch != nil || !report.missingBootFiles.isEmpty {
+            || report.firstEntryMismatch != nil || !report.missingBootFiles.isEmpty || bootMenuNeedsWork {
             var entries = [(next, record.snapshot)]
             let other = Layout.otherSlot(next)
             if let previous = state.slot(other) { entries.append((other, previous.snapshot)) }

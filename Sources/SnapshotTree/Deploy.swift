@@ -110,8 +110,16 @@ extension SnapshotStore {
             }
             let title = index == 0 ? "\(settings.distributor) snapshot \(snapshot)"
                 : "\(settings.distributor) previous deployment (snapshot \(snapshot))"
-            menu.entries.append(BootEntry(title: title, slot: slot, snapshot: snapshot, kernel: kernel,
-                                          initrd: try Self.initrd(in: bootDirectory, preferring: settings.initrd)))
+            var entry = BootEntry(title: title, slot: slot, snapshot: snapshot, kernel: kernel,
+                                  initrd: try Self.initrd(in: bootDirectory, preferring: settings.initrd))
+            if settings.loader == .limine {
+                // Limine reads the kernel from the ESP, under a name made of its content.
+                entry.espKernel = LimineLayout.kernelPath(name: kernel, sha256: try SHA256.hash(file: bootDirectory + "/" + kernel))
+                entry.espInitrd = try entry.initrd.map {
+                    LimineLayout.kernelPath(name: $0, sha256: try SHA256.hash(file: bootDirectory + "/" + $0))
+                }
+            }
+            menu.entries.append(entry)
         }
         return menu
     }
@@ -125,11 +133,25 @@ extension SnapshotStore {
             case .grub:
                 steps.append(.write(path: layout.grubConfig, contents: try BootConfiguration.grub(menu, templates: templates)))
             case .limine:
-                steps.append(.write(path: layout.limineConfig, contents: try BootConfiguration.limine(menu, templates: templates)))
+                steps.append(.syncESP(try espContents(menu)))
             }
         }
         if let first = entries.first { steps.append(.setDefault(path: layout.root(first.0))) }
         return steps
+    }
+
+    /// The ESP's contents for a Limine menu: the menu and the copies of the kernels and
+    /// initramfs files its entries load, copied from the slots' /boot.
+    func espContents(_ menu: BootMenu) throws -> ESPContents {
+        var files: [ESPContents.File] = []
+        for entry in menu.entries {
+            for (name, path) in [(entry.kernel, entry.espKernel), (entry.initrd, entry.espInitrd)] {
+                guard let name, let path, !files.contains(where: { $0.path == path }),
+                      let hash = LimineLayout.hashPrefix(ofKernelPath: path) else { continue }
+                files.append(ESPContents.File(path: path, source: layout.boot(entry.slot) + "/" + name, sha256Prefix: hash))
+            }
+        }
+        return ESPContents(config: try BootConfiguration.limine(menu, templates: templates), files: files)
     }
 
     /// The kernel in a slot's /boot: `preferred` when it is there, else the first vmlinuz-*.

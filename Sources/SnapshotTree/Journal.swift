@@ -19,6 +19,8 @@ struct Journal: Codable, Equatable {
         case setDefault(path: String)
         /// Write a file atomically.
         case write(path: String, contents: String)
+        /// Bring the ESP in step with a Limine menu (`ESPSync`).
+        case syncESP(ESPContents)
     }
 
     var operation: String
@@ -30,7 +32,7 @@ extension Journal.Step: CustomStringConvertible {
     /// Boot loader configuration and the default subvolume, which GRUB reads.
     var touchesBoot: Bool {
         switch self {
-        case .write, .setDefault: return true
+        case .write, .setDefault, .syncESP: return true
         case .delete, .replace: return false
         }
     }
@@ -41,6 +43,7 @@ extension Journal.Step: CustomStringConvertible {
         case .replace(let from, let to): return "rename \(from) to \(to)"
         case .setDefault(let path): return "set default subvolume \(path)"
         case .write(let path, _): return "write \(path)"
+        case .syncESP(let contents): return "write the Limine menu and \(contents.files.count) kernel file(s) to the ESP"
         }
     }
 }
@@ -104,6 +107,8 @@ extension SnapshotStore {
         case .write(let path, let contents):
             try Files.createDirectory((path as NSString).deletingLastPathComponent)
             try Files.writeAtomically(path, string: contents)
+        case .syncESP(let contents):
+            try ESPSync(volume: try espVolume()).apply(contents)
         }
     }
 }

@@ -48,6 +48,8 @@ public struct Layout: Sendable {
     public var variable: String { top + "/@var" }
     public var bootLoader: String { top + "/@boot" }
     public var grubConfig: String { bootLoader + "/grub/grub.cfg" }
+    /// A limine.conf in @boot, as an installation made by other tools may have it; rast's own
+    /// Limine menu is on the ESP (`LimineLayout.configPath`), since Limine reads FAT only.
     public var limineConfig: String { bootLoader + "/limine.conf" }
 
     /// astOS's own state, read when adopting an astOS installation.

@@ -19,6 +19,11 @@ public final class SnapshotStore {
     public let bootedSlot: String?
     let templates: BootTemplates
     var cachedState: TreeState?
+    /// Opens the ESP when a Limine menu must be written or checked (see `espVolume()`).
+    public var espProvider: (() throws -> ESPVolume)? {
+        didSet { resolvedESP = nil }
+    }
+    var resolvedESP: ESPVolume?
     private var lock: FileLock?
 
     public init(layout: Layout, bootedSlot: String? = nil, templates: BootTemplates = BootTemplates()) {

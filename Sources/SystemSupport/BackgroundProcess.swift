@@ -32,32 +32,14 @@ public final class BackgroundProcess: Sendable {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&fileActions, pipe[1], 1)
         posix_spawn_file_actions_adddup2(&fileActions, pipe[1], 2)
-        if let directory = command.workingDirectory { rast_spawn_add_chdir(&fileActions, directory) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
-        var environment = ProcessInfo.processInfo.environment
-        for key in command.removedEnvironment { environment[key] = nil }
-        for (key, value) in command.environment { environment[key] = value }
-        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        var child: pid_t = 0
-        let result = withCStringArray(command.arguments) { argv in
-            withCStringArray(envp) { env in posix_spawn(&child, executable, &fileActions, &attributes, argv, env) }
-        }
+        let spawned = Result { try command.spawn(executable, fileActions: &fileActions, ownProcessGroup: true) }
         close(pipe[1])
-        guard result == 0 else {
+        let child: pid_t
+        do {
+            child = try spawned.get()
+        } catch {
             close(pipe[0])
-            throw SystemError("spawn", path: executable, errno: result)
+            throw error
         }
         pid = child
         commandLine = command.description
@@ -127,11 +109,4 @@ public final class BackgroundProcess: Sendable {
         kill(pid, SIGKILL)
         return wait(timeout: 10)
     }
-}
-
-private func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
 }

@@ -102,6 +102,8 @@ public struct Command: Sendable, CustomStringConvertible {
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
 
+        // Raw descriptors: posix_spawn's file actions take them, and the output collector polls
+        // them and writes the input non-blocking, which swift-system has no API for.
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
         var inPipe: [Int32] = [-1, -1]
@@ -125,36 +127,11 @@ public struct Command: Sendable, CustomStringConvertible {
             try SystemError.check("pipe") { rast_pipe_cloexec(&inPipe) }
             posix_spawn_file_actions_adddup2(&fileActions, inPipe[0], 0)
         }
-        if let workingDirectory {
-            rast_spawn_add_chdir(&fileActions, workingDirectory)
-        }
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
         // Interactive children stay in our process group so they own the terminal.
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        if case .inherit = input {} else { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-
-        let env = mergedEnvironment()
-        var pid: pid_t = 0
-        let spawnResult = withCStrings(arguments) { argv in
-            withCStrings(env) { envp in
-                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
-            }
-        }
-        if spawnResult != 0 {
-            throw SystemError("spawn", path: executable, errno: spawnResult)
-        }
+        var ownGroup = true
+        if case .inherit = input { ownGroup = false }
+        let pid = try spawn(executable, fileActions: &fileActions, ownProcessGroup: ownGroup)
         let cancelledAlready = Cancellation.shared.register(child: pid)
         defer { Cancellation.shared.unregister(child: pid) }
         if cancelledAlready { kill(-pid, SIGTERM) }
@@ -197,7 +174,8 @@ public struct Command: Sendable, CustomStringConvertible {
         signal(SIGPIPE, SIG_IGN)
     }()
 
-    private func mergedEnvironment() -> [String] {
+    /// Our environment with `removedEnvironment` taken out and `environment` put in.
+    func mergedEnvironment() -> [String] {
         var values: [String: String] = [:]
         var index = 0
         while let entry = environ[index] {
@@ -210,6 +188,41 @@ public struct Command: Sendable, CustomStringConvertible {
         for key in removedEnvironment { values[key] = nil }
         for (key, value) in environment { values[key] = value }
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// posix_spawn of `executable` with our arguments and merged environment: the signal mask
+    /// cleared, the signals rast handles back to their defaults, and (with `ownProcessGroup`) a
+    /// process group of its own, so that stopping it reaches everything it started. It starts in
+    /// our `workingDirectory`, or else where rast started (see InitialWorkingDirectory).
+    func spawn(_ executable: String, fileActions: inout posix_spawn_file_actions_t, ownProcessGroup: Bool) throws -> pid_t {
+        if let workingDirectory {
+            rast_spawn_add_chdir(&fileActions, workingDirectory)
+        } else {
+            InitialWorkingDirectory.add(to: &fileActions)
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if ownProcessGroup { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+
+        var pid: pid_t = 0
+        let result = withCStrings(arguments) { argv in
+            withCStrings(mergedEnvironment()) { envp in
+                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+            }
+        }
+        if result != 0 { throw SystemError("spawn", path: executable, errno: result) }
+        return pid
     }
 }
 

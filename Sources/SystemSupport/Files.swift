@@ -1,5 +1,5 @@
-import CLinux
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,57 +22,18 @@ public enum Files {
         return Int64(st.st_size)
     }
 
-    /// The data extents of the first `size` bytes of an open file, in order (SEEK_DATA and
-    /// SEEK_HOLE); everything else is a hole and reads as zeros. A file system or device that
-    /// cannot tell (EINVAL) has only data.
-    public static func dataExtents(fd: Int32, path: String, size: Int64) throws -> [Range<Int64>] {
-        // Linux's whence values; Swift's Glibc module is built without _GNU_SOURCE.
-        let seekData: Int32 = 3, seekHole: Int32 = 4
-        var extents: [Range<Int64>] = []
-        var position: Int64 = 0
-        while position < size {
-            let data = lseek(fd, off_t(position), seekData)
-            if data < 0 {
-                if errno == ENXIO { break }  // only a hole from here to the end
-                if errno == EINVAL { extents.append(position..<size); break }
-                throw SystemError("find data (SEEK_DATA) in", path: path)
-            }
-            if Int64(data) >= size { break }
-            let hole = lseek(fd, data, seekHole)
-            if hole < 0 { throw SystemError("find a hole (SEEK_HOLE) in", path: path) }
-            let end = min(Int64(hole), size)
-            if end > Int64(data) { extents.append(Int64(data)..<end) }
-            position = end
-        }
-        return extents
-    }
-
     public static func read(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", path: path) }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path)
-            }
-            if count == 0 { break }
-            result.append(contentsOf: buffer[0..<count])
-        }
-        return result
+        let file = try FileDescriptor.open(path: path, .readOnly)
+        return try file.closeAfter(path: path) { try file.readToEnd(path: path) }
     }
 
     /// The first `count` bytes of a file (fewer when it is shorter).
     public static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", path: path) }
-        defer { close(fd) }
+        let file = try FileDescriptor.open(path: path, .readOnly)
         var buffer = [UInt8](repeating: 0, count: count)
-        let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, count) }
-        if got < 0 { throw SystemError("read", path: path) }
+        let got = try file.closeAfter(path: path) {
+            try buffer.withUnsafeMutableBytes { try file.read(filling: $0, path: path) }
+        }
         return Array(buffer.prefix(got))
     }
 
@@ -86,27 +47,16 @@ public enum Files {
     public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
-        var template = Array("\(directory.isEmpty ? "." : directory)/.\(base).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { rast_mkostemp_cloexec($0.baseAddress!) }
-        if fd < 0 { throw SystemError("create temporary file for", path: path) }
-        let tempPath = String(nulTerminated: template)
+        let (file, tempPath) = try FileDescriptor.createUnique(prefix: "\(directory.isEmpty ? "." : directory)/.\(base).tmp-",
+                                                               operation: "create temporary file for", reportedPath: path)
         var renamed = false
         defer {
             if !renamed { unlink(tempPath) }
         }
-        do {
-            defer { close(fd) }
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("write", path: tempPath)
-                }
-                offset += written
-            }
-            try SystemError.check("chmod", path: tempPath) { fchmod(fd, mode) }
-            try SystemError.check("fsync", path: tempPath) { fsync(fd) }
+        try file.closeAfter(path: tempPath) {
+            try file.writeAll(bytes, path: tempPath)
+            try file.setPermissions(mode, path: tempPath)
+            try file.sync(path: tempPath)
         }
         try SystemError.check("rename", path: path) { rename(tempPath, path) }
         renamed = true
@@ -120,27 +70,17 @@ public enum Files {
     /// Writes a file in place (no atomicity), creating parent directories.
     public static func write(_ path: String, string: String, mode: mode_t = 0o644) throws {
         try createDirectory((path as NSString).deletingLastPathComponent)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        if fd < 0 { throw SystemError("open", path: path) }
-        defer { close(fd) }
-        let bytes = Array(string.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("write", path: path)
-            }
-            offset += written
+        let file = try FileDescriptor.open(path: path, .writeOnly, options: [.create, .truncate],
+                                           permissions: FilePermissions(rawValue: mode))
+        try file.closeAfter(path: path) {
+            try file.writeAll(string.utf8, path: path)
+            try file.setPermissions(mode, path: path)
         }
-        try SystemError.check("chmod", path: path) { fchmod(fd, mode) }
     }
 
     public static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open directory", path: path) }
-        defer { close(fd) }
-        try SystemError.check("fsync", path: path) { fsync(fd) }
+        let directory = try FileDescriptor.open(path: path, .readOnly, options: .directory, operation: "open directory")
+        try directory.closeAfter(path: path) { try directory.sync(path: path) }
     }
 
     public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws {
@@ -194,59 +134,61 @@ public final class TemporaryDirectory: Sendable {
     }
 }
 
-/// An advisory lock on a file (flock). Serialises concurrent rast invocations.
+/// An advisory lock on a file (flock). Serialises concurrent rast invocations. Owns the
+/// descriptor that holds the lock; `unlock()` or `deinit` closes it.
 public final class FileLock {
     public let path: String
-    private var fd: Int32
+    private var file: FileDescriptor?
 
     /// Takes the lock. With `wait`, blocks (calling `onWait` once first); without, throws
     /// `UserError` at once when another process holds it.
     public init(path: String, wait: Bool, onWait: (() -> Void)? = nil) throws {
         self.path = path
         try Files.createDirectory((path as NSString).deletingLastPathComponent)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 { throw SystemError("open lock file", path: path) }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return }
-        let error = errno
-        guard error == EWOULDBLOCK else {
-            close(fd)
-            throw SystemError("lock", path: path, errno: error)
-        }
-        guard wait else {
-            close(fd)
-            throw UserError("another rast command holds the lock \(path); try again when it finishes, or leave out --no-wait to wait for it")
-        }
-        onWait?()
-        while flock(fd, LOCK_EX) != 0 {
-            if errno == EINTR {
-                if Cancellation.shared.isCancelled { close(fd); throw InterruptedError(signal: Cancellation.shared.signal) }
-                continue
-            }
+        let file = try FileDescriptor.open(path: path, .readWrite, options: .create, permissions: FilePermissions(rawValue: 0o644),
+                                           operation: "open lock file")
+        // Closed on every way out but success, where the lock (and the descriptor) is kept.
+        var locked = false
+        defer { if !locked { try? file.close() } }
+        if flock(file.rawValue, LOCK_EX | LOCK_NB) != 0 {
             let error = errno
-            close(fd)
-            throw SystemError("lock", path: path, errno: error)
+            guard error == EWOULDBLOCK else { throw SystemError("lock", path: path, errno: error) }
+            guard wait else {
+                throw UserError("another rast command holds the lock \(path); try again when it finishes, or leave out --no-wait to wait for it")
+            }
+            onWait?()
+            while flock(file.rawValue, LOCK_EX) != 0 {
+                guard errno == EINTR else { throw SystemError("lock", path: path) }
+                if Cancellation.shared.isCancelled { throw InterruptedError(signal: Cancellation.shared.signal) }
+            }
         }
+        locked = true
+        self.file = file
     }
 
     /// Whether another process holds the lock at `path`, found without creating anything:
     /// no file means no lock. A shared lock is tried on a read-only descriptor, so it works
     /// for users who may not write the file. Nil when the file cannot be opened at all.
     public static func isHeld(path: String) -> Bool? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return errno == ENOENT ? false : nil }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
+        } catch {
+            return (error as? Errno) == .noSuchFileOrDirectory ? false : nil
+        }
+        defer { try? file.close() }
+        if flock(file.rawValue, LOCK_SH | LOCK_NB) == 0 {
+            flock(file.rawValue, LOCK_UN)
             return false
         }
         return errno == EWOULDBLOCK ? true : nil
     }
 
     public func unlock() {
-        if fd >= 0 {
-            flock(fd, LOCK_UN)
-            close(fd)
-            fd = -1
+        if let file {
+            flock(file.rawValue, LOCK_UN)
+            try? file.close()
+            self.file = nil
         }
     }
 

@@ -1,37 +1,57 @@
 import Foundation
 import Synchronization
+import SystemPackage
 
-/// A build log: every line of make's output, and its tail for error messages.
+/// A log written as lines arrive (make's or makepkg's output, a guest's console), with its
+/// most recent text kept for error messages. Owns its descriptor: `close()` or `deinit`
+/// closes it. A write that fails (a full disk) is reported once in the debug log and does not
+/// stop the work the log describes.
 public final class LogFile: Sendable {
     public let path: String
     private struct State {
-        let handle: FileHandle
+        var file: FileDescriptor?
         var recent: [String] = []
+        var failed = false
     }
     private let state: Mutex<State>
 
+    /// Creates (or empties) the file at `path`, and its directory.
     public init(path: String) throws {
         self.path = path
         try Files.createDirectory((path as NSString).deletingLastPathComponent)
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: path) else {
-            throw SystemError("create log file", path: path)
-        }
-        state = Mutex(State(handle: handle))
+        let file = try FileDescriptor.open(path: path, .writeOnly, options: [.create, .truncate],
+                                           permissions: FilePermissions(rawValue: 0o644), operation: "create log file")
+        state = Mutex(State(file: file))
     }
 
     public func write(_ text: String) {
         state.withLock { state in
-            state.handle.write(Data(text.utf8))
+            if let file = state.file, !state.failed {
+                do {
+                    try file.writeAll(text.utf8, path: path)
+                } catch {
+                    state.failed = true
+                    RastLog.logger.debug("log \(path): \(error); later lines go unwritten")
+                }
+            }
             state.recent.append(text)
             if state.recent.count > 400 { state.recent.removeFirst(200) }
         }
     }
 
+    /// The last `lines` lines written.
     public func tail(lines: Int) -> String {
         let recent = state.withLock { $0.recent }
         return recent.joined().split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
-    deinit { state.withLock { try? $0.handle.close() } }
+    /// Closes the file now; later writes only reach `tail`.
+    public func close() {
+        state.withLock { state in
+            try? state.file?.close()
+            state.file = nil
+        }
+    }
+
+    deinit { close() }
 }

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,38 +14,40 @@ import Glibc
 public final class LoopDevice {
     public let path: String
     public let backingFile: String
-    private var fd: Int32
+    /// Ours until `detach()`; the kernel keeps the device bound while it is open.
+    private var device: FileDescriptor?
     private var partitions: [Int] = []
 
     /// Attaches `file` (optionally a window of it) to a free loop device.
     public init(file: String, offset: UInt64 = 0, sizeLimit: UInt64 = 0, readOnly: Bool = false) throws {
         backingFile = file
-        let backing = open(file, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-        if backing < 0 { throw SystemError("open", path: file) }
-        defer { close(backing) }
-        let control = open("/dev/loop-control", O_RDWR | O_CLOEXEC)
-        if control < 0 { throw SystemError("open", path: "/dev/loop-control") }
-        defer { close(control) }
+        let mode: FileDescriptor.AccessMode = readOnly ? .readOnly : .readWrite
+        let backing = try FileDescriptor.open(path: file, mode)
+        defer { try? backing.close() }
+        let control = try FileDescriptor.open(path: "/dev/loop-control", .readWrite)
+        defer { try? control.close() }
 
         var attempts = 0
         while true {
-            let number = rast_loop_get_free(control)
+            let number = rast_loop_get_free(control.rawValue)
             if number < 0 { throw SystemError("find a free loop device") }
             let devicePath = "/dev/loop\(number)"
-            let device = open(devicePath, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-            if device < 0 {
+            let device: FileDescriptor
+            do {
+                device = try FileDescriptor.open(FilePath(devicePath), mode, options: .closeOnExec)
+            } catch let error as Errno {
                 // devtmpfs may lag a moment behind LOOP_CTL_GET_FREE.
-                if errno == ENOENT, attempts < 50 { attempts += 1; usleep(20_000); continue }
-                throw SystemError("open", path: devicePath)
+                if error == .noSuchFileOrDirectory, attempts < 50 { attempts += 1; usleep(20_000); continue }
+                throw SystemError("open", path: devicePath, errno: error)
             }
-            if rast_loop_configure(device, backing, offset, sizeLimit, readOnly ? 1 : 0, 1, file) == 0 {
+            if rast_loop_configure(device.rawValue, backing.rawValue, offset, sizeLimit, readOnly ? 1 : 0, 1, file) == 0 {
                 path = devicePath
-                fd = device
+                self.device = device
                 RastLog.logger.debug("attached \(file) to \(devicePath)")
                 return
             }
             let error = errno
-            close(device)
+            try? device.close()
             // Another process took this device between GET_FREE and CONFIGURE: try the next.
             if error == EBUSY, attempts < 50 { attempts += 1; continue }
             throw SystemError("attach \(file) to", path: devicePath, errno: error)
@@ -56,7 +59,8 @@ public final class LoopDevice {
 
     /// Announces a partition to the kernel and waits for its device node.
     public func addPartition(number: Int, start: Int64, length: Int64) throws {
-        if rast_blkpg_partition(fd, 1, Int32(number), start, length) != 0 {
+        guard let device else { throw SystemError("add partition \(number) to", path: path, errno: EBADF) }
+        if rast_blkpg_partition(device.rawValue, 1, Int32(number), start, length) != 0 {
             throw SystemError("add partition \(number) to", path: path)
         }
         partitions.append(number)
@@ -69,9 +73,10 @@ public final class LoopDevice {
 
     /// Removes the partitions added through `addPartition` (retrying while they are busy).
     public func removePartitions() {
+        guard let device else { return }
         for number in partitions.reversed() {
             var attempts = 0
-            while rast_blkpg_partition(fd, 0, Int32(number), 0, 0) != 0, errno == EBUSY, attempts < 50 {
+            while rast_blkpg_partition(device.rawValue, 0, Int32(number), 0, 0) != 0, errno == EBUSY, attempts < 50 {
                 attempts += 1
                 usleep(100_000)
             }
@@ -83,13 +88,13 @@ public final class LoopDevice {
     /// kernel detaches it as soon as nothing else holds it (autoclear). With `force`, also
     /// clears the binding at once.
     public func detach(force: Bool = true) {
-        guard fd >= 0 else { return }
+        guard let device else { return }
         waitUntilReleased()
         removePartitions()
-        _ = rast_block_flush(fd)
-        if force { _ = rast_loop_clear(fd) }
-        close(fd)
-        fd = -1
+        _ = rast_block_flush(device.rawValue)
+        if force { _ = rast_loop_clear(device.rawValue) }
+        try? device.close()
+        self.device = nil
         RastLog.logger.debug("released \(path)")
     }
 
@@ -101,13 +106,15 @@ public final class LoopDevice {
     /// writes happen only then. Flushing before that would lose them.
     private func waitUntilReleased() {
         for attempt in 0..<250 {
-            let probe = open(path, O_RDONLY | O_EXCL | O_CLOEXEC)
-            if probe >= 0 {
-                close(probe)
+            do {
+                // O_EXCL on a block device: fails with EBUSY while a file system holds it.
+                let probe = try FileDescriptor.open(FilePath(path), .readOnly, options: [.exclusiveCreate, .closeOnExec])
+                try? probe.close()
                 if attempt > 0 { RastLog.logger.debug("\(path) was released after \(attempt * 20) ms") }
                 return
+            } catch {
+                guard (error as? Errno) == .resourceBusy else { return }
             }
-            guard errno == EBUSY else { return }
             usleep(20_000)
         }
         RastLog.logger.notice("\(path) is still in use by another process; detaching it when that ends")

@@ -1,4 +1,5 @@
 import CLinux
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +15,8 @@ public final class PipedProcess {
 
     public let command: Command
     public let pipe: Pipe
-    private var fd: Int32
+    /// Our end of the pipe, closed by `finish()`, `terminate()` or `deinit`.
+    private var pipeEnd: FileDescriptor?
     private var pid: pid_t
     private let errorLog: String
     private var result: CommandResult?
@@ -27,12 +29,12 @@ public final class PipedProcess {
         // Writing into a pipe whose reader died must be an error (EPIPE), not the end of rast.
         signal(SIGPIPE, SIG_IGN)
 
-        var template = Array("/tmp/rast-stderr.XXXXXX".utf8CString)
-        let errorFD = template.withUnsafeMutableBufferPointer { rast_mkostemp_cloexec($0.baseAddress!) }
-        if errorFD < 0 { throw SystemError("create temporary file for the stderr of", path: command.program) }
-        errorLog = String(nulTerminated: template)
-        defer { close(errorFD) }
+        let (errorFile, errorLog) = try FileDescriptor.createUnique(
+            prefix: "/tmp/rast-stderr.", operation: "create temporary file for the stderr of", reportedPath: command.program)
+        self.errorLog = errorLog
+        defer { try? errorFile.close() }
 
+        // The pipe stays raw Int32s until spawned: posix_spawn's file actions take them.
         var fds: [Int32] = [-1, -1]
         if rast_pipe_cloexec(&fds) != 0 {
             unlink(errorLog)
@@ -52,42 +54,17 @@ public final class PipedProcess {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_adddup2(&actions, childEnd, 1)
         }
-        posix_spawn_file_actions_adddup2(&actions, errorFD, 2)
-        if let directory = command.workingDirectory { rast_spawn_add_chdir(&actions, directory) }
+        posix_spawn_file_actions_adddup2(&actions, errorFile.rawValue, 2)
 
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
-        var environment: [String] = []
-        var index = 0
-        while let entry = environ[index] {
-            let text = String(cString: entry)
-            let key = String(text.prefix { $0 != "=" })
-            if command.environment[key] == nil, !command.removedEnvironment.contains(key) { environment.append(text) }
-            index += 1
-        }
-        environment += command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-
-        var child: pid_t = 0
-        let status = cStrings(command.arguments) { argv in
-            cStrings(environment) { envp in posix_spawn(&child, executable, &actions, &attributes, argv, envp) }
-        }
-        if status != 0 {
+        let child: pid_t
+        do {
+            child = try command.spawn(executable, fileActions: &actions, ownProcessGroup: true)
+        } catch {
             close(ourEnd)
             unlink(errorLog)
-            throw SystemError("spawn", path: executable, errno: status)
+            throw error
         }
-        fd = ourEnd
+        pipeEnd = FileDescriptor(rawValue: ourEnd)
         pid = child
         RastLog.logger.debug("run: \(command.description) (streaming its \(pipe == .standardInput ? "stdin" : "stdout"))")
         if Cancellation.shared.register(child: child) { kill(-child, SIGTERM) }
@@ -110,11 +87,15 @@ public final class PipedProcess {
     /// Reads what the child wrote to its stdout; 0 at its end.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         precondition(pipe == .standardOutput)
+        guard let pipeEnd else { return 0 }
         while true {
-            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if count >= 0 { return count }
-            if errno == EINTR { try checkCancelled(); continue }
-            throw SystemError("read the output of", path: command.program)
+            do {
+                return try pipeEnd.read(into: buffer, retryOnInterrupt: false)
+            } catch let error as Errno {
+                // A signal: stop when it was the one that cancels rast, else read on.
+                if error == .interrupted { try checkCancelled(); continue }
+                throw SystemError("read the output of", path: command.program, errno: error)
+            }
         }
     }
 
@@ -122,19 +103,20 @@ public final class PipedProcess {
     /// with the child's own error message.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(pipe == .standardInput)
+        guard let pipeEnd else { throw SystemError("write to the input of", path: command.program, errno: EPIPE) }
         var offset = 0
         while offset < bytes.count {
-            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { try checkCancelled(); continue }
-                let writeError = SystemError("write to the input of", path: command.program)
-                if errno == EPIPE {
+            do {
+                // Not writeAll: a signal must be able to cancel the write (checkCancelled).
+                offset += try pipeEnd.write(UnsafeRawBufferPointer(rebasing: bytes[offset...]), retryOnInterrupt: false)
+            } catch let error as Errno {
+                if error == .interrupted { try checkCancelled(); continue }
+                if error == .brokenPipe {
                     // The child is gone: its exit status and stderr say why.
                     _ = try finish()
                 }
-                throw writeError
+                throw SystemError("write to the input of", path: command.program, errno: error)
             }
-            offset += written
         }
     }
 
@@ -179,7 +161,8 @@ public final class PipedProcess {
     }
 
     private func closePipe() {
-        if fd >= 0 { close(fd); fd = -1 }
+        try? pipeEnd?.close()
+        pipeEnd = nil
     }
 
     private func reap() -> Termination {
@@ -200,11 +183,4 @@ public final class PipedProcess {
         let bytes = (try? Files.read(errorLog)) ?? []
         return String(decoding: bytes.suffix(64 * 1024), as: UTF8.self)
     }
-}
-
-private func cStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
 }

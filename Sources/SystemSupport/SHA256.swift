@@ -1,4 +1,5 @@
 import CCrypto
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,20 +55,23 @@ public struct SHA256: ~Copyable {
     /// the bytes hashed so far and the total after each step; what it throws ends the hash.
     public static func hash(file path: String,
                             progress: ((_ done: Int64, _ total: Int64) throws -> Void)? = nil) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", path: path) }
-        defer { close(fd) }
+        let file = try FileDescriptor.open(path: path, .readOnly)
+        return try file.closeAfter(path: path) { try hash(file, path: path, progress: progress) }
+    }
+
+    private static func hash(_ file: FileDescriptor, path: String,
+                             progress: ((_ done: Int64, _ total: Int64) throws -> Void)?) throws -> String {
         var status = stat()
-        if fstat(fd, &status) != 0 { throw SystemError("stat", path: path) }
+        if fstat(file.rawValue, &status) != 0 { throw SystemError("stat", path: path) }
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         var position: Int64 = 0
         guard (status.st_mode & S_IFMT) == S_IFREG else {
             // A device or a pipe: every byte is read, to the end.
-            let end = lseek(fd, 0, SEEK_END)
-            let total = end > 0 && lseek(fd, 0, SEEK_SET) == 0 ? Int64(end) : 0
-            try feed(fd, path: path, until: nil, position: &position, into: &hasher, buffer: buffer) {
+            let end = (try? file.seek(offset: 0, from: .end)) ?? -1
+            let total = end > 0 && (try? file.seek(offset: 0, from: .start)) == 0 ? end : 0
+            try feed(file, path: path, until: nil, position: &position, into: &hasher, buffer: buffer) {
                 try progress?($0, max(total, $0))
             }
             return hasher.finalize()
@@ -76,7 +80,7 @@ public struct SHA256: ~Copyable {
         let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { zeros.deallocate() }
         zeros.initializeMemory(as: UInt8.self, repeating: 0)
-        for extent in try Files.dataExtents(fd: fd, path: path, size: size) + [size..<size] {
+        for extent in try file.dataExtents(size: size, path: path) + [size..<size] {
             while position < extent.lowerBound {  // a hole
                 let count = Int(min(Int64(zeros.count), extent.lowerBound - position))
                 hasher.update(UnsafeRawBufferPointer(rebasing: zeros[0..<count]))
@@ -84,24 +88,23 @@ public struct SHA256: ~Copyable {
                 try progress?(position, size)
             }
             guard !extent.isEmpty else { continue }
-            if lseek(fd, off_t(extent.lowerBound), SEEK_SET) < 0 { throw SystemError("seek in", path: path) }
-            try feed(fd, path: path, until: extent.upperBound, position: &position, into: &hasher, buffer: buffer) {
+            try SystemError.wrapping("seek in", path: path) { _ = try file.seek(offset: extent.lowerBound, from: .start) }
+            try feed(file, path: path, until: extent.upperBound, position: &position, into: &hasher, buffer: buffer) {
                 try progress?($0, size)
             }
         }
         return hasher.finalize()
     }
 
-    /// Hashes what `fd` yields from its offset (`position`) up to `end`, or to its end when
-    /// nil; a file that ends before `end` is an error.
-    private static func feed(_ fd: Int32, path: String, until end: Int64?, position: inout Int64, into hasher: inout SHA256,
-                             buffer: UnsafeMutableRawBufferPointer, progress: (Int64) throws -> Void) throws {
+    /// Hashes what `file` yields from `position` up to `end`, or to its end when nil; a file
+    /// that ends before `end` is an error.
+    private static func feed(_ file: FileDescriptor, path: String, until end: Int64?, position: inout Int64,
+                             into hasher: inout SHA256, buffer: UnsafeMutableRawBufferPointer,
+                             progress: (Int64) throws -> Void) throws {
         while end.map({ position < $0 }) ?? true {
             let want = Int(min(Int64(buffer.count), (end ?? .max) - position))
-            let count = read(fd, buffer.baseAddress, want)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path)
+            let count = try SystemError.wrapping("read", path: path) {
+                try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
             }
             if count == 0 {
                 guard end == nil else { throw SystemError("\(path) ended at byte \(position) while it was hashed (it shrank)") }

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,47 +54,34 @@ public enum TreeCopy {
     }
 
     private static func copyFile(_ source: String, to destination: String, size: Int) throws {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        if input < 0 { throw SystemError("open", path: source) }
-        defer { close(input) }
-        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if output < 0 { throw SystemError("create", path: destination) }
-        defer { close(output) }
-        if size == 0 || rast_clone_file(output, input) == 0 { return }
-        var remaining = size
-        while remaining > 0 {
-            let copied = rast_copy_file_range(input, output, remaining)
-            if copied < 0 {
-                if errno == EINTR { continue }
-                // Across filesystems of different types the kernel refuses; copy by hand.
-                if [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
-                    try copyByReading(input, output, path: destination)
-                    return
-                }
-                throw SystemError("copy", path: destination)
-            }
-            if copied == 0 { break }
-            remaining -= copied
+        let output = try FileDescriptor.open(path: destination, .writeOnly, options: [.create, .exclusiveCreate],
+                                             permissions: .ownerReadWrite, operation: "create")
+        try output.closeAfter(path: destination) {
+            try copyData(from: source, to: output, path: destination)
         }
     }
 
-    private static func copyByReading(_ input: Int32, _ output: Int32, path: String) throws {
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if count < 0 {
+    /// Copies the bytes of the file at `source` to `output` (at its offset): a reflink when
+    /// the file system allows it, else copy_file_range, else reads and writes. `path` names
+    /// `output` in errors.
+    public static func copyData(from source: String, to output: FileDescriptor, path: String) throws {
+        let input = try FileDescriptor.open(path: source, .readOnly)
+        try input.closeAfter(path: source) {
+            // The C helpers take raw descriptors: swift-system has no clone or copy_file_range.
+            if rast_clone_file(output.rawValue, input.rawValue) == 0 { return }
+            while true {
+                let copied = rast_copy_file_range(input.rawValue, output.rawValue, 1 << 30)
+                if copied > 0 { continue }
+                if copied == 0 { return }
                 if errno == EINTR { continue }
-                throw SystemError("read", path: path)
-            }
-            if count == 0 { return }
-            var offset = 0
-            while offset < count {
-                let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("write", path: path)
+                // Across filesystems of different types the kernel refuses; copy by hand.
+                guard [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) else { throw SystemError("copy", path: path) }
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                while true {
+                    let count = try buffer.withUnsafeMutableBytes { try input.read(filling: $0, path: source) }
+                    if count == 0 { return }
+                    try output.writeAll(buffer[..<count], path: path)
                 }
-                offset += written
             }
         }
     }

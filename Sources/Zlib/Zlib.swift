@@ -97,16 +97,6 @@ public enum DeflateStrategy: Sendable {
 /// Size of the scratch buffer the streaming calls hand to their sink piece by piece.
 private let streamChunkSize = 64 * 1024
 
-private func zlibMessage(_ stream: UnsafeMutablePointer<z_stream>) -> String? {
-    stream.pointee.msg.map { String(cString: $0) }
-}
-
-private func check(_ function: String, _ code: Int32, _ stream: UnsafeMutablePointer<z_stream>) throws {
-    if code != Z_OK {
-        throw ZlibError(function: function, code: code, message: zlibMessage(stream))
-    }
-}
-
 /// Validates a window size given as log2 bytes.
 private func validatedWindow(_ bits: Int, function: String) throws -> Int {
     // zlib silently turns a raw window of 8 into 9; accept only what is really used.
@@ -115,6 +105,121 @@ private func validatedWindow(_ bits: Int, function: String) throws -> Int {
                         message: "window bits must be between 9 and 15 (a 512 B to 32 KiB window), not \(bits)")
     }
     return bits
+}
+
+/// One `z_stream` and its output scratch, set up by `deflateInit2` or `inflateInit2` and
+/// ended in `deinit`: the part `Deflater` and `Inflater` share. `step` is `deflate` or
+/// `inflate`, the one call that moves data.
+private final class ZStream {
+    /// "deflate" or "inflate", for errors.
+    let function: String
+    private let stream: UnsafeMutablePointer<z_stream>
+    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
+    private let step: (UnsafeMutablePointer<z_stream>, Int32) -> Int32
+    private let end: (UnsafeMutablePointer<z_stream>) -> Int32
+    private let resetStream: (UnsafeMutablePointer<z_stream>) -> Int32
+
+    /// How one `pump` ended.
+    enum Outcome {
+        /// The end of the stream was reached.
+        case ended
+        /// All input is taken and all output delivered; more input may follow.
+        case needsInput
+        /// zlib can make no progress (Z_BUF_ERROR with nothing produced).
+        case stuck
+    }
+
+    init(function: String, initialize: (UnsafeMutablePointer<z_stream>) -> Int32,
+         step: @escaping (UnsafeMutablePointer<z_stream>, Int32) -> Int32,
+         reset: @escaping (UnsafeMutablePointer<z_stream>) -> Int32,
+         end: @escaping (UnsafeMutablePointer<z_stream>) -> Int32) throws {
+        self.function = function
+        self.step = step
+        self.end = end
+        resetStream = reset
+        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let code = initialize(stream)
+        if code != Z_OK {
+            let error = ZlibError(function: function + "Init2", code: code, message: message)
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            scratch.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        _ = end(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+        scratch.deallocate()
+    }
+
+    /// zlib's `msg`, when it left one.
+    var message: String? { stream.pointee.msg.map { String(cString: $0) } }
+
+    func error(_ code: Int32, _ fallback: String? = nil) -> ZlibError {
+        ZlibError(function: function, code: code, message: message ?? fallback)
+    }
+
+    func reset() throws {
+        let code = resetStream(stream)
+        if code != Z_OK { throw ZlibError(function: function + "Reset", code: code, message: message) }
+    }
+
+    /// Bytes of input not taken yet.
+    var inputLeft: Int { Int(stream.pointee.avail_in) }
+
+    /// An upper bound of the deflated size of `count` bytes (deflate streams only).
+    func bound(_ count: Int) -> Int { Int(deflateBound(stream, uLong(count))) }
+
+    /// One `step` call from `input` into `output`: returns zlib's code and the bytes
+    /// consumed and produced.
+    func once(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer,
+              flush: Int32) -> (code: Int32, consumed: Int, produced: Int) {
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(output.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        let code = step(stream, flush)
+        return (code, input.count - Int(stream.pointee.avail_in), output.count - Int(stream.pointee.avail_out))
+    }
+
+    /// Feeds `input` through `step` with `flush`, handing each piece of output to `sink`,
+    /// until the stream ends, zlib wants more input, or it is stuck. Codes other than Z_OK,
+    /// Z_BUF_ERROR and Z_STREAM_END throw. Leaves `inputLeft` set for the caller.
+    func pump(_ input: UnsafeRawBufferPointer, flush: Int32, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Outcome {
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        defer {
+            stream.pointee.next_in = nil
+            stream.pointee.next_out = nil
+        }
+        while true {
+            stream.pointee.next_out = scratch
+            stream.pointee.avail_out = uInt(streamChunkSize)
+            let code = step(stream, flush)
+            let produced = streamChunkSize - Int(stream.pointee.avail_out)
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
+            switch code {
+            case Z_STREAM_END:
+                return .ended
+            case Z_OK, Z_BUF_ERROR:
+                // Done when zlib took all input and had output space left over.
+                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 && flush != Z_FINISH { return .needsInput }
+                if code == Z_BUF_ERROR && produced == 0 { return .stuck }
+            case Z_NEED_DICT:
+                throw ZlibError(function: function, code: code, message: "the stream needs a preset dictionary")
+            default:
+                throw error(code)
+            }
+        }
+    }
 }
 
 /// A deflate stream (compressor). Owns its `z_stream`; freed in `deinit`. Not thread-safe:
@@ -126,9 +231,7 @@ public final class Deflater {
     public let level: Int
     /// The framing written.
     public let format: ZlibFormat
-    private let stream: UnsafeMutablePointer<z_stream>
-    /// Output space for the streaming calls.
-    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
+    private let stream: ZStream
 
     /// Sets up a compressor; `level` 0...9, `windowBits` 9...15, `memoryLevel` 1...9.
     public init(level: Int = 6, windowBits: Int = 15, format: ZlibFormat = .raw,
@@ -143,59 +246,36 @@ public final class Deflater {
         self.windowBits = bits
         self.level = level
         self.format = format
-        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        let code = rast_deflateInit2(stream, Int32(level), Z_DEFLATED, format.zlibWindowBits(bits),
-                                     Int32(memoryLevel), strategy.raw)
-        if code != Z_OK {
-            let error = ZlibError(function: "deflateInit2", code: code, message: zlibMessage(stream))
-            stream.deinitialize(count: 1)
-            stream.deallocate()
-            scratch.deallocate()
-            throw error
-        }
-    }
-
-    deinit {
-        deflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-        scratch.deallocate()
+        stream = try ZStream(function: "deflate", initialize: {
+            rast_deflateInit2($0, Int32(level), Z_DEFLATED, format.zlibWindowBits(bits), Int32(memoryLevel), strategy.raw)
+        }, step: deflate, reset: deflateReset, end: deflateEnd)
     }
 
     /// Starts a new stream with the same settings (cheaper than a new Deflater).
     public func reset() throws {
-        try check("deflateReset", deflateReset(stream), stream)
+        try stream.reset()
     }
 
     /// An upper bound of the compressed size of `count` bytes in one complete stream.
     public func bound(_ count: Int) -> Int {
         // zlib 1.2.13 undercounts a stored (level 0) stream of 0 or 1 bytes by a byte or two.
-        Int(deflateBound(stream, uLong(count))) + 16
+        stream.bound(count) + 16
     }
 
     /// Compresses `input` as one complete stream into `output` (resetting first). Returns the
     /// compressed size, or nil when the stream does not fit into `output`.
     public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int? {
         try reset()
-        guard let outBase = output.baseAddress, output.count > 0 else { return nil }
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        stream.pointee.next_out = outBase.assumingMemoryBound(to: Bytef.self)
-        stream.pointee.avail_out = uInt(output.count)
-        defer {
-            stream.pointee.next_in = nil
-            stream.pointee.next_out = nil
-        }
-        let code = deflate(stream, Z_FINISH)
-        switch code {
+        guard output.baseAddress != nil, output.count > 0 else { return nil }
+        let result = stream.once(input, into: output, flush: Z_FINISH)
+        switch result.code {
         case Z_STREAM_END:
-            return output.count - Int(stream.pointee.avail_out)
+            return result.produced
         case Z_OK, Z_BUF_ERROR:
             // Output space ran out before the end of the stream.
             return nil
         default:
-            throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
+            throw stream.error(result.code)
         }
     }
 
@@ -224,30 +304,8 @@ public final class Deflater {
     }
 
     private func run(_ input: UnsafeRawBufferPointer, flush: Int32, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        defer {
-            stream.pointee.next_in = nil
-            stream.pointee.next_out = nil
-        }
-        while true {
-            stream.pointee.next_out = scratch
-            stream.pointee.avail_out = uInt(streamChunkSize)
-            let code = deflate(stream, flush)
-            let produced = streamChunkSize - Int(stream.pointee.avail_out)
-            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
-            switch code {
-            case Z_STREAM_END:
-                return
-            case Z_OK, Z_BUF_ERROR:
-                // Done when zlib took all input and had output space left over.
-                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 && flush != Z_FINISH { return }
-                if code == Z_BUF_ERROR && produced == 0 {
-                    throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream) ?? "no progress possible")
-                }
-            default:
-                throw ZlibError(function: "deflate", code: code, message: zlibMessage(stream))
-            }
+        if try stream.pump(input, flush: flush, sink: sink) == .stuck {
+            throw stream.error(Z_BUF_ERROR, "no progress possible")
         }
     }
 }
@@ -268,9 +326,7 @@ public final class Inflater {
     public let windowBits: Int
     /// The framing expected.
     public let format: ZlibFormat
-    private let stream: UnsafeMutablePointer<z_stream>
-    /// Output space for the streaming calls.
-    private let scratch = UnsafeMutablePointer<Bytef>.allocate(capacity: streamChunkSize)
+    private let stream: ZStream
     private var ended = false
 
     /// Sets up a decompressor for streams made with a window of at most 2^`windowBits` bytes.
@@ -278,28 +334,13 @@ public final class Inflater {
         let bits = try validatedWindow(windowBits, function: "inflateInit2")
         self.windowBits = bits
         self.format = format
-        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        let code = rast_inflateInit2(stream, format.zlibWindowBits(bits))
-        if code != Z_OK {
-            let error = ZlibError(function: "inflateInit2", code: code, message: zlibMessage(stream))
-            stream.deinitialize(count: 1)
-            stream.deallocate()
-            scratch.deallocate()
-            throw error
-        }
-    }
-
-    deinit {
-        inflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-        scratch.deallocate()
+        stream = try ZStream(function: "inflate", initialize: { rast_inflateInit2($0, format.zlibWindowBits(bits)) },
+                             step: inflate, reset: inflateReset, end: inflateEnd)
     }
 
     /// Starts a new stream with the same settings.
     public func reset() throws {
-        try check("inflateReset", inflateReset(stream), stream)
+        try stream.reset()
         ended = false
     }
 
@@ -310,21 +351,11 @@ public final class Inflater {
     /// ends, the input runs out or `output` is full. Corrupt data throws.
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> InflateResult {
         try reset()
-        guard let outBase = output.baseAddress, output.count > 0 else {
+        guard output.baseAddress != nil, output.count > 0 else {
             return InflateResult(consumed: 0, produced: 0, finished: false)
         }
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        stream.pointee.next_out = outBase.assumingMemoryBound(to: Bytef.self)
-        stream.pointee.avail_out = uInt(output.count)
-        defer {
-            stream.pointee.next_in = nil
-            stream.pointee.next_out = nil
-        }
-        let code = inflate(stream, Z_FINISH)
-        let result = InflateResult(consumed: input.count - Int(stream.pointee.avail_in),
-                                   produced: output.count - Int(stream.pointee.avail_out),
-                                   finished: code == Z_STREAM_END)
+        let (code, consumed, produced) = stream.once(input, into: output, flush: Z_FINISH)
+        let result = InflateResult(consumed: consumed, produced: produced, finished: code == Z_STREAM_END)
         switch code {
         case Z_STREAM_END:
             ended = true
@@ -335,7 +366,7 @@ public final class Inflater {
         case Z_NEED_DICT:
             throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
         default:
-            throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
+            throw stream.error(code)
         }
     }
 
@@ -345,32 +376,8 @@ public final class Inflater {
     @discardableResult
     public func write(_ input: UnsafeRawBufferPointer, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         if ended || input.isEmpty { return 0 }
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        defer {
-            stream.pointee.next_in = nil
-            stream.pointee.next_out = nil
-        }
-        loop: while true {
-            stream.pointee.next_out = scratch
-            stream.pointee.avail_out = uInt(streamChunkSize)
-            let code = inflate(stream, Z_NO_FLUSH)
-            let produced = streamChunkSize - Int(stream.pointee.avail_out)
-            if produced > 0 { try sink(UnsafeRawBufferPointer(start: scratch, count: produced)) }
-            switch code {
-            case Z_STREAM_END:
-                ended = true
-                break loop
-            case Z_OK, Z_BUF_ERROR:
-                if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { break loop }
-                if code == Z_BUF_ERROR && produced == 0 { break loop }
-            case Z_NEED_DICT:
-                throw ZlibError(function: "inflate", code: code, message: "the stream needs a preset dictionary")
-            default:
-                throw ZlibError(function: "inflate", code: code, message: zlibMessage(stream))
-            }
-        }
-        return input.count - Int(stream.pointee.avail_in)
+        if try stream.pump(input, flush: Z_NO_FLUSH, sink: sink) == .ended { ended = true }
+        return input.count - stream.inputLeft
     }
 
     /// Streaming: throws unless the stream has ended (input that stops early is truncated).

@@ -443,3 +443,31 @@ func names(_ summary: TransactionSummary) -> [String] {
         print("libalpm: alpm_pkg_vercmp agrees with vercmp on \(pairs.count) pairs (libalpm \(AlpmHandle.libraryVersion))")
     }
 }
+
+/// libalpm moves the whole process into the target root while it extracts a package
+/// (add.c: chdir(root), then back). Programs rast starts meanwhile, from any thread, must
+/// still begin in rast's own working directory: a test's child that inherited another test's
+/// root failed with "sh: getcwd() failed" once that root was deleted.
+@Suite struct AlpmWorkingDirectoryTests {
+    @Test func childrenStartedDuringExtractionStartWhereRastStarted() throws {
+        let world = try AlpmWorld()
+        let initial = FileManager.default.currentDirectoryPath
+        let root = URL(fileURLWithPath: world.root).resolvingSymlinksInPath().path
+        var parentDirectories: [String] = []
+        var childDirectories: [String] = []
+        world.handle.progressHandler = { progress in
+            guard progress.step == .install, progress.package == "hello" else { return }
+            parentDirectories.append(FileManager.default.currentDirectoryPath)
+            // What a command started at this moment sees as its working directory.
+            childDirectories.append((try? Command("sh", ["-c", "pwd -P"]).output()) ?? "(failed)")
+        }
+        try world.handle.install(["hello"])
+        #expect(!childDirectories.isEmpty, "hello's extraction reported progress")
+        // The cause: during extraction the process itself is in the root ...
+        #expect(parentDirectories.contains(root), "libalpm chdir()s into \(root) while extracting: \(parentDirectories)")
+        // ... and yet every child started where the process started.
+        #expect(childDirectories.allSatisfy { $0 == initial }, "children started in \(Set(childDirectories)), not \(initial)")
+        #expect(FileManager.default.currentDirectoryPath == initial, "libalpm went back afterwards")
+        print("libalpm: \(childDirectories.count) commands started during extraction (the process in \(Set(parentDirectories).sorted())) began in \(Set(childDirectories).sorted())")
+    }
+}

@@ -18,7 +18,7 @@ import TestSupport
         let names = (try? FileManager.default.contentsOfDirectory(atPath: fixtures)) ?? []
         return names.filter { $0.hasSuffix(".toml") }.sorted()
     }()
-    static let examples = ["minimal.toml", "container.toml", "arch.toml"]
+    static let examples = ["minimal.toml", "container.toml", "arch.toml", "limine.toml"]
 
     /// Runs the built `rast-build` in the package root.
     func rastBuild(_ arguments: String...) throws -> CommandResult {

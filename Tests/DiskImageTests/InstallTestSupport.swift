@@ -32,6 +32,7 @@ struct TestImage: Sendable {
     }
 
     private static let built: Result<TestImage, any Error> = Result { try build() }
+    private static let builtLimine: Result<TestImage, any Error> = Result { try build(recipe: "limine") }
 
     /// The image, built on first use; a build failure fails every test that needs it.
     static func shared() throws -> TestImage {
@@ -39,11 +40,17 @@ struct TestImage: Sendable {
         return try built.get()
     }
 
-    private static func build() throws -> TestImage {
+    /// recipes/limine.toml's image (Limine for BIOS and UEFI), built on first use.
+    static func sharedLimine() throws -> TestImage {
+        try requirements()
+        return try builtLimine.get()
+    }
+
+    private static func build(recipe name: String = "minimal") throws -> TestImage {
         try requirements()
         let directory = try TemporaryDirectory(prefix: "rast-install-image")
         removeAtExit(directory.path)
-        var recipe = try Recipe.load(path: ProjectPaths.recipes + "/minimal.toml")
+        var recipe = try Recipe.load(path: ProjectPaths.recipes + "/\(name).toml")
         recipe.output.directory = directory.appending("out")
         let options = BuildOptions(dataDirectory: ProjectPaths.root, rastBinary: rastBinary, bootTest: false,
                                    progress: TerminalProgress(interactive: false))

@@ -142,6 +142,18 @@ extension ImageBuilds {
                                          environment: ["RAST_SEARCH_DATA": data]).run(check: false)
                 let first = search.standardOutput.split(separator: "\n").first ?? ""
                 #expect(first.hasSuffix("/rast 0.1.0-1 [installed]"), "\(search.standardOutput)\(search.standardError)")
+
+                // ... and its shell completions, as the rast it carries prints them from its
+                // definitions (CLITests check those list every subcommand), and its manual page.
+                let usr = top + "/@.snapshots/rootfs/snapshot-1/usr/share"
+                for (shell, file) in [("bash", "bash-completion/completions/rast"), ("zsh", "zsh/site-functions/_rast"),
+                                      ("fish", "fish/vendor_completions.d/rast.fish")] {
+                    let expected = try Command(ImageTestSupport.rastBinary, ["--generate-completion-script", shell]).run().standardOutput
+                    #expect(try Files.readString(usr + "/" + file) == expected, "\(file) in the image")
+                }
+                // makepkg's zipman compresses manual pages.
+                let page = try Command("zcat", [usr + "/man/man1/rast.1.gz"]).run(check: false).standardOutput
+                #expect(page == (try Files.readString(ProjectPaths.root + "/docs/man/rast.1")), "/usr/share/man/man1/rast.1.gz in the image")
             }
         }
     }

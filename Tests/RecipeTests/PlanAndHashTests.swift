@@ -39,7 +39,11 @@ import Testing
         #expect(plan[4].details.contains("user admin: shell /bin/sh, 1 SSH key, no password"))
         #expect(plan[4].details.contains("snapshot 1 from 0: base system"))
         #expect(plan[5].summary == "install Limine for UEFI, with entries for the deployed snapshot 1 and the previous deployment")
-        #expect(plan[5].details == ["extra kernel arguments: console=ttyS0"])
+        #expect(plan[5].details == [
+            "extra kernel arguments: console=ttyS0",
+            "Limine from this machine's `limine`: EFI/BOOT/BOOTX64.EFI on the ESP for UEFI",
+            "Limine reads FAT only: the ESP (64 MiB) holds limine.conf and the kernel and initramfs of both deployments; every deploy copies the slot's kernel there",
+        ])
         #expect(plan[6].summary == "write /home/builder/output/t.qcow2 (zstd-compressed, 64 KiB clusters), a manifest and checksums")
         #expect(plan[7].summary == "skipped: boot_test.enabled is false")
     }

@@ -60,7 +60,10 @@ public final class OCILayoutBuilder {
                 }
             }
             let archive = "\(scratch)/layer-\(counter).tar"
-            try Command("tar", ["--owner=0", "--group=0", "--numeric-owner", "-C", tree, "-cf", archive, "."]).run()
+            // Reproducible archives (fixed times, sorted names): the same entries in two images
+            // must give the same layer digest, even when the clock ticks between the two trees.
+            try Command("tar", ["--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "--sort=name",
+                                "-C", tree, "-cf", archive, "."]).run()
             try Command("umoci", ["raw", "add-layer", "--no-history", "--image", "\(layout):\(tag)", archive]).run()
         }
         var config = ["config", "--image", "\(layout):\(tag)", "--no-history"]

@@ -60,5 +60,6 @@ public enum Require {
         "skopeo": "skopeo", "umoci": "umoci", "docker-registry": "docker-registry", "openssl": "openssl", "crun": "crun",
         "s6-svscan": "s6", "s6-svstat": "s6", "dropbear": "dropbear-bin", "patchelf": "patchelf",
         "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+        "mdir": "mtools", "mren": "mtools", "mdel": "mtools", "fsck.fat": "dosfstools",
     ]
 }

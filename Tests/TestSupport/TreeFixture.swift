@@ -13,18 +13,36 @@ public final class TreeFixture {
                                            rootPartitionUUID: "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
                                            kernelArguments: "console=ttyS0")
 
-    public init(bootedSlot: String? = nil) throws {
+    /// The FAT image standing in for the ESP of a Limine tree (nil for GRUB).
+    public let espImage: String?
+
+    /// `loader: .limine` adds a 64 MiB FAT image as the ESP, reached through mtools.
+    public init(bootedSlot: String? = nil, loader: BootLoader = .grub) throws {
         try Require.programs("busybox", "chroot")
         fs = try BtrfsFixture(size: "512M")
         layout = Layout(top: fs.mountPoint)
+        var settings = TreeFixture.settings
+        settings.loader = loader
+        if loader == .limine {
+            try Require.programs("mkfs.fat", "mdir", "mmd", "mcopy", "mren", "mdel")
+            let image = fs.directory.appending("esp.img")
+            try Command("mkfs.fat", ["-C", "-F", "32", "-n", "RASTESP", image, String(64 * 1024)]).run()
+            espImage = image
+        } else {
+            espImage = nil
+        }
         let builder = SnapshotStore(layout: layout, templates: BootTemplates(directory: ProjectPaths.root + "/bootloader"))
         let root = try builder.beginBase()
         try TreeFixture.populate(root)
-        try builder.commitBase(boot: TreeFixture.settings)
+        try builder.commitBase(boot: settings)
         builder.unlock()
         store = SnapshotStore(layout: layout, bootedSlot: bootedSlot,
                               templates: BootTemplates(directory: ProjectPaths.root + "/bootloader"))
+        if let espImage { store.espProvider = { MtoolsESP(image: espImage) } }
     }
+
+    /// The ESP of a Limine tree.
+    public var esp: ESPVolume? { espImage.map { MtoolsESP(image: $0) } }
 
     public static func populate(_ root: String) throws {
         for dir in ["bin", "etc", "boot", "proc", "sys", "dev", "run", "tmp", "var", "home", "usr/share"] {
