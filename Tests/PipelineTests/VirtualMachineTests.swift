@@ -14,7 +14,6 @@ import Glibc
 enum VirtualMachineTestSupport {
     static let rastBuild = ProjectPaths.root + "/.build/debug/rast-build"
     static let rast = ProjectPaths.root + "/.build/debug/rast"
-    static let password = "console-Passw0rd"
 
     /// QEMU processes whose command line names `path`.
     static func qemuProcesses(using path: String) -> [Int32] {
@@ -24,23 +23,6 @@ enum VirtualMachineTestSupport {
             let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             return words.first?.contains("qemu-system") == true && words.contains { $0.contains(path) }
         }
-    }
-
-    /// The default recipe with a key made by the test and a console password for admin.
-    static func buildDefaultImage(in scratch: Scratch) throws -> (image: String, key: String, manifest: Manifest) {
-        let out = scratch.appending("out")
-        let key = scratch.appending("id_ed25519")
-        let publicKey = try SSHClient.generateKey(at: key, comment: "rast-vm-test@127.0.0.1")
-        let hash = try Command("openssl", ["passwd", "-6", password]).output()
-        let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
-            recipe.output.formats = [.raw]
-            // Under TCG on a busy machine the kernel's timer check can fail; it tests QEMU.
-            recipe.system.kernelCommandLine += " no_timer_check"
-            recipe.users[0].sshKeys = [publicKey]
-            recipe.users[0].passwordHash = hash
-        }
-        let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
-        return (out + "/minimal.raw", key, result.manifest)
     }
 }
 
@@ -53,11 +35,11 @@ extension ImageBuilds {
         /// record goes with it; and `rast-build vm` itself killed: its QEMU runs on, and once
         /// that is killed too, `rast-build ssh` finds the record stale and removes it.
         @Test func consoleSSHAndKilledMachines() throws {
-            try ImageTestSupport.requirements()
-            try Require.programs("ssh", "ssh-keygen", "openssl", "s6-svscan", "dropbear", "patchelf")
+            let shared = try SSHTestImage.shared()
             try Require.file(VirtualMachineTestSupport.rastBuild, hint: "swift build")
             let scratch = try Scratch("rast-vm")
-            let (image, key, _) = try VirtualMachineTestSupport.buildDefaultImage(in: scratch)
+            let image = try shared.copy(to: scratch.appending("out"))
+            let key = shared.key
             let recordPath = image + ".vm.json"
             let before = try SHA256.hash(file: image)
             // The key is found through the manifest in rast-build's ~/.ssh.
@@ -84,7 +66,7 @@ extension ImageBuilds {
             let login = try #require(vm.waitFor("login: ", from: started, timeout: 400), "no login prompt on the console: \(vm.output(from: started).suffix(2000))")
             vm.send("admin\r")
             let asked = try #require(vm.waitFor("Password: ", from: login, timeout: 60), "\(vm.output(from: login))")
-            vm.send(VirtualMachineTestSupport.password + "\r")
+            vm.send(SSHTestImage.consolePassword + "\r")
             // The guest computes the number: an echo of the typed line cannot match.
             vm.send("echo console-answer-$((6 * 7)); rast current\r")
             let answered = try #require(vm.waitFor("console-answer-42", from: asked, timeout: 120), "no answer on the console: \(vm.output(from: asked))")
