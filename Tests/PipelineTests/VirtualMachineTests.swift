@@ -1,5 +1,7 @@
+import Btrfs
 import Foundation
 import Pipeline
+import SnapshotTree
 import Recipe
 import SystemSupport
 import TestSupport
@@ -125,6 +127,102 @@ extension ImageBuilds {
             #expect(!Files.exists(recordPath))
             #expect(VirtualMachineTestSupport.qemuProcesses(using: image).isEmpty)
             try ImageTestSupport.expectNoLeftovers(under: scratch.path)
+        }
+
+        /// `rast vm N --root DIR` on the filesystem of a built image (its root partition
+        /// mounted here): snapshot 2 boots and says it is current, a file written there is
+        /// gone afterwards; `--commit` of snapshot 1 yields snapshot 3, branched from 1, holding
+        /// the files the machine wrote (in / and /etc) and 1's own fstab; a QEMU killed with
+        /// SIGKILL commits nothing. No QEMU, mount or loop device of rast's stays behind.
+        @Test func rastVMBootsASnapshotAndCommitsItsChanges() throws {
+            let shared = try SSHTestImage.shared()
+            try Require.file(VirtualMachineTestSupport.rast, hint: "swift build")
+            let scratch = try Scratch("rast-vm-snapshot")
+            let image = try shared.copy(to: scratch.appending("out"))
+            let rootPartition = try #require(shared.manifest.disk.partitions.first { $0.filesystem == "btrfs" })
+            let loop = try LoopDevice(file: image, offset: rootPartition.startBytes, sizeLimit: rootPartition.sizeBytes)
+            defer { loop.detach() }
+            let top = scratch.appending("top")
+            try Files.createDirectory(top)
+            try Mounts.mount(loop.path, on: top, type: "btrfs", options: ["subvolid=5"])
+            defer { try? Mounts.unmount(top) }
+            // rast's temporary directory (the machine's disk) goes below the scratch directory.
+            let temporary = scratch.appending("tmp")
+            try Files.createDirectory(temporary)
+            let environment = ["TMPDIR": temporary]
+            let treeBefore = try Command(VirtualMachineTestSupport.rast, ["tree", "--root", top]).output()
+            let fstab1 = try? Files.readString(top + "/@.snapshots/etc/etc-1/fstab")
+
+            /// Boots snapshot `id` with `rast vm`, logs in as root on the console, checks that
+            /// `rast current` says `id`, writes files, syncs and quits with Ctrl-A X.
+            func boot(_ id: Int, commit: Bool) throws -> TerminalProcess {
+                let vm = try TerminalProcess([VirtualMachineTestSupport.rast, "vm", String(id), "--root", top, "--memory", "512M", "--cpus", "1"]
+                                             + (commit ? ["--commit"] : []), environment: environment)
+                let started = try #require(vm.waitFor("console: Ctrl-A X quits", timeout: 300), "rast vm did not start: \(vm.output)")
+                print("rast vm \(id): \(vm.output(from: 0))")
+                #expect(VirtualMachineTestSupport.qemuProcesses(using: temporary).count == 1)
+                #expect(try Leftovers.mounts(under: temporary).isEmpty && Leftovers.loopDevices(under: temporary).isEmpty,
+                        "nothing of the machine's disk is attached while QEMU runs")
+                let login = try #require(vm.waitFor("login: ", from: started, timeout: 400), "no login prompt: \(vm.output(from: started).suffix(2000))")
+                vm.send("root\r")
+                let asked = try #require(vm.waitFor("Password: ", from: login, timeout: 60), "\(vm.output(from: login))")
+                vm.send(SSHTestImage.consolePassword + "\r")
+                vm.send("echo current-is-$(rast current)-$((40 + 2))\r")
+                let current = vm.waitFor("current-is-\(id)-42", from: asked, timeout: 120)
+                #expect(current != nil, "`rast current` in the machine of snapshot \(id): \(vm.output(from: asked).suffix(2000))")
+                // / is read-only on a running rastOS, /etc a subvolume of its own.
+                vm.send("mount -o remount,rw / && echo written-in-the-vm > /usr/share/vm-file; echo note > /etc/vm-note; sync; echo synced-$(cat /usr/share/vm-file /etc/vm-note | wc -l)\r")
+                #expect(vm.waitFor("synced-2", from: current ?? asked, timeout: 120) != nil, "\(vm.output(from: asked).suffix(2000))")
+                vm.send("\u{01}x")
+                return vm
+            }
+
+            // 1. Snapshot 2, writes thrown away.
+            let plain = try boot(2, commit: false)
+            #expect(plain.wait(timeout: 120) == .exited(0), "\(plain.output.suffix(1000))")
+            #expect(plain.output.contains("rast vm: the machine stopped; its writes are discarded"), "\(plain.output.suffix(1000))")
+            #expect(try Command(VirtualMachineTestSupport.rast, ["tree", "--root", top]).output() == treeBefore)
+            #expect(!Files.exists(top + "/@.snapshots/rootfs/snapshot-2/usr/share/vm-file") && !Files.exists(top + "/@.snapshots/etc/etc-2/vm-note"))
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: temporary).isEmpty)
+            #expect(try FileManagerShim.contents(of: temporary).isEmpty, "rast vm removed its disk")
+
+            // 2. Snapshot 1 with --commit: snapshot 3, branched from 1.
+            let committing = try boot(1, commit: true)
+            #expect(committing.wait(timeout: 300) == .exited(0), "\(committing.output.suffix(1000))")
+            #expect(committing.output.contains("rast vm: snapshot 3 (from 1) holds the machine's changes"), "\(committing.output.suffix(1000))")
+            let tree = try Command(VirtualMachineTestSupport.rast, ["tree", "--root", top, "--json"]).output()
+            print("tree after --commit: \(tree)")
+            let state = try TreeState.decode(try Files.read(top + "/@.snapshots/rast/state.json"), path: "state.json")
+            #expect(state.record(3)?.parent == 1, "\(state.snapshots)")
+            #expect(try Files.readString(top + "/@.snapshots/rootfs/snapshot-3/usr/share/vm-file") == "written-in-the-vm\n")
+            #expect(try Files.readString(top + "/@.snapshots/etc/etc-3/vm-note") == "note\n")
+            #expect((try? Files.readString(top + "/@.snapshots/etc/etc-3/fstab")) == fstab1, "snapshot 3 keeps 1's fstab (\(fstab1 ?? "none")), not the machine's")
+            #expect(!Files.exists(top + "/@.snapshots/rootfs/snapshot-1/usr/share/vm-file"), "snapshot 1 is unchanged")
+            #expect(try Btrfs.isReadOnly(top + "/@.snapshots/rootfs/snapshot-3"))
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: temporary).isEmpty)
+
+            // 3. QEMU killed: nothing is committed, nothing stays behind.
+            let killed = try TerminalProcess([VirtualMachineTestSupport.rast, "vm", "1", "--root", top, "--commit", "--memory", "256M", "--cpus", "1"],
+                                             environment: environment.merging(["RAST_ACCEL": "tcg"]) { $1 })
+            defer { killed.kill() }
+            #expect(killed.waitFor("console: Ctrl-A X quits", timeout: 300) != nil, "\(killed.output)")
+            var victims: [Int32] = []
+            for _ in 0..<100 where victims.isEmpty {
+                victims = VirtualMachineTestSupport.qemuProcesses(using: temporary)
+                usleep(100_000)
+            }
+            #expect(victims.count == 1)
+            for pid in victims { kill(pid, SIGKILL) }
+            #expect(killed.wait(timeout: 60) == .exited(1), "\(killed.output.suffix(500))")
+            #expect(killed.output.contains("QEMU was killed by signal 9 (SIGKILL); the machine's writes were not committed"), "\(killed.output.suffix(500))")
+            let after = try TreeState.decode(try Files.read(top + "/@.snapshots/rast/state.json"), path: "state.json")
+            #expect(after.snapshots.map(\.id) == [0, 1, 2, 3])
+            #expect(try Command(VirtualMachineTestSupport.rast, ["check", "--root", top]).run(check: false).status == 0)
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: temporary).isEmpty)
+            #expect(try FileManagerShim.contents(of: temporary).isEmpty)
+            let mounts = try Leftovers.mounts(under: scratch.path).filter { $0 != top }
+            #expect(mounts.isEmpty, "\(mounts)")
+            #expect(try Leftovers.loopDevices(under: temporary).isEmpty)
         }
 
         /// Waits for `image`'s record to name a running QEMU.
