@@ -93,6 +93,8 @@ struct VMCommand: ParsableCommand {
         RastLog.logger.debug("QEMU: \(console.command(varsCopy: nil))")
 
         var record: MachineRecord?
+        // Also when waiting for QEMU fails: the record must not outlive the machine.
+        defer { record?.remove() }
         let ended = try console.run { pid in
             let written = MachineRecord(image: URL(fileURLWithPath: image).standardizedFileURL.path, pid: pid, sshPort: port,
                                         user: loginUser, identity: key.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
@@ -101,6 +103,7 @@ struct VMCommand: ParsableCommand {
             record = written
         }
         record?.remove()
+        record = nil
         print("")
         try checkCancelled()
         switch ended {

@@ -1,4 +1,3 @@
-import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +15,7 @@ public final class ForegroundProcess {
     private var terminal: termios?
     private var termination: Termination?
 
-    /// Starts `command` (its environment and working directory apply).
+    /// Starts `command` (through `Command.spawn`: its environment and working directory apply).
     public init(_ command: Command) throws {
         guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
         try checkCancelled()
@@ -26,28 +25,8 @@ public final class ForegroundProcess {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
-        if let directory = command.workingDirectory { rast_spawn_add_chdir(&fileActions, directory) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
-        var environment = ProcessInfo.processInfo.environment
-        for key in command.removedEnvironment { environment[key] = nil }
-        for (key, value) in command.environment { environment[key] = value }
-        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        var child: pid_t = 0
-        let result = withCStringList(command.arguments) { argv in
-            withCStringList(envp) { env in posix_spawn(&child, executable, &fileActions, &attributes, argv, env) }
-        }
-        guard result == 0 else { throw SystemError("spawn", path: executable, errno: result) }
+        // Our process group: it may read the terminal and change its modes.
+        let child = try command.spawn(executable, fileActions: &fileActions, ownProcessGroup: false)
         pid = child
         commandLine = command.description
         RastLog.logger.debug("started in the foreground (pid \(child)): \(command.description)")
@@ -89,11 +68,4 @@ public final class ForegroundProcess {
         termination = ended
         return ended
     }
-}
-
-private func withCStringList<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
 }
