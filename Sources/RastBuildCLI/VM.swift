@@ -89,8 +89,8 @@ struct VMCommand: ParsableCommand {
         let login = loginUser.map { "rast-build ssh \(image)  (ssh -p \(port) \($0)@127.0.0.1\(key.map { " -i \($0)" } ?? ""))" }
             ?? "ssh -p \(port) USER@127.0.0.1 (rast-build ssh \(image) --user USER)"
         print("SSH: 127.0.0.1:\(port) → guest port 22: \(login)")
-        print("console: Ctrl-A X quits, Ctrl-A C switches to the QEMU monitor and back")
         RastLog.logger.debug("QEMU: \(console.command(varsCopy: nil))")
+        fflush(nil)
 
         var record: MachineRecord?
         // Also when waiting for QEMU fails: the record must not outlive the machine.
@@ -101,6 +101,9 @@ struct VMCommand: ParsableCommand {
                                         persistent: persistent, firmware: chosenFirmware.rawValue, accelerator: accelerator)
             try written.save()
             record = written
+            // Once this shows, `rast-build ssh` finds the machine.
+            print("console: Ctrl-A X quits, Ctrl-A C switches to the QEMU monitor and back")
+            fflush(nil)
         }
         record?.remove()
         record = nil

@@ -107,8 +107,11 @@ public struct SnapshotMachine {
         print("rast vm: snapshot \(snapshot) (\(options.firmware.rawValue.uppercased()), \(accelerator.uppercased()), \(options.memory), \(options.cpus) CPU\(options.cpus == 1 ? "" : "s")); "
               + (options.commit ? "when it stops, its changes become a new snapshot branched from \(snapshot)" : "its writes are thrown away when it stops"))
         print("SSH: 127.0.0.1:\(port) → guest port 22 (ssh -p \(port) USER@127.0.0.1)")
-        print("console: Ctrl-A X quits, Ctrl-A C switches to the QEMU monitor and back")
-        let ended = try console.run()
+        fflush(nil)
+        let ended = try console.run { _ in
+            print("console: Ctrl-A X quits, Ctrl-A C switches to the QEMU monitor and back")
+            fflush(nil)
+        }
         print("")
         try checkCancelled()
         switch ended {
