@@ -80,9 +80,12 @@ struct VMCommand: ParsableCommand {
         machine.network = .user(forwards: [.init(hostPort: port, guestPort: 22)])
         machine.rebootEndsMachine = false
 
-        let scratch = try TemporaryDirectory(prefix: "rast-vm")
-        defer { try? scratch.remove() }
-        let accelerator = try QEMU.decideAccelerator(for: machine, consoleLog: scratch.appending("kvm-check.log"), progress: TerminalProgress())
+        // Nothing temporary outlives the check: a killed `vm` leaves no directory behind.
+        let accelerator = try {
+            let scratch = try TemporaryDirectory(prefix: "rast-vm")
+            defer { try? scratch.remove() }
+            return try QEMU.decideAccelerator(for: machine, consoleLog: scratch.appending("kvm-check.log"), progress: TerminalProgress())
+        }()
         let console = ConsoleMachine(machine, accelerator: accelerator)
         print("rast-build vm: \(image) (\(format), \(chosenFirmware.rawValue.uppercased()), \(accelerator.uppercased()), \(memory), \(cpus) CPU\(cpus == 1 ? "" : "s")); "
               + (persistent ? "the guest's writes go to the image" : "the guest's writes are thrown away at the end"))

@@ -30,13 +30,16 @@ public struct ConsoleMachine {
     /// when it throws, QEMU is stopped and the error passed on). A signal to this process stops
     /// QEMU (SIGTERM, then SIGKILL).
     public func run(started: (Int32) throws -> Void = { _ in }) throws -> Termination {
-        let scratch = try TemporaryDirectory(prefix: "rast-vm")
-        defer { try? scratch.remove() }
+        // A directory only for UEFI's variable store (a killed caller leaves it behind).
+        var scratch: TemporaryDirectory?
+        defer { try? scratch?.remove() }
         var varsCopy: String?
         if configuration.firmware == .uefi {
+            let directory = try TemporaryDirectory(prefix: "rast-vm")
+            scratch = directory
             guard Files.exists(QEMU.ovmfCode), Files.exists(QEMU.ovmfVars) else { throw QEMUError.missingFirmware(QEMU.ovmfCode) }
-            varsCopy = scratch.appending("OVMF_VARS.fd")
-            try Command("cp", [QEMU.ovmfVars, scratch.appending("OVMF_VARS.fd")]).run()
+            varsCopy = directory.appending("OVMF_VARS.fd")
+            try Command("cp", [QEMU.ovmfVars, directory.appending("OVMF_VARS.fd")]).run()
         }
         let process = try ForegroundProcess(command(varsCopy: varsCopy))
         do {

@@ -48,10 +48,13 @@ extension ImageBuilds {
             let home = scratch.appending("home")
             try Files.createDirectory(home + "/.ssh", mode: 0o700)
             try Command("cp", [key, key + ".pub", home + "/.ssh/"]).run()
+            // rast-build's temporary directories go here: none may stay, not even when it is killed.
+            let temporary = scratch.appending("tmp")
+            try Files.createDirectory(temporary)
 
             // 1. The console, in a terminal; KVM is checked as the boot test checks it.
             let vm = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "512M", "--cpus", "1"],
-                                         environment: ["HOME": home])
+                                         environment: ["TMPDIR": temporary, "HOME": home])
             defer { vm.kill() }
             let started = try #require(vm.waitFor("console: Ctrl-A X quits", timeout: 120), "rast-build vm did not start: \(vm.output)")
             let header = vm.output(from: 0)
@@ -98,7 +101,7 @@ extension ImageBuilds {
 
             // 5. QEMU killed with SIGKILL: rast-build vm says so and removes the record.
             let killedQEMU = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "256M", "--cpus", "1"],
-                                                 environment: ["HOME": home, "RAST_ACCEL": accelerator])
+                                                 environment: ["TMPDIR": temporary, "HOME": home, "RAST_ACCEL": accelerator])
             defer { killedQEMU.kill() }
             let victim = try #require(waitForRecord(image, timeout: 60), "no record: \(killedQEMU.output)")
             kill(victim.pid, SIGKILL)
@@ -110,7 +113,7 @@ extension ImageBuilds {
 
             // 6. rast-build vm killed: its QEMU runs on and is found; killed too, the record is stale.
             let killedVM = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "vm", image, "--memory", "256M", "--cpus", "1"],
-                                               environment: ["HOME": home, "RAST_ACCEL": accelerator])
+                                               environment: ["TMPDIR": temporary, "HOME": home, "RAST_ACCEL": accelerator])
             defer { killedVM.kill() }
             let orphan = try #require(waitForRecord(image, timeout: 60), "no record: \(killedVM.output)")
             kill(killedVM.pid, SIGKILL)
@@ -126,6 +129,8 @@ extension ImageBuilds {
                     "\(stale.standardError)")
             #expect(!Files.exists(recordPath))
             #expect(VirtualMachineTestSupport.qemuProcesses(using: image).isEmpty)
+            let left = try FileManagerShim.contents(of: temporary)
+            #expect(left.isEmpty, "rast-build vm left \(left) in its temporary directory")
             try ImageTestSupport.expectNoLeftovers(under: scratch.path)
         }
 
