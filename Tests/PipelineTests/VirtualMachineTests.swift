@@ -32,7 +32,7 @@ extension ImageBuilds {
     @Suite(.serialized) struct VirtualMachineTests {
         /// `rast-build vm` of the default image in a terminal: a login on the serial console
         /// and a command whose output comes back; `rast-build ssh -- rast tree` with the key
-        /// found through the manifest; a second `vm` of the same image refused; Ctrl-A X
+        /// found through the manifest, a command's exit status, a login shell on a terminal; a second `vm` of the same image refused; Ctrl-A X
         /// quits; the image unchanged (throw-away writes). Then QEMU killed with SIGKILL: the
         /// record goes with it; and `rast-build vm` itself killed: its QEMU runs on, and once
         /// that is killed too, `rast-build ssh` finds the record stale and removes it.
@@ -83,6 +83,14 @@ extension ImageBuilds {
             #expect(tree.standardOutput.contains("1* - base system") && tree.standardOutput.contains("2 - workstation"), "\(tree.standardOutput)")
             let status = try Command(VirtualMachineTestSupport.rastBuild, ["ssh", image, "--", "exit", "7"]).run(check: false, timeout: 60)
             #expect(status.status == 7, "the command's exit status comes back: \(status.status) \(status.standardError)")
+            // Without a command: a login shell on a terminal.
+            let shell = try TerminalProcess([VirtualMachineTestSupport.rastBuild, "ssh", image], environment: ["TMPDIR": temporary, "HOME": home])
+            defer { shell.kill() }
+            shell.send("echo shell-of-$(id -un)-$((2 * 3)); tty\r")
+            #expect(shell.waitFor("shell-of-admin-6", timeout: 60) != nil, "\(shell.output)")
+            #expect(shell.waitFor("/dev/pts/", timeout: 30) != nil, "the login has a terminal: \(shell.output)")
+            shell.send("exit 3\r")
+            #expect(shell.wait(timeout: 30) == .exited(3), "\(shell.output)")
 
             // 3. One machine per image.
             let second = try Command(VirtualMachineTestSupport.rastBuild, ["vm", image]).run(check: false, timeout: 60)
@@ -135,7 +143,7 @@ extension ImageBuilds {
         }
 
         /// `rast vm N --root DIR` on the filesystem of a built image (its root partition
-        /// mounted here): snapshot 2 boots and says it is current, a file written there is
+        /// mounted here): snapshot 2 boots (UEFI) and says it is current, a file written there is
         /// gone afterwards; `--commit` of snapshot 1 yields snapshot 3, branched from 1, holding
         /// the files the machine wrote (in / and /etc) and 1's own fstab; a QEMU killed with
         /// SIGKILL commits nothing. No QEMU, mount or loop device of rast's stays behind.
@@ -160,9 +168,9 @@ extension ImageBuilds {
 
             /// Boots snapshot `id` with `rast vm`, logs in as root on the console, checks that
             /// `rast current` says `id`, writes files, syncs and quits with Ctrl-A X.
-            func boot(_ id: Int, commit: Bool) throws -> TerminalProcess {
-                let vm = try TerminalProcess([VirtualMachineTestSupport.rast, "vm", String(id), "--root", top, "--memory", "512M", "--cpus", "1"]
-                                             + (commit ? ["--commit"] : []), environment: environment)
+            func boot(_ id: Int, commit: Bool, firmware: String) throws -> TerminalProcess {
+                let vm = try TerminalProcess([VirtualMachineTestSupport.rast, "vm", String(id), "--root", top, "--memory", "512M", "--cpus", "1",
+                                              "--firmware", firmware] + (commit ? ["--commit"] : []), environment: environment)
                 let started = try #require(vm.waitFor("console: Ctrl-A X quits", timeout: 300), "rast vm did not start: \(vm.output)")
                 print("rast vm \(id): \(vm.output(from: 0))")
                 // The first machine decided the accelerator as the boot test does; the others take it.
@@ -184,8 +192,9 @@ extension ImageBuilds {
                 return vm
             }
 
-            // 1. Snapshot 2, writes thrown away.
-            let plain = try boot(2, commit: false)
+            // 1. Snapshot 2 under UEFI, writes thrown away.
+            let plain = try boot(2, commit: false, firmware: "uefi")
+            #expect(plain.output.contains("rast vm: snapshot 2 (UEFI, "), "\(plain.output.prefix(1000))")
             #expect(plain.wait(timeout: 120) == .exited(0), "\(plain.output.suffix(1000))")
             #expect(plain.output.contains("rast vm: the machine stopped; its writes are discarded"), "\(plain.output.suffix(1000))")
             #expect(try Command(VirtualMachineTestSupport.rast, ["tree", "--root", top]).output() == treeBefore)
@@ -194,7 +203,7 @@ extension ImageBuilds {
             #expect(try FileManagerShim.contents(of: temporary).isEmpty, "rast vm removed its disk")
 
             // 2. Snapshot 1 with --commit: snapshot 3, branched from 1.
-            let committing = try boot(1, commit: true)
+            let committing = try boot(1, commit: true, firmware: "bios")
             #expect(committing.wait(timeout: 300) == .exited(0), "\(committing.output.suffix(1000))")
             #expect(committing.output.contains("rast vm: snapshot 3 (from 1) holds the machine's changes"), "\(committing.output.suffix(1000))")
             let tree = try Command(VirtualMachineTestSupport.rast, ["tree", "--root", top, "--json"]).output()
