@@ -74,7 +74,7 @@ public struct SnapshotMachine {
         let scratch = try TemporaryDirectory(prefix: "rast-vm")
         defer { try? scratch.remove() }
         let diskPath = scratch.appending("snapshot-\(snapshot).raw")
-        let assembled: (state: TreeState, root: AttachedDisk.PartitionRecord)
+        let rootPartition: AttachedDisk.PartitionRecord
 
         // 1. The disk, assembled while the source tree is locked (N cannot go away meanwhile).
         try lock()
@@ -85,7 +85,7 @@ public struct SnapshotMachine {
                 throw UserError("the tree records no boot settings (kernel arguments, boot loader), so rast cannot make snapshot \(snapshot) boot; `rast deploy` on a system built by rast-build records them")
             }
             try Self.preflight(loader: boot.loader)
-            assembled = try assemble(disk: diskPath, record: record, boot: boot, scratch: scratch)
+            rootPartition = try assemble(disk: diskPath, record: record, boot: boot, scratch: scratch)
         } catch {
             unlock()
             throw error
@@ -127,14 +127,14 @@ public struct SnapshotMachine {
         }
 
         // 3. The machine's deployed slot becomes snapshot M, branched from N.
-        let committed = try commitChanges(disk: diskPath, root: assembled.root, scratch: scratch)
+        let committed = try commitChanges(disk: diskPath, root: rootPartition, scratch: scratch)
         print("rast vm: snapshot \(committed) (from \(snapshot)) holds the machine's changes")
         return Outcome(committed: committed, termination: ended)
     }
 
-    /// Partitions, fills, deploys and makes bootable the machine's disk; returns its tree state.
+    /// Partitions, fills, deploys and makes bootable the machine's disk; returns its root partition.
     func assemble(disk path: String, record: SnapshotRecord, boot: BootMenuSettings, scratch: TemporaryDirectory) throws
-        -> (state: TreeState, root: AttachedDisk.PartitionRecord) {
+        -> AttachedDisk.PartitionRecord {
         let stopwatch = Stopwatch()
         let source = store.layout
         let used = try Self.usedBytes(source.triple(snapshot))
@@ -199,10 +199,9 @@ public struct SnapshotMachine {
         try vmStore.deploy(snapshot)
         try BootLoaderStage(bootloader: spec.bootloader, firmware: spec.firmware, disk: disk, layout: layout, templates: templates,
                             workDirectory: scratch.path, progress: SilentProgress()).run()
-        let deployed = try vmStore.state()
         try Btrfs.sync(top)
         progress.end("rast vm", summary: "disk for snapshot \(snapshot) ready in \(stopwatch.formatted)")
-        return (deployed, root)
+        return root
     }
 
     /// Makes a new snapshot from N holding what the machine's deployed slot holds now.
