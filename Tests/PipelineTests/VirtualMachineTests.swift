@@ -146,7 +146,7 @@ extension ImageBuilds {
         /// mounted here): snapshot 2 boots (UEFI) and says it is current, a file written there is
         /// gone afterwards; `--commit` of snapshot 1 yields snapshot 3, branched from 1, holding
         /// the files the machine wrote (in / and /etc) and 1's own fstab; a QEMU killed with
-        /// SIGKILL commits nothing. No QEMU, mount or loop device of rast's stays behind.
+        /// SIGKILL commits nothing, and a SIGTERM to rast ends its QEMU. No QEMU, mount or loop device of rast's stays behind.
         @Test func rastVMBootsASnapshotAndCommitsItsChanges() throws {
             let shared = try SSHTestImage.shared()
             try Require.file(VirtualMachineTestSupport.rast, hint: "swift build")
@@ -231,6 +231,18 @@ extension ImageBuilds {
             for pid in victims { kill(pid, SIGKILL) }
             #expect(killed.wait(timeout: 60) == .exited(1), "\(killed.output.suffix(500))")
             #expect(killed.output.contains("QEMU was killed by signal 9 (SIGKILL); the machine's writes were not committed"), "\(killed.output.suffix(500))")
+
+            // 4. rast itself stopped (SIGTERM, as a closed terminal or `kill` does): its QEMU
+            // goes with it, and its disk.
+            let stopped = try TerminalProcess([VirtualMachineTestSupport.rast, "vm", "2", "--root", top, "--commit", "--memory", "256M", "--cpus", "1"],
+                                              environment: environment)
+            defer { stopped.kill() }
+            #expect(stopped.waitFor("console: Ctrl-A X quits", timeout: 300) != nil, "\(stopped.output)")
+            #expect(VirtualMachineTestSupport.qemuProcesses(using: temporary).count == 1)
+            kill(stopped.pid, SIGTERM)
+            let ended = stopped.wait(timeout: 60)
+            #expect(ended != nil && ended != .exited(0), "\(stopped.output.suffix(500))")
+
             let after = try TreeState.decode(try Files.read(top + "/@.snapshots/rast/state.json"), path: "state.json")
             #expect(after.snapshots.map(\.id) == [0, 1, 2, 3])
             #expect(try Command(VirtualMachineTestSupport.rast, ["check", "--root", top]).run(check: false).status == 0)
