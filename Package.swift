@@ -82,6 +82,11 @@ let package = Package(
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
+        // rast vm: a snapshot booted in QEMU from a throw-away disk (the builder's disk and boot
+        // loader stages; narrows to the module below Pipeline that holds them once it exists).
+        .target(name: "SnapshotMachine", dependencies: [
+            "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Fdisk", "VirtualMachine", "SystemSupport",
+        ]),
         // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
         .target(name: "DiskImage", dependencies: [
             "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -91,7 +96,7 @@ let package = Package(
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", "Services", argumentParser]),
+        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", "Services", "SnapshotMachine", "VirtualMachine", argumentParser]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -120,7 +125,7 @@ let package = Package(
             "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "Btrfs", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
@@ -131,6 +136,7 @@ let package = Package(
         .testTarget(name: "BackupTests", dependencies: [
             "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
         ]),
+        .testTarget(name: "VirtualMachineTests", dependencies: ["VirtualMachine", "SystemSupport", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
