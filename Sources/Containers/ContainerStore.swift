@@ -48,6 +48,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var started: Int64?
     public var finished: Int64?
     public var bootID: String
+    /// How often s6 restarted it (containers with a restart policy).
+    public var restarts: Int?
 
     public var shortID: String { String(id.prefix(12)) }
 }

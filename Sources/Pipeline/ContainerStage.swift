@@ -53,6 +53,12 @@ public struct ContainerStage {
             options.pidsLimit = spec.pidsLimit
             options.readOnly = spec.readOnly
             options.user = spec.user
+            do {
+                let restart = try RestartPolicy(parsing: spec.restart)
+                options.restart = restart == .no ? nil : restart
+            } catch {
+                throw UserError(at(index, "restart") + ": \(error)")
+            }
             boot.append(BootContainers.Entry(image: image.name, options: options))
         }
         if !boot.isEmpty {
