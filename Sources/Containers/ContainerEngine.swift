@@ -306,9 +306,15 @@ public final class ContainerEngine {
     public func stop(_ name: String, timeout: Double = 10) throws -> Bool {
         var record = try containers.find(name)
         if record.options.isSupervised, let supervision, supervision.exists(record.id) {
-            // s6 must not start it again; a restart under way may just have started it.
+            // s6 must not start it again; a restart under way may just have started it: its
+            // run program is up, the container about to say running.
             try supervision.down(record.id)
+            let deadline = Stopwatch.now() + 10
             record = try containers.reconcile(try containers.read(record.id))
+            while record.status != .running, supervision.isUp(record.id) == true, Stopwatch.now() < deadline {
+                usleep(50_000)
+                record = try containers.reconcile(try containers.read(record.id))
+            }
         }
         guard record.status == .running else { return false }
         let signal = stopSignal(record)

@@ -109,6 +109,13 @@ public struct RestartSupervision: Sendable {
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "true"
     }
 
+    /// Whether s6 says the service's run program runs (nil when it does not say).
+    public func isUp(_ id: String) -> Bool? {
+        guard exists(id), let result = try? Command("s6-svstat", ["-o", "up", directory(id)]).run(check: false),
+              result.status == 0 else { return nil }
+        return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "true"
+    }
+
     // MARK: Scripts
 
     /// The service directory's files (relative path, contents, mode).

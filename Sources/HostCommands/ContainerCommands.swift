@@ -136,7 +136,7 @@ public final class ContainerHost {
     /// The status, with the restart count and a restart under way for supervised containers.
     func status(_ record: ContainerRecord) -> String {
         guard let policy = record.options.restart, policy.isSupervised else { return Self.status(record) }
-        let restarts = "restart \(policy), restarted \(record.restarts ?? 0)×"
+        let restarts = "restart \(policy), restarts \(record.restarts ?? 0)"
         if record.status == .exited, let supervision = engine.supervision, supervision.wantedUp(record.id) == true {
             return "restarting (" + Self.status(record) + "; " + restarts + ")"
         }

@@ -103,7 +103,7 @@ extension ImageBuilds {
             wait_new_pid always "$pid"
             wait_field always status running
             r always-restart "$( [ "$(field always pid)" != "$pid" ] && echo new-pid) restarts=$(field always restarts) $(field always status)"
-            r always-ps "$(rast container ps | grep ' always$' | tr -s ' ' | grep -o 'restarted [0-9]*')"
+            r always-ps "$(rast container ps | grep ' always$' | tr -s ' ' | grep -o 'restarts [0-9]*')"
             rast container stop -t 2 always
             sleep 3
             r always-stopped "$(field always status) restarts=$(field always restarts) wanted=$(field always serviceWantedUp)"
@@ -114,7 +114,7 @@ extension ImageBuilds {
             sleep 3
             r ok0 "$(field ok0 status) $(field ok0 exitCode) restarts=$(field ok0 restarts) runs=$(rast container logs ok0 | grep -c '^ran$')"
             r fail "$(field fail status) $(field fail exitCode) restarts=$(field fail restarts) runs=$(rast container logs fail | grep -c '^ran$') wanted=$(field fail serviceWantedUp)"
-            r fail-ps "$(rast container ps -a | grep ' fail$' | tr -s ' ' | grep -o 'exited ([0-9]*)\|restarted [0-9]*' | tr '\n' ' ')"
+            r fail-ps "$(rast container ps -a | grep ' fail$' | tr -s ' ' | grep -o 'exited ([0-9]*)\|restarts [0-9]*' | tr '\n' ' ')"
             r services-before "$(ls /run/rast/service | grep -c '^container-')"
             rast container rm always ok0 fail
             r services-after "$(ls -a /run/rast/service | grep -c 'container-')"
@@ -253,11 +253,11 @@ extension ImageBuilds {
             #expect(first["restart-fg"]?.contains("needs -d") == true, "\(first["restart-fg"] ?? "")")
             #expect(first["restart-data"]?.contains("containers below --data cannot be restarted") == true, "\(first["restart-data"] ?? "")")
             #expect(first["always-restart"] == "new-pid restarts=1 running", "a killed always-container comes back")
-            #expect(first["always-ps"] == "restarted 1")
+            #expect(first["always-ps"] == "restarts 1")
             #expect(first["always-stopped"] == "exited restarts=1 wanted=false", "stop keeps it stopped")
             #expect(first["ok0"] == "exited 0 restarts=0 runs=1", "on-failure leaves an exit 0 alone")
             #expect(first["fail"] == "exited 1 restarts=2 runs=3 wanted=false", "on-failure:2 restarts twice, then stays down")
-            #expect(first["fail-ps"] == "exited (1) restarted 2 ", "\(first["fail-ps"] ?? "")")
+            #expect(first["fail-ps"] == "exited (1) restarts 2 ", "\(first["fail-ps"] ?? "")")
             #expect(first["services-before"] == "4", "always, ok0, fail and the boot container web have service directories")
             #expect(first["services-after"] == "1", "rm removes the service directories (web's is left)")
             #expect(first["service-list"] == "0", "rast service list leaves containers out")
