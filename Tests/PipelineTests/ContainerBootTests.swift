@@ -95,7 +95,7 @@ extension ImageBuilds {
             wait_new_pid() { i=0; while p=$(field "$1" pid); [ -z "$p" ] || [ "$p" = "$2" ]; do i=$((i+1)); [ $i -lt 120 ] || { r timeout "$1 new pid"; return 0; }; sleep 0.5; done; }
             r restart-rm "$(rast container run --rm -d --restart always bb true 2>&1)"
             r restart-fg "$(rast container run --restart always bb true 2>&1)"
-            r restart-data "$(rast container --data /tmp/other run -d --restart always bb true 2>&1)"
+            r restart-data "$(rast container run --data /tmp/other -d --restart always bb true 2>&1)"
             rast container run -d --name always --restart always bb sh -c 'echo up; sleep 600'
             wait_log always up
             pid=$(field always pid)
@@ -257,7 +257,7 @@ extension ImageBuilds {
             #expect(first["always-stopped"] == "exited restarts=1 wanted=false", "stop keeps it stopped")
             #expect(first["ok0"] == "exited 0 restarts=0 runs=1", "on-failure leaves an exit 0 alone")
             #expect(first["fail"] == "exited 1 restarts=2 runs=3 wanted=false", "on-failure:2 restarts twice, then stays down")
-            #expect(first["fail-ps"] == "exited (1) restarts 2 ", "\(first["fail-ps"] ?? "")")
+            #expect(first["fail-ps"] == "exited (1) restarts 2", "\(first["fail-ps"] ?? "")")
             #expect(first["services-before"] == "4", "always, ok0, fail and the boot container web have service directories")
             #expect(first["services-after"] == "1", "rm removes the service directories (web's is left)")
             #expect(first["service-list"] == "0", "rast service list leaves containers out")
