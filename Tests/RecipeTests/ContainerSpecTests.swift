@@ -75,7 +75,7 @@ import TestSupport
             restart = "unless-stopped"
             """))
         #expect(restart.keyPath == "containers[0].restart")
-        #expect(restart.position == at(8, 11))
+        #expect(restart.position == at(7, 11))
         #expect(restart.message == "'unless-stopped' is not a restart policy: no, always, on-failure or on-failure:MAX (MAX at least 1)")
 
         let unnamedRestart = try #require(problem(minimalText + """
