@@ -7,7 +7,7 @@ import SystemSupport
 /// The containers stage (when the recipe has `[[containers]]`): pulls each image into the
 /// container image store on the image's shared @var (/var/lib/rast/oci), and writes the
 /// containers to start at boot to snapshot 0's /etc/rast/containers.json with the boot hook
-/// that starts them (/etc/rc.d/40-rast-containers.sh). Runs before the snapshot tree is made
+/// that starts them (/etc/rc.d/45-rast-containers.sh). Runs before the snapshot tree is made
 /// from snapshot 0.
 public struct ContainerStage {
     public let recipe: Recipe
