@@ -17,7 +17,20 @@ public struct ContainerStage {
     public let base: String
     public let progress: ProgressReporter
 
+    public init(recipe: Recipe, variable: String, base: String, progress: ProgressReporter) {
+        self.recipe = recipe
+        self.variable = variable
+        self.base = base
+        self.progress = progress
+    }
+
     public func run() throws -> [String] {
+        // A restart policy needs s6 in the image (it supervises such containers).
+        for (index, spec) in recipe.containers.enumerated() where spec.name != nil && spec.restart != "no" {
+            guard Files.exists(base + "/usr/bin/s6-svscan") else {
+                throw UserError(at(index, "restart") + ": restart = \"\(spec.restart)\" needs s6 in the image, which has none (add s6 to packages.install)")
+            }
+        }
         let store = try ImageStore(root: variable + "/lib/rast/oci")
         var boot: [BootContainers.Entry] = []
         var pulled: [String] = []
