@@ -1,14 +1,14 @@
 import Blkid
 import Fdisk
 import Foundation
-import Pipeline
+import ImageSupport
 import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The partitions of a rastOS disk as rast-build lays them out (see DiskStage):
+/// The partitions of a rastOS disk as rast-build lays them out (see Pipeline's DiskStage):
 ///
 /// ```
 /// LBA 0, 1..33      protective MBR, primary GPT
@@ -23,9 +23,9 @@ public struct DiskLayout: Sendable {
     public let sectorSize: UInt64
     public let partitions: [AttachedDisk.PartitionRecord]
 
-    public var root: AttachedDisk.PartitionRecord? { partition(named: DiskStage.rootName) }
-    public var esp: AttachedDisk.PartitionRecord? { partition(named: DiskStage.espName) }
-    public var biosBoot: AttachedDisk.PartitionRecord? { partition(named: DiskStage.biosName) }
+    public var root: AttachedDisk.PartitionRecord? { partition(named: PartitionName.root) }
+    public var esp: AttachedDisk.PartitionRecord? { partition(named: PartitionName.esp) }
+    public var biosBoot: AttachedDisk.PartitionRecord? { partition(named: PartitionName.biosBoot) }
 
     public func partition(named name: String) -> AttachedDisk.PartitionRecord? {
         partitions.first { $0.name == name }
@@ -95,10 +95,10 @@ public struct DiskLayout: Sendable {
         let layout = try read(disk: sketch)
         guard let root = layout.root else {
             let names = layout.partitions.map { "'\($0.name)'" }.joined(separator: ", ")
-            throw InstallError.invalidImage(path: image.path, reason: "its GPT has no partition named '\(DiskStage.rootName)' (it has \(names.isEmpty ? "none" : names)); was it built by rast-build?")
+            throw InstallError.invalidImage(path: image.path, reason: "its GPT has no partition named '\(PartitionName.root)' (it has \(names.isEmpty ? "none" : names)); was it built by rast-build?")
         }
         guard root.filesystem == "btrfs" else {
-            throw InstallError.invalidImage(path: image.path, reason: "partition \(root.number) ('\(DiskStage.rootName)') holds \(root.filesystem.map { "a \($0) filesystem" } ?? "no filesystem libblkid recognises"), not btrfs")
+            throw InstallError.invalidImage(path: image.path, reason: "partition \(root.number) ('\(PartitionName.root)') holds \(root.filesystem.map { "a \($0) filesystem" } ?? "no filesystem libblkid recognises"), not btrfs")
         }
         return layout
     }

@@ -3,7 +3,7 @@ import BootEntries
 import Btrfs
 import Fdisk
 import Foundation
-import Pipeline
+import ImageSupport
 import Recipe
 import SnapshotTree
 import SystemPackage
@@ -178,7 +178,7 @@ public final class Installer {
             throw InstallError.refused(target: request.target, reason: "it holds \(ByteCount.format(targetSize)), less than the \(ByteCount.format(imageSize)) image")
         }
         guard let root = layout.root else {
-            throw InstallError.invalidImage(path: request.image, reason: "it has no '\(DiskStage.rootName)' partition")
+            throw InstallError.invalidImage(path: request.image, reason: "it has no '\(PartitionName.root)' partition")
         }
         var rootAfter = root.sizeBytes
         let rootIsLast = layout.partitions.allSatisfy { $0.startBytes <= root.startBytes }
@@ -263,7 +263,7 @@ public final class Installer {
         }
         if request.personalisation.newIdentifiers {
             tools += ["btrfstune", "mkfs.fat", "mdir"]
-            try BootLoaderStage.preflight(bootloader: plan.bootloader, firmware: plan.firmware)
+            try BootLoaderInstaller.preflight(bootloader: plan.bootloader, firmware: plan.firmware)
         }
         let missing = tools.filter { Command.find($0) == nil }
         guard missing.isEmpty else {
@@ -476,7 +476,7 @@ private final class InstallRun {
         let templates = try bootTemplates(layout: fsLayout, snapshot: snapshot)
         let store = SnapshotStore(layout: fsLayout, templates: templates)
         // Limine's menu and kernels are on the ESP: the deploys below write them there.
-        if let esp = disk.partition(named: DiskStage.espName) {
+        if let esp = disk.partition(named: PartitionName.esp) {
             let device = try disk.attach(esp, teardown: teardown)
             store.espProvider = { MtoolsESP(image: device) }
         }
@@ -530,7 +530,7 @@ private final class InstallRun {
 
     /// The ESP formatted afresh, with its label and a new FAT volume ID.
     private func formatESP(disk: AttachedDisk) throws {
-        guard let esp = disk.partition(named: DiskStage.espName) else { return }
+        guard let esp = disk.partition(named: PartitionName.esp) else { return }
         let device = try disk.attach(esp, teardown: teardown)
         let label = (try? Blkid.filesystem(at: device))?.label ?? "RASTESP"
         try Command("mkfs.fat", ["-F", "32", "-n", label.isEmpty ? "RASTESP" : label, device]).run()
@@ -545,7 +545,7 @@ private final class InstallRun {
     private func reinstallBootLoaders(disk: AttachedDisk, layout: Layout, templates: BootTemplates) throws {
         step = "installing the boot loaders"
         var firmware = plan.firmware
-        if plan.bootloader == .grub, let esp = disk.partition(named: DiskStage.espName) {
+        if plan.bootloader == .grub, let esp = disk.partition(named: PartitionName.esp) {
             let device = try disk.attach(esp, teardown: teardown)
             let hasEFIImage = try Command("mdir", ["-i", device, "::/EFI/BOOT/BOOTX64.EFI"]).run(check: false).status == 0
             if firmware.contains(.uefi), !hasEFIImage {
@@ -558,7 +558,7 @@ private final class InstallRun {
         if plan.bootloader == .grub, firmware.contains(.uefi) { try Files.removeTree(layout.bootLoader + "/grub/x86_64-efi") }
         let work = scratch + "/bootloader-work"
         try Files.createDirectory(work)
-        try BootLoaderStage(bootloader: plan.bootloader, firmware: firmware, disk: disk, layout: layout, templates: templates,
+        try BootLoaderInstaller(bootloader: plan.bootloader, firmware: firmware, disk: disk, layout: layout, templates: templates,
                             workDirectory: work, progress: progress).run()
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Pipeline
+import ImageSupport
 import Recipe
 import SnapshotTree
 import SystemSupport
@@ -126,13 +126,13 @@ struct PersonalisationWriter {
         guard personalisation.user != nil || personalisation.rootPasswordHash != nil else { return }
 
         var accounts = AccountDatabase.load(etc: etc)
-        if let hash = personalisation.rootPasswordHash { setPassword(&accounts, user: "root", hash: hash) }
+        if let hash = personalisation.rootPasswordHash { accounts.setPassword(user: "root", hash: hash) }
         if let name = personalisation.user {
             let uid: Int
             let gid: Int
             if let existing = accounts.user(name), let existingUID = Int(existing[2]), let existingGID = Int(existing[3]) {
                 (uid, gid) = (existingUID, existingGID)
-                if let hash = personalisation.passwordHash { setPassword(&accounts, user: name, hash: hash) }
+                if let hash = personalisation.passwordHash { accounts.setPassword(user: name, hash: hash) }
                 for group in personalisation.groups { accounts.addMember(name, to: group) }
                 progress.note("personalise: the image already has user \(name); its keys and password are updated")
             } else {
@@ -157,14 +157,6 @@ struct PersonalisationWriter {
         }
         unlink(etc + "/localtime")
         try SystemError.check("symlink", path: etc + "/localtime") { symlink("/usr/share/zoneinfo/" + zone, etc + "/localtime") }
-    }
-
-    private func setPassword(_ accounts: inout AccountDatabase, user: String, hash: String) {
-        if let index = accounts.shadow.firstIndex(where: { $0[0] == user }) {
-            accounts.shadow[index][1] = hash
-        } else {
-            accounts.shadow.append([user, hash, String(Int(Date().timeIntervalSince1970 / 86400)), "", "", "", "", "", ""])
-        }
     }
 
     /// The home directory in @home (shared by all snapshots), with the keys added to

@@ -1,6 +1,7 @@
 import BootEntries
 import Dispatch
 import Foundation
+import ImageSupport
 import Synchronization
 import Kernel
 import Packages
@@ -79,8 +80,8 @@ public final class ImageBuilder {
     /// Checks what can be checked before hours of work: root, tools, files the recipe names.
     public func preflight() throws {
         try Privileges.requireRoot(for: "rast-build (it mounts filesystems and attaches loop devices)")
-        try Require.tools(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
-        try BootLoaderStage.preflight(recipe)
+        try HostTools.require(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
+        try BootLoaderInstaller.preflight(recipe)
         try recipe.validateEnvironment(profilesDirectory: options.dataDirectory + "/kernel-profiles")
         if recipe.packages.local.contains(where: { Files.exists($0 + "/rast.inputs") }), options.rastBinary == nil {
             throw UserError("the recipe builds the rast package, but no rast binary was found; run `make build` first or set RAST_BINARY")
@@ -189,7 +190,7 @@ public final class ImageBuilder {
         let state = try rootfs.store.state()
 
         try stage("bootloader") {
-            try BootLoaderStage(recipe: recipe, disk: disk, layout: rootfs.store.layout, templates: templates,
+            try BootLoaderInstaller(recipe: recipe, disk: disk, layout: rootfs.store.layout, templates: templates,
                                 workDirectory: work.path, progress: progress).run()
         }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ImageSupport
 import Packages
 import Pipeline
 import Recipe
@@ -219,7 +220,7 @@ extension ImageBuilds {
             let recipe = try ImageTestSupport.recipe("minimal", output: scratch.path) { $0.disk.bootloader = .limine }
             try #require(Command.find("limine") == nil, "this machine has limine; the error case cannot be shown here")
             #expect {
-                try BootLoaderStage.preflight(recipe)
+                try BootLoaderInstaller.preflight(recipe)
             } throws: { error in "\(error)".contains("the `limine` program is not installed") }
         }
     }
