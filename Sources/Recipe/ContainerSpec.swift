@@ -32,11 +32,8 @@ public struct ContainerSpec: Sendable, Equatable {
 }
 
 extension RecipeDecoder {
-    static let containerKeys = ["image", "image_name", "name", "command", "environment", "volumes", "network", "memory",
-                                "cpus", "pids_limit", "read_only", "user"]
-
     func decodeContainers(_ top: TableReader) -> [ContainerSpec] {
-        guard let tables = top.arrayOfTables("containers", known: Self.containerKeys) else { return [] }
+        guard let tables = top.arrayOfTables("containers", known: RecipeSchema.containers.keyNames) else { return [] }
         var specs: [ContainerSpec] = []
         var names: [Located<String>] = []
         for table in tables {
