@@ -127,7 +127,7 @@ let package = Package(
             "DiskImage", "ImageSupport", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "ImageSupport", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "ImageSupport", "Alpm", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),

@@ -36,7 +36,7 @@ public struct BackupSettings: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(BackupSettings.self, from: Data(try Files.read(path)))
         } catch {
-            throw UserError("\(path) cannot be read: \(error)")
+            throw UserError("\(path) cannot be read: \(error)", cause: error)
         }
     }
 

@@ -1,5 +1,7 @@
+import SystemSupport
+
 /// Why an installation was refused or failed, said so that a person can act on it.
-public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
+public enum InstallError: CausedError, CustomStringConvertible, Sendable {
     /// An option's value cannot be used; nothing was written. `value` is nil for secrets.
     case invalidOption(option: String, value: String?, reason: String)
     /// The image is not an image rast-install can install.
@@ -11,7 +13,8 @@ public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The target read back differs from the image.
     case verificationFailed(target: String, expected: String, actual: String)
     /// A block device target failed after writing had begun: it holds no usable system.
-    case incomplete(target: String, step: String, reason: String)
+    /// `cause` is the error that stopped it.
+    case incomplete(target: String, step: String, reason: String, cause: any Error)
     /// SIGINT or SIGTERM stopped the installation to a file; the file is as it was.
     case interrupted(target: String, step: String, existed: Bool)
 
@@ -28,11 +31,19 @@ public enum InstallError: Error, CustomStringConvertible, Sendable, Equatable {
             return "refusing to write \(target): \(reason)"
         case .verificationFailed(let target, let expected, let actual):
             return "\(target) does not read back as the image (SHA-256 \(actual), the image gives \(expected)): the disk may be failing"
-        case .incomplete(let target, let step, let reason):
+        case .incomplete(let target, let step, let reason, _):
             return "\(target) is incomplete and holds no usable system (\(step) failed: \(reason)); run rast-install again"
         case .interrupted(let target, let step, let existed):
             return "interrupted while \(step); \(target) " + (existed ? "is unchanged" : "was not created")
                 + " (the installation was written to a temporary file beside it, which was removed)"
         }
+    }
+}
+
+extension InstallError {
+    /// The error that stopped an incomplete installation.
+    public var cause: (any Error)? {
+        if case .incomplete(_, _, _, let cause) = self { return cause }
+        return nil
     }
 }

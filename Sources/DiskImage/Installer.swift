@@ -189,7 +189,7 @@ public final class Installer {
             let rootStart = root.startBytes / 512
             if alignedEnd > rootStart { rootAfter = max(root.sizeBytes, (alignedEnd - rootStart + 1) * 512) }
         }
-        let (bootloader, firmware) = bootSetup(layout: layout, records: records)
+        let (bootloader, firmware) = try bootSetup(layout: layout, records: records)
         return InstallPlan(image: request.image, format: source.format, imageSize: imageSize, dataBytes: try source.dataBytes(),
                            checksumSource: records.expectedSHA256?.source, target: target, targetSize: targetSize,
                            layout: layout, rootSize: (root.sizeBytes, rootAfter), bootloader: bootloader, firmware: firmware,
@@ -197,10 +197,22 @@ public final class Installer {
     }
 
     /// The image's boot loader and firmware: from its manifest, else from its partitions
-    /// (a BIOS boot partition means BIOS, an ESP UEFI).
-    private func bootSetup(layout: DiskLayout, records: ImageRecords) -> (Bootloader, [Firmware]) {
-        let bootloader = records.manifest?.disk?.bootloader.flatMap(Bootloader.init(rawValue:)) ?? .grub
-        if let named = records.manifest?.disk?.firmware?.compactMap(Firmware.init(rawValue:)), !named.isEmpty {
+    /// (a BIOS boot partition means BIOS, an ESP UEFI). Manifests from before Limine name no
+    /// boot loader: those images boot with GRUB. A name this rast-install does not know is an error.
+    private func bootSetup(layout: DiskLayout, records: ImageRecords) throws -> (Bootloader, [Firmware]) {
+        func unknown(_ what: String, _ name: String) -> InstallError {
+            .invalidImage(path: request.image, reason: "its manifest \(records.manifestPath ?? "") names the \(what) '\(name)', which this rast-install does not know")
+        }
+        var bootloader = Bootloader.grub
+        if let name = records.manifest?.disk?.bootloader {
+            guard let named = Bootloader(rawValue: name) else { throw unknown("boot loader", name) }
+            bootloader = named
+        }
+        if let names = records.manifest?.disk?.firmware, !names.isEmpty {
+            let named = try names.map { name in
+                guard let firmware = Firmware(rawValue: name) else { throw unknown("firmware", name) }
+                return firmware
+            }
             return (bootloader, named)
         }
         var firmware: [Firmware] = []
@@ -355,7 +367,7 @@ private final class InstallRun {
         } catch {
             let interrupted = error is InterruptedError || Cancellation.shared.isCancelled
             if isDevice, writing {
-                throw InstallError.incomplete(target: plan.target.path, step: step, reason: interrupted ? "interrupted" : "\(error)")
+                throw InstallError.incomplete(target: plan.target.path, step: step, reason: interrupted ? "interrupted" : "\(error)", cause: error)
             }
             if interrupted, !isDevice {
                 throw InstallError.interrupted(target: plan.target.path, step: step, existed: existed)

@@ -97,7 +97,7 @@ public final class PackageCommands {
         } catch let error as InterruptedError {
             throw error
         } catch {
-            throw UserError("snapshot \(id) has the change, but applying it to the running system (slot \(slot)) failed; it takes effect at the next boot: \(error)")
+            throw UserError("snapshot \(id) has the change, but applying it to the running system (slot \(slot)) failed; it takes effect at the next boot: \(error)", cause: error)
         }
     }
 
@@ -109,7 +109,7 @@ public final class PackageCommands {
 
     private func wrap(_ error: Error, snapshot: Int, newSnapshot: Bool) -> Error {
         if error is InterruptedError || error is PackageCommandError { return error }
-        return PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)")
+        return PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)", cause: error)
     }
 
     /// A reader on snapshot `id` (its /etc from etc-N, which is authoritative).

@@ -87,11 +87,20 @@ struct PackageRoot {
 
 /// A change to the packages of a snapshot that failed: the snapshot (and, for a change that
 /// makes a new snapshot, the deployment) stayed as it was.
-public struct PackageCommandError: Error, CustomStringConvertible, Sendable {
+public struct PackageCommandError: CausedError, CustomStringConvertible, Sendable {
     public let snapshot: Int
     /// The change was to become a new snapshot branched from `snapshot`.
     public let newSnapshot: Bool
     public let reason: String
+    /// The error the reason describes.
+    public let cause: (any Error)?
+
+    public init(snapshot: Int, newSnapshot: Bool, reason: String, cause: (any Error)? = nil) {
+        self.snapshot = snapshot
+        self.newSnapshot = newSnapshot
+        self.reason = reason
+        self.cause = cause
+    }
 
     public var description: String {
         let outcome = newSnapshot

@@ -133,7 +133,7 @@ extension PackageCommands {
         do {
             try store.deploy(id)
         } catch {
-            throw UserError("snapshot \(id) was made from \(current) but deploying it failed (`rast deploy \(id)` retries): \(error)")
+            throw UserError("snapshot \(id) was made from \(current) but deploying it failed (`rast deploy \(id)` retries): \(error)", cause: error)
         }
         output("snapshot \(id) (from \(current)) is deployed and boots next; snapshot \(current) is unchanged (`rast rollback` keeps booting it)")
         if let pending, pending != current, pending != id {
@@ -253,7 +253,7 @@ extension PackageCommands {
         } catch let error as InterruptedError {
             throw error
         } catch {
-            throw UserError("\(targets.joined(separator: " ")) cannot be installed in snapshot \(current): \(error)\nnothing was changed")
+            throw UserError("\(targets.joined(separator: " ")) cannot be installed in snapshot \(current): \(error)\nnothing was changed", cause: error)
         }
         output("no conflicts: \(targets.joined(separator: " ")) can be installed in snapshot \(current); nothing was changed")
     }

@@ -416,7 +416,7 @@ extension HostSession {
             do {
                 try store.deploy(newID)
             } catch {
-                throw UserError("snapshot \(newID) was made from \(id) but deploying it failed (`rast deploy \(newID)` retries): \(error)")
+                throw UserError("snapshot \(newID) was made from \(id) but deploying it failed (`rast deploy \(newID)` retries): \(error)", cause: error)
             }
             output("snapshot \(newID) (from \(id)): \(command); it is deployed and takes effect at the next boot; snapshot \(id) is unchanged (`rast rollback` keeps booting it)")
         } else {

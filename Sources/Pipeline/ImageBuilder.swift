@@ -144,7 +144,7 @@ public final class ImageBuilder {
             // not grow) or as ENOSPC from wherever the write happened; say what is going on
             // (checked before the work directory is removed and frees the space again).
             if let free = try? freeBytes(of: recipe.output.directory), free < 64 << 20 {
-                throw UserError("\(error)\nthe filesystem holding \(recipe.output.directory) is full (\(ByteCount.format(free)) free): No space left on device")
+                throw UserError("\(error)\nthe filesystem holding \(recipe.output.directory) is full (\(ByteCount.format(free)) free): No space left on device", cause: error)
             }
             throw error
         }
@@ -211,7 +211,11 @@ public final class ImageBuilder {
             }
             if recipe.output.formats.contains(.qcow2) {
                 let qcow2 = work.appending("\(recipe.name).qcow2")
-                let compression = QCOW2.QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? QCOW2.QCOW2Compression.zstd
+                let compression: QCOW2.QCOW2Compression = switch recipe.output.qcow2Compression {
+                case .none: .none
+                case .zlib: .zlib
+                case .zstd: .zstd
+                }
                 let final = recipe.outputPath(for: .qcow2)
                 let summary = try QCOW2Writer.convert(raw: rawPath, to: qcow2,
                                                       options: QCOW2Options(compression: compression, clusterSize: Int(recipe.output.qcow2ClusterSize)),

@@ -79,7 +79,7 @@ public struct RootfsStage {
         do {
             try session.install(recipe.packagesToInstall)
         } catch let error as AlpmError {
-            throw UserError("installing \(recipe.packagesToInstall.joined(separator: ", ")) into snapshot 0 failed: \(error)")
+            throw UserError("installing \(recipe.packagesToInstall.joined(separator: ", ")) into snapshot 0 failed: \(error)", cause: error)
         }
         if let cache = remotePackageCache, !remotePackages.isEmpty {
             do {

@@ -382,7 +382,8 @@ import Glibc
         #expect {
             try InstallTest.install(fake, to: device.path, confirmed: true, Personalisation(hostname: "never"))
         } throws: { error in
-            guard case .incomplete(let name, _, let reason) = error as? InstallError else { return false }
+            guard case .incomplete(let name, _, _, let cause) = error as? InstallError,
+                  case .invalidImage(_, let reason)? = cause as? InstallError else { return false }
             return name == device.path && reason.contains("holds no rast snapshot tree") && "\(error)".contains("is incomplete")
         }
         device.detach()

@@ -1,3 +1,4 @@
+import Alpm
 import Foundation
 import ImageSupport
 import Packages
@@ -111,7 +112,11 @@ extension ImageBuilds {
             let recipe = try ImageTestSupport.recipe("minimal", output: out) { $0.packages.install.append("no-such-package") }
             #expect {
                 _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
-            } throws: { error in "\(error)".contains("no-such-package") }
+            } throws: { error in
+                // The message names the package; its cause is libalpm's "target not found".
+                let alpm = error.underlying(AlpmError.self)
+                return "\(error)".contains("no-such-package") && alpm?.problems.contains(.targetNotFound("no-such-package")) == true
+            }
             try Self.expectNoOutputs(in: out)
         }
 
@@ -152,8 +157,8 @@ extension ImageBuilds {
             #expect {
                 _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
             } throws: { error in
-                let text = "\(error)"
-                return text.contains(broken) && text.contains("this package cannot be built")
+                guard case .failed(_, let status, _, let tail, _)? = error.underlying(MakepkgError.self) else { return false }
+                return "\(error)".contains(broken) && status != 0 && tail.contains("this package cannot be built")
             }
             try Self.expectNoOutputs(in: out)
         }
