@@ -18,21 +18,21 @@ import Glibc
 /// last 33 sectors   backup GPT
 /// ```
 /// rast-install finds partitions by these names.
-public struct DiskLayout: Sendable {
-    public let diskGUID: String
-    public let sectorSize: UInt64
-    public let partitions: [AttachedDisk.PartitionRecord]
+package struct DiskLayout: Sendable {
+    package let diskGUID: String
+    package let sectorSize: UInt64
+    package let partitions: [AttachedDisk.PartitionRecord]
 
-    public var root: AttachedDisk.PartitionRecord? { partition(named: PartitionName.root) }
-    public var esp: AttachedDisk.PartitionRecord? { partition(named: PartitionName.esp) }
-    public var biosBoot: AttachedDisk.PartitionRecord? { partition(named: PartitionName.biosBoot) }
+    package var root: AttachedDisk.PartitionRecord? { partition(named: PartitionName.root) }
+    package var esp: AttachedDisk.PartitionRecord? { partition(named: PartitionName.esp) }
+    package var biosBoot: AttachedDisk.PartitionRecord? { partition(named: PartitionName.biosBoot) }
 
-    public func partition(named name: String) -> AttachedDisk.PartitionRecord? {
+    package func partition(named name: String) -> AttachedDisk.PartitionRecord? {
         partitions.first { $0.name == name }
     }
 
     /// Reads the GPT of a disk (image file or device) and probes each partition's filesystem.
-    public static func read(disk path: String) throws -> DiskLayout {
+    package static func read(disk path: String) throws -> DiskLayout {
         let table = try PartitionTable(path: path)
         guard table.kind == .gpt else {
             throw InstallError.invalidImage(path: path, reason: table.kind == nil ? "it has no partition table" : "its partition table is \(table.kind?.rawValue ?? "?"), not GPT")
@@ -52,7 +52,7 @@ public struct DiskLayout: Sendable {
     /// virtual disk in `scratch` gets the image's first and last MiB (both GPTs) and the first
     /// MiB of each partition (where the filesystems keep their superblocks); libfdisk and
     /// libblkid read that. The image must hold a GPT whose "rastOS root" partition is btrfs.
-    public static func inspect(_ image: ImageSource, scratch: String) throws -> DiskLayout {
+    package static func inspect(_ image: ImageSource, scratch: String) throws -> DiskLayout {
         let sketch = scratch + "/layout.sketch"
         let file = try FileDescriptor.open(path: sketch, .readWrite, options: [.create, .truncate],
                                            permissions: .ownerReadWrite, operation: "create")

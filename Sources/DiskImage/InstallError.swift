@@ -1,7 +1,7 @@
 import SystemSupport
 
 /// Why an installation was refused or failed, said so that a person can act on it.
-public enum InstallError: CausedError, CustomStringConvertible, Sendable {
+package enum InstallError: CausedError, CustomStringConvertible, Sendable {
     /// An option's value cannot be used; nothing was written. `value` is nil for secrets.
     case invalidOption(option: String, value: String?, reason: String)
     /// The image is not an image rast-install can install.
@@ -18,7 +18,7 @@ public enum InstallError: CausedError, CustomStringConvertible, Sendable {
     /// SIGINT or SIGTERM stopped the installation to a file; the file is as it was.
     case interrupted(target: String, step: String, existed: Bool)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidOption(let option, let value, let reason):
             let shown = value.map { " '\($0)'" } ?? ""
@@ -42,7 +42,7 @@ public enum InstallError: CausedError, CustomStringConvertible, Sendable {
 
 extension InstallError {
     /// The error that stopped an incomplete installation.
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         if case .incomplete(_, _, _, let cause) = self { return cause }
         return nil
     }
