@@ -81,10 +81,10 @@ package struct DiskLayout: Sendable {
         do {
             table = try read(disk: sketch)
         } catch let error as InstallError {
-            if case .invalidImage(_, let reason) = error { throw InstallError.invalidImage(path: image.path, reason: reason) }
+            if case .invalidImage(_, let reason, let cause) = error { throw InstallError.invalidImage(path: image.path, reason: reason, cause: cause) }
             throw error
         } catch let error as FdiskError {
-            throw InstallError.invalidImage(path: image.path, reason: "its partition table cannot be read: \(error)")
+            throw InstallError.invalidImage(path: image.path, reason: "its partition table cannot be read: \(error)", cause: error)
         }
         for partition in table.partitions {
             guard partition.startBytes + partition.sizeBytes <= UInt64(image.virtualSize) else {

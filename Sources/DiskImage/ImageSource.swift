@@ -156,7 +156,7 @@ package struct ImageRecords: Sendable {
                     expectations.append((output.sha256.lowercased(), (manifestPath as NSString).lastPathComponent))
                 }
             } catch {
-                throw InstallError.invalidImage(path: image, reason: "its manifest \(manifestPath) cannot be read: \(error)")
+                throw InstallError.invalidImage(path: image, reason: "its manifest \(manifestPath) cannot be read: \(error)", cause: error)
             }
         }
         let sumsPath = (directory.isEmpty ? "." : directory) + "/SHA256SUMS"

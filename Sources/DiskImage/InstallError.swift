@@ -4,8 +4,9 @@ import SystemSupport
 package enum InstallError: CausedError, CustomStringConvertible, Sendable {
     /// An option's value cannot be used; nothing was written. `value` is nil for secrets.
     case invalidOption(option: String, value: String?, reason: String)
-    /// The image is not an image rast-install can install.
-    case invalidImage(path: String, reason: String)
+    /// The image is not an image rast-install can install; `cause` is the error behind the
+    /// reason, when there is one.
+    case invalidImage(path: String, reason: String, cause: (any Error)? = nil)
     /// The image's SHA-256 is not the one its manifest or SHA256SUMS records.
     case checksumMismatch(path: String, recordedIn: String, expected: String, actual: String)
     /// The target may not be written.
@@ -23,7 +24,7 @@ package enum InstallError: CausedError, CustomStringConvertible, Sendable {
         case .invalidOption(let option, let value, let reason):
             let shown = value.map { " '\($0)'" } ?? ""
             return "\(option)\(shown): \(reason); nothing was written"
-        case .invalidImage(let path, let reason):
+        case .invalidImage(let path, let reason, _):
             return "\(path) is not an installable rastOS image: \(reason)"
         case .checksumMismatch(let path, let recordedIn, let expected, let actual):
             return "\(path) is damaged or not the image \(recordedIn) describes: its SHA-256 is \(actual), \(recordedIn) records \(expected); nothing was written"
@@ -43,7 +44,10 @@ package enum InstallError: CausedError, CustomStringConvertible, Sendable {
 extension InstallError {
     /// The error that stopped an incomplete installation.
     package var cause: (any Error)? {
-        if case .incomplete(_, _, _, let cause) = self { return cause }
-        return nil
+        switch self {
+        case .incomplete(_, _, _, let cause): cause
+        case .invalidImage(_, _, let cause): cause
+        default: nil
+        }
     }
 }
