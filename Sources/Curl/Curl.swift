@@ -98,25 +98,10 @@ public struct DownloadResult: Sendable, Equatable {
 /// One libcurl easy handle. Reusing it for several transfers keeps connections open.
 /// Not for use from several threads at once.
 public final class CurlTransfer {
-    private let handle: UnsafeMutableRawPointer
-    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let easy: EasyHandle
 
     public init() throws {
-        let initCode = curlGlobalInit
-        guard initCode == CURLE_OK.rawValue else {
-            throw CurlError.setup(function: "curl_global_init", code: Int(initCode), message: curlMessage(initCode))
-        }
-        guard let handle = curl_easy_init() else {
-            throw CurlError.setup(function: "curl_easy_init", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
-        }
-        self.handle = handle
-        errorBuffer = .allocate(capacity: RAST_CURL_ERROR_SIZE)
-        errorBuffer.initialize(repeating: 0, count: RAST_CURL_ERROR_SIZE)
-    }
-
-    deinit {
-        curl_easy_cleanup(handle)
-        errorBuffer.deallocate()
+        easy = try EasyHandle()
     }
 
     /// Downloads `url` to `path`. With `options.resume`, an existing file is taken as the
@@ -139,7 +124,7 @@ public final class CurlTransfer {
 
     /// Fetches `url` into memory (for indexes and small files), refusing more than `limit` bytes.
     public func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
-        let state = TransferState(handle: handle, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
+        let state = TransferState(handle: easy.pointer, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
         _ = try perform(url, state: state, options: options, resumeFrom: 0)
         return state.memory
     }
@@ -171,7 +156,7 @@ public final class CurlTransfer {
         guard fd >= 0 else { throw CurlError.file(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
 
-        let state = TransferState(handle: handle, sink: .file(fd: fd, path: path), resumeFrom: resumeFrom, progress: progress)
+        let state = TransferState(handle: easy.pointer, sink: .file(fd: fd, path: path), resumeFrom: resumeFrom, progress: progress)
         let status = try perform(url, state: state, options: options, resumeFrom: resumeFrom)
         guard fsync(fd) == 0 else { throw CurlError.file(path: path, operation: "fsync", errno: errno) }
         var info = stat()
@@ -180,54 +165,52 @@ public final class CurlTransfer {
         if let progress, state.lastReported != size {
             try progress(DownloadProgress(bytes: size, total: size))
         }
-        return DownloadResult(effectiveURL: getString(CURLINFO_EFFECTIVE_URL) ?? url, status: status, bytes: size,
+        return DownloadResult(effectiveURL: easy.getString(CURLINFO_EFFECTIVE_URL) ?? url, status: status, bytes: size,
                               resumedFrom: resumeFrom, attempts: attempt)
     }
 
     /// Sets up and runs one transfer; returns the final HTTP status.
     private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64) throws -> Int {
-        curl_easy_reset(handle)
+        try easy.reset()
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
-        errorBuffer[0] = 0
         let context = Unmanaged.passUnretained(state).toOpaque()
-        try set(CURLOPT_URL, url)
-        try set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
-        try set(CURLOPT_NOSIGNAL, 1)
-        try set(CURLOPT_PROTOCOLS_STR, "http,https,file")
-        try set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-        try set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
-        try set(CURLOPT_MAXREDIRS, options.maxRedirects)
-        try set(CURLOPT_USERAGENT, options.userAgent)
+        try easy.set(CURLOPT_URL, url)
+        try easy.set(CURLOPT_NOSIGNAL, 1)
+        try easy.set(CURLOPT_PROTOCOLS_STR, "http,https,file")
+        try easy.set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        try easy.set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
+        try easy.set(CURLOPT_MAXREDIRS, options.maxRedirects)
+        try easy.set(CURLOPT_USERAGENT, options.userAgent)
         for header in options.headers {
             guard let appended = curl_slist_append(headerList, header) else {
                 throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
             }
             headerList = appended
         }
-        if let headerList { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
-        if let timeout = options.connectTimeout { try set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
-        if let timeout = options.timeout { try set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
+        if let headerList { try easy.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
+        if let timeout = options.connectTimeout { try easy.set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
+        if let timeout = options.timeout { try easy.set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
         if let stall = options.stallLimit {
-            try set(CURLOPT_LOW_SPEED_LIMIT, stall.bytesPerSecond)
-            try set(CURLOPT_LOW_SPEED_TIME, stall.seconds)
+            try easy.set(CURLOPT_LOW_SPEED_LIMIT, stall.bytesPerSecond)
+            try easy.set(CURLOPT_LOW_SPEED_TIME, stall.seconds)
         }
         if resumeFrom > 0 {
-            try check("curl_easy_setopt(CURLOPT_RESUME_FROM_LARGE)",
-                      rast_curl_set_offset(handle, CURLOPT_RESUME_FROM_LARGE, curl_off_t(resumeFrom)))
+            try easy.check("curl_easy_setopt(CURLOPT_RESUME_FROM_LARGE)",
+                           rast_curl_set_offset(easy.pointer, CURLOPT_RESUME_FROM_LARGE, curl_off_t(resumeFrom)))
         }
-        try check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_WRITEFUNCTION, curlWriteCallback))
-        try set(CURLOPT_WRITEDATA, context)
-        try check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
-        try set(CURLOPT_HEADERDATA, context)
-        try set(CURLOPT_NOPROGRESS, state.progress == nil ? 1 : 0)
+        try easy.check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        try easy.set(CURLOPT_WRITEDATA, context)
+        try easy.check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        try easy.set(CURLOPT_HEADERDATA, context)
+        try easy.set(CURLOPT_NOPROGRESS, state.progress == nil ? 1 : 0)
         if state.progress != nil {
-            try check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(handle, curlProgressCallback))
-            try set(CURLOPT_XFERINFODATA, context)
+            try easy.check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(easy.pointer, curlProgressCallback))
+            try easy.set(CURLOPT_XFERINFODATA, context)
         }
 
-        let code = withExtendedLifetime(state) { curl_easy_perform(handle) }
-        let status = getLong(CURLINFO_RESPONSE_CODE)
+        let code = withExtendedLifetime(state) { curl_easy_perform(easy.pointer) }
+        let status = easy.getLong(CURLINFO_RESPONSE_CODE)
         if let error = state.callbackError { throw error }
         switch code {
         case CURLE_OK:
@@ -235,7 +218,7 @@ public final class CurlTransfer {
         case CURLE_RANGE_ERROR where resumeFrom > 0, CURLE_BAD_DOWNLOAD_RESUME where resumeFrom > 0:
             throw CannotResume()
         default:
-            throw transferError(url, code)
+            throw easy.transferError(url, code)
         }
         let scheme = url.prefix { $0 != ":" }.lowercased()
         guard scheme == "http" || scheme == "https" else { return status }
@@ -246,48 +229,6 @@ public final class CurlTransfer {
         }
         guard (200..<300).contains(status) else { throw CurlError.http(url: url, status: status) }
         return status
-    }
-
-    private func transferError(_ url: String, _ code: CURLcode) -> CurlError {
-        let buffered = String(cString: errorBuffer)
-        var message = buffered.isEmpty ? curlMessage(code.rawValue) : buffered
-        // libcurl's message leaves out the system's reason ("Connection refused").
-        let systemErrno = Int32(truncatingIfNeeded: getLong(CURLINFO_OS_ERRNO))
-        if systemErrno != 0 {
-            let reason = String(cString: strerror(systemErrno))
-            if !message.contains(reason) { message += " (\(reason))" }
-        }
-        return .transfer(url: url, code: Int(code.rawValue), message: message)
-    }
-
-    private func check(_ function: String, _ code: CURLcode) throws {
-        guard code == CURLE_OK else {
-            throw CurlError.setup(function: function, code: Int(code.rawValue), message: curlMessage(code.rawValue))
-        }
-    }
-
-    private func set(_ option: CURLoption, _ value: Int) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(handle, option, value))
-    }
-
-    private func set(_ option: CURLoption, _ value: String) throws {
-        // libcurl copies string options (since 7.17), so the temporary C string may go.
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(handle, option, value))
-    }
-
-    private func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(handle, option, value))
-    }
-
-    private func getLong(_ info: CURLINFO) -> Int {
-        var value = 0
-        return rast_curl_get_long(handle, info, &value) == CURLE_OK ? value : 0
-    }
-
-    private func getString(_ info: CURLINFO) -> String? {
-        var value: UnsafeMutablePointer<CChar>?
-        guard rast_curl_get_string(handle, info, &value) == CURLE_OK, let value else { return nil }
-        return String(cString: value)
     }
 }
 
@@ -310,13 +251,6 @@ public enum Curl {
 }
 
 // MARK: - Callbacks and their shared state
-
-/// curl_global_init, exactly once per process (a global is initialised thread-safely).
-private let curlGlobalInit: UInt32 = rast_curl_global_init().rawValue
-
-private func curlMessage(_ code: UInt32) -> String {
-    String(cString: curl_easy_strerror(CURLcode(rawValue: code)))
-}
 
 extension CurlError {
     /// Failures after which a resumed attempt may succeed.

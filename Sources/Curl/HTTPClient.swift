@@ -46,25 +46,10 @@ public struct HTTPResponse: Sendable {
 /// A client with one libcurl easy handle, reused so that connections stay open.
 /// Not for use from several threads at once.
 public final class HTTPClient {
-    private let handle: UnsafeMutableRawPointer
-    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let easy: EasyHandle
 
     public init() throws {
-        let initCode = httpGlobalInit
-        guard initCode == CURLE_OK.rawValue else {
-            throw CurlError.setup(function: "curl_global_init", code: Int(initCode), message: message(initCode))
-        }
-        guard let handle = curl_easy_init() else {
-            throw CurlError.setup(function: "curl_easy_init", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
-        }
-        self.handle = handle
-        errorBuffer = .allocate(capacity: RAST_CURL_ERROR_SIZE)
-        errorBuffer.initialize(repeating: 0, count: RAST_CURL_ERROR_SIZE)
-    }
-
-    deinit {
-        curl_easy_cleanup(handle)
-        errorBuffer.deallocate()
+        easy = try EasyHandle()
     }
 
     /// Sends `request`. The body of a successful (2xx) response goes to `sink` when one is
@@ -72,9 +57,8 @@ public final class HTTPClient {
     /// `limit` bytes. Error bodies always come back in the response.
     public func send(_ request: HTTPRequest, limit: Int = 64 << 20,
                      sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
-        curl_easy_reset(handle)
-        errorBuffer[0] = 0
-        let state = RequestState(handle: handle, body: request.body, limit: limit, sink: sink, url: request.url)
+        try easy.reset()
+        let state = RequestState(handle: easy.pointer, body: request.body, limit: limit, sink: sink, url: request.url)
         let context = Unmanaged.passUnretained(state).toOpaque()
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -86,73 +70,42 @@ public final class HTTPClient {
             headerList = appended
         }
 
-        try set(CURLOPT_URL, request.url)
-        try set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
-        try set(CURLOPT_NOSIGNAL, 1)
-        try set(CURLOPT_PROTOCOLS_STR, "http,https")
-        try set(CURLOPT_USERAGENT, "rastOS")
-        try set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds) * 1000
+        try easy.set(CURLOPT_URL, request.url)
+        try easy.set(CURLOPT_NOSIGNAL, 1)
+        try easy.set(CURLOPT_PROTOCOLS_STR, "http,https")
+        try easy.set(CURLOPT_USERAGENT, "rastOS")
+        try easy.set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds) * 1000
                 + Int(request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
-        try set(CURLOPT_LOW_SPEED_LIMIT, request.stallLimit.bytesPerSecond)
-        try set(CURLOPT_LOW_SPEED_TIME, request.stallLimit.seconds)
-        if let headerList { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
+        try easy.set(CURLOPT_LOW_SPEED_LIMIT, request.stallLimit.bytesPerSecond)
+        try easy.set(CURLOPT_LOW_SPEED_TIME, request.stallLimit.seconds)
+        if let headerList { try easy.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
         switch request.method {
         case "GET":
             break
         case "HEAD":
-            try set(CURLOPT_NOBODY, 1)
+            try easy.set(CURLOPT_NOBODY, 1)
         default:
             if request.method != "DELETE" || !request.body.isEmpty {
                 // A body (possibly empty) through the read callback: PUT, POST.
-                try set(CURLOPT_UPLOAD, 1)
-                try check("curl_easy_setopt(CURLOPT_INFILESIZE_LARGE)",
-                          rast_curl_set_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.count)))
-                try check("curl_easy_setopt(CURLOPT_READFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_READFUNCTION, httpReadCallback))
-                try set(CURLOPT_READDATA, context)
+                try easy.set(CURLOPT_UPLOAD, 1)
+                try easy.check("curl_easy_setopt(CURLOPT_INFILESIZE_LARGE)",
+                          rast_curl_set_offset(easy.pointer, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.count)))
+                try easy.check("curl_easy_setopt(CURLOPT_READFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_READFUNCTION, httpReadCallback))
+                try easy.set(CURLOPT_READDATA, context)
             }
-            if request.method != "PUT" { try set(CURLOPT_CUSTOMREQUEST, request.method) }
+            if request.method != "PUT" { try easy.set(CURLOPT_CUSTOMREQUEST, request.method) }
         }
-        try check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_WRITEFUNCTION, httpWriteCallback))
-        try set(CURLOPT_WRITEDATA, context)
-        try check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(handle, CURLOPT_HEADERFUNCTION, httpHeaderCallback))
-        try set(CURLOPT_HEADERDATA, context)
+        try easy.check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_WRITEFUNCTION, httpWriteCallback))
+        try easy.set(CURLOPT_WRITEDATA, context)
+        try easy.check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_HEADERFUNCTION, httpHeaderCallback))
+        try easy.set(CURLOPT_HEADERDATA, context)
 
-        let code = withExtendedLifetime(state) { curl_easy_perform(handle) }
+        let code = withExtendedLifetime(state) { curl_easy_perform(easy.pointer) }
         if let error = state.callbackError { throw error }
-        guard code == CURLE_OK else { throw transferError(request.url, code) }
+        guard code == CURLE_OK else { throw easy.transferError(request.url, code) }
         var status = 0
-        _ = rast_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        _ = rast_curl_get_long(easy.pointer, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: state.headers, body: state.received)
-    }
-
-    private func transferError(_ url: String, _ code: CURLcode) -> CurlError {
-        let buffered = String(cString: errorBuffer)
-        var text = buffered.isEmpty ? message(code.rawValue) : buffered
-        var systemErrno = 0
-        _ = rast_curl_get_long(handle, CURLINFO_OS_ERRNO, &systemErrno)
-        if systemErrno != 0 {
-            let reason = String(cString: strerror(Int32(truncatingIfNeeded: systemErrno)))
-            if !text.contains(reason) { text += " (\(reason))" }
-        }
-        return .transfer(url: url, code: Int(code.rawValue), message: text)
-    }
-
-    private func check(_ function: String, _ code: CURLcode) throws {
-        guard code == CURLE_OK else {
-            throw CurlError.setup(function: function, code: Int(code.rawValue), message: message(code.rawValue))
-        }
-    }
-
-    private func set(_ option: CURLoption, _ value: Int) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(handle, option, value))
-    }
-
-    private func set(_ option: CURLoption, _ value: String) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(handle, option, value))
-    }
-
-    private func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(handle, option, value))
     }
 }
 
@@ -169,12 +122,6 @@ extension CurlError {
 }
 
 // MARK: - Callbacks
-
-private let httpGlobalInit: UInt32 = rast_curl_global_init().rawValue
-
-private func message(_ code: UInt32) -> String {
-    String(cString: curl_easy_strerror(CURLcode(rawValue: code)))
-}
 
 /// What the callbacks of one request share; reached through Unmanaged.
 private final class RequestState {
