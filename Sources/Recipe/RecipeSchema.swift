@@ -17,11 +17,7 @@ public struct RecipeKey: Sendable, Equatable {
     public let summary: String
 
     init(_ name: String, _ type: String, required: Bool = false, default defaultValue: String? = nil, _ summary: String) {
-        self.name = name
-        self.type = type
-        self.required = required
-        self.defaultValue = defaultValue
-        self.summary = summary
+        (self.name, self.type, self.required, self.defaultValue, self.summary) = (name, type, required, defaultValue, summary)
     }
 }
 
