@@ -86,6 +86,11 @@ let package = Package(
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
         .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Alpm", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
+        // rast vm: a snapshot booted in QEMU from a throw-away disk (the builder's disk layout and
+        // boot loader installer, from ImageSupport).
+        .target(name: "SnapshotMachine", dependencies: [
+            "ImageSupport", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Fdisk", "VirtualMachine", "SystemSupport",
+        ]),
         // rast-install: writes a built image to a disk and personalises it (shares ImageSupport with the pipeline).
         .target(name: "DiskImage", dependencies: [
             "ImageSupport", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
@@ -96,8 +101,8 @@ let package = Package(
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "VirtualMachine", "SystemSupport", argumentParser]),
         .target(name: "RastCLI", dependencies: [
-            "CommandLineSupport", "HostCommands", "Search", "Backup", "ObjectStore", "Containers", "OCI", "Services", "SnapshotTree", "SystemSupport",
-            argumentParser,
+            "CommandLineSupport", "HostCommands", "Search", "Backup", "ObjectStore", "Containers", "OCI", "Services", "SnapshotMachine",
+            "VirtualMachine", "SnapshotTree", "SystemSupport", argumentParser,
         ]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
@@ -127,7 +132,7 @@ let package = Package(
             "DiskImage", "ImageSupport", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "ImageSupport", "Alpm", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "ImageSupport", "Alpm", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "Btrfs", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),
@@ -138,6 +143,7 @@ let package = Package(
         .testTarget(name: "BackupTests", dependencies: [
             "Backup", "ObjectStore", "RastCLI", "SnapshotTree", "Btrfs", "SystemSupport", "TestSupport",
         ]),
+        .testTarget(name: "VirtualMachineTests", dependencies: ["VirtualMachine", "SystemSupport", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["RastBuildCLI", "RastCLI", "RastInstallCLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -124,7 +124,7 @@ public final class CurlTransfer {
 
     /// Fetches `url` into memory (for indexes and small files), refusing more than `limit` bytes.
     public func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
-        let state = TransferState(handle: easy.pointer, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
+        let state = TransferState(handle: easy.raw, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
         _ = try perform(url, state: state, options: options, resumeFrom: 0)
         return state.memory
     }
@@ -156,7 +156,7 @@ public final class CurlTransfer {
         guard fd >= 0 else { throw CurlError.file(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
 
-        let state = TransferState(handle: easy.pointer, sink: .file(fd: fd, path: path), resumeFrom: resumeFrom, progress: progress)
+        let state = TransferState(handle: easy.raw, sink: .file(fd: fd, path: path), resumeFrom: resumeFrom, progress: progress)
         let status = try perform(url, state: state, options: options, resumeFrom: resumeFrom)
         guard fsync(fd) == 0 else { throw CurlError.file(path: path, operation: "fsync", errno: errno) }
         var info = stat()
@@ -165,52 +165,39 @@ public final class CurlTransfer {
         if let progress, state.lastReported != size {
             try progress(DownloadProgress(bytes: size, total: size))
         }
-        return DownloadResult(effectiveURL: easy.getString(CURLINFO_EFFECTIVE_URL) ?? url, status: status, bytes: size,
+        return DownloadResult(effectiveURL: easy.string(CURLINFO_EFFECTIVE_URL) ?? url, status: status, bytes: size,
                               resumedFrom: resumeFrom, attempts: attempt)
     }
 
     /// Sets up and runs one transfer; returns the final HTTP status.
     private func perform(_ url: String, state: TransferState, options: DownloadOptions, resumeFrom: UInt64) throws -> Int {
-        try easy.reset()
-        var headerList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headerList) }
         let context = Unmanaged.passUnretained(state).toOpaque()
-        try easy.set(CURLOPT_URL, url)
-        try easy.set(CURLOPT_NOSIGNAL, 1)
-        try easy.set(CURLOPT_PROTOCOLS_STR, "http,https,file")
+        try easy.reset(url: url, protocols: "http,https,file")
         try easy.set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         try easy.set(CURLOPT_FOLLOWLOCATION, options.followRedirects ? 1 : 0)
         try easy.set(CURLOPT_MAXREDIRS, options.maxRedirects)
         try easy.set(CURLOPT_USERAGENT, options.userAgent)
-        for header in options.headers {
-            guard let appended = curl_slist_append(headerList, header) else {
-                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
-            }
-            headerList = appended
-        }
-        if let headerList { try easy.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
         if let timeout = options.connectTimeout { try easy.set(CURLOPT_CONNECTTIMEOUT_MS, timeout.milliseconds) }
         if let timeout = options.timeout { try easy.set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
         if let stall = options.stallLimit {
             try easy.set(CURLOPT_LOW_SPEED_LIMIT, stall.bytesPerSecond)
             try easy.set(CURLOPT_LOW_SPEED_TIME, stall.seconds)
         }
-        if resumeFrom > 0 {
-            try easy.check("curl_easy_setopt(CURLOPT_RESUME_FROM_LARGE)",
-                           rast_curl_set_offset(easy.pointer, CURLOPT_RESUME_FROM_LARGE, curl_off_t(resumeFrom)))
-        }
-        try easy.check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        if resumeFrom > 0 { try easy.set(CURLOPT_RESUME_FROM_LARGE, offset: resumeFrom) }
+        try easy.set(CURLOPT_WRITEFUNCTION, callback: curlWriteCallback)
         try easy.set(CURLOPT_WRITEDATA, context)
-        try easy.check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        try easy.set(CURLOPT_HEADERFUNCTION, callback: curlHeaderCallback)
         try easy.set(CURLOPT_HEADERDATA, context)
         try easy.set(CURLOPT_NOPROGRESS, state.progress == nil ? 1 : 0)
         if state.progress != nil {
-            try easy.check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(easy.pointer, curlProgressCallback))
+            try easy.check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(easy.raw, curlProgressCallback))
             try easy.set(CURLOPT_XFERINFODATA, context)
         }
 
-        let code = withExtendedLifetime(state) { curl_easy_perform(easy.pointer) }
-        let status = easy.getLong(CURLINFO_RESPONSE_CODE)
+        let code = try withExtendedLifetime(state) {
+            try easy.withHeaders(options.headers) { curl_easy_perform(easy.raw) }
+        }
+        let status = easy.long(CURLINFO_RESPONSE_CODE)
         if let error = state.callbackError { throw error }
         switch code {
         case CURLE_OK:

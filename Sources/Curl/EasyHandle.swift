@@ -3,11 +3,13 @@ import CCurl
 import Glibc
 #endif
 
-/// One libcurl easy handle and the error buffer libcurl writes its messages into, owned and
-/// freed here. `CurlTransfer` and `HTTPClient` each hold one and reuse it, so connections stay
-/// open. Not for use from several threads at once.
+/// One libcurl easy handle with its error buffer: what `CurlTransfer` (downloads) and
+/// `HTTPClient` (requests) share. `reset()` before each transfer sets the error buffer and the
+/// options every transfer gets (no signals, the allowed protocols); the typed setters turn a
+/// failed `curl_easy_setopt` into a `CurlError.setup`.
+/// Not for use from several threads at once.
 final class EasyHandle {
-    let pointer: UnsafeMutableRawPointer
+    let raw: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
 
     init() throws {
@@ -18,30 +20,47 @@ final class EasyHandle {
         guard let handle = curl_easy_init() else {
             throw CurlError.setup(function: "curl_easy_init", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
         }
-        pointer = handle
+        raw = handle
         errorBuffer = .allocate(capacity: RAST_CURL_ERROR_SIZE)
         errorBuffer.initialize(repeating: 0, count: RAST_CURL_ERROR_SIZE)
     }
 
     deinit {
-        curl_easy_cleanup(pointer)
+        curl_easy_cleanup(raw)
         errorBuffer.deallocate()
     }
 
-    /// Forgets the options and the message of the previous transfer (the connections stay) and
-    /// installs the error buffer again.
-    func reset() throws {
-        curl_easy_reset(pointer)
+    /// Forgets the previous transfer's options (connections stay open) and sets `url`, the
+    /// error buffer, no signals and the protocols allowed.
+    func reset(url: String, protocols: String) throws {
+        curl_easy_reset(raw)
         errorBuffer[0] = 0
+        try set(CURLOPT_URL, url)
         try set(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
+        try set(CURLOPT_NOSIGNAL, 1)
+        try set(CURLOPT_PROTOCOLS_STR, protocols)
     }
 
-    /// A failed transfer of `url`: libcurl's message (the error buffer's, else the code's),
-    /// with the system's reason ("Connection refused") when libcurl's leaves it out.
+    /// The request headers as a libcurl list, freed when `body` returns.
+    func withHeaders<T>(_ lines: [String], _ body: () throws -> T) throws -> T {
+        var list: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(list) }
+        for line in lines {
+            guard let appended = curl_slist_append(list, line) else {
+                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
+            }
+            list = appended
+        }
+        if let list { try set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list)) }
+        return try body()
+    }
+
+    /// The error of a failed `curl_easy_perform`: libcurl's detailed message, with the
+    /// system's reason ("Connection refused") that libcurl leaves out.
     func transferError(_ url: String, _ code: CURLcode) -> CurlError {
         let buffered = String(cString: errorBuffer)
         var message = buffered.isEmpty ? curlMessage(code.rawValue) : buffered
-        let systemErrno = Int32(truncatingIfNeeded: getLong(CURLINFO_OS_ERRNO))
+        let systemErrno = Int32(truncatingIfNeeded: long(CURLINFO_OS_ERRNO))
         if systemErrno != 0 {
             let reason = String(cString: strerror(systemErrno))
             if !message.contains(reason) { message += " (\(reason))" }
@@ -56,26 +75,36 @@ final class EasyHandle {
     }
 
     func set(_ option: CURLoption, _ value: Int) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(pointer, option, value))
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_long(raw, option, value))
     }
 
     func set(_ option: CURLoption, _ value: String) throws {
         // libcurl copies string options (since 7.17), so the temporary C string may go.
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(pointer, option, value))
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_string(raw, option, value))
     }
 
     func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer) throws {
-        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(pointer, option, value))
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_pointer(raw, option, value))
     }
 
-    func getLong(_ info: CURLINFO) -> Int {
+    func set(_ option: CURLoption, offset: UInt64) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_offset(raw, option, curl_off_t(offset)))
+    }
+
+    /// The write, read or header callback `option` names.
+    func set(_ option: CURLoption, callback: rast_curl_data_callback) throws {
+        try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_data_callback(raw, option, callback))
+    }
+
+    /// An integer after a transfer (0 when libcurl has none).
+    func long(_ info: CURLINFO) -> Int {
         var value = 0
-        return rast_curl_get_long(pointer, info, &value) == CURLE_OK ? value : 0
+        return rast_curl_get_long(raw, info, &value) == CURLE_OK ? value : 0
     }
 
-    func getString(_ info: CURLINFO) -> String? {
+    func string(_ info: CURLINFO) -> String? {
         var value: UnsafeMutablePointer<CChar>?
-        guard rast_curl_get_string(pointer, info, &value) == CURLE_OK, let value else { return nil }
+        guard rast_curl_get_string(raw, info, &value) == CURLE_OK, let value else { return nil }
         return String(cString: value)
     }
 }

@@ -57,28 +57,14 @@ public final class HTTPClient {
     /// `limit` bytes. Error bodies always come back in the response.
     public func send(_ request: HTTPRequest, limit: Int = 64 << 20,
                      sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
-        try easy.reset()
-        let state = RequestState(handle: easy.pointer, body: request.body, limit: limit, sink: sink, url: request.url)
+        let state = RequestState(handle: easy.raw, body: request.body, limit: limit, sink: sink, url: request.url)
         let context = Unmanaged.passUnretained(state).toOpaque()
-        var headerList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headerList) }
-        // libcurl would add "Expect: 100-continue" to large uploads and wait for the answer.
-        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
-            guard let appended = curl_slist_append(headerList, line) else {
-                throw CurlError.setup(function: "curl_slist_append", code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "out of memory")
-            }
-            headerList = appended
-        }
-
-        try easy.set(CURLOPT_URL, request.url)
-        try easy.set(CURLOPT_NOSIGNAL, 1)
-        try easy.set(CURLOPT_PROTOCOLS_STR, "http,https")
+        try easy.reset(url: request.url, protocols: "http,https")
         try easy.set(CURLOPT_USERAGENT, "rastOS")
         try easy.set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds) * 1000
-                + Int(request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+                     + Int(request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
         try easy.set(CURLOPT_LOW_SPEED_LIMIT, request.stallLimit.bytesPerSecond)
         try easy.set(CURLOPT_LOW_SPEED_TIME, request.stallLimit.seconds)
-        if let headerList { try easy.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) }
         switch request.method {
         case "GET":
             break
@@ -88,24 +74,25 @@ public final class HTTPClient {
             if request.method != "DELETE" || !request.body.isEmpty {
                 // A body (possibly empty) through the read callback: PUT, POST.
                 try easy.set(CURLOPT_UPLOAD, 1)
-                try easy.check("curl_easy_setopt(CURLOPT_INFILESIZE_LARGE)",
-                          rast_curl_set_offset(easy.pointer, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.count)))
-                try easy.check("curl_easy_setopt(CURLOPT_READFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_READFUNCTION, httpReadCallback))
+                try easy.set(CURLOPT_INFILESIZE_LARGE, offset: UInt64(request.body.count))
+                try easy.set(CURLOPT_READFUNCTION, callback: httpReadCallback)
                 try easy.set(CURLOPT_READDATA, context)
             }
             if request.method != "PUT" { try easy.set(CURLOPT_CUSTOMREQUEST, request.method) }
         }
-        try easy.check("curl_easy_setopt(CURLOPT_WRITEFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_WRITEFUNCTION, httpWriteCallback))
+        try easy.set(CURLOPT_WRITEFUNCTION, callback: httpWriteCallback)
         try easy.set(CURLOPT_WRITEDATA, context)
-        try easy.check("curl_easy_setopt(CURLOPT_HEADERFUNCTION)", rast_curl_set_data_callback(easy.pointer, CURLOPT_HEADERFUNCTION, httpHeaderCallback))
+        try easy.set(CURLOPT_HEADERFUNCTION, callback: httpHeaderCallback)
         try easy.set(CURLOPT_HEADERDATA, context)
 
-        let code = withExtendedLifetime(state) { curl_easy_perform(easy.pointer) }
+        // libcurl would add "Expect: 100-continue" to large uploads and wait for the answer.
+        let headers = request.headers.map { "\($0.name): \($0.value)" } + ["Expect:"]
+        let code = try withExtendedLifetime(state) {
+            try easy.withHeaders(headers) { curl_easy_perform(easy.raw) }
+        }
         if let error = state.callbackError { throw error }
         guard code == CURLE_OK else { throw easy.transferError(request.url, code) }
-        var status = 0
-        _ = rast_curl_get_long(easy.pointer, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponse(status: status, headers: state.headers, body: state.received)
+        return HTTPResponse(status: easy.long(CURLINFO_RESPONSE_CODE), headers: state.headers, body: state.received)
     }
 }
 

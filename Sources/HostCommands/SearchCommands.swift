@@ -4,6 +4,9 @@ import Packages
 import Search
 import SnapshotTree
 import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `rast search`: packages (repository databases and installed), /etc and service definitions
 /// of a snapshot, ranked by `Search`; and the file lists of installed packages (`--files`).
@@ -66,7 +69,34 @@ package final class SearchCommands {
         return layout.etc(id)
     }
 
-    func indexPath(_ id: Int) -> String { layout.stateDirectory + "/search/snapshot-\(id).index" }
+    func indexPath(_ id: Int) -> String { Self.indexPath(id, layout: layout) }
+
+    static func indexPath(_ id: Int, layout: Layout) -> String { layout.stateDirectory + "/search/snapshot-\(id).index" }
+
+    /// Removes the indexes of deleted snapshots (`rast del` calls it). The index is derived data:
+    /// a failure to remove one is logged, never fatal.
+    static func removeIndexes(of ids: [Int], layout: Layout) {
+        for id in ids {
+            let path = indexPath(id, layout: layout)
+            if unlink(path) != 0, errno != ENOENT {
+                RastLog.logger.warning("search: could not remove \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Indexes whose snapshot no longer exists (deleted by an older rast, or by astOS's `ast`):
+    /// removed before a search writes its own.
+    func removeOrphanedIndexes() throws {
+        let directory = layout.stateDirectory + "/search"
+        guard let names = try? FileManagerShim.contents(of: directory) else { return }
+        let state = try store.state()
+        let orphans = names.compactMap { name -> Int? in
+            guard name.hasPrefix("snapshot-"), name.hasSuffix(".index"),
+                  let id = Int(name.dropFirst("snapshot-".count).dropLast(".index".count)) else { return nil }
+            return state.contains(id) ? nil : id
+        }
+        Self.removeIndexes(of: orphans, layout: layout)
+    }
 
     /// The engine over snapshot `id`, its index updated first.
     package func engine(_ id: Int, table: EmbeddingTable? = nil) throws -> (engine: SearchEngine, report: SearchIndex.UpdateReport) {
@@ -114,6 +144,7 @@ package final class SearchCommands {
         }
         RastLog.logger.debug("search: sources of snapshot \(id) fingerprinted in \(Self.milliseconds(clock.elapsed))")
         clock = Stopwatch()
+        try removeOrphanedIndexes()
         let path = indexPath(id)
         let seed = layout.stateDirectory + "/search/last"
         let seeds = (try? Files.readString(seed)).map { [$0.trimmingWhitespace] }.map { $0.filter { $0 != path } } ?? []

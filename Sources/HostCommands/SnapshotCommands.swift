@@ -73,6 +73,7 @@ extension HostSession {
                 guard confirm("delete \(what)?") else { throw SnapshotError.cancelled }
             }
             let deleted = try store.delete(id)
+            SearchCommands.removeIndexes(of: deleted, layout: store.layout)
             output("deleted snapshot\(deleted.count == 1 ? "" : "s") \(deleted.map(String.init).joined(separator: ", "))")
         }
     }

@@ -251,7 +251,7 @@ public final class ImageBuilder {
             filesystemUUID: settings.filesystemUUID, rootPartitionUUID: settings.rootPartitionUUID,
             snapshots: state.snapshots, deployed: recipe.snapshots.deploy, tree: tree,
             stageTimings: timings + [Manifest.StageTiming(stage: "total", seconds: (total.elapsed * 100).rounded() / 100)],
-            outputs: outputs, bootTests: bootResults)
+            outputs: outputs, bootTests: bootResults, users: recipe.users.map { Manifest.User(name: $0.name, sshKeys: $0.sshKeys) })
         let manifestTemporary = work.appending("\(recipe.name).manifest.json")
         try Files.writeAtomically(manifestTemporary, bytes: try manifest.encoded())
         files.append((recipe.output.directory + "/\(recipe.name).manifest.json", manifestTemporary))

@@ -25,6 +25,18 @@ public struct Manifest: Codable, Sendable {
         public let firmware: [String]
     }
 
+    /// A user of the image and the SSH public keys the recipe gave them (what `rast-build vm`
+    /// and `rast-build ssh` log in with).
+    public struct User: Codable, Sendable, Equatable {
+        public let name: String
+        public let sshKeys: [String]
+
+        public init(name: String, sshKeys: [String]) {
+            self.name = name
+            self.sshKeys = sshKeys
+        }
+    }
+
     public struct StageTiming: Codable, Sendable {
         public let stage: String
         public let seconds: Double
@@ -55,6 +67,8 @@ public struct Manifest: Codable, Sendable {
     public let stageTimings: [StageTiming]
     public let outputs: [Output]
     public let bootTests: [BootTestResult]
+    /// The recipe's users, in order (nil in manifests written before it was recorded).
+    public var users: [User]? = nil
 
     public func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()

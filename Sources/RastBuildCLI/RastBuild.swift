@@ -13,7 +13,7 @@ public struct RastBuild: ParsableCommand {
             one stage or one tool on its own. The recipe format is described in docs/recipe.md.
             """,
         version: RastVersion.string,
-        subcommands: [Build.self, Validate.self, Plan.self, KernelCommand.self, BootCommand.self, Convert.self],
+        subcommands: [Build.self, Validate.self, Plan.self, KernelCommand.self, BootCommand.self, VMCommand.self, SSHCommand.self, Convert.self],
         defaultSubcommand: Build.self)
 
     public init() {}

@@ -26,6 +26,7 @@ public struct Rast: ParsableCommand {
             PkgCommand.self, PacmanCommand.self, ServiceCommand.self,
             SearchCommand.self, AskCommand.self,
             BackupCommand.self, RestoreCommand.self, ContainerCommand.self,
+            VMCommand.self,
         ])
 
     public init() {}

@@ -47,6 +47,22 @@ public struct MachineConfiguration: Sendable {
     /// No network card (the default), or QEMU's user networking (see `Network`).
     public var network: Network = .none
 
+    /// Where the serial console goes (see `Console`).
+    public var console: Console = .watched
+    /// A reboot in the guest ends QEMU (`-no-reboot`), as the boot tests want; false lets
+    /// the machine reboot (a person's virtual machine).
+    public var rebootEndsMachine = true
+
+    /// The serial console.
+    public enum Console: Sendable, Equatable {
+        /// On QEMU's stdout, which the caller reads (the boot tests); no monitor.
+        case watched
+        /// On QEMU's stdin and stdout, multiplexed with QEMU's monitor (`-serial mon:stdio`):
+        /// a person's terminal, where Ctrl-A X quits, Ctrl-A C switches to the monitor and
+        /// Ctrl-C goes to the guest.
+        case terminal
+    }
+
     /// The guest's network.
     public enum Network: Sendable, Equatable {
         case none
@@ -190,6 +206,50 @@ public enum QEMU {
         return accelerator(for: configuration)
     }
 
+    /// The accelerator for a machine whose console we will not see (it goes to a person's
+    /// terminal), decided as `boot` decides it: `accelerator(for:)`, and when that is only a
+    /// tentative KVM, a short watched boot of the same machine first (its disks with
+    /// throw-away writes, no network): KVM when a kernel line shows within
+    /// `kvmSilenceSeconds`, else TCG. The console of that boot goes to `consoleLog`.
+    public static func decideAccelerator(for configuration: MachineConfiguration, consoleLog: String,
+                                         progress: ProgressReporter = SilentProgress(),
+                                         kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws -> String {
+        let tentative = accelerator(for: configuration)
+        let program = configuration.program
+        guard tentative == "kvm", forcedAccelerator == nil, decided.withLock({ $0[program] }) == nil else { return tentative }
+        var trial = configuration
+        trial.disks = trial.disks.map { var disk = $0; disk.snapshot = true; return disk }
+        trial.network = .none
+        trial.console = .watched
+        trial.rebootEndsMachine = true
+        let scratch = try TemporaryDirectory(prefix: "rast-qemu")
+        defer { try? scratch.remove() }
+        var varsCopy: String?
+        if trial.firmware == .uefi {
+            guard Files.exists(ovmfCode), Files.exists(ovmfVars) else { throw QEMUError.missingFirmware(ovmfCode) }
+            varsCopy = scratch.appending("OVMF_VARS.fd")
+            try Command("cp", [ovmfVars, scratch.appending("OVMF_VARS.fd")]).run()
+        }
+        progress.note("QEMU: checking that KVM runs this machine's kernel (up to \(Int(kvmSilenceSeconds)) s; RAST_ACCEL=tcg or kvm skips the check)")
+        let log = try LogFile(path: consoleLog)
+        let command = Command(program, arguments(for: trial, accelerator: "kvm", varsCopy: varsCopy))
+        log.write("# KVM check: \(command)\n")
+        let started = Stopwatch()
+        var kernelSeen = false
+        let result = try command.run(output: .watch(interval: 1) { line in
+            guard let line else { return started.elapsed >= kvmSilenceSeconds }
+            log.write(line.filter { $0 != "\u{1B}" } + "\n")
+            if isKernelLine(line) { kernelSeen = true }
+            return kernelSeen
+        }, check: false, timeout: kvmSilenceSeconds + 5)
+        let chosen = kernelSeen ? "kvm" : "tcg"
+        log.write("# KVM check: \(kernelSeen ? "a kernel line" : "no kernel line (\(result.termination))") after \(started.formatted): \(chosen)\n")
+        if !kernelSeen {
+            progress.note("QEMU: the machine printed no kernel line under KVM, so KVM does not run guests here; using TCG")
+        }
+        return remember(chosen, for: program)
+    }
+
     @discardableResult
     static func remember(_ accelerator: String, for program: String) -> String {
         decided.withLock { $0[program] = accelerator }
@@ -213,8 +273,13 @@ public enum QEMU {
     /// The argument list for a configuration.
     public static func arguments(for configuration: MachineConfiguration, accelerator: String, varsCopy: String?) -> [String] {
         var args = ["-accel", accelerator, "-machine", "q35", "-m", configuration.memory,
-                    "-smp", String(configuration.cpus), "-display", "none", "-vga", "none", "-monitor", "none",
-                    "-serial", "stdio", "-no-reboot"] + configuration.networkArguments
+                    "-smp", String(configuration.cpus), "-display", "none", "-vga", "none"]
+        switch configuration.console {
+        case .watched: args += ["-monitor", "none", "-serial", "stdio"]
+        case .terminal: args += ["-serial", "mon:stdio"]
+        }
+        if configuration.rebootEndsMachine { args.append("-no-reboot") }
+        args += configuration.networkArguments
         if accelerator == "tcg" { args += ["-cpu", "max"] } else { args += ["-cpu", "host"] }
         if configuration.firmware == .uefi, let varsCopy {
             args += ["-drive", "if=pflash,format=raw,readonly=on,file=\(ovmfCode)",

@@ -154,5 +154,23 @@ enum SearchTestPackages {
         let index = tree.layout.stateDirectory + "/search/snapshot-1.index"
         #expect(Files.exists(index))
         #expect(try Files.size(index) < 512 * 1024)
+
+        // `rast del` removes a deleted snapshot's index; an index whose snapshot went away
+        // by other means (an older rast, astOS's ast) is removed by the next search.
+        let branch = try rast.run(["branch", "1"])
+        #expect(branch.status == 0, "\(branch.output)")
+        let branched = try #require(try tree.state().snapshots.map(\.id).max())
+        let searched = try rast.run(["search", "--snapshot", String(branched), "vim"])
+        #expect(searched.status == 0, "\(searched.output)")
+        let branchIndex = tree.layout.stateDirectory + "/search/snapshot-\(branched).index"
+        #expect(Files.exists(branchIndex))
+        let deleted = try rast.run(["del", "--yes", String(branched)])
+        #expect(deleted.status == 0, "\(deleted.output)")
+        #expect(!Files.exists(branchIndex), "rast del left the index of snapshot \(branched)")
+        let stray = tree.layout.stateDirectory + "/search/snapshot-9999.index"
+        try FileManager.default.copyItem(atPath: index, toPath: stray)
+        #expect(try rast.run(["search", "vim"]).status == 0)
+        #expect(!Files.exists(stray), "a search kept the index of a snapshot that does not exist")
+        #expect(Files.exists(index))
     }
 }

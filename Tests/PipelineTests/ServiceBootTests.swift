@@ -21,32 +21,12 @@ extension ImageBuilds {
     /// 3. Snapshot 1 boots with beta running again.
     @Suite(.serialized) struct ServiceBootTests {
         @Test func loginServicesDisableRebootRollback() throws {
-            try ImageTestSupport.requirements()
-            try Require.programs("ssh", "ssh-keygen", "s6-svscan", "dropbear", "patchelf")
+            // The default image with a key made here and the services alpha, beta and failing
+            // (SSHTestImage, shared with VirtualMachineTests); this test changes a copy.
+            let shared = try SSHTestImage.shared()
             let scratch = try Scratch("rast-services-boot")
-            let out = scratch.appending("out")
-            let key = scratch.appending("id_ed25519")
-            let publicKey = try SSHClient.generateKey(at: key, comment: "rast-test@127.0.0.1")
-            let recipe = try ImageTestSupport.recipe("minimal", output: out) { recipe in
-                recipe.output.formats = [.raw]
-                // Under TCG on a busy machine the kernel's check of the timer interrupt can fail
-                // ("IO-APIC + timer doesn't work!"); it tests QEMU, not the image.
-                recipe.system.kernelCommandLine += " no_timer_check"
-                recipe.users[0].sshKeys = [publicKey]
-                recipe.services += [
-                    ServiceDefinition(name: "alpha", description: "takes 2 s to listen",
-                                      program: .shell("sleep 2; echo 'alpha: listening now'; exec httpd -f -p 127.0.0.1:7001 -h /etc"),
-                                      restartDelay: 1000, restartDelayMax: 4000, readiness: .tcp(port: 7001)),
-                    ServiceDefinition(name: "beta", description: "needs alpha",
-                                      program: .shell("if grep -q ':1B59 00000000:0000 0A' /proc/net/tcp; then echo 'beta: alpha was listening when beta started'; else echo 'beta: alpha was not listening'; fi; exec sleep 100000"),
-                                      depends: ["alpha"]),
-                    ServiceDefinition(name: "failing", description: "always fails",
-                                      program: .shell("echo 'failing: cannot open /nonexistent/config'; exit 3"),
-                                      restartDelay: 500, restartDelayMax: 2000),
-                ]
-            }
-            _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
-            let image = out + "/minimal.raw"
+            let image = try shared.copy(to: scratch.appending("out"))
+            let key = shared.key
 
             func boot(_ number: Int, current: Int, login: Bool, checks: String) throws -> BootTestResult {
                 var test = BootTest(image: image, format: "raw", firmware: .bios, timeout: 400, memory: "512M",
@@ -159,7 +139,7 @@ extension ImageBuilds {
                 """)
             #expect(third.passed, "\(third.outcome)")
             #expect(reports(third, "list").contains { $0.hasPrefix("beta") && $0.contains(" running ") }, "\(reports(third, "list"))")
-            try ImageTestSupport.expectNoLeftovers(under: out)
+            try ImageTestSupport.expectNoLeftovers(under: scratch.path)
         }
     }
 }
