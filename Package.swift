@@ -5,7 +5,7 @@
 //   Btrfs Alpm Fdisk Blkid Archive Curl Git Zlib   one Swift wrapper per C library
 //   SystemSupport processes, mounts, loop devices, locks, atomic writes, progress
 //   TOML Recipe   a position-keeping TOML parser and the typed, validated recipe
-//   SnapshotTree BootEntries QCOW2 Kernel Packages DiskImage Pipeline HostCommands
+//   SnapshotTree BootEntries QCOW2 Kernel Packages ImageSupport DiskImage Pipeline HostCommands
 //   RastBuildCLI RastCLI RastInstallCLI   command trees (tested), behind thin executables
 import PackageDescription
 
@@ -70,33 +70,40 @@ let package = Package(
         .target(name: "Backup", dependencies: ["ObjectStore", "SnapshotTree", "Btrfs", "CZstd", "CCrypto", "SystemSupport"]),
 
         // Stages and host operations.
-        .target(name: "Kernel", dependencies: ["Curl", "Git", "Archive", "Packages", "SystemSupport"]),
-        .target(name: "Packages", dependencies: ["Alpm", "Archive", "Curl", "Git", "SystemSupport", systemPackage]),
+        .target(name: "Kernel", dependencies: ["Curl", "Git", "Packages", "SystemSupport"]),
+        .target(name: "Packages", dependencies: ["Alpm", "Archive", "Git", "SystemSupport", systemPackage]),
+        // What building an image (Pipeline), installing it (DiskImage) and the host share: the
+        // attached disk and its partition names, the boot loader installer, the account files,
+        // host tool checks. Nothing here links libalpm, libgit2, libcurl or libarchive.
+        .target(name: "ImageSupport", dependencies: ["Recipe", "SnapshotTree", "BootEntries", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
-            "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2",
-            "VirtualMachine", "Fdisk", "Blkid", "Btrfs", "Curl", "Git", "Services", "SystemSupport", "OCI", "Containers",
+            "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2", "ImageSupport",
+            "VirtualMachine", "Fdisk", "Blkid", "Services", "SystemSupport", "OCI", "Containers",
         ]),
         // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
         .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
         // Containers: OCI images (registry client, layer store) and crun-run containers.
         .target(name: "OCI", dependencies: ["Curl", "Archive", "Btrfs", "SystemSupport"]),
         .target(name: "Containers", dependencies: ["OCI", "SystemSupport", "CLinux"]),
-        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
-        // rast vm: a snapshot booted in QEMU from a throw-away disk (the builder's disk and boot
-        // loader stages; narrows to the module below Pipeline that holds them once it exists).
+        .target(name: "HostCommands", dependencies: ["SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Alpm", "Packages", "Search", "Services", "SystemSupport", "OCI", "Containers"]),
+        // rast vm: a snapshot booted in QEMU from a throw-away disk (the builder's disk layout and
+        // boot loader installer, from ImageSupport).
         .target(name: "SnapshotMachine", dependencies: [
-            "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Fdisk", "VirtualMachine", "SystemSupport",
+            "ImageSupport", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Fdisk", "VirtualMachine", "SystemSupport",
         ]),
-        // rast-install: writes a built image to a disk and personalises it (reuses the pipeline's stages).
+        // rast-install: writes a built image to a disk and personalises it (shares ImageSupport with the pipeline).
         .target(name: "DiskImage", dependencies: [
-            "Pipeline", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
+            "ImageSupport", "SnapshotTree", "BootEntries", "Recipe", "QCOW2", "Fdisk", "Blkid", "Btrfs", "SystemSupport", "CLinux",
             systemPackage,
         ]),
 
         // Command trees and the thin executables.
         .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
-        .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "Kernel", "VirtualMachine", argumentParser]),
-        .target(name: "RastCLI", dependencies: ["CommandLineSupport", "HostCommands", "Search", "Backup", "Containers", "OCI", "Services", "SnapshotMachine", "VirtualMachine", argumentParser]),
+        .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "VirtualMachine", "SystemSupport", argumentParser]),
+        .target(name: "RastCLI", dependencies: [
+            "CommandLineSupport", "HostCommands", "Search", "Backup", "ObjectStore", "Containers", "OCI", "Services", "SnapshotMachine",
+            "VirtualMachine", "SnapshotTree", "SystemSupport", argumentParser,
+        ]),
         .target(name: "RastInstallCLI", dependencies: ["CommandLineSupport", "DiskImage", "SystemSupport", argumentParser]),
         .executableTarget(name: "rast-build", dependencies: ["RastBuildCLI"]),
         .executableTarget(name: "rast", dependencies: ["RastCLI"]),
@@ -122,10 +129,10 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "VirtualMachine", "Archive", "TestSupport"]),
         .testTarget(name: "PackagesTests", dependencies: ["Packages", "Alpm", "SystemSupport", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: [
-            "DiskImage", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
+            "DiskImage", "ImageSupport", "RastInstallCLI", "CommandLineSupport", "Pipeline", "Recipe", "SnapshotTree", "BootEntries", "QCOW2", "Fdisk", "Blkid",
             "VirtualMachine", "TestSupport",
         ]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "Btrfs", "VirtualMachine", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "ImageSupport", "Alpm", "Recipe", "Blkid", "Packages", "Services", "BootEntries", "SnapshotTree", "Btrfs", "VirtualMachine", "TestSupport"]),
         .testTarget(name: "HostCommandsTests", dependencies: [
             "HostCommands", "RastCLI", "Packages", "Alpm", "SnapshotTree", "Btrfs", "BootEntries", "SystemSupport", "TestSupport",
         ]),

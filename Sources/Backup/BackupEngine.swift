@@ -6,21 +6,21 @@ import ObjectStore
 import SnapshotTree
 import SystemSupport
 
-public final class BackupEngine {
+package final class BackupEngine {
     /// The tree backups are made from and restored into; nil for what needs none (verify, prune).
-    public let tree: SnapshotStore?
-    public let repository: BackupRepository
+    package let tree: SnapshotStore?
+    package let repository: BackupRepository
     let progress: ProgressReporter
     let output: (String) -> Void
     /// zstd level and worker threads for new backups.
-    public var compressionLevel = 3
-    public var compressionWorkers = 2
+    package var compressionLevel = 3
+    package var compressionWorkers = 2
     /// A backup whose chain of bases would grow longer than this is made full instead.
-    public var maximumChain = 30
+    package var maximumChain = 30
 
     static let subvolumeNames = ["root", "etc", "boot"]
 
-    public init(snapshots: SnapshotStore?, repository: BackupRepository, progress: ProgressReporter = SilentProgress(),
+    package init(snapshots: SnapshotStore?, repository: BackupRepository, progress: ProgressReporter = SilentProgress(),
                 output: @escaping (String) -> Void = { print($0) }) {
         self.tree = snapshots
         self.repository = repository
@@ -46,7 +46,7 @@ public final class BackupEngine {
     /// newest backup of the same line (itself or an ancestor in the tree) whose subvolumes
     /// are still on disk, or full when there is none (or `full`). Returns the new backups.
     @discardableResult
-    public func create(_ requested: [Int]? = nil, full: Bool = false) throws -> [BackupManifest] {
+    package func create(_ requested: [Int]? = nil, full: Bool = false) throws -> [BackupManifest] {
         let state = try snapshots.state()
         let catalog = try repository.catalog()
         let removed = try repository.removeIncomplete(catalog)
@@ -215,7 +215,7 @@ public final class BackupEngine {
     /// members whose subvolumes are on disk already are not downloaded again. Nothing is
     /// left behind on failure. Returns the new snapshot's number.
     @discardableResult
-    public func restore(_ text: String, as newID: Int? = nil, description: String? = nil, catalog known: BackupCatalog? = nil) throws -> Int {
+    package func restore(_ text: String, as newID: Int? = nil, description: String? = nil, catalog known: BackupCatalog? = nil) throws -> Int {
         let catalog = try known ?? repository.catalog()
         let target = try catalog.find(text)
         let chain = try catalog.chain(target)
@@ -260,7 +260,7 @@ public final class BackupEngine {
     /// snapshot of that tree that has a backup, under its own number, parents first, with
     /// its description. Returns the restored numbers.
     @discardableResult
-    public func restoreTree() throws -> [Int] {
+    package func restoreTree() throws -> [Int] {
         let catalog = try repository.catalog()
         guard let newest = catalog.backups.max(by: { $0.id < $1.id }) else {
             throw BackupError.nothingToRestore("\(repository.store.location) holds no good backup")
@@ -288,7 +288,7 @@ public final class BackupEngine {
     /// of every backup): SHA-256, every chunk's authentication, the zstd frame and the
     /// stream length; and that every chain is complete. Returns one line per backup.
     @discardableResult
-    public func verify(_ text: String? = nil) throws -> [String] {
+    package func verify(_ text: String? = nil) throws -> [String] {
         let catalog = try repository.catalog()
         var problems: [String] = []
         var selected = catalog.backups
@@ -332,7 +332,7 @@ public final class BackupEngine {
     /// Deletes the backups `policy` does not keep (never one a kept backup builds on), and
     /// what interrupted backups left. Returns the deleted IDs.
     @discardableResult
-    public func prune(_ policy: RetentionPolicy, dryRun: Bool = false) throws -> [String] {
+    package func prune(_ policy: RetentionPolicy, dryRun: Bool = false) throws -> [String] {
         guard !policy.keepsNothing else {
             throw UserError("give at least one of --keep-last, --keep-daily, --keep-weekly; prune never deletes every backup")
         }

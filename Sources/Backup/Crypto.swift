@@ -20,7 +20,7 @@ import Glibc
 #endif
 
 /// Failures of encryption and of opening what was encrypted.
-public enum BackupCryptoError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum BackupCryptoError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A chunk's tag did not match: the object was changed, damaged, or made with another key.
     case authentication(object: String, chunk: Int)
     /// The object is not in our format or is cut short.
@@ -28,7 +28,7 @@ public enum BackupCryptoError: Error, CustomStringConvertible, Sendable, Equatab
     case library(function: String, message: String)
     case keyFile(path: String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .authentication(let object, let chunk):
             return "\(object) failed authentication at chunk \(chunk): it was changed or damaged after it was written"
@@ -43,10 +43,10 @@ public enum BackupCryptoError: Error, CustomStringConvertible, Sendable, Equatab
 }
 
 /// The 32-byte key every object key is derived from.
-public struct MasterKey: Sendable, Equatable {
-    public let bytes: [UInt8]
+package struct MasterKey: Sendable, Equatable {
+    package let bytes: [UInt8]
 
-    public init(bytes: [UInt8]) throws {
+    package init(bytes: [UInt8]) throws {
         guard bytes.count == 32 else {
             throw BackupCryptoError.library(function: "MasterKey", message: "a key has 32 bytes, not \(bytes.count)")
         }
@@ -54,12 +54,12 @@ public struct MasterKey: Sendable, Equatable {
     }
 
     /// A new random key.
-    public static func generate() throws -> MasterKey {
+    package static func generate() throws -> MasterKey {
         try MasterKey(bytes: try Random.bytes(32))
     }
 
     /// Reads a key file: 64 hexadecimal digits (what `backup init` writes), or 32 raw bytes.
-    public static func read(keyFile path: String) throws -> MasterKey {
+    package static func read(keyFile path: String) throws -> MasterKey {
         let contents: [UInt8]
         do { contents = try Files.read(path) } catch {
             throw BackupCryptoError.keyFile(path: path, reason: "\(error)")
@@ -71,13 +71,13 @@ public struct MasterKey: Sendable, Equatable {
     }
 
     /// Writes a new key file (mode 0600, atomically); refuses to replace an existing file.
-    public func write(keyFile path: String) throws {
+    package func write(keyFile path: String) throws {
         guard !Files.exists(path) else { throw BackupCryptoError.keyFile(path: path, reason: "exists already; refusing to replace a key") }
         try Files.writeAtomically(path, string: Hex.encode(bytes) + "\n", mode: 0o600)
     }
 
     /// scrypt (RFC 7914) of a passphrase.
-    public static func derive(passphrase: String, salt: [UInt8], n: UInt64, r: UInt64, p: UInt64) throws -> MasterKey {
+    package static func derive(passphrase: String, salt: [UInt8], n: UInt64, r: UInt64, p: UInt64) throws -> MasterKey {
         var key = [UInt8](repeating: 0, count: 32)
         let pass = Array(passphrase.utf8)
         let maxMemory: UInt64 = 2 << 30
@@ -92,7 +92,7 @@ public struct MasterKey: Sendable, Equatable {
     }
 
     /// A value that tells whether a key is the repository's, without revealing the key.
-    public var check: String {
+    package var check: String {
         Hex.encode(HMACSHA256.authenticate("rast-backup key check v1", key: bytes))
     }
 

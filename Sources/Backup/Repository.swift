@@ -17,78 +17,78 @@ import SnapshotTree
 import SystemSupport
 
 /// What the repository's plaintext configuration object holds.
-public struct RepositoryConfig: Codable, Sendable, Equatable {
-    public struct Scrypt: Codable, Sendable, Equatable {
-        public var salt: String
-        public var n: UInt64
-        public var r: UInt64
-        public var p: UInt64
+package struct RepositoryConfig: Codable, Sendable, Equatable {
+    package struct Scrypt: Codable, Sendable, Equatable {
+        package var salt: String
+        package var n: UInt64
+        package var r: UInt64
+        package var p: UInt64
     }
 
-    public var format: Int
-    public var kind: String
-    public var created: String
+    package var format: Int
+    package var kind: String
+    package var created: String
     /// "key-file" or "passphrase".
-    public var keySource: String
-    public var scrypt: Scrypt?
+    package var keySource: String
+    package var scrypt: Scrypt?
     /// HMAC of a fixed text under the key: tells a wrong key from a damaged object.
-    public var keyCheck: String
-    public var chunkSize: Int
+    package var keyCheck: String
+    package var chunkSize: Int
 }
 
 /// Where the key comes from.
-public enum KeySource: Sendable, Equatable {
+package enum KeySource: Sendable, Equatable {
     /// A file with 64 hexadecimal digits; `backup init` creates it when it does not exist.
     case keyFile(String)
     case passphrase(String)
 }
 
 /// One subvolume's stream in a backup.
-public struct SubvolumeBackup: Codable, Sendable, Equatable {
+package struct SubvolumeBackup: Codable, Sendable, Equatable {
     /// "root", "etc" or "boot".
-    public var name: String
-    public var object: String
+    package var name: String
+    package var object: String
     /// What btrfs knows the sent subvolume as (its received UUID, else its UUID): what an
     /// incremental stream names as its parent. The sent subvolume is a read-only snapshot of
     /// the snapshot's subvolume, kept on the machine as the parent of the next increment.
-    public var identity: String
+    package var identity: String
     /// The identity of the snapshot's own subvolume when it was backed up.
-    public var source: String
+    package var source: String
     /// The identity of the subvolume the stream is relative to (`btrfs send -p`); nil for a full stream.
-    public var parentIdentity: String?
+    package var parentIdentity: String?
     /// Bytes of the `btrfs send` stream.
-    public var streamBytes: Int64
+    package var streamBytes: Int64
     /// Bytes of the stored (compressed, encrypted) object.
-    public var storedBytes: Int64
+    package var storedBytes: Int64
     /// SHA-256 of the stored object.
-    public var sha256: String
+    package var sha256: String
 }
 
 /// Everything about one backup; stored encrypted.
-public struct BackupManifest: Codable, Sendable, Equatable {
-    public var format = 1
-    public var id: String
-    public var created: String
-    public var snapshot: Int
-    public var description: String
+package struct BackupManifest: Codable, Sendable, Equatable {
+    package var format = 1
+    package var id: String
+    package var created: String
+    package var snapshot: Int
+    package var description: String
     /// The snapshot's parent in the tree when it was backed up.
-    public var treeParent: Int?
-    public var snapshotCreated: String
+    package var treeParent: Int?
+    package var snapshotCreated: String
     /// The backup this one is an increment to; nil for a full backup.
-    public var base: String?
-    public var subvolumes: [SubvolumeBackup]
+    package var base: String?
+    package var subvolumes: [SubvolumeBackup]
     /// rast's tree state when the backup was made.
-    public var tree: TreeState
-    public var host: String
-    public var rastVersion: String
+    package var tree: TreeState
+    package var host: String
+    package var rastVersion: String
 
-    public var storedBytes: Int64 { subvolumes.reduce(0) { $0 + $1.storedBytes } }
-    public var streamBytes: Int64 { subvolumes.reduce(0) { $0 + $1.streamBytes } }
-    public var identities: [String] { subvolumes.map(\.identity) }
-    public var sources: [String] { subvolumes.map(\.source) }
+    package var storedBytes: Int64 { subvolumes.reduce(0) { $0 + $1.storedBytes } }
+    package var streamBytes: Int64 { subvolumes.reduce(0) { $0 + $1.streamBytes } }
+    package var identities: [String] { subvolumes.map(\.identity) }
+    package var sources: [String] { subvolumes.map(\.source) }
 
     /// The creation time (the ID's timestamp).
-    public var date: Date {
+    package var date: Date {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.date(from: created) ?? ISO8601DateFormatter().date(from: created) ?? Date(timeIntervalSince1970: 0)
@@ -96,7 +96,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 }
 
 /// Errors about the repository as a whole; each names the target and says what to do.
-public enum BackupError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum BackupError: Error, CustomStringConvertible, Sendable, Equatable {
     case notInitialized(target: String)
     case alreadyInitialized(target: String)
     case wrongKey(target: String, source: String)
@@ -110,7 +110,7 @@ public enum BackupError: Error, CustomStringConvertible, Sendable, Equatable {
     case verifyFailed([String])
     case nothingToRestore(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .notInitialized(let target):
             return "\(target) is no rast backup repository (no rast-backup.json); run `rast backup init \(target)` first"
@@ -141,18 +141,18 @@ public enum BackupError: Error, CustomStringConvertible, Sendable, Equatable {
 }
 
 /// The repository's backups as its objects show them.
-public struct BackupCatalog: Sendable {
+package struct BackupCatalog: Sendable {
     /// Good backups (manifest present and authentic), oldest first.
-    public var backups: [BackupManifest]
+    package var backups: [BackupManifest]
     /// Backups whose objects exist without a manifest (interrupted uploads).
-    public var incomplete: [String]
+    package var incomplete: [String]
     /// Backups whose manifest does not open, with the reason.
-    public var damaged: [(id: String, reason: String)]
+    package var damaged: [(id: String, reason: String)]
 
-    public func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }
+    package func backup(_ id: String) -> BackupManifest? { backups.first { $0.id == id } }
 
     /// The backup `text` names: its ID or a unique prefix of one.
-    public func find(_ text: String) throws -> BackupManifest {
+    package func find(_ text: String) throws -> BackupManifest {
         if let exact = backup(text) { return exact }
         let matches = backups.filter { $0.id.hasPrefix(text) }
         if matches.count == 1 { return matches[0] }
@@ -162,7 +162,7 @@ public struct BackupCatalog: Sendable {
     }
 
     /// `backup` and the backups it builds on, the full backup first.
-    public func chain(_ backup: BackupManifest) throws -> [BackupManifest] {
+    package func chain(_ backup: BackupManifest) throws -> [BackupManifest] {
         var chain = [backup]
         while let base = chain[chain.count - 1].base {
             guard let found = self.backup(base) else { throw BackupError.missingBase(backup: chain[chain.count - 1].id, base: base) }
@@ -175,10 +175,10 @@ public struct BackupCatalog: Sendable {
     }
 }
 
-public final class BackupRepository {
-    public let store: ObjectStore
-    public let key: MasterKey
-    public let config: RepositoryConfig
+package final class BackupRepository {
+    package let store: ObjectStore
+    package let key: MasterKey
+    package let config: RepositoryConfig
     static let configObject = "rast-backup.json"
     static let backupsPrefix = "backups/"
 
@@ -189,10 +189,10 @@ public final class BackupRepository {
     }
 
     /// scrypt costs for new repositories: 64 MiB and about a quarter of a second.
-    public static let scryptCost: (n: UInt64, r: UInt64, p: UInt64) = (1 << 16, 8, 1)
+    package static let scryptCost: (n: UInt64, r: UInt64, p: UInt64) = (1 << 16, 8, 1)
 
     /// Makes `store` a repository, or opens it when it is one with the same key.
-    public static func initialize(store: ObjectStore, key source: KeySource) throws -> (repository: BackupRepository, created: Bool) {
+    package static func initialize(store: ObjectStore, key source: KeySource) throws -> (repository: BackupRepository, created: Bool) {
         if try store.head(configObject) != nil {
             do {
                 return (try open(store: store, key: source), false)
@@ -226,7 +226,7 @@ public final class BackupRepository {
     }
 
     /// Opens a repository, checking the key before anything else is read.
-    public static func open(store: ObjectStore, key source: KeySource) throws -> BackupRepository {
+    package static func open(store: ObjectStore, key source: KeySource) throws -> BackupRepository {
         let bytes: [UInt8]
         do {
             bytes = try store.get(configObject)
@@ -262,7 +262,7 @@ public final class BackupRepository {
     static func objectKey(_ id: String, _ name: String) -> String { backupsPrefix + id + "/" + name }
 
     /// Every backup, read from the store: manifests are downloaded and opened.
-    public func catalog() throws -> BackupCatalog {
+    package func catalog() throws -> BackupCatalog {
         var objects: [String: Set<String>] = [:]
         for info in try store.list(prefix: BackupRepository.backupsPrefix) {
             let parts = info.key.dropFirst(BackupRepository.backupsPrefix.count).split(separator: "/", maxSplits: 1)

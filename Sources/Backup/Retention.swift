@@ -8,21 +8,21 @@
 import Foundation
 import SystemSupport
 
-public struct RetentionPolicy: Sendable, Equatable {
-    public var last: Int
-    public var daily: Int
-    public var weekly: Int
+package struct RetentionPolicy: Sendable, Equatable {
+    package var last: Int
+    package var daily: Int
+    package var weekly: Int
 
-    public init(last: Int = 0, daily: Int = 0, weekly: Int = 0) {
+    package init(last: Int = 0, daily: Int = 0, weekly: Int = 0) {
         self.last = last
         self.daily = daily
         self.weekly = weekly
     }
 
-    public var keepsNothing: Bool { last == 0 && daily == 0 && weekly == 0 }
+    package var keepsNothing: Bool { last == 0 && daily == 0 && weekly == 0 }
 
     /// Parses "--keep-last 7 --keep-daily 14 --keep-weekly 8" (the rast.conf form).
-    public static func parse(_ text: String) throws -> RetentionPolicy {
+    package static func parse(_ text: String) throws -> RetentionPolicy {
         var policy = RetentionPolicy()
         let words = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         var index = 0
@@ -43,7 +43,7 @@ public struct RetentionPolicy: Sendable, Equatable {
     }
 
     /// The IDs to keep of `backups`: what the policy selects and every base those need.
-    public func keep(_ backups: [BackupManifest]) -> Set<String> {
+    package func keep(_ backups: [BackupManifest]) -> Set<String> {
         var kept = Set<String>()
         for group in Dictionary(grouping: backups, by: \.snapshot).values {
             let newestFirst = group.sorted { $0.id > $1.id }

@@ -13,14 +13,14 @@ import ObjectStore
 import SnapshotTree
 import SystemSupport
 
-public struct BackupSettings: Codable, Sendable, Equatable {
-    public var target: String
-    public var endpoint: String?
-    public var region: String?
-    public var keyFile: String?
-    public var passphraseFile: String?
+package struct BackupSettings: Codable, Sendable, Equatable {
+    package var target: String
+    package var endpoint: String?
+    package var region: String?
+    package var keyFile: String?
+    package var passphraseFile: String?
 
-    public init(target: String, endpoint: String? = nil, region: String? = nil, keyFile: String? = nil, passphraseFile: String? = nil) {
+    package init(target: String, endpoint: String? = nil, region: String? = nil, keyFile: String? = nil, passphraseFile: String? = nil) {
         self.target = target
         self.endpoint = endpoint
         self.region = region
@@ -28,26 +28,26 @@ public struct BackupSettings: Codable, Sendable, Equatable {
         self.passphraseFile = passphraseFile
     }
 
-    public static func path(_ layout: Layout) -> String { layout.stateDirectory + "/backup.json" }
+    package static func path(_ layout: Layout) -> String { layout.stateDirectory + "/backup.json" }
 
-    public static func read(_ layout: Layout) throws -> BackupSettings? {
+    package static func read(_ layout: Layout) throws -> BackupSettings? {
         let path = path(layout)
         guard Files.exists(path) else { return nil }
         do {
             return try JSONDecoder().decode(BackupSettings.self, from: Data(try Files.read(path)))
         } catch {
-            throw UserError("\(path) cannot be read: \(error)")
+            throw UserError("\(path) cannot be read: \(error)", cause: error)
         }
     }
 
-    public func write(_ layout: Layout) throws {
+    package func write(_ layout: Layout) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Files.writeAtomically(BackupSettings.path(layout), bytes: Array(try encoder.encode(self)) + [10], mode: 0o600)
     }
 
     /// Opens the object store these settings name.
-    public func openStore(s3 base: S3Options = S3Options()) throws -> ObjectStore {
+    package func openStore(s3 base: S3Options = S3Options()) throws -> ObjectStore {
         var options = base
         options.endpoint = endpoint ?? options.endpoint
         options.region = region ?? options.region
@@ -56,7 +56,7 @@ public struct BackupSettings: Codable, Sendable, Equatable {
 
     /// The key source: the key file, else the passphrase file, else RAST_BACKUP_PASSPHRASE,
     /// else `prompt` (the terminal).
-    public func keySource(environment: [String: String] = ProcessInfo.processInfo.environment,
+    package func keySource(environment: [String: String] = ProcessInfo.processInfo.environment,
                           prompt: (() throws -> String)? = nil) throws -> KeySource {
         if let keyFile { return .keyFile(keyFile) }
         if let passphraseFile {
@@ -72,12 +72,12 @@ public struct BackupSettings: Codable, Sendable, Equatable {
 }
 
 /// The backup lines of /etc/rast.conf.
-public struct BackupSchedule: Sendable, Equatable {
-    public var schedule: String?
-    public var keep: RetentionPolicy?
+package struct BackupSchedule: Sendable, Equatable {
+    package var schedule: String?
+    package var keep: RetentionPolicy?
 
     /// Reads `backup_schedule::` and `backup_keep::` from rast.conf settings.
-    public init(settings: [String: String]) throws {
+    package init(settings: [String: String]) throws {
         if let text = settings["backup_schedule"]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
             let fields = text.split(separator: " ", omittingEmptySubsequences: true)
             let allowed = Set("0123456789*/,-")
@@ -92,7 +92,7 @@ public struct BackupSchedule: Sendable, Equatable {
     }
 
     /// The line for /etc/crontabs/root (busybox crond).
-    public func crontabLine(rast: String = "/usr/bin/rast") -> String? {
+    package func crontabLine(rast: String = "/usr/bin/rast") -> String? {
         schedule.map { "\($0) \(rast) backup run-scheduled" }
     }
 }

@@ -1,10 +1,10 @@
 // Streaming zstd (one frame, with its content checksum) for backup streams.
 import CZstd
 
-public struct ZstdError: Error, CustomStringConvertible, Sendable {
-    public let function: String
-    public let message: String
-    public var description: String { "zstd: \(function) failed: \(message)" }
+package struct ZstdError: Error, CustomStringConvertible, Sendable {
+    package let function: String
+    package let message: String
+    package var description: String { "zstd: \(function) failed: \(message)" }
 
     static func check(_ function: String, _ code: Int) throws -> Int {
         if ZSTD_isError(code) != 0 { throw ZstdError(function: function, message: String(cString: ZSTD_getErrorName(code))) }

@@ -4,31 +4,31 @@ import SystemSupport
 /// The containers a system starts at boot (`/etc/rast/containers.json`, written by rast-build
 /// from a recipe's `[[containers]]`; the boot hook runs `rast container boot`). It lives in
 /// /etc, so each snapshot has its own list.
-public struct BootContainers: Codable, Sendable, Equatable {
-    public struct Entry: Codable, Sendable, Equatable {
+package struct BootContainers: Codable, Sendable, Equatable {
+    package struct Entry: Codable, Sendable, Equatable {
         /// The image's name in the store.
-        public var image: String
+        package var image: String
         /// How to run it; `name` is set and `detach` is true.
-        public var options: RunOptions
+        package var options: RunOptions
 
-        public init(image: String, options: RunOptions) {
+        package init(image: String, options: RunOptions) {
             self.image = image
             self.options = options
         }
     }
 
-    public static let path = "/etc/rast/containers.json"
+    package static let path = "/etc/rast/containers.json"
     /// After 40-rast-services.sh, which starts s6-svscan when the system has services.
-    public static let hookName = "45-rast-containers.sh"
+    package static let hookName = "45-rast-containers.sh"
 
-    public var version = 1
-    public var containers: [Entry]
+    package var version = 1
+    package var containers: [Entry]
 
-    public init(containers: [Entry]) {
+    package init(containers: [Entry]) {
         self.containers = containers
     }
 
-    public static func load(_ path: String = BootContainers.path) throws -> BootContainers {
+    package static func load(_ path: String = BootContainers.path) throws -> BootContainers {
         do {
             let list = try JSONDecoder().decode(BootContainers.self, from: Data(try Files.read(path)))
             guard list.version == 1 else { throw ContainerError.record(path: path, reason: "format version \(list.version) is not known to this rast") }
@@ -40,7 +40,7 @@ public struct BootContainers: Codable, Sendable, Equatable {
         }
     }
 
-    public func write(to path: String) throws {
+    package func write(to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Files.createDirectory((path as NSString).deletingLastPathComponent)
@@ -49,7 +49,7 @@ public struct BootContainers: Codable, Sendable, Equatable {
 
     /// The boot hook (for /etc/rc.d; rcS runs the hooks in name order, before the
     /// boot test's 50-rast-check.sh).
-    public static let hook = """
+    package static let hook = """
         #!/bin/sh
         # Starts the containers /etc/rast/containers.json defines (a recipe's [[containers]] with a name).
         [ -r \(path) ] || exit 0

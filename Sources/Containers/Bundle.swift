@@ -7,21 +7,21 @@ import Foundation
 import OCI
 import SystemSupport
 
-public enum Bundle {
-    public static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+package enum Bundle {
+    package static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     /// Docker's default capability set.
-    public static let defaultCapabilities = [
+    package static let defaultCapabilities = [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
         "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
     ]
 
     /// The cgroup (below the cgroup2 root) of a container.
-    public static func cgroupPath(id: String) -> String { "/rast/\(id)" }
+    package static func cgroupPath(id: String) -> String { "/rast/\(id)" }
 
     /// The runtime configuration of a container whose root filesystem is at `rootfs`.
     /// `image` is the image's run configuration (nil for a snapshot's root).
-    public static func spec(id: String, name: String, options: RunOptions, image: ImageConfiguration.RunConfig?,
+    package static func spec(id: String, name: String, options: RunOptions, image: ImageConfiguration.RunConfig?,
                             imageName: String, rootfs: String, idMapping: RuntimeSpec.IDMapping? = nil,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RuntimeSpec {
         let args = (options.entrypoint ?? image?.entrypoint ?? []) + (options.command.isEmpty ? (options.entrypoint == nil ? image?.cmd ?? [] : []) : options.command)
@@ -119,7 +119,7 @@ public enum Bundle {
     }
 
     /// Writes `config.json` into the bundle directory atomically.
-    public static func write(_ spec: RuntimeSpec, to bundle: String) throws {
+    package static func write(_ spec: RuntimeSpec, to bundle: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Only root reads it: the environment may hold secrets.
@@ -128,7 +128,7 @@ public enum Bundle {
 
     /// `USER[:GROUP]` as numbers: names are looked up in the container's /etc/passwd and
     /// /etc/group; a user without a group gets its primary group from /etc/passwd (or 0).
-    public static func resolveUser(_ text: String, rootfs: String) throws -> RuntimeSpec.User {
+    package static func resolveUser(_ text: String, rootfs: String) throws -> RuntimeSpec.User {
         guard !text.isEmpty else { return RuntimeSpec.User(uid: 0, gid: 0, additionalGids: nil) }
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         let passwd = (try? Files.readString(rootfs + "/etc/passwd")) ?? ""
@@ -160,7 +160,7 @@ public enum Bundle {
     }
 
     /// The subordinate ID range of root (/etc/subuid), or 100000:65536.
-    public static func subordinateRange(file: String = "/etc/subuid") -> RuntimeSpec.IDMapping {
+    package static func subordinateRange(file: String = "/etc/subuid") -> RuntimeSpec.IDMapping {
         for line in ((try? Files.readString(file)) ?? "").split(separator: "\n") {
             let fields = line.split(separator: ":").map(String.init)
             if fields.count == 3, fields[0] == "root" || fields[0] == "0", let start = UInt32(fields[1]), let count = UInt32(fields[2]), count > 0 {

@@ -12,35 +12,35 @@ import Glibc
 #endif
 
 /// Container resource use from its cgroup (v2).
-public struct ContainerStats: Sendable, Equatable, Codable {
-    public var memoryBytes: Int64?
-    public var memoryLimit: Int64?
-    public var oomKills: Int64?
-    public var cpuMicroseconds: Int64?
-    public var pids: Int64?
-    public var pidsLimit: Int64?
+package struct ContainerStats: Sendable, Equatable, Codable {
+    package var memoryBytes: Int64?
+    package var memoryLimit: Int64?
+    package var oomKills: Int64?
+    package var cpuMicroseconds: Int64?
+    package var pids: Int64?
+    package var pidsLimit: Int64?
 }
 
-public final class ContainerEngine {
-    public let containers: ContainerStore
-    public let images: ImageStore
+package final class ContainerEngine {
+    package let containers: ContainerStore
+    package let images: ImageStore
     /// The command line of the monitor of a detached container, given its ID (rast itself:
     /// `/proc/self/exe container _monitor ID`).
-    public var monitorCommand: @Sendable (String) -> [String] = { ["/proc/self/exe", "container", "_monitor", $0] }
+    package var monitorCommand: @Sendable (String) -> [String] = { ["/proc/self/exe", "container", "_monitor", $0] }
     /// s6's scan directory for containers with a restart policy; nil where none can be
     /// supervised (stores below `--data`).
-    public var supervision: RestartSupervision? = RestartSupervision()
+    package var supervision: RestartSupervision? = RestartSupervision()
     /// The rast program and data directory the service's run script calls.
-    public var supervisedCommand: (rast: String, dataDirectory: String) = ("/usr/bin/rast", "/var/lib/rast")
+    package var supervisedCommand: (rast: String, dataDirectory: String) = ("/usr/bin/rast", "/var/lib/rast")
 
-    public init(containers: ContainerStore, images: ImageStore) {
+    package init(containers: ContainerStore, images: ImageStore) {
         self.containers = containers
         self.images = images
         Trace.mark("stores open")
     }
 
     /// Where a container's root filesystem comes from.
-    public enum RootSource {
+    package enum RootSource {
         case image(StoredImage)
         /// A system snapshot's read-only root (its number and path); the container writes to
         /// a snapshot of it.
@@ -50,7 +50,7 @@ public final class ContainerEngine {
     // MARK: - Creating and running
 
     /// Creates the container: its root filesystem, bundle and record (status created).
-    public func create(from source: RootSource, options: RunOptions) throws -> ContainerRecord {
+    package func create(from source: RootSource, options: RunOptions) throws -> ContainerRecord {
         try options.checkRestart()
         if options.isSupervised { _ = try runningSupervision(options) }
         if let name = options.name, !RunOptions.isValidName(name) {
@@ -117,7 +117,7 @@ public final class ContainerEngine {
 
     /// Runs a created container. In the foreground it returns the container's exit status;
     /// detached it returns 0 once the container runs.
-    public func start(_ record: ContainerRecord) throws -> Int32 {
+    package func start(_ record: ContainerRecord) throws -> Int32 {
         try Files.createDirectory(containers.crun.root, mode: 0o700)
         if record.options.isSupervised {
             try startSupervised(record)
@@ -159,7 +159,7 @@ public final class ContainerEngine {
 
     /// The monitor of a detached container (`rast container _monitor ID`): creates and starts
     /// it, says "ok" on descriptor 3, waits for it, records how it ended.
-    public func monitor(_ id: String) throws {
+    package func monitor(_ id: String) throws {
         let ready = Int32(3)
         _ = fcntl(ready, F_SETFD, FD_CLOEXEC)  // crun and the container must not hold it open
         func answer(_ text: String) {
@@ -303,7 +303,7 @@ public final class ContainerEngine {
     /// Sends the stop signal (the image's, else SIGTERM), waits up to `timeout` seconds,
     /// then SIGKILL. Returns false when the container was not running.
     @discardableResult
-    public func stop(_ name: String, timeout: Double = 10) throws -> Bool {
+    package func stop(_ name: String, timeout: Double = 10) throws -> Bool {
         var record = try containers.find(name)
         if record.options.isSupervised, let supervision, supervision.exists(record.id) {
             // s6 must not start it again; a restart under way may just have started it: its
@@ -326,14 +326,14 @@ public final class ContainerEngine {
     }
 
     /// Sends a signal to the container's init.
-    public func kill(_ name: String, signal: String) throws {
+    package func kill(_ name: String, signal: String) throws {
         let record = try containers.find(name)
         guard record.status == .running else { throw ContainerError.notRunning(record.name) }
         try containers.crun.kill(record.id, signal: signal)
     }
 
     /// Removes containers; a running one only with `force` (it is killed first).
-    public func remove(_ names: [String], force: Bool) throws -> [String] {
+    package func remove(_ names: [String], force: Bool) throws -> [String] {
         var removed: [String] = []
         for name in names {
             var record = try containers.find(name)
@@ -365,7 +365,7 @@ public final class ContainerEngine {
     }
 
     /// Runs a command in a running container; returns its exit status.
-    public func exec(_ name: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
+    package func exec(_ name: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
         let record = try containers.find(name)
         guard record.status == .running else { throw ContainerError.notRunning(record.name) }
         var userSpec: String?
@@ -378,7 +378,7 @@ public final class ContainerEngine {
     }
 
     /// Writes the container's log to `output`; with `follow`, goes on until it exits.
-    public func logs(_ name: String, follow: Bool, output: (ArraySlice<UInt8>) -> Void) throws {
+    package func logs(_ name: String, follow: Bool, output: (ArraySlice<UInt8>) -> Void) throws {
         let record = try containers.find(name)
         let path = containers.logPath(record.id)
         var offset = 0
@@ -395,7 +395,7 @@ public final class ContainerEngine {
     }
 
     /// The container's cgroup figures.
-    public func stats(_ name: String) throws -> ContainerStats {
+    package func stats(_ name: String) throws -> ContainerStats {
         let record = try containers.find(name)
         guard record.status == .running else { throw ContainerError.notRunning(record.name) }
         let cgroup = Self.cgroupDirectory(pid: record.pid) ?? "/sys/fs/cgroup" + Bundle.cgroupPath(id: record.id)

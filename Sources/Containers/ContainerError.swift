@@ -1,5 +1,5 @@
 /// What went wrong with a container; each case names the container or option.
-public enum ContainerError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum ContainerError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidOption(String, reason: String)
     case notFound(String)
     case ambiguous(String, matches: [String])
@@ -12,7 +12,7 @@ public enum ContainerError: Error, CustomStringConvertible, Sendable, Equatable 
     case record(path: String, reason: String)
     case user(String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidOption(let option, let reason): return "\(option): \(reason)"
         case .notFound(let name): return "no container '\(name)' (see rast container ps -a)"

@@ -21,63 +21,63 @@ import Glibc
 #endif
 
 /// What rast knows about one container.
-public struct ContainerRecord: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable {
+package struct ContainerRecord: Codable, Sendable, Equatable {
+    package enum Status: String, Codable, Sendable {
         case created, running, exited
     }
 
-    public var id: String
-    public var name: String
+    package var id: String
+    package var name: String
     /// The image's name, or "snapshot N".
-    public var image: String
-    public var imageID: String?
-    public var snapshot: Int?
-    public var command: [String]
-    public var options: RunOptions
-    public var status: Status
-    public var exitCode: Int32?
+    package var image: String
+    package var imageID: String?
+    package var snapshot: Int?
+    package var command: [String]
+    package var options: RunOptions
+    package var status: Status
+    package var exitCode: Int32?
     /// Why the status is what it is, when rast had to work it out ("the system restarted").
-    public var note: String?
+    package var note: String?
     /// The container's init process (host PID namespace).
-    public var pid: Int32?
+    package var pid: Int32?
     /// The rast process waiting for the container (the monitor of a detached container, or
     /// the `run` in the foreground) and its start time, to tell it from a reused PID.
-    public var monitorPID: Int32?
-    public var monitorStart: UInt64?
-    public var created: Int64
-    public var started: Int64?
-    public var finished: Int64?
-    public var bootID: String
+    package var monitorPID: Int32?
+    package var monitorStart: UInt64?
+    package var created: Int64
+    package var started: Int64?
+    package var finished: Int64?
+    package var bootID: String
     /// How often s6 restarted it (containers with a restart policy).
-    public var restarts: Int?
+    package var restarts: Int?
 
-    public var shortID: String { String(id.prefix(12)) }
+    package var shortID: String { String(id.prefix(12)) }
 }
 
 /// The containers below one directory and the crun state directory they run in.
-public final class ContainerStore {
-    public static let defaultRoot = "/var/lib/rast/containers"
+package final class ContainerStore {
+    package static let defaultRoot = "/var/lib/rast/containers"
 
-    public let root: String
-    public let crun: Crun
-    public let volumes: Volumes
+    package let root: String
+    package let crun: Crun
+    package let volumes: Volumes
 
-    public init(root: String = ContainerStore.defaultRoot, crun: Crun = Crun()) throws {
+    package init(root: String = ContainerStore.defaultRoot, crun: Crun = Crun()) throws {
         self.root = root
         self.crun = crun
         try Files.createDirectory(root, mode: 0o711)
         volumes = Volumes.detect(root)
     }
 
-    public func directory(_ id: String) -> String { root + "/" + id }
-    public func rootfs(_ id: String) -> String { root + "/" + id + "/rootfs" }
-    public func logPath(_ id: String) -> String { root + "/" + id + "/log" }
+    package func directory(_ id: String) -> String { root + "/" + id }
+    package func rootfs(_ id: String) -> String { root + "/" + id + "/rootfs" }
+    package func logPath(_ id: String) -> String { root + "/" + id + "/log" }
 
     /// Held while containers are created or removed.
-    public func lock() throws -> FileLock { try FileLock(path: root + "/lock", wait: true) }
+    package func lock() throws -> FileLock { try FileLock(path: root + "/lock", wait: true) }
 
     /// Every container, reconciled with crun, sorted by creation (newest first).
-    public func records() throws -> [ContainerRecord] {
+    package func records() throws -> [ContainerRecord] {
         var records: [ContainerRecord] = []
         for name in try FileManagerShim.contents(of: root) where Files.exists(root + "/" + name + "/container.json") {
             guard let record = try? read(name) else { continue }
@@ -87,7 +87,7 @@ public final class ContainerStore {
     }
 
     /// The container named `text`: its name, its ID or an unambiguous ID prefix.
-    public func find(_ text: String) throws -> ContainerRecord {
+    package func find(_ text: String) throws -> ContainerRecord {
         let all = try records()
         if let named = all.first(where: { $0.name == text || $0.id == text }) { return named }
         let matches = text.count >= 3 ? all.filter { $0.id.hasPrefix(text) } : []
@@ -96,7 +96,7 @@ public final class ContainerStore {
         throw ContainerError.notFound(text)
     }
 
-    public func read(_ id: String) throws -> ContainerRecord {
+    package func read(_ id: String) throws -> ContainerRecord {
         let path = directory(id) + "/container.json"
         do {
             return try JSONDecoder().decode(ContainerRecord.self, from: Data(try Files.read(path)))
@@ -105,7 +105,7 @@ public final class ContainerStore {
         }
     }
 
-    public func save(_ record: ContainerRecord) throws {
+    package func save(_ record: ContainerRecord) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Files.writeAtomically(directory(record.id) + "/container.json", bytes: Array(try encoder.encode(record)), mode: 0o600)
@@ -113,7 +113,7 @@ public final class ContainerStore {
 
     /// Reads, changes and writes a record under the container's own lock.
     @discardableResult
-    public func update(_ id: String, _ change: (inout ContainerRecord) throws -> Void) throws -> ContainerRecord {
+    package func update(_ id: String, _ change: (inout ContainerRecord) throws -> Void) throws -> ContainerRecord {
         let lock = try FileLock(path: directory(id) + "/lock", wait: true)
         defer { lock.unlock() }
         var record = try read(id)
@@ -123,7 +123,7 @@ public final class ContainerStore {
     }
 
     /// Corrects a record that says created or running when the container is gone.
-    public func reconcile(_ record: ContainerRecord) throws -> ContainerRecord {
+    package func reconcile(_ record: ContainerRecord) throws -> ContainerRecord {
         guard record.status != .exited else { return record }
         if record.bootID != Self.bootID() {
             return try update(record.id) {
@@ -149,7 +149,7 @@ public final class ContainerStore {
     /// Deletes a container that is not running: crun's state, its cgroup, its root
     /// filesystem and its directory.
     /// `runtimeKnows: false` skips asking crun (after `crun run`, which deletes its state).
-    public func delete(_ record: ContainerRecord, runtimeKnows: Bool = true) throws {
+    package func delete(_ record: ContainerRecord, runtimeKnows: Bool = true) throws {
         if runtimeKnows, (try? crun.state(record.id)) != nil { try crun.delete(record.id, force: true) }
         try volumes.delete(rootfs(record.id))
         try Files.removeTree(directory(record.id))
@@ -158,12 +158,12 @@ public final class ContainerStore {
     // MARK: - Process identity
 
     /// This boot's identity (/proc/sys/kernel/random/boot_id).
-    public static func bootID() -> String {
+    package static func bootID() -> String {
         ((try? Files.readString("/proc/sys/kernel/random/boot_id")) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// When a process started (clock ticks since boot, /proc/PID/stat field 22), nil when gone.
-    public static func startTime(_ pid: Int32) -> UInt64? {
+    package static func startTime(_ pid: Int32) -> UInt64? {
         guard let stat = try? Files.readString("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After "pid (comm)" come the fields from 3 on: field 22 is the 20th of them.

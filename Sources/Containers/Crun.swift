@@ -5,23 +5,23 @@ import Foundation
 import SystemSupport
 
 /// What `crun state` says about a container.
-public struct RuntimeState: Codable, Sendable, Equatable {
-    public var id: String
-    public var pid: Int32?
+package struct RuntimeState: Codable, Sendable, Equatable {
+    package var id: String
+    package var pid: Int32?
     /// creating, created, running or stopped.
-    public var status: String
-    public var bundle: String?
+    package var status: String
+    package var bundle: String?
 }
 
 /// One crun state directory (`--root`).
-public struct Crun: Sendable {
-    public var program: String
+package struct Crun: Sendable {
+    package var program: String
     /// crun's state directory (tmpfs: it is empty after a reboot).
-    public var root: String
+    package var root: String
 
-    public static let defaultRoot = "/run/rast/crun"
+    package static let defaultRoot = "/run/rast/crun"
 
-    public init(program: String = "crun", root: String = Crun.defaultRoot) {
+    package init(program: String = "crun", root: String = Crun.defaultRoot) {
         self.program = program
         self.root = root
     }
@@ -41,7 +41,7 @@ public struct Crun: Sendable {
 
     /// Creates the container; its process waits for `start`. The container's standard
     /// input, output and error are this process's.
-    public func create(_ id: String, bundle: String, pidFile: String) throws {
+    package func create(_ id: String, bundle: String, pidFile: String) throws {
         let arguments = ["create", "--bundle", bundle, "--pid-file", pidFile, id]
         let result = try command(arguments, input: .inherit).run(output: .inherit, check: false)
         guard result.status == 0 else {
@@ -49,16 +49,16 @@ public struct Crun: Sendable {
         }
     }
 
-    public func start(_ id: String) throws { try check(["start", id]) }
+    package func start(_ id: String) throws { try check(["start", id]) }
 
     /// Creates, starts and waits for the container in the foreground, with this process's
     /// terminal or standard streams; returns its exit status (128 + signal when killed).
-    public func run(_ id: String, bundle: String, standardInput: Bool) throws -> Int32 {
+    package func run(_ id: String, bundle: String, standardInput: Bool) throws -> Int32 {
         try command(["run", "--bundle", bundle, id], input: standardInput ? .inherit : .null).run(output: .inherit, check: false).status
     }
 
     /// Runs a further process in a running container; returns its exit status.
-    public func exec(_ id: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
+    package func exec(_ id: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
         var options = ["exec"]
         if tty { options.append("--tty") }
         for entry in environment { options += ["--env", entry] }
@@ -68,14 +68,14 @@ public struct Crun: Sendable {
     }
 
     /// The container's state, or nil when crun does not know it.
-    public func state(_ id: String) throws -> RuntimeState? {
+    package func state(_ id: String) throws -> RuntimeState? {
         let result = try command(["state", id]).run(check: false)
         guard result.status == 0 else { return nil }
         return try JSONDecoder().decode(RuntimeState.self, from: Data(result.standardOutput.utf8))
     }
 
     /// Every container crun knows in its state directory.
-    public func list() throws -> [RuntimeState] {
+    package func list() throws -> [RuntimeState] {
         let result = try command(["list", "--format", "json"]).run(check: false)
         guard result.status == 0, !result.standardOutput.isEmpty else { return [] }
         return (try? JSONDecoder().decode([RuntimeState].self, from: Data(result.standardOutput.utf8))) ?? []
@@ -83,12 +83,12 @@ public struct Crun: Sendable {
 
     /// Sends `signal` (a name such as TERM or a number) to the container's init, or with
     /// `all` to every process in it.
-    public func kill(_ id: String, signal: String, all: Bool = false) throws {
+    package func kill(_ id: String, signal: String, all: Bool = false) throws {
         try check(["kill"] + (all ? ["--all"] : []) + [id, signal])
     }
 
     /// Deletes crun's state of the container and its cgroup; `force` kills it first.
-    public func delete(_ id: String, force: Bool = false) throws {
+    package func delete(_ id: String, force: Bool = false) throws {
         try check(["delete"] + (force ? ["--force"] : []) + [id])
     }
 }

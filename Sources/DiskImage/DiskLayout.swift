@@ -1,14 +1,14 @@
 import Blkid
 import Fdisk
 import Foundation
-import Pipeline
+import ImageSupport
 import SystemPackage
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The partitions of a rastOS disk as rast-build lays them out (see DiskStage):
+/// The partitions of a rastOS disk as rast-build lays them out (see Pipeline's DiskStage):
 ///
 /// ```
 /// LBA 0, 1..33      protective MBR, primary GPT
@@ -18,21 +18,21 @@ import Glibc
 /// last 33 sectors   backup GPT
 /// ```
 /// rast-install finds partitions by these names.
-public struct DiskLayout: Sendable {
-    public let diskGUID: String
-    public let sectorSize: UInt64
-    public let partitions: [AttachedDisk.PartitionRecord]
+package struct DiskLayout: Sendable {
+    package let diskGUID: String
+    package let sectorSize: UInt64
+    package let partitions: [AttachedDisk.PartitionRecord]
 
-    public var root: AttachedDisk.PartitionRecord? { partition(named: DiskStage.rootName) }
-    public var esp: AttachedDisk.PartitionRecord? { partition(named: DiskStage.espName) }
-    public var biosBoot: AttachedDisk.PartitionRecord? { partition(named: DiskStage.biosName) }
+    package var root: AttachedDisk.PartitionRecord? { partition(named: PartitionName.root) }
+    package var esp: AttachedDisk.PartitionRecord? { partition(named: PartitionName.esp) }
+    package var biosBoot: AttachedDisk.PartitionRecord? { partition(named: PartitionName.biosBoot) }
 
-    public func partition(named name: String) -> AttachedDisk.PartitionRecord? {
+    package func partition(named name: String) -> AttachedDisk.PartitionRecord? {
         partitions.first { $0.name == name }
     }
 
     /// Reads the GPT of a disk (image file or device) and probes each partition's filesystem.
-    public static func read(disk path: String) throws -> DiskLayout {
+    package static func read(disk path: String) throws -> DiskLayout {
         let table = try PartitionTable(path: path)
         guard table.kind == .gpt else {
             throw InstallError.invalidImage(path: path, reason: table.kind == nil ? "it has no partition table" : "its partition table is \(table.kind?.rawValue ?? "?"), not GPT")
@@ -52,7 +52,7 @@ public struct DiskLayout: Sendable {
     /// virtual disk in `scratch` gets the image's first and last MiB (both GPTs) and the first
     /// MiB of each partition (where the filesystems keep their superblocks); libfdisk and
     /// libblkid read that. The image must hold a GPT whose "rastOS root" partition is btrfs.
-    public static func inspect(_ image: ImageSource, scratch: String) throws -> DiskLayout {
+    package static func inspect(_ image: ImageSource, scratch: String) throws -> DiskLayout {
         let sketch = scratch + "/layout.sketch"
         let file = try FileDescriptor.open(path: sketch, .readWrite, options: [.create, .truncate],
                                            permissions: .ownerReadWrite, operation: "create")
@@ -81,10 +81,10 @@ public struct DiskLayout: Sendable {
         do {
             table = try read(disk: sketch)
         } catch let error as InstallError {
-            if case .invalidImage(_, let reason) = error { throw InstallError.invalidImage(path: image.path, reason: reason) }
+            if case .invalidImage(_, let reason, let cause) = error { throw InstallError.invalidImage(path: image.path, reason: reason, cause: cause) }
             throw error
         } catch let error as FdiskError {
-            throw InstallError.invalidImage(path: image.path, reason: "its partition table cannot be read: \(error)")
+            throw InstallError.invalidImage(path: image.path, reason: "its partition table cannot be read: \(error)", cause: error)
         }
         for partition in table.partitions {
             guard partition.startBytes + partition.sizeBytes <= UInt64(image.virtualSize) else {
@@ -95,10 +95,10 @@ public struct DiskLayout: Sendable {
         let layout = try read(disk: sketch)
         guard let root = layout.root else {
             let names = layout.partitions.map { "'\($0.name)'" }.joined(separator: ", ")
-            throw InstallError.invalidImage(path: image.path, reason: "its GPT has no partition named '\(DiskStage.rootName)' (it has \(names.isEmpty ? "none" : names)); was it built by rast-build?")
+            throw InstallError.invalidImage(path: image.path, reason: "its GPT has no partition named '\(PartitionName.root)' (it has \(names.isEmpty ? "none" : names)); was it built by rast-build?")
         }
         guard root.filesystem == "btrfs" else {
-            throw InstallError.invalidImage(path: image.path, reason: "partition \(root.number) ('\(DiskStage.rootName)') holds \(root.filesystem.map { "a \($0) filesystem" } ?? "no filesystem libblkid recognises"), not btrfs")
+            throw InstallError.invalidImage(path: image.path, reason: "partition \(root.number) ('\(PartitionName.root)') holds \(root.filesystem.map { "a \($0) filesystem" } ?? "no filesystem libblkid recognises"), not btrfs")
         }
         return layout
     }

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// The two image formats rast-build writes.
-public enum ImageFormat: String, Sendable {
+package enum ImageFormat: String, Sendable {
     case raw
     case qcow2
 }
@@ -15,17 +15,17 @@ public enum ImageFormat: String, Sendable {
 /// A built image read as the virtual disk it holds: a sparse raw file (its holes found with
 /// SEEK_DATA/SEEK_HOLE) or a QCOW2 image (its unallocated and zero clusters are the holes).
 /// Holes read as zeros; `dataExtents()` lists everything else.
-public final class ImageSource {
-    public let path: String
-    public let format: ImageFormat
+package final class ImageSource {
+    package let path: String
+    package let format: ImageFormat
     /// Size of the virtual disk in bytes.
-    public let virtualSize: Int64
+    package let virtualSize: Int64
     /// Owned; closed in `deinit`.
     private let file: FileDescriptor
     private let reader: QCOW2Reader?
 
     /// Opens `path`, recognising QCOW2 by its magic number; anything else is a raw disk.
-    public init(path: String) throws {
+    package init(path: String) throws {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("open image", path: path) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
@@ -54,7 +54,7 @@ public final class ImageSource {
     deinit { try? file.close() }
 
     /// The ranges of the virtual disk that hold data, in order; everything else reads as zeros.
-    public func dataExtents() throws -> [Range<Int64>] {
+    package func dataExtents() throws -> [Range<Int64>] {
         switch format {
         case .raw: return try rawExtents()
         case .qcow2: return try qcow2Extents()
@@ -88,7 +88,7 @@ public final class ImageSource {
     }
 
     /// Fills `buffer` with the virtual disk's bytes at `offset` (zeros past the end of a raw file).
-    public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+    package func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         if let reader {
             try reader.read(at: offset, into: buffer)
             return
@@ -100,12 +100,12 @@ public final class ImageSource {
     }
 
     /// Bytes of data (everything that is not a hole).
-    public func dataBytes() throws -> Int64 {
+    package func dataBytes() throws -> Int64 {
         try dataExtents().reduce(0) { $0 + Int64($1.count) }
     }
 
     /// SHA-256 of the image file itself (what NAME.manifest.json and SHA256SUMS record).
-    public func fileSHA256(progress: ProgressReporter) throws -> String {
+    package func fileSHA256(progress: ProgressReporter) throws -> String {
         try SHA256.hash(file: path) { done, total in
             try checkCancelled()
             progress.update(ProgressUpdate(task: "SHA-256", completed: done, total: total, unit: .bytes))
@@ -114,32 +114,32 @@ public final class ImageSource {
 }
 
 /// What rast-build recorded about an image beside it: NAME.manifest.json and SHA256SUMS.
-public struct ImageRecords: Sendable {
+package struct ImageRecords: Sendable {
     /// The parts of the manifest rast-install uses (decoded leniently, so that newer
     /// manifests with more fields still read).
-    public struct ManifestSummary: Decodable, Sendable {
-        public struct Output: Decodable, Sendable {
-            public let file: String
-            public let sha256: String
+    package struct ManifestSummary: Decodable, Sendable {
+        package struct Output: Decodable, Sendable {
+            package let file: String
+            package let sha256: String
         }
-        public struct Disk: Decodable, Sendable {
-            public let bootloader: String?
-            public let firmware: [String]?
+        package struct Disk: Decodable, Sendable {
+            package let bootloader: String?
+            package let firmware: [String]?
         }
-        public let name: String?
-        public let outputs: [Output]?
-        public let disk: Disk?
-        public let deployed: Int?
+        package let name: String?
+        package let outputs: [Output]?
+        package let disk: Disk?
+        package let deployed: Int?
     }
 
-    public var manifestPath: String?
-    public var manifest: ManifestSummary?
+    package var manifestPath: String?
+    package var manifest: ManifestSummary?
     /// The SHA-256 the records give for the image, and which file says so.
-    public var expectedSHA256: (value: String, source: String)?
+    package var expectedSHA256: (value: String, source: String)?
 
     /// Reads the records beside `image` (`DIR/NAME.raw` → `DIR/NAME.manifest.json`, `DIR/SHA256SUMS`).
     /// Records that disagree with each other are an error.
-    public static func load(besides image: String) throws -> ImageRecords {
+    package static func load(besides image: String) throws -> ImageRecords {
         let directory = (image as NSString).deletingLastPathComponent
         let file = (image as NSString).lastPathComponent
         let stem = (file as NSString).deletingPathExtension
@@ -156,7 +156,7 @@ public struct ImageRecords: Sendable {
                     expectations.append((output.sha256.lowercased(), (manifestPath as NSString).lastPathComponent))
                 }
             } catch {
-                throw InstallError.invalidImage(path: image, reason: "its manifest \(manifestPath) cannot be read: \(error)")
+                throw InstallError.invalidImage(path: image, reason: "its manifest \(manifestPath) cannot be read: \(error)", cause: error)
             }
         }
         let sumsPath = (directory.isEmpty ? "." : directory) + "/SHA256SUMS"

@@ -3,7 +3,7 @@ import BootEntries
 import Btrfs
 import Fdisk
 import Foundation
-import Pipeline
+import ImageSupport
 import Recipe
 import SnapshotTree
 import SystemPackage
@@ -13,22 +13,22 @@ import Glibc
 #endif
 
 /// What to install where, and how.
-public struct InstallRequest: Sendable {
+package struct InstallRequest: Sendable {
     /// A raw or QCOW2 image written by rast-build.
-    public var image: String
+    package var image: String
     /// A block device, or a file (created, or replaced when complete).
-    public var target: String
+    package var target: String
     /// For file targets: make the file this large (at least the image's size).
-    public var size: Int64?
+    package var size: Int64?
     /// Read the target back and compare it with the image.
-    public var verify: Bool
+    package var verify: Bool
     /// Grow the root partition and its filesystem to the end of a larger target.
-    public var grow: Bool
+    package var grow: Bool
     /// The user confirmed that a block device may be overwritten (--yes).
-    public var confirmed: Bool
-    public var personalisation: Personalisation
+    package var confirmed: Bool
+    package var personalisation: Personalisation
 
-    public init(image: String, target: String, size: Int64? = nil, verify: Bool = true, grow: Bool = true,
+    package init(image: String, target: String, size: Int64? = nil, verify: Bool = true, grow: Bool = true,
                 confirmed: Bool = false, personalisation: Personalisation = Personalisation()) {
         self.image = image
         self.target = target
@@ -41,29 +41,29 @@ public struct InstallRequest: Sendable {
 }
 
 /// What an installation will do, worked out without writing anything (`--dry-run` prints it).
-public struct InstallPlan: Sendable, CustomStringConvertible {
-    public let image: String
-    public let format: ImageFormat
+package struct InstallPlan: Sendable, CustomStringConvertible {
+    package let image: String
+    package let format: ImageFormat
     /// Size of the image's virtual disk.
-    public let imageSize: Int64
+    package let imageSize: Int64
     /// Bytes of data in it (the rest are holes).
-    public let dataBytes: Int64
+    package let dataBytes: Int64
     /// The file that records the image's SHA-256, when there is one.
-    public let checksumSource: String?
-    public let target: Target
+    package let checksumSource: String?
+    package let target: Target
     /// Size of the target once written.
-    public let targetSize: Int64
+    package let targetSize: Int64
     /// The image's partitions.
-    public let layout: DiskLayout
+    package let layout: DiskLayout
     /// The root partition's size now and after growing (equal when it does not grow).
-    public let rootSize: (before: UInt64, after: UInt64)
+    package let rootSize: (before: UInt64, after: UInt64)
     /// Boot loader and firmware of the image (from its manifest or its partitions).
-    public let bootloader: Bootloader
-    public let firmware: [Firmware]
-    public let personalisation: Personalisation
-    public let verify: Bool
+    package let bootloader: Bootloader
+    package let firmware: [Firmware]
+    package let personalisation: Personalisation
+    package let verify: Bool
 
-    public var description: String {
+    package var description: String {
         var lines = ["rast-install plan:"]
         lines.append("  image:   \(image) (\(format.rawValue), \(ByteCount.format(imageSize)) disk, \(ByteCount.format(dataBytes)) of data)")
         lines.append("  checked: " + (checksumSource.map { "SHA-256 against \($0)" } ?? "no manifest or SHA256SUMS beside the image; its SHA-256 is not checked"))
@@ -96,17 +96,17 @@ public struct InstallPlan: Sendable, CustomStringConvertible {
 }
 
 /// What an installation did.
-public struct InstallResult: Sendable {
-    public let plan: InstallPlan
+package struct InstallResult: Sendable {
+    package let plan: InstallPlan
     /// SHA-256 of the image's virtual disk as written.
-    public let sha256: String
-    public let verified: Bool
+    package let sha256: String
+    package let verified: Bool
     /// The snapshot that boots.
-    public let deployedSnapshot: Int
-    public let diskGUID: String
-    public let rootPartitionUUID: String
-    public let filesystemUUID: String
-    public let seconds: Double
+    package let deployedSnapshot: Int
+    package let diskGUID: String
+    package let rootPartitionUUID: String
+    package let filesystemUUID: String
+    package let seconds: Double
 }
 
 /// `rast-install`: writes a built image to a disk or file and personalises it.
@@ -127,11 +127,11 @@ public struct InstallResult: Sendable {
 ///    (whose images embed the filesystem UUID) are installed again by the pipeline's stage;
 /// 5. everything unmounted and detached, the target fsynced; a file target is renamed to its
 ///    name only now. A block device that fails after step 2 began is reported incomplete.
-public final class Installer {
-    public let request: InstallRequest
-    public let progress: ProgressReporter
+package final class Installer {
+    package let request: InstallRequest
+    package let progress: ProgressReporter
 
-    public init(request: InstallRequest, progress: ProgressReporter = TerminalProgress()) {
+    package init(request: InstallRequest, progress: ProgressReporter = TerminalProgress()) {
         self.request = request
         self.progress = progress
     }
@@ -139,7 +139,7 @@ public final class Installer {
     // MARK: Plan
 
     /// Every check that needs no writing; returns what `install()` will do.
-    public func plan() throws -> InstallPlan {
+    package func plan() throws -> InstallPlan {
         try request.personalisation.validate()
         guard Files.exists(request.image) else {
             throw InstallError.invalidImage(path: request.image, reason: "it does not exist")
@@ -178,7 +178,7 @@ public final class Installer {
             throw InstallError.refused(target: request.target, reason: "it holds \(ByteCount.format(targetSize)), less than the \(ByteCount.format(imageSize)) image")
         }
         guard let root = layout.root else {
-            throw InstallError.invalidImage(path: request.image, reason: "it has no '\(DiskStage.rootName)' partition")
+            throw InstallError.invalidImage(path: request.image, reason: "it has no '\(PartitionName.root)' partition")
         }
         var rootAfter = root.sizeBytes
         let rootIsLast = layout.partitions.allSatisfy { $0.startBytes <= root.startBytes }
@@ -189,7 +189,7 @@ public final class Installer {
             let rootStart = root.startBytes / 512
             if alignedEnd > rootStart { rootAfter = max(root.sizeBytes, (alignedEnd - rootStart + 1) * 512) }
         }
-        let (bootloader, firmware) = bootSetup(layout: layout, records: records)
+        let (bootloader, firmware) = try bootSetup(layout: layout, records: records)
         return InstallPlan(image: request.image, format: source.format, imageSize: imageSize, dataBytes: try source.dataBytes(),
                            checksumSource: records.expectedSHA256?.source, target: target, targetSize: targetSize,
                            layout: layout, rootSize: (root.sizeBytes, rootAfter), bootloader: bootloader, firmware: firmware,
@@ -197,10 +197,22 @@ public final class Installer {
     }
 
     /// The image's boot loader and firmware: from its manifest, else from its partitions
-    /// (a BIOS boot partition means BIOS, an ESP UEFI).
-    private func bootSetup(layout: DiskLayout, records: ImageRecords) -> (Bootloader, [Firmware]) {
-        let bootloader = records.manifest?.disk?.bootloader.flatMap(Bootloader.init(rawValue:)) ?? .grub
-        if let named = records.manifest?.disk?.firmware?.compactMap(Firmware.init(rawValue:)), !named.isEmpty {
+    /// (a BIOS boot partition means BIOS, an ESP UEFI). Manifests from before Limine name no
+    /// boot loader: those images boot with GRUB. A name this rast-install does not know is an error.
+    private func bootSetup(layout: DiskLayout, records: ImageRecords) throws -> (Bootloader, [Firmware]) {
+        func unknown(_ what: String, _ name: String) -> InstallError {
+            .invalidImage(path: request.image, reason: "its manifest \(records.manifestPath ?? "") names the \(what) '\(name)', which this rast-install does not know")
+        }
+        var bootloader = Bootloader.grub
+        if let name = records.manifest?.disk?.bootloader {
+            guard let named = Bootloader(rawValue: name) else { throw unknown("boot loader", name) }
+            bootloader = named
+        }
+        if let names = records.manifest?.disk?.firmware, !names.isEmpty {
+            let named = try names.map { name in
+                guard let firmware = Firmware(rawValue: name) else { throw unknown("firmware", name) }
+                return firmware
+            }
             return (bootloader, named)
         }
         var firmware: [Firmware] = []
@@ -213,7 +225,7 @@ public final class Installer {
 
     /// Installs; see the type's documentation for the order of work.
     @discardableResult
-    public func install() throws -> InstallResult {
+    package func install() throws -> InstallResult {
         let stopwatch = Stopwatch()
         try request.personalisation.validate()
         try Privileges.requireRoot(for: "rast-install (it writes disks, attaches loop devices and mounts the new system)")
@@ -263,7 +275,7 @@ public final class Installer {
         }
         if request.personalisation.newIdentifiers {
             tools += ["btrfstune", "mkfs.fat", "mdir"]
-            try BootLoaderStage.preflight(bootloader: plan.bootloader, firmware: plan.firmware)
+            try BootLoaderInstaller.preflight(bootloader: plan.bootloader, firmware: plan.firmware)
         }
         let missing = tools.filter { Command.find($0) == nil }
         guard missing.isEmpty else {
@@ -355,7 +367,7 @@ private final class InstallRun {
         } catch {
             let interrupted = error is InterruptedError || Cancellation.shared.isCancelled
             if isDevice, writing {
-                throw InstallError.incomplete(target: plan.target.path, step: step, reason: interrupted ? "interrupted" : "\(error)")
+                throw InstallError.incomplete(target: plan.target.path, step: step, reason: interrupted ? "interrupted" : "\(error)", cause: error)
             }
             if interrupted, !isDevice {
                 throw InstallError.interrupted(target: plan.target.path, step: step, existed: existed)
@@ -476,7 +488,7 @@ private final class InstallRun {
         let templates = try bootTemplates(layout: fsLayout, snapshot: snapshot)
         let store = SnapshotStore(layout: fsLayout, templates: templates)
         // Limine's menu and kernels are on the ESP: the deploys below write them there.
-        if let esp = disk.partition(named: DiskStage.espName) {
+        if let esp = disk.partition(named: PartitionName.esp) {
             let device = try disk.attach(esp, teardown: teardown)
             store.espProvider = { MtoolsESP(image: device) }
         }
@@ -530,7 +542,7 @@ private final class InstallRun {
 
     /// The ESP formatted afresh, with its label and a new FAT volume ID.
     private func formatESP(disk: AttachedDisk) throws {
-        guard let esp = disk.partition(named: DiskStage.espName) else { return }
+        guard let esp = disk.partition(named: PartitionName.esp) else { return }
         let device = try disk.attach(esp, teardown: teardown)
         let label = (try? Blkid.filesystem(at: device))?.label ?? "RASTESP"
         try Command("mkfs.fat", ["-F", "32", "-n", label.isEmpty ? "RASTESP" : label, device]).run()
@@ -545,7 +557,7 @@ private final class InstallRun {
     private func reinstallBootLoaders(disk: AttachedDisk, layout: Layout, templates: BootTemplates) throws {
         step = "installing the boot loaders"
         var firmware = plan.firmware
-        if plan.bootloader == .grub, let esp = disk.partition(named: DiskStage.espName) {
+        if plan.bootloader == .grub, let esp = disk.partition(named: PartitionName.esp) {
             let device = try disk.attach(esp, teardown: teardown)
             let hasEFIImage = try Command("mdir", ["-i", device, "::/EFI/BOOT/BOOTX64.EFI"]).run(check: false).status == 0
             if firmware.contains(.uefi), !hasEFIImage {
@@ -558,7 +570,7 @@ private final class InstallRun {
         if plan.bootloader == .grub, firmware.contains(.uefi) { try Files.removeTree(layout.bootLoader + "/grub/x86_64-efi") }
         let work = scratch + "/bootloader-work"
         try Files.createDirectory(work)
-        try BootLoaderStage(bootloader: plan.bootloader, firmware: firmware, disk: disk, layout: layout, templates: templates,
+        try BootLoaderInstaller(bootloader: plan.bootloader, firmware: firmware, disk: disk, layout: layout, templates: templates,
                             workDirectory: work, progress: progress).run()
     }
 

@@ -1,30 +1,30 @@
 import Foundation
-import Pipeline
+import ImageSupport
 import Recipe
 import SnapshotTree
 import SystemSupport
 
 /// What `rast-install` changes on the installed system. Every field is optional; nothing set
 /// means the disk is a byte-for-byte copy of the image (grown to the disk).
-public struct Personalisation: Sendable, Equatable {
-    public var hostname: String?
+package struct Personalisation: Sendable, Equatable {
+    package var hostname: String?
     /// A zone name such as Europe/Berlin (/etc/localtime points into /usr/share/zoneinfo).
-    public var timezone: String?
+    package var timezone: String?
     /// A user to add (or, when the image has one of that name, to give the keys and password).
-    public var user: String?
+    package var user: String?
     /// Extra groups of `user` (created when missing).
-    public var groups: [String]
+    package var groups: [String]
     /// OpenSSH public keys for the user's ~/.ssh/authorized_keys.
-    public var sshKeys: [String]
+    package var sshKeys: [String]
     /// crypt(3) hash of the user's password.
-    public var passwordHash: String?
+    package var passwordHash: String?
     /// crypt(3) hash of root's password.
-    public var rootPasswordHash: String?
+    package var rootPasswordHash: String?
     /// New disk GUID, partition UUIDs and btrfs filesystem UUID, so that two disks installed
     /// from one image can sit in one machine.
-    public var newIdentifiers: Bool
+    package var newIdentifiers: Bool
 
-    public init(hostname: String? = nil, timezone: String? = nil, user: String? = nil, groups: [String] = [],
+    package init(hostname: String? = nil, timezone: String? = nil, user: String? = nil, groups: [String] = [],
                 sshKeys: [String] = [], passwordHash: String? = nil, rootPasswordHash: String? = nil,
                 newIdentifiers: Bool = false) {
         self.hostname = hostname
@@ -38,12 +38,12 @@ public struct Personalisation: Sendable, Equatable {
     }
 
     /// True when the deployed snapshot's files change (host name, time zone, accounts).
-    public var changesFiles: Bool {
+    package var changesFiles: Bool {
         hostname != nil || timezone != nil || user != nil || rootPasswordHash != nil
     }
 
     /// Checks every value the way a recipe's are checked; the error names the option.
-    public func validate() throws {
+    package func validate() throws {
         func check(_ option: String, _ value: String, secret: Bool = false, _ problem: (String) -> String?) throws {
             if let reason = problem(value) {
                 throw InstallError.invalidOption(option: option, value: secret ? nil : value, reason: reason)
@@ -69,7 +69,7 @@ public struct Personalisation: Sendable, Equatable {
     }
 
     /// One line per change, for the plan.
-    public var summary: [String] {
+    package var summary: [String] {
         var lines: [String] = []
         if let hostname { lines.append("host name \(hostname)") }
         if let timezone { lines.append("time zone \(timezone)") }
@@ -89,7 +89,7 @@ public struct Personalisation: Sendable, Equatable {
 
     /// Reads OpenSSH public keys from a file (authorized_keys or id_*.pub format): one per
     /// line, blank lines and # comments skipped.
-    public static func sshKeys(fromFile path: String) throws -> [String] {
+    package static func sshKeys(fromFile path: String) throws -> [String] {
         guard let text = try? Files.readString(path) else {
             throw InstallError.invalidOption(option: "--ssh-key-file", value: path, reason: "the file cannot be read")
         }
@@ -126,13 +126,13 @@ struct PersonalisationWriter {
         guard personalisation.user != nil || personalisation.rootPasswordHash != nil else { return }
 
         var accounts = AccountDatabase.load(etc: etc)
-        if let hash = personalisation.rootPasswordHash { setPassword(&accounts, user: "root", hash: hash) }
+        if let hash = personalisation.rootPasswordHash { accounts.setPassword(user: "root", hash: hash) }
         if let name = personalisation.user {
             let uid: Int
             let gid: Int
             if let existing = accounts.user(name), let existingUID = Int(existing[2]), let existingGID = Int(existing[3]) {
                 (uid, gid) = (existingUID, existingGID)
-                if let hash = personalisation.passwordHash { setPassword(&accounts, user: name, hash: hash) }
+                if let hash = personalisation.passwordHash { accounts.setPassword(user: name, hash: hash) }
                 for group in personalisation.groups { accounts.addMember(name, to: group) }
                 progress.note("personalise: the image already has user \(name); its keys and password are updated")
             } else {
@@ -157,14 +157,6 @@ struct PersonalisationWriter {
         }
         unlink(etc + "/localtime")
         try SystemError.check("symlink", path: etc + "/localtime") { symlink("/usr/share/zoneinfo/" + zone, etc + "/localtime") }
-    }
-
-    private func setPassword(_ accounts: inout AccountDatabase, user: String, hash: String) {
-        if let index = accounts.shadow.firstIndex(where: { $0[0] == user }) {
-            accounts.shadow[index][1] = hash
-        } else {
-            accounts.shadow.append([user, hash, String(Int(Date().timeIntervalSince1970 / 86400)), "", "", "", "", "", ""])
-        }
     }
 
     /// The home directory in @home (shared by all snapshots), with the keys added to

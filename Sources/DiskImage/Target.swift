@@ -7,29 +7,29 @@ import Glibc
 
 /// Where an image goes: a block device (written in place) or a file (written under a
 /// temporary name beside it and renamed when complete).
-public struct Target: Sendable {
-    public enum Kind: Sendable, Equatable {
+package struct Target: Sendable {
+    package enum Kind: Sendable, Equatable {
         case blockDevice
         /// A regular file; `exists` is false when rast-install creates it.
         case file(exists: Bool)
     }
 
     /// The path as given.
-    public let path: String
+    package let path: String
     /// The path with symbolic links resolved (/dev/disk/by-id/... → /dev/sdb).
-    public let resolvedPath: String
-    public let kind: Kind
+    package let resolvedPath: String
+    package let kind: Kind
     /// The device's size, or the existing file's size (0 for a new file).
-    public let size: Int64
+    package let size: Int64
     /// The kernel's name (sdb, nvme0n1, loop3) and major:minor, for block devices.
-    public let kernelName: String?
+    package let kernelName: String?
     /// Vendor and model from sysfs, when the device reports them.
-    public let model: String?
+    package let model: String?
 
-    public var isBlockDevice: Bool { kind == .blockDevice }
+    package var isBlockDevice: Bool { kind == .blockDevice }
 
     /// Looks at `path` without changing anything.
-    public static func examine(_ path: String) throws -> Target {
+    package static func examine(_ path: String) throws -> Target {
         var st = stat()
         guard stat(path, &st) == 0 else {
             let error = errno
@@ -70,7 +70,7 @@ public struct Target: Sendable {
 
     /// What is on the device now, in the words the refusal without --yes uses (it reads the
     /// partition table: call it only for a target that passed `problems`).
-    public var overwriteWarning: String {
+    package var overwriteWarning: String {
         var lines = ["\(path)\(resolvedPath != path ? " (\(resolvedPath))" : ""): \(ByteCount.format(size))\(model.map { ", \($0)" } ?? "")"]
         let currentPartitions = kernelName.map { BlockDevice(name: $0).describePartitions(path: resolvedPath) } ?? []
         if currentPartitions.isEmpty {
@@ -84,7 +84,7 @@ public struct Target: Sendable {
     /// Every reason not to write the target: mounted (itself or a partition), the running
     /// system's root, swap, held by device-mapper/RAID, a loop device over the image, or a
     /// file attached to a loop device. Empty when it is free.
-    public func problems(image: String) -> [String] {
+    package func problems(image: String) -> [String] {
         var problems: [String] = []
         let imagePath = Target.resolve(image) ?? image
         var imageStat = stat()

@@ -9,13 +9,13 @@ import Glibc
 
 /// `rast container`: images and containers on this system (or below `--data DIR`), with
 /// output for people (tables) or programs (`--json`).
-public final class ContainerHost {
-    public let engine: ContainerEngine
-    public let output: (String) -> Void
-    public let progress: ProgressReporter
+package final class ContainerHost {
+    package let engine: ContainerEngine
+    package let output: (String) -> Void
+    package let progress: ProgressReporter
 
     /// The store directories: below /var/lib/rast on a running system.
-    public init(dataDirectory: String = "/var/lib/rast", crunRoot: String = Crun.defaultRoot,
+    package init(dataDirectory: String = "/var/lib/rast", crunRoot: String = Crun.defaultRoot,
                 output: @escaping (String) -> Void = { print($0) }, progress: ProgressReporter = TerminalProgress()) throws {
         try Privileges.requireRoot(for: "rast container")
         let images = try ImageStore(root: dataDirectory + "/oci")
@@ -42,7 +42,7 @@ public final class ContainerHost {
 
     /// Pulls an image from a registry or an `oci:DIR[:REF]` layout.
     @discardableResult
-    public func pull(_ text: String, name: String? = nil, credentials: RegistryCredentials? = nil, plainHTTP: Bool = false) throws -> StoredImage {
+    package func pull(_ text: String, name: String? = nil, credentials: RegistryCredentials? = nil, plainHTTP: Bool = false) throws -> StoredImage {
         let source = try ImageSource(parsing: text)
         var client: RegistryClient?
         if case .registry(let reference) = source {
@@ -55,7 +55,7 @@ public final class ContainerHost {
         return image
     }
 
-    public func images(quiet: Bool, json: Bool) throws {
+    package func images(quiet: Bool, json: Bool) throws {
         let images = try engine.images.images()
         if json { return output(try self.json(images)) }
         if quiet { return images.forEach { output($0.id.short) } }
@@ -66,7 +66,7 @@ public final class ContainerHost {
         output(Self.table(rows))
     }
 
-    public func removeImages(_ names: [String]) throws {
+    package func removeImages(_ names: [String]) throws {
         let used = Set(try engine.containers.records().compactMap(\.imageID))
         for name in names {
             let image = try engine.images.image(name)
@@ -80,7 +80,7 @@ public final class ContainerHost {
     }
 
     /// Deletes what no image uses; with `all`, also the images no container uses.
-    public func prune(all: Bool) throws {
+    package func prune(all: Bool) throws {
         var names: [String] = []
         if all {
             let used = Set(try engine.containers.records().compactMap(\.imageID))
@@ -95,7 +95,7 @@ public final class ContainerHost {
 
     /// Runs a container from an image (pulled first when the store lacks it) or from system
     /// snapshot `snapshot`. Returns the exit status of a foreground container.
-    public func run(image: String?, snapshot: Int?, options: RunOptions, plainHTTP: Bool = false) throws -> Int32 {
+    package func run(image: String?, snapshot: Int?, options: RunOptions, plainHTTP: Bool = false) throws -> Int32 {
         // A restart policy s6 cannot honour is refused before anything is pulled or made.
         try options.checkRestart()
         if options.isSupervised { _ = try engine.runningSupervision(options) }
@@ -120,7 +120,7 @@ public final class ContainerHost {
         return status
     }
 
-    public func ps(all: Bool, quiet: Bool, json: Bool) throws {
+    package func ps(all: Bool, quiet: Bool, json: Bool) throws {
         let records = try engine.containers.records().filter { all || $0.status == .running }
         if json { return output(try self.json(records)) }
         if quiet { return records.forEach { output($0.shortID) } }
@@ -155,7 +155,7 @@ public final class ContainerHost {
     }
 
     @discardableResult
-    public func stop(_ names: [String], timeout: Double) throws -> [String] {
+    package func stop(_ names: [String], timeout: Double) throws -> [String] {
         var stopped: [String] = []
         for name in names {
             if try engine.stop(name, timeout: timeout) {
@@ -168,28 +168,28 @@ public final class ContainerHost {
         return stopped
     }
 
-    public func kill(_ names: [String], signal: String) throws {
+    package func kill(_ names: [String], signal: String) throws {
         for name in names {
             try engine.kill(name, signal: signal)
             output(name)
         }
     }
 
-    public func remove(_ names: [String], force: Bool) throws {
+    package func remove(_ names: [String], force: Bool) throws {
         for name in try engine.remove(names, force: force) { output(name) }
     }
 
-    public func exec(_ name: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
+    package func exec(_ name: String, arguments: [String], tty: Bool, environment: [String], workingDirectory: String?, user: String?) throws -> Int32 {
         try engine.exec(name, arguments: arguments, tty: tty, environment: environment, workingDirectory: workingDirectory, user: user)
     }
 
-    public func logs(_ name: String, follow: Bool) throws {
+    package func logs(_ name: String, follow: Bool) throws {
         try engine.logs(name, follow: follow) { bytes in
             _ = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
         }
     }
 
-    public func inspect(_ names: [String]) throws {
+    package func inspect(_ names: [String]) throws {
         struct Inspection: Encodable {
             let container: ContainerRecord
             let runtime: RuntimeState?
@@ -212,7 +212,7 @@ public final class ContainerHost {
         output(try json(result))
     }
 
-    public func stats(_ names: [String], json: Bool) throws {
+    package func stats(_ names: [String], json: Bool) throws {
         var rows = [["NAME", "MEMORY", "LIMIT", "OOM KILLS", "CPU", "PIDS", "PIDS LIMIT"]]
         var all: [String: ContainerStats] = [:]
         let targets = names.isEmpty ? try engine.containers.records().filter { $0.status == .running }.map(\.name) : names
@@ -227,7 +227,7 @@ public final class ContainerHost {
     }
 
     /// What `info` in the REPL and `rast container info` print.
-    public func info() throws {
+    package func info() throws {
         let crunVersion = (try? Command(engine.containers.crun.program, ["--version"]).output().split(separator: "\n").first.map(String.init)) ?? nil
         let cgroup2 = Files.exists("/sys/fs/cgroup/cgroup.controllers")
         let records = try engine.containers.records()
@@ -244,7 +244,7 @@ public final class ContainerHost {
 
     /// Starts the containers of /etc/rast/containers.json (the boot hook runs this): each
     /// one that is not running is (re)created from its image and started in the background.
-    public func bootContainers(path: String = BootContainers.path) throws {
+    package func bootContainers(path: String = BootContainers.path) throws {
         let list = try BootContainers.load(path)
         var failures: [String] = []
         for entry in list.containers {

@@ -9,14 +9,14 @@ import Glibc
 
 /// Where `rast` works: the running system (its btrfs top level mounted privately for the
 /// duration of the command) or an image whose top level is mounted at `--root DIR`.
-public final class HostSession {
-    public let store: SnapshotStore
+package final class HostSession {
+    package let store: SnapshotStore
     /// True on the running system, false with --root.
-    public let live: Bool
-    public let output: (String) -> Void
+    package let live: Bool
+    package let output: (String) -> Void
     private let teardown = Teardown()
 
-    public static let liveTopMount = "/run/rast/top"
+    package static let liveTopMount = "/run/rast/top"
 
     init(store: SnapshotStore, live: Bool, output: @escaping (String) -> Void) {
         self.store = store
@@ -31,7 +31,7 @@ public final class HostSession {
 
     /// Opens the tree for reading: `root` (an image's top level) or the running system's
     /// /.snapshots, which needs no privileges.
-    public static func forReading(root: String?, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
+    package static func forReading(root: String?, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
         if let root { return try forImage(root: root, output: output) }
         let booted = try bootedSlot()
         for mounted in ["/.snapshots"] {
@@ -45,7 +45,7 @@ public final class HostSession {
 
     /// Opens the tree for a change: needs root; on the running system the top level is
     /// mounted (in rast's private mount namespace) for the duration of the command.
-    public static func forWriting(root: String?, command: String, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
+    package static func forWriting(root: String?, command: String, output: @escaping (String) -> Void = { print($0) }) throws -> HostSession {
         try Privileges.requireRoot(for: "rast \(command)")
         if let root { return try forImage(root: root, output: output) }
         let table = try MountTable.read()
@@ -104,7 +104,7 @@ public final class HostSession {
     }
 
     /// The slot the running system was booted from: the subvolume mounted at /.
-    public static func bootedSlot() throws -> String? {
+    package static func bootedSlot() throws -> String? {
         guard let entry = try MountTable.read().entry(at: "/"), entry.fileSystemType == "btrfs" else { return nil }
         let marker = "/@.snapshots/rootfs/snapshot-"
         guard entry.root.hasPrefix(marker) else { return nil }
@@ -113,7 +113,7 @@ public final class HostSession {
     }
 
     /// Takes the lock, saying so when another rast command holds it.
-    public func lock(wait: Bool) throws {
+    package func lock(wait: Bool) throws {
         try store.acquire(wait: wait) { [output] in
             output("waiting for another rast command to finish (use --no-wait to fail instead)")
         }

@@ -13,19 +13,19 @@ import SystemSupport
 /// was; the commit is the snapshot tree's journal step. Repositories, signature levels and
 /// paths come from each snapshot's own /etc/pacman.conf; AUR builds are enabled per snapshot
 /// by `aur::True` in its /etc/rast.conf.
-public final class PackageCommands {
-    public let host: HostSession
-    public let progress: ProgressReporter
+package final class PackageCommands {
+    package let host: HostSession
+    package let progress: ProgressReporter
     /// Where RAST_AUR_URL is read.
-    public var environment: [String: String]
+    package var environment: [String: String]
     /// The unprivileged user AUR packages are built as.
-    public var buildUser = "rast-build"
+    package var buildUser = "rast-build"
 
     var store: SnapshotStore { host.store }
     var layout: Layout { store.layout }
     var output: (String) -> Void { host.output }
 
-    public init(host: HostSession, progress: ProgressReporter = TerminalProgress(),
+    package init(host: HostSession, progress: ProgressReporter = TerminalProgress(),
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.host = host
         self.progress = progress
@@ -97,7 +97,7 @@ public final class PackageCommands {
         } catch let error as InterruptedError {
             throw error
         } catch {
-            throw UserError("snapshot \(id) has the change, but applying it to the running system (slot \(slot)) failed; it takes effect at the next boot: \(error)")
+            throw UserError("snapshot \(id) has the change, but applying it to the running system (slot \(slot)) failed; it takes effect at the next boot: \(error)", cause: error)
         }
     }
 
@@ -109,7 +109,7 @@ public final class PackageCommands {
 
     private func wrap(_ error: Error, snapshot: Int, newSnapshot: Bool) -> Error {
         if error is InterruptedError || error is PackageCommandError { return error }
-        return PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)")
+        return PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)", cause: error)
     }
 
     /// A reader on snapshot `id` (its /etc from etc-N, which is authoritative).
@@ -233,7 +233,7 @@ public final class PackageCommands {
 
     /// `install N PKG...` (`in`): into snapshot `id`, and into the running system too when
     /// `id` is the booted snapshot (unless `live` is false).
-    public func install(_ id: Int, _ packages: [String], live: Bool = true) throws {
+    package func install(_ id: Int, _ packages: [String], live: Bool = true) throws {
         var applied = PackageRequest()
         var summary: TransactionSummary?
         try changeInPlace(id, command: "install") { workspace in
@@ -253,7 +253,7 @@ public final class PackageCommands {
     }
 
     /// `remove N PKG...`: `pacman -Rns` in snapshot `id` (refused while other packages need them).
-    public func remove(_ id: Int, _ packages: [String]) throws {
+    package func remove(_ id: Int, _ packages: [String]) throws {
         var summary: TransactionSummary?
         try changeInPlace(id, command: "remove") { workspace in
             let result = try workspace.session.run(PackageRequest(remove: packages, flags: [.recurse, .noSave]))
@@ -264,7 +264,7 @@ public final class PackageCommands {
     }
 
     /// `upgrade N` (`up`): `pacman -Syyu` in snapshot `id` (plus AUR packages with `aur::True`).
-    public func upgrade(_ id: Int) throws {
+    package func upgrade(_ id: Int) throws {
         var summary: TransactionSummary?
         try changeInPlace(id, command: "upgrade") { workspace in
             try workspace.session.refresh(force: true)
@@ -275,7 +275,7 @@ public final class PackageCommands {
     }
 
     /// `base-update` (`bu`): upgrades snapshot 0, the only command that changes it.
-    public func baseUpdate() throws {
+    package func baseUpdate() throws {
         var summary: TransactionSummary?
         try changeInPlace(0, command: "base-update", allowBase: true) { workspace in
             try workspace.session.refresh(force: true)
@@ -286,7 +286,7 @@ public final class PackageCommands {
     }
 
     /// `refresh N` (`ref`): downloads snapshot `id`'s repository databases anew (`pacman -Syy`).
-    public func refresh(_ id: Int) throws {
+    package func refresh(_ id: Int) throws {
         try changeInPlace(id, command: "refresh") { workspace in
             try workspace.session.refresh(force: true)
             return true
@@ -296,13 +296,13 @@ public final class PackageCommands {
 
     /// `tree-upgrade T`: upgrades `id` and every descendant (snapshot 0 is left to base-update).
     /// Each is committed on its own; a failure leaves that snapshot unchanged and the others go on.
-    public func treeUpgrade(_ id: Int) throws {
+    package func treeUpgrade(_ id: Int) throws {
         try Self.requireNoFailures(try forEachInTree(id, what: "upgrade") { try upgrade($0) }, what: "upgrade")
     }
 
     /// `tree-rmpkg T PKG...` (`tremove`): removes the packages from `id` and its descendants,
     /// wherever they are installed.
-    public func treeRemove(_ id: Int, _ packages: [String]) throws {
+    package func treeRemove(_ id: Int, _ packages: [String]) throws {
         try Self.requireNoFailures(try forEachInTree(id, what: "remove") { member in
             let installed = Set(try reader(member).installedPackages().map(\.name))
             let present = packages.filter(installed.contains)
@@ -345,7 +345,7 @@ public final class PackageCommands {
     /// version (from the repositories, else from the shared package cache) and with the
     /// parent's install reason. Nothing is overwritten or removed. A booted child gets them live
     /// too unless `live` is false.
-    public func sync(_ id: Int, upgrade: Bool, live: Bool = true) throws {
+    package func sync(_ id: Int, upgrade: Bool, live: Bool = true) throws {
         var failed = upgrade ? try forEachInTree(id, what: "upgrade") { try self.upgrade($0) } : []
         let state = try store.state()
         guard state.contains(id) else { throw SnapshotError.noSuchSnapshot(id) }
@@ -415,7 +415,7 @@ public final class PackageCommands {
     /// `diff A B`: the packages only in A (`-`), only in B (`+`) and in both at different
     /// versions (`~`). Returns whether they differ.
     @discardableResult
-    public func diff(_ a: Int, _ b: Int) throws -> Bool {
+    package func diff(_ a: Int, _ b: Int) throws -> Bool {
         let first = Dictionary(try reader(a).installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
         let second = Dictionary(try reader(b).installedPackages().map { ($0.name, $0.version) }, uniquingKeysWith: { x, _ in x })
         var lines: [String] = []

@@ -87,13 +87,22 @@ struct PackageRoot {
 
 /// A change to the packages of a snapshot that failed: the snapshot (and, for a change that
 /// makes a new snapshot, the deployment) stayed as it was.
-public struct PackageCommandError: Error, CustomStringConvertible, Sendable {
-    public let snapshot: Int
+package struct PackageCommandError: CausedError, CustomStringConvertible, Sendable {
+    package let snapshot: Int
     /// The change was to become a new snapshot branched from `snapshot`.
-    public let newSnapshot: Bool
-    public let reason: String
+    package let newSnapshot: Bool
+    package let reason: String
+    /// The error the reason describes.
+    package let cause: (any Error)?
 
-    public var description: String {
+    package init(snapshot: Int, newSnapshot: Bool, reason: String, cause: (any Error)? = nil) {
+        self.snapshot = snapshot
+        self.newSnapshot = newSnapshot
+        self.reason = reason
+        self.cause = cause
+    }
+
+    package var description: String {
         let outcome = newSnapshot
             ? "no snapshot was made; snapshot \(snapshot) and the deployment are unchanged"
             : "snapshot \(snapshot) is unchanged (its working copy was discarded)"

@@ -5,25 +5,25 @@ import SnapshotTree
 import SystemSupport
 
 /// A pacman-style operation: `-S`, `-R` or `-Q` with its modifier letters and targets.
-public struct PacmanOperation: Sendable, Equatable {
-    public enum Kind: Character, Sendable {
+package struct PacmanOperation: Sendable, Equatable {
+    package enum Kind: Character, Sendable {
         case sync = "S", remove = "R", query = "Q"
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// The letters after the operation ("yu" for -Syu).
-    public let modifiers: String
-    public let targets: [String]
+    package let modifiers: String
+    package let targets: [String]
     /// `--needed`: skip targets that are up to date.
-    public let needed: Bool
+    package let needed: Bool
 
     static let allowed: [Kind: String] = [.sync: "yusiq", .remove: "nsc", .query: "isdteqlm"]
 
     /// The modifier letters an operation takes ("yusiq" for -S).
-    public static func allowedModifiers(_ kind: Kind) -> String? { allowed[kind] }
+    package static func allowedModifiers(_ kind: Kind) -> String? { allowed[kind] }
 
     /// Parses "-Syu" and the targets; unknown or contradictory letters are refused.
-    public init(_ flag: String, targets: [String], needed: Bool = false) throws {
+    package init(_ flag: String, targets: [String], needed: Bool = false) throws {
         guard flag.hasPrefix("-"), !flag.hasPrefix("--"), flag.count >= 2,
               let kind = Kind(rawValue: flag[flag.index(after: flag.startIndex)]) else {
             throw UserError("'\(flag)' is not a pacman operation rast knows (-S, -R, -Q with their letters)")
@@ -51,13 +51,13 @@ public struct PacmanOperation: Sendable, Equatable {
     }
 
     /// Only reads (-Q..., -Ss, -Si): no root needed, nothing changes.
-    public var isQuery: Bool { kind == .query || (kind == .sync && (has("s") || has("i"))) }
+    package var isQuery: Bool { kind == .query || (kind == .sync && (has("s") || has("i"))) }
 
-    public func has(_ letter: Character) -> Bool { modifiers.contains(letter) }
-    public func count(_ letter: Character) -> Int { modifiers.filter { $0 == letter }.count }
+    package func has(_ letter: Character) -> Bool { modifiers.contains(letter) }
+    package func count(_ letter: Character) -> Int { modifiers.filter { $0 == letter }.count }
 
     /// "rast -Syu hello", as the new snapshot's description.
-    public var commandLine: String {
+    package var commandLine: String {
         (["rast", "-\(kind.rawValue)\(modifiers)"] + (needed ? ["--needed"] : []) + targets).joined(separator: " ")
     }
 }
@@ -69,7 +69,7 @@ extension PackageCommands {
     /// branched from the booted one, deployed when the transaction succeeded; queries read the
     /// booted snapshot. Returns false when a query matched nothing (pacman exits 1 then).
     @discardableResult
-    public func pacman(_ operation: PacmanOperation) throws -> Bool {
+    package func pacman(_ operation: PacmanOperation) throws -> Bool {
         switch operation.kind {
         case .sync:
             if operation.has("s") { return try searchRepositories(operation.targets, quiet: operation.has("q")) }
@@ -133,7 +133,7 @@ extension PackageCommands {
         do {
             try store.deploy(id)
         } catch {
-            throw UserError("snapshot \(id) was made from \(current) but deploying it failed (`rast deploy \(id)` retries): \(error)")
+            throw UserError("snapshot \(id) was made from \(current) but deploying it failed (`rast deploy \(id)` retries): \(error)", cause: error)
         }
         output("snapshot \(id) (from \(current)) is deployed and boots next; snapshot \(current) is unchanged (`rast rollback` keeps booting it)")
         if let pending, pending != current, pending != id {
@@ -240,7 +240,7 @@ extension PackageCommands {
     /// `rast pkg install --check-conflicts`: runs the whole transaction (dependencies, package
     /// and file conflicts, signatures, scriptlets) in a throw-away copy of the booted snapshot
     /// and reports what it would do; nothing is kept.
-    public func checkInstall(_ targets: [String]) throws {
+    package func checkInstall(_ targets: [String]) throws {
         let current = try currentSnapshot()
         let (id, root) = try store.prepareNewSnapshot(from: current)
         defer { try? store.discardWorkingCopy(id) }
@@ -253,14 +253,14 @@ extension PackageCommands {
         } catch let error as InterruptedError {
             throw error
         } catch {
-            throw UserError("\(targets.joined(separator: " ")) cannot be installed in snapshot \(current): \(error)\nnothing was changed")
+            throw UserError("\(targets.joined(separator: " ")) cannot be installed in snapshot \(current): \(error)\nnothing was changed", cause: error)
         }
         output("no conflicts: \(targets.joined(separator: " ")) can be installed in snapshot \(current); nothing was changed")
     }
 
     /// `rast pkg update --test`: refreshes copies of the booted snapshot's databases and prints
     /// what `-Syu` would change. Nothing in the snapshot (or anywhere else) is written.
-    public func updateTest() throws {
+    package func updateTest() throws {
         let current = try currentSnapshot()
         let packageRoot = PackageRoot(root: layout.root(current), etc: layout.etc(current), layout: layout)
         let config = try packageRoot.pacmanConfig()
@@ -285,7 +285,7 @@ extension PackageCommands {
 
     /// `rast pkg clean --unused-deps`: removes dependencies nothing needs (`pacman -Qdtq`, with
     /// what only they needed) in a new snapshot that is deployed.
-    public func cleanUnusedDependencies() throws {
+    package func cleanUnusedDependencies() throws {
         let current = try currentSnapshot()
         var summary: TransactionSummary?
         let id = try changeAsNewSnapshot(from: current, description: "rast pkg clean --unused-deps") { workspace in
@@ -304,7 +304,7 @@ extension PackageCommands {
 
     /// `rast pkg fix-keys`: a new keyring for snapshot `id` (default: the booted one), populated
     /// from its keyring packages (`pacman-key --init; pacman-key --populate`).
-    public func fixKeys(_ id: Int?) throws {
+    package func fixKeys(_ id: Int?) throws {
         let target = try id ?? currentSnapshot()
         var names: [String] = []
         try changeInPlace(target, command: "pkg fix-keys") { workspace in
@@ -318,7 +318,7 @@ extension PackageCommands {
 
     /// `rast pkg bootstrap ROOT PKG...`: installs packages into a directory that is not part of
     /// a snapshot tree (what pacstrap does), with the repositories of `configFile`.
-    public static func bootstrap(root: String, packages: [String], configFile: String, cacheDirectory: String?,
+    package static func bootstrap(root: String, packages: [String], configFile: String, cacheDirectory: String?,
                                  progress: ProgressReporter, output: (String) -> Void) throws {
         try Privileges.requireRoot(for: "rast pkg bootstrap")
         try Files.createDirectory(root)

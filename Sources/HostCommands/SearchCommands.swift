@@ -16,8 +16,8 @@ import Glibc
 /// packages (the entries of the local database), one per file of /etc (size and modification
 /// time). Only what changed is read and embedded again; a new snapshot starts from the index
 /// of the snapshot that was searched last.
-public final class SearchCommands {
-    public enum Scope: String, Sendable, CaseIterable {
+package final class SearchCommands {
+    package enum Scope: String, Sendable, CaseIterable {
         case packages, config, services, files
 
         var kinds: Set<SearchDocument.Kind> {
@@ -30,29 +30,29 @@ public final class SearchCommands {
         }
     }
 
-    public struct Hit: Sendable, Equatable, Encodable {
-        public let kind: String
-        public let name: String
-        public let location: String
-        public let text: String
-        public let repository: String?
-        public let version: String?
-        public let installed: String?
-        public let score: Float
+    package struct Hit: Sendable, Equatable, Encodable {
+        package let kind: String
+        package let name: String
+        package let location: String
+        package let text: String
+        package let repository: String?
+        package let version: String?
+        package let installed: String?
+        package let score: Float
     }
 
-    public let host: HostSession
-    public let environment: [String: String]
+    package let host: HostSession
+    package let environment: [String: String]
     var store: SnapshotStore { host.store }
     var layout: Layout { store.layout }
 
-    public init(host: HostSession, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(host: HostSession, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.host = host
         self.environment = environment
     }
 
     /// The snapshot a search reads: the one named, else the booted one.
-    public func snapshot(_ id: Int?) throws -> Int {
+    package func snapshot(_ id: Int?) throws -> Int {
         if let id {
             guard try store.state().contains(id) else { throw SnapshotError.noSuchSnapshot(id) }
             return id
@@ -99,7 +99,7 @@ public final class SearchCommands {
     }
 
     /// The engine over snapshot `id`, its index updated first.
-    public func engine(_ id: Int, table: EmbeddingTable? = nil) throws -> (engine: SearchEngine, report: SearchIndex.UpdateReport) {
+    package func engine(_ id: Int, table: EmbeddingTable? = nil) throws -> (engine: SearchEngine, report: SearchIndex.UpdateReport) {
         var clock = Stopwatch()
         let table = try table ?? EmbeddingTable(path: EmbeddingTable.locate(environment: environment))
         RastLog.logger.debug("search: table loaded in \(Self.milliseconds(clock.elapsed))")
@@ -155,7 +155,7 @@ public final class SearchCommands {
     }
 
     /// Searches snapshot `id` (default: the booted one). Returns the hits, best first.
-    public func search(_ query: String, scopes: Set<Scope>, limit: Int, snapshot id: Int? = nil) throws -> [Hit] {
+    package func search(_ query: String, scopes: Set<Scope>, limit: Int, snapshot id: Int? = nil) throws -> [Hit] {
         let id = try snapshot(id)
         var hits: [Hit] = []
         let kinds = scopes.isEmpty ? Set(SearchDocument.Kind.allCases) : Set(scopes.flatMap(\.kinds))
@@ -211,7 +211,7 @@ public final class SearchCommands {
     static func milliseconds(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
 
     /// The text `rast search` prints.
-    public static func format(_ hits: [Hit]) -> [String] {
+    package static func format(_ hits: [Hit]) -> [String] {
         hits.map { hit in
             switch hit.kind {
             case "package":
@@ -248,7 +248,7 @@ extension String {
 
 extension SearchCommands {
     /// What `rast "SENTENCE"` means, resolved against snapshot `id` (default: the booted one).
-    public func plan(_ sentence: String, snapshot id: Int? = nil) throws -> Intent.Plan {
+    package func plan(_ sentence: String, snapshot id: Int? = nil) throws -> Intent.Plan {
         let engine = try engine(try snapshot(id)).engine
         return Intent.plan(sentence, resolver: IndexResolver(engine: engine))
     }

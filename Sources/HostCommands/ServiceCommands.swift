@@ -6,13 +6,13 @@ import SystemSupport
 /// `rast service` on the running system: the booted snapshot's definitions
 /// (/etc/rast/services) and the supervision tree that runs them (s6 on /run/rast/service).
 /// Changes to definitions go through a snapshot: see `HostSession.changeServices`.
-public struct ServiceCommands {
+package struct ServiceCommands {
     /// The running system's definitions.
-    public var definitionsDirectory: String
-    public var supervisor: Supervisor
-    public var output: (String) -> Void
+    package var definitionsDirectory: String
+    package var supervisor: Supervisor
+    package var output: (String) -> Void
 
-    public init(definitionsDirectory: String = ServiceSet.directory, supervisor: Supervisor = Supervisor(),
+    package init(definitionsDirectory: String = ServiceSet.directory, supervisor: Supervisor = Supervisor(),
                 output: @escaping (String) -> Void = { print($0) }) {
         self.definitionsDirectory = definitionsDirectory
         self.supervisor = supervisor
@@ -20,23 +20,23 @@ public struct ServiceCommands {
     }
 
     /// One line of `rast service list`.
-    public struct Entry: Codable, Sendable, Equatable {
-        public var name: String
-        public var description: String
-        public var enabled: Bool
+    package struct Entry: Codable, Sendable, Equatable {
+        package var name: String
+        package var description: String
+        package var enabled: Bool
         /// nil when the list describes a snapshot that is not running.
-        public var state: ServiceState?
-        public var pid: Int?
+        package var state: ServiceState?
+        package var pid: Int?
         /// Seconds up (when up) or down (when down).
-        public var seconds: Int?
-        public var restarts: Int?
-        public var lastExit: String?
-        public var depends: [String]
-        public var command: String
+        package var seconds: Int?
+        package var restarts: Int?
+        package var lastExit: String?
+        package var depends: [String]
+        package var command: String
     }
 
     /// The running system's services: every definition with what the supervisor says.
-    public func entries() throws -> [Entry] {
+    package func entries() throws -> [Entry] {
         let (set, _) = ServiceSet.load(directory: definitionsDirectory)
         var names = Set(set.names)
         names.formUnion(supervisor.supervisedNames())
@@ -65,7 +65,7 @@ public struct ServiceCommands {
         return try? ServiceDefinition.parse(bytes: bytes, file: path, name: name).definition
     }
 
-    public func list(json: Bool) throws {
+    package func list(json: Bool) throws {
         let entries = try entries()
         if json {
             output(try ServiceCommands.json(entries))
@@ -113,19 +113,19 @@ public struct ServiceCommands {
     }
 
     /// What `rast service status NAME --json` prints.
-    public struct Details: Codable, Sendable {
-        public var entry: Entry
-        public var ready: Bool?
-        public var wantedUp: Bool?
-        public var consecutiveFailures: Int?
-        public var restart: String
-        public var readiness: String?
-        public var definition: String
-        public var log: String
-        public var recentLog: [String]
+    package struct Details: Codable, Sendable {
+        package var entry: Entry
+        package var ready: Bool?
+        package var wantedUp: Bool?
+        package var consecutiveFailures: Int?
+        package var restart: String
+        package var readiness: String?
+        package var definition: String
+        package var log: String
+        package var recentLog: [String]
     }
 
-    public func details(_ name: String, logLines: Int?) throws -> Details {
+    package func details(_ name: String, logLines: Int?) throws -> Details {
         guard let entry = try entries().first(where: { $0.name == name }) else {
             let known = ServiceSet.load(directory: definitionsDirectory).set.names
             throw UserError("no service '\(name)' is defined in \(definitionsDirectory)" + (known.isEmpty ? "" : " (defined are \(known.joined(separator: ", ")))"))
@@ -154,7 +154,7 @@ public struct ServiceCommands {
                        log: supervisor.logFile(name), recentLog: supervisor.logLines(name, count: count))
     }
 
-    public func status(_ name: String, json: Bool, logLines: Int?) throws {
+    package func status(_ name: String, json: Bool, logLines: Int?) throws {
         let details = try details(name, logLines: logLines)
         if json {
             output(try ServiceCommands.json(details))
@@ -191,19 +191,19 @@ public struct ServiceCommands {
         output(lines.joined(separator: "\n"))
     }
 
-    public func start(_ name: String) throws {
+    package func start(_ name: String) throws {
         try requireRunning(name, action: "start")
         try supervisor.start(name)
         output("\(name) is running")
     }
 
-    public func stop(_ name: String) throws {
+    package func stop(_ name: String) throws {
         try requireRunning(name, action: "stop")
         try supervisor.stop(name)
         output("\(name) is stopped")
     }
 
-    public func restart(_ name: String) throws {
+    package func restart(_ name: String) throws {
         try requireRunning(name, action: "restart")
         try supervisor.restart(name)
         output("\(name) was restarted")
@@ -224,7 +224,7 @@ public struct ServiceCommands {
     }
 
     /// `rast service logs NAME [-n N] [-f]`.
-    public func logs(_ name: String, lines: Int, follow: Bool) throws {
+    package func logs(_ name: String, lines: Int, follow: Bool) throws {
         let path = supervisor.logFile(name)
         guard Files.exists(path) || supervisor.isSupervised(name) else {
             throw UserError("service '\(name)' has no log (\(path) does not exist)")
@@ -236,7 +236,7 @@ public struct ServiceCommands {
     /// `rast service setup`: at boot, the definitions become supervised service directories.
     /// Problems are printed (file:line:column); returns false when there were any.
     @discardableResult
-    public func setup(problem: (String) -> Void) throws -> Bool {
+    package func setup(problem: (String) -> Void) throws -> Bool {
         try Privileges.requireRoot(for: "rast service setup")
         let report = try supervisor.setUp(definitionsDirectory: definitionsDirectory)
         for error in report.problems { problem("rast: \(error)") }
@@ -246,7 +246,7 @@ public struct ServiceCommands {
     }
 
     /// `rast service check`: the running system's definitions; false when something is wrong.
-    public func check() -> Bool {
+    package func check() -> Bool {
         let (set, errors) = ServiceSet.load(directory: definitionsDirectory)
         let problems = ServiceErrors(errors + set.problems()).errors
         if problems.isEmpty {
@@ -262,7 +262,7 @@ public struct ServiceCommands {
 
 extension HostSession {
     /// Where snapshot `id` keeps its definitions (its /etc, which is authoritative).
-    public func servicesDirectory(of id: Int) -> String {
+    package func servicesDirectory(of id: Int) -> String {
         store.layout.etc(id) + "/rast/services"
     }
 
@@ -280,7 +280,7 @@ extension HostSession {
     }
 
     /// `rast service list --snapshot N` (or with --root): the definitions of a snapshot.
-    public func serviceEntries(snapshot: Int?) throws -> [ServiceCommands.Entry] {
+    package func serviceEntries(snapshot: Int?) throws -> [ServiceCommands.Entry] {
         let id = try serviceTarget(snapshot)
         let (set, _) = ServiceSet.load(directory: servicesDirectory(of: id))
         return set.names.compactMap { set[$0]?.definition }.map {
@@ -289,13 +289,13 @@ extension HostSession {
         }
     }
 
-    public func listServices(snapshot: Int?, json: Bool) throws {
+    package func listServices(snapshot: Int?, json: Bool) throws {
         let entries = try serviceEntries(snapshot: snapshot)
         output(json ? try ServiceCommands.json(entries) : ServiceCommands.table(entries))
     }
 
     /// `rast service check --snapshot N`.
-    public func checkServices(snapshot: Int?) throws -> Bool {
+    package func checkServices(snapshot: Int?) throws -> Bool {
         let id = try serviceTarget(snapshot)
         let directory = servicesDirectory(of: id)
         let (set, errors) = ServiceSet.load(directory: directory)
@@ -306,7 +306,7 @@ extension HostSession {
     }
 
     /// `rast service enable|disable NAME`.
-    public func setServiceEnabled(_ name: String, _ enabled: Bool, snapshot: Int?) throws {
+    package func setServiceEnabled(_ name: String, _ enabled: Bool, snapshot: Int?) throws {
         let id = try serviceTarget(snapshot)
         let directory = servicesDirectory(of: id)
         let (set, loadErrors) = ServiceSet.load(directory: directory)
@@ -328,7 +328,7 @@ extension HostSession {
     }
 
     /// `rast service add FILE...`: the files become definitions (NAME.toml) of the snapshot.
-    public func addServices(_ files: [String], snapshot: Int?, replace: Bool) throws {
+    package func addServices(_ files: [String], snapshot: Int?, replace: Bool) throws {
         let id = try serviceTarget(snapshot)
         let (set, loadErrors) = ServiceSet.load(directory: servicesDirectory(of: id))
         var texts: [String: String] = [:]
@@ -357,7 +357,7 @@ extension HostSession {
     }
 
     /// `rast service remove NAME`.
-    public func removeService(_ name: String, snapshot: Int?) throws {
+    package func removeService(_ name: String, snapshot: Int?) throws {
         let id = try serviceTarget(snapshot)
         let (set, loadErrors) = ServiceSet.load(directory: servicesDirectory(of: id))
         guard set[name] != nil else { throw UserError("snapshot \(id) has no service '\(name)'") }
@@ -416,7 +416,7 @@ extension HostSession {
             do {
                 try store.deploy(newID)
             } catch {
-                throw UserError("snapshot \(newID) was made from \(id) but deploying it failed (`rast deploy \(newID)` retries): \(error)")
+                throw UserError("snapshot \(newID) was made from \(id) but deploying it failed (`rast deploy \(newID)` retries): \(error)", cause: error)
             }
             output("snapshot \(newID) (from \(id)): \(command); it is deployed and takes effect at the next boot; snapshot \(id) is unchanged (`rast rollback` keeps booting it)")
         } else {

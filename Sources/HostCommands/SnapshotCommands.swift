@@ -14,12 +14,12 @@ extension HostSession {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    public func tree(json: Bool) throws {
+    package func tree(json: Bool) throws {
         let view = try store.treeView()
         output(json ? try self.json(view) : view.render())
     }
 
-    public func current(json: Bool) throws {
+    package func current(json: Bool) throws {
         guard let id = try store.currentSnapshot() else { throw UserError("no snapshot is deployed yet") }
         if json {
             struct Current: Encodable { let snapshot: Int; let slot: String? }
@@ -29,17 +29,17 @@ extension HostSession {
         }
     }
 
-    public func status(json: Bool) throws {
+    package func status(json: Bool) throws {
         let report = try store.status()
         output(json ? try self.json(report) : report.lines.joined(separator: "\n"))
     }
 
-    public func describe(_ id: Int, _ text: String) throws {
+    package func describe(_ id: Int, _ text: String) throws {
         try store.setDescription(id, text)
     }
 
     /// clone (parent nil), branch, cbranch and ubranch; prints the new snapshot's number.
-    public func copy(_ source: Int, parent: Int?, description: String?) throws {
+    package func copy(_ source: Int, parent: Int?, description: String?) throws {
         let state = try store.state()
         guard let record = state.record(source) else { throw SnapshotError.noSuchSnapshot(source) }
         let text = description ?? record.description
@@ -47,24 +47,24 @@ extension HostSession {
         output("created snapshot \(id) from \(source)")
     }
 
-    public func cloneBranch(_ source: Int, description: String?) throws {
+    package func cloneBranch(_ source: Int, description: String?) throws {
         guard let record = try store.state().record(source) else { throw SnapshotError.noSuchSnapshot(source) }
         try copy(source, parent: record.parent, description: description)
     }
 
-    public func cloneTree(_ source: Int) throws {
+    package func cloneTree(_ source: Int) throws {
         guard let record = try store.state().record(source) else { throw SnapshotError.noSuchSnapshot(source) }
         let mapping = try store.copyTree(source, parent: record.parent)
         for (old, new) in mapping.sorted(by: { $0.value < $1.value }) { output("created snapshot \(new) from \(old)") }
     }
 
-    public func newTree(description: String?) throws {
+    package func newTree(description: String?) throws {
         let id = try store.copy(0, parent: nil, description: description ?? "")
         output("created snapshot \(id), a new tree from the base snapshot")
     }
 
     /// Deletes `id` and its descendants, asking first unless `assumeYes`.
-    public func delete(_ ids: [Int], assumeYes: Bool, confirm: (String) -> Bool) throws {
+    package func delete(_ ids: [Int], assumeYes: Bool, confirm: (String) -> Bool) throws {
         for id in ids {
             if let reason = try store.deletionRefusal(id) { throw SnapshotError.refusingToDelete(id: id, reason: reason) }
             let subtree = try store.state().subtree(id)
@@ -80,7 +80,7 @@ extension HostSession {
 
     /// A shell (or `command`) in a working copy of `id`: exit status 0 commits, anything
     /// else discards.
-    public func runInSnapshot(_ id: Int, command: [String]?, commandName: String) throws -> Int32 {
+    package func runInSnapshot(_ id: Int, command: [String]?, commandName: String) throws -> Int32 {
         let interactive = command == nil
         let arguments = command.map { ["/bin/sh", "-c", $0.joined(separator: " ")] } ?? [store.shell(in: id)]
         if interactive {
@@ -91,41 +91,41 @@ extension HostSession {
         return status
     }
 
-    public func treeRun(_ id: Int, command: [String]) throws -> [Int] {
+    package func treeRun(_ id: Int, command: [String]) throws -> [Int] {
         let failed = try store.treeRun(id, ["/bin/sh", "-c", command.joined(separator: " ")], output: .inherit) { [output] member, status in
             output(status == 0 ? "snapshot \(member): committed" : "snapshot \(member): failed (exit status \(status)), left unchanged")
         }
         return failed
     }
 
-    public func deploy(_ id: Int) throws {
+    package func deploy(_ id: Int) throws {
         try store.deploy(id)
         let next = try store.state().next ?? "?"
         output("snapshot \(id) is deployed to slot \(next) and boots next")
     }
 
-    public func rollback() throws {
+    package func rollback() throws {
         let id = try store.rollback()
         output("the previous deployment (snapshot \(id)) boots next")
     }
 
-    public func updateBootEntries() throws {
+    package func updateBootEntries() throws {
         try store.updateBootEntries()
         output("regenerated the boot entries from the deployments")
     }
 
-    public func clearWorkingCopies() throws {
+    package func clearWorkingCopies() throws {
         let removed = try store.removeWorkingCopies()
         output(removed.isEmpty ? "no working copies" : removed.map { "removed \($0)" }.joined(separator: "\n"))
     }
 
-    public func unlock(_ id: Int) throws {
+    package func unlock(_ id: Int) throws {
         try store.discardWorkingCopy(id)
         output("removed the working copy of snapshot \(id)")
     }
 
     /// Exit status 0 when consistent (after repairs when asked).
-    public func check(repair: Bool, json: Bool) throws -> Bool {
+    package func check(repair: Bool, json: Bool) throws -> Bool {
         if repair {
             for action in try store.repair() { output(action) }
         }
@@ -142,7 +142,7 @@ extension HostSession {
     }
 
     /// Saves the running /etc into the booted snapshot (astOS's etc-update).
-    public func etcUpdate() throws {
+    package func etcUpdate() throws {
         guard live else { throw SnapshotError.liveOnly(command: "etc-update") }
         guard let id = try store.currentSnapshot() else { throw UserError("no snapshot is deployed") }
         let root = try store.prepareWorkingCopy(id, command: "etc-update")
@@ -157,7 +157,7 @@ extension HostSession {
     }
 
     /// Edits /etc/rast.conf of `id` with $EDITOR; saving and quitting with status 0 commits.
-    public func editConfig(_ id: Int, editor: String) throws -> Int32 {
+    package func editConfig(_ id: Int, editor: String) throws -> Int32 {
         let root = try store.prepareWorkingCopy(id, command: "edit-conf")
         let status: Int32
         do {
@@ -177,7 +177,7 @@ extension HostSession {
     }
 
     /// A shell in the running deployment, writable; changes are lost at the next deploy.
-    public func liveChroot() throws -> Int32 {
+    package func liveChroot() throws -> Int32 {
         guard live, let slot = store.bootedSlot else { throw SnapshotError.liveOnly(command: "live-chroot") }
         let root = store.layout.root(slot)
         output("live shell in slot \(slot): changes apply at once and are lost at the next deploy")

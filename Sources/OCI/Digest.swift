@@ -3,13 +3,13 @@ import SystemSupport
 
 /// A content digest, `sha256:` followed by 64 lowercase hex digits: the name of every blob
 /// (manifest, configuration, layer) in a registry, a layout and the store.
-public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+package struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
     /// Only SHA-256 is verified; other algorithms are refused when parsed.
-    public let algorithm: String
-    public let hex: String
+    package let algorithm: String
+    package let hex: String
 
     /// Parses "sha256:HEX", refusing other algorithms and malformed digests.
-    public init(parsing text: String) throws(OCIError) {
+    package init(parsing text: String) throws(OCIError) {
         guard let colon = text.firstIndex(of: ":") else { throw .invalidDigest(text, reason: "no algorithm prefix (expected sha256:HEX)") }
         let algorithm = String(text[..<colon])
         let hex = String(text[text.index(after: colon)...])
@@ -27,33 +27,33 @@ public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, C
     }
 
     /// The digest of bytes in memory.
-    public static func sha256(_ bytes: [UInt8]) -> Digest { Digest(sha256: SHA256.hash(bytes)) }
+    package static func sha256(_ bytes: [UInt8]) -> Digest { Digest(sha256: SHA256.hash(bytes)) }
 
     /// The digest of a file's contents.
-    public static func sha256(file path: String) throws -> Digest { Digest(sha256: try SHA256.hash(file: path)) }
+    package static func sha256(file path: String) throws -> Digest { Digest(sha256: try SHA256.hash(file: path)) }
 
-    public var description: String { "\(algorithm):\(hex)" }
+    package var description: String { "\(algorithm):\(hex)" }
 
     /// The first 12 hex digits, as image and container lists show IDs.
-    public var short: String { String(hex.prefix(12)) }
+    package var short: String { String(hex.prefix(12)) }
 
-    public static func < (lhs: Digest, rhs: Digest) -> Bool { lhs.description < rhs.description }
+    package static func < (lhs: Digest, rhs: Digest) -> Bool { lhs.description < rhs.description }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         do { try self.init(parsing: text) } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
         }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }
 
     /// The chain ID of a layer stack (OCI image spec, "Layer ChainID"): the first layer's is
     /// its diff ID; each further one hashes "PARENT-CHAIN-ID DIFF-ID".
-    public static func chainIDs(_ diffIDs: [Digest]) -> [Digest] {
+    package static func chainIDs(_ diffIDs: [Digest]) -> [Digest] {
         var chain: [Digest] = []
         for diffID in diffIDs {
             if let parent = chain.last {

@@ -2,16 +2,16 @@
 /// reads it: the first component is a registry when it has a dot or a port or is
 /// `localhost`; otherwise the image is on Docker Hub, where one-component names live
 /// under `library/`.
-public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
+package struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     /// The registry host with its port ("127.0.0.1:5000", "docker.io").
-    public var registry: String
-    public var repository: String
-    public var tag: String?
-    public var digest: Digest?
+    package var registry: String
+    package var repository: String
+    package var tag: String?
+    package var digest: Digest?
 
-    public static let dockerHub = "docker.io"
+    package static let dockerHub = "docker.io"
 
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         guard !text.isEmpty else { throw OCIError.invalidReference(text, reason: "it is empty") }
         var rest = Substring(text)
         if let at = rest.firstIndex(of: "@") {
@@ -46,12 +46,12 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The tag or digest a manifest is fetched by (the digest wins).
-    public var manifestReference: String { digest?.description ?? tag ?? "latest" }
+    package var manifestReference: String { digest?.description ?? tag ?? "latest" }
 
     /// The host to connect to (Docker Hub's API host for docker.io).
-    public var apiHost: String { registry == Self.dockerHub ? "registry-1.docker.io" : registry }
+    package var apiHost: String { registry == Self.dockerHub ? "registry-1.docker.io" : registry }
 
-    public var description: String {
+    package var description: String {
         var text = "\(registry)/\(repository)"
         if let tag { text += ":\(tag)" }
         if let digest { text += "@\(digest)" }
@@ -90,13 +90,13 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Where an image comes from: a registry, or an OCI image layout directory (`oci:DIR[:REF]`).
-public enum ImageSource: Sendable, CustomStringConvertible {
+package enum ImageSource: Sendable, CustomStringConvertible {
     case registry(ImageReference)
     case layout(directory: String, reference: String?)
 
     /// Parses a reference or `oci:DIR[:REF]` (the part after the last ':' is the reference
     /// when it holds no '/').
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         if text.hasPrefix("oci:") {
             let rest = String(text.dropFirst(4))
             guard !rest.isEmpty else { throw OCIError.invalidReference(text, reason: "oci: needs a directory (oci:DIR or oci:DIR:REF)") }
@@ -111,7 +111,7 @@ public enum ImageSource: Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .registry(let reference): return reference.description
         case .layout(let directory, let reference): return "oci:\(directory)" + (reference.map { ":" + $0 } ?? "")

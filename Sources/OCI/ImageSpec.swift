@@ -5,29 +5,29 @@
 import Foundation
 
 /// The media types rast reads.
-public enum MediaType {
-    public static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
-    public static let ociIndex = "application/vnd.oci.image.index.v1+json"
-    public static let ociConfig = "application/vnd.oci.image.config.v1+json"
-    public static let ociLayer = "application/vnd.oci.image.layer.v1.tar"
-    public static let ociLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
-    public static let ociLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
-    public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-    public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-    public static let dockerConfig = "application/vnd.docker.container.image.v1+json"
-    public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-    public static let dockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json"
-    public static let dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+package enum MediaType {
+    package static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
+    package static let ociIndex = "application/vnd.oci.image.index.v1+json"
+    package static let ociConfig = "application/vnd.oci.image.config.v1+json"
+    package static let ociLayer = "application/vnd.oci.image.layer.v1.tar"
+    package static let ociLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+    package static let ociLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+    package static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+    package static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+    package static let dockerConfig = "application/vnd.docker.container.image.v1+json"
+    package static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    package static let dockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json"
+    package static let dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
     /// What a registry is asked for when a manifest is fetched.
-    public static let acceptedManifests = [ociIndex, dockerManifestList, ociManifest, dockerManifest]
+    package static let acceptedManifests = [ociIndex, dockerManifestList, ociManifest, dockerManifest]
 
-    public static func isIndex(_ type: String) -> Bool { type == ociIndex || type == dockerManifestList }
-    public static func isManifest(_ type: String) -> Bool { type == ociManifest || type == dockerManifest }
+    package static func isIndex(_ type: String) -> Bool { type == ociIndex || type == dockerManifestList }
+    package static func isManifest(_ type: String) -> Bool { type == ociManifest || type == dockerManifest }
 
     /// Layer types libarchive can apply (it detects the compression itself); the
     /// "nondistributable" variants carry the same content.
-    public static func isLayer(_ type: String) -> Bool {
+    package static func isLayer(_ type: String) -> Bool {
         [ociLayer, ociLayerGzip, ociLayerZstd, dockerLayerGzip,
          "application/vnd.oci.image.layer.nondistributable.v1.tar",
          "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
@@ -37,32 +37,32 @@ public enum MediaType {
 }
 
 /// The platform an image in an index is for.
-public struct Platform: Codable, Sendable, Equatable, CustomStringConvertible {
-    public var architecture: String
-    public var os: String
-    public var variant: String?
+package struct Platform: Codable, Sendable, Equatable, CustomStringConvertible {
+    package var architecture: String
+    package var os: String
+    package var variant: String?
 
-    public init(architecture: String, os: String, variant: String? = nil) {
+    package init(architecture: String, os: String, variant: String? = nil) {
         self.architecture = architecture
         self.os = os
         self.variant = variant
     }
 
     /// The machine rast runs on: linux/amd64 on every rastOS system.
-    public static let current = Platform(architecture: "amd64", os: "linux")
+    package static let current = Platform(architecture: "amd64", os: "linux")
 
-    public var description: String { "\(os)/\(architecture)" + (variant.map { "/" + $0 } ?? "") }
+    package var description: String { "\(os)/\(architecture)" + (variant.map { "/" + $0 } ?? "") }
 }
 
 /// A reference to a blob: its media type, digest and size.
-public struct Descriptor: Codable, Sendable, Equatable {
-    public var mediaType: String
-    public var digest: Digest
-    public var size: Int64
-    public var platform: Platform?
-    public var annotations: [String: String]?
+package struct Descriptor: Codable, Sendable, Equatable {
+    package var mediaType: String
+    package var digest: Digest
+    package var size: Int64
+    package var platform: Platform?
+    package var annotations: [String: String]?
 
-    public init(mediaType: String, digest: Digest, size: Int64, platform: Platform? = nil, annotations: [String: String]? = nil) {
+    package init(mediaType: String, digest: Digest, size: Int64, platform: Platform? = nil, annotations: [String: String]? = nil) {
         self.mediaType = mediaType
         self.digest = digest
         self.size = size
@@ -71,46 +71,46 @@ public struct Descriptor: Codable, Sendable, Equatable {
     }
 
     /// The tag an OCI layout gives this manifest (`org.opencontainers.image.ref.name`).
-    public var referenceName: String? { annotations?["org.opencontainers.image.ref.name"] }
+    package var referenceName: String? { annotations?["org.opencontainers.image.ref.name"] }
 }
 
 /// An image manifest: the configuration and the layers, lowest first.
-public struct ImageManifest: Codable, Sendable, Equatable {
-    public var schemaVersion: Int
-    public var mediaType: String?
-    public var config: Descriptor
-    public var layers: [Descriptor]
+package struct ImageManifest: Codable, Sendable, Equatable {
+    package var schemaVersion: Int
+    package var mediaType: String?
+    package var config: Descriptor
+    package var layers: [Descriptor]
 }
 
 /// An image index (Docker: manifest list): one manifest per platform.
-public struct ImageIndex: Codable, Sendable, Equatable {
-    public var schemaVersion: Int
-    public var mediaType: String?
-    public var manifests: [Descriptor]
+package struct ImageIndex: Codable, Sendable, Equatable {
+    package var schemaVersion: Int
+    package var mediaType: String?
+    package var manifests: [Descriptor]
 }
 
 /// The image configuration: how to run it and the uncompressed digests of its layers.
-public struct ImageConfiguration: Codable, Sendable, Equatable {
-    public struct RunConfig: Codable, Sendable, Equatable {
-        public var user: String?
-        public var env: [String]?
-        public var entrypoint: [String]?
-        public var cmd: [String]?
-        public var workingDir: String?
-        public var labels: [String: String]?
-        public var stopSignal: String?
+package struct ImageConfiguration: Codable, Sendable, Equatable {
+    package struct RunConfig: Codable, Sendable, Equatable {
+        package var user: String?
+        package var env: [String]?
+        package var entrypoint: [String]?
+        package var cmd: [String]?
+        package var workingDir: String?
+        package var labels: [String: String]?
+        package var stopSignal: String?
 
         enum CodingKeys: String, CodingKey {
             case user = "User", env = "Env", entrypoint = "Entrypoint", cmd = "Cmd", workingDir = "WorkingDir"
             case labels = "Labels", stopSignal = "StopSignal"
         }
 
-        public init() {}
+        package init() {}
     }
 
-    public struct RootFS: Codable, Sendable, Equatable {
-        public var type: String
-        public var diffIDs: [Digest]
+    package struct RootFS: Codable, Sendable, Equatable {
+        package var type: String
+        package var diffIDs: [Digest]
 
         enum CodingKeys: String, CodingKey {
             case type
@@ -118,21 +118,21 @@ public struct ImageConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    public var architecture: String?
-    public var os: String?
-    public var created: String?
-    public var config: RunConfig?
-    public var rootfs: RootFS
+    package var architecture: String?
+    package var os: String?
+    package var created: String?
+    package var config: RunConfig?
+    package var rootfs: RootFS
 }
 
 /// A fetched manifest document: either an index to choose from or an image manifest.
-public enum ManifestDocument: Sendable {
+package enum ManifestDocument: Sendable {
     case index(ImageIndex)
     case manifest(ImageManifest)
 
     /// Parses `bytes` named `what`; the media type comes from the document, else from the
     /// transport (a registry's Content-Type, a descriptor). Schema 1 manifests are refused.
-    public static func parse(_ bytes: [UInt8], mediaType transportType: String?, what: String) throws -> ManifestDocument {
+    package static func parse(_ bytes: [UInt8], mediaType transportType: String?, what: String) throws -> ManifestDocument {
         struct Probe: Decodable {
             var schemaVersion: Int?
             var mediaType: String?
@@ -188,7 +188,7 @@ public enum ManifestDocument: Sendable {
 
 extension ImageIndex {
     /// The manifest for `platform`; a missing variant matches any.
-    public func manifest(for platform: Platform, image: String) throws -> Descriptor {
+    package func manifest(for platform: Platform, image: String) throws -> Descriptor {
         let candidates = manifests.filter { MediaType.isManifest($0.mediaType) }
         if let match = candidates.first(where: {
             $0.platform?.os == platform.os && $0.platform?.architecture == platform.architecture
@@ -203,7 +203,7 @@ extension ImageIndex {
 
 extension ImageConfiguration {
     /// Decodes a configuration blob named `what`.
-    public static func parse(_ bytes: [UInt8], what: String) throws -> ImageConfiguration {
+    package static func parse(_ bytes: [UInt8], what: String) throws -> ImageConfiguration {
         do { return try JSONDecoder().decode(ImageConfiguration.self, from: Data(bytes)) } catch {
             throw OCIError.invalidDocument(what: what, reason: ManifestDocument.reason(error))
         }

@@ -23,41 +23,41 @@ import Glibc
 #endif
 
 /// One image in the store.
-public struct StoredImage: Codable, Sendable, Equatable {
+package struct StoredImage: Codable, Sendable, Equatable {
     /// The name it was pulled as ("127.0.0.1:5000/test/app:v1", "busybox:latest" for a layout).
-    public var name: String
+    package var name: String
     /// Where it came from (a reference or oci:DIR:REF).
-    public var source: String
-    public var manifestDigest: Digest
+    package var source: String
+    package var manifestDigest: Digest
     /// The image ID: the digest of its configuration.
-    public var configDigest: Digest
+    package var configDigest: Digest
     /// The layer stacks, lowest first; the last is the image's root filesystem.
-    public var chainIDs: [Digest]
+    package var chainIDs: [Digest]
     /// Every blob the image needs (index, manifest, configuration, layers).
-    public var blobs: [Digest]
+    package var blobs: [Digest]
     /// The compressed size of its layers.
-    public var size: Int64
+    package var size: Int64
     /// When it was stored, seconds since the epoch.
-    public var created: Int64
+    package var created: Int64
 
-    public var id: Digest { configDigest }
+    package var id: Digest { configDigest }
 }
 
 /// What removing images and pruning freed.
-public struct StoreCleanup: Sendable, Equatable {
-    public var images: [String] = []
-    public var layers = 0
-    public var blobs = 0
-    public var bytes: Int64 = 0
+package struct StoreCleanup: Sendable, Equatable {
+    package var images: [String] = []
+    package var layers = 0
+    package var blobs = 0
+    package var bytes: Int64 = 0
 }
 
 /// Blobs, layer stacks and image names below one directory.
-public final class ImageStore {
-    public static let defaultRoot = "/var/lib/rast/oci"
+package final class ImageStore {
+    package static let defaultRoot = "/var/lib/rast/oci"
 
-    public let root: String
-    public let volumes: Volumes
-    public var platform = Platform.current
+    package let root: String
+    package let volumes: Volumes
+    package var platform = Platform.current
 
     private struct Index: Codable {
         var version = 1
@@ -65,7 +65,7 @@ public final class ImageStore {
     }
 
     /// Opens (and creates) the store at `root`.
-    public init(root: String = ImageStore.defaultRoot) throws {
+    package init(root: String = ImageStore.defaultRoot) throws {
         self.root = root
         for directory in [root, root + "/blobs/sha256", root + "/layers", root + "/tmp"] {
             try Files.createDirectory(directory, mode: 0o700)
@@ -73,17 +73,17 @@ public final class ImageStore {
         volumes = Volumes.detect(root + "/layers")
     }
 
-    public func blobPath(_ digest: Digest) -> String { "\(root)/blobs/\(digest.algorithm)/\(digest.hex)" }
-    public func layerPath(_ chainID: Digest) -> String { "\(root)/layers/\(chainID.hex)" }
+    package func blobPath(_ digest: Digest) -> String { "\(root)/blobs/\(digest.algorithm)/\(digest.hex)" }
+    package func layerPath(_ chainID: Digest) -> String { "\(root)/layers/\(chainID.hex)" }
 
     /// Every image, by name.
-    public func images() throws -> [StoredImage] {
+    package func images() throws -> [StoredImage] {
         try readIndex().images.sorted { $0.name < $1.name }
     }
 
     /// The image called `name`: its exact name, the name read as a reference (so "busybox"
     /// finds "docker.io/library/busybox:latest"), with ":latest" added, or an ID prefix.
-    public func image(_ name: String) throws -> StoredImage {
+    package func image(_ name: String) throws -> StoredImage {
         let images = try readIndex().images
         if let exact = images.first(where: { $0.name == name }) { return exact }
         if let reference = try? ImageReference(parsing: name), let match = images.first(where: { $0.name == reference.description }) {
@@ -100,12 +100,12 @@ public final class ImageStore {
     }
 
     /// The image's configuration (how to run it).
-    public func configuration(of image: StoredImage) throws -> ImageConfiguration {
+    package func configuration(of image: StoredImage) throws -> ImageConfiguration {
         try ImageConfiguration.parse(try Files.read(blobPath(image.configDigest)), what: "the configuration of \(image.name)")
     }
 
     /// Makes a writable copy of the image's root filesystem at the new path `destination`.
-    public func copyRoot(of image: StoredImage, to destination: String) throws {
+    package func copyRoot(of image: StoredImage, to destination: String) throws {
         if let top = image.chainIDs.last {
             guard Files.isDirectory(layerPath(top)) else {
                 throw OCIError.store(path: root, reason: "the layers of \(image.name) are missing (\(layerPath(top))); pull it again")
@@ -122,7 +122,7 @@ public final class ImageStore {
     /// layout `DIRNAME:REF`), fetching only the blobs and building only the layer stacks
     /// the store does not have yet. An image of the same name is replaced.
     @discardableResult
-    public func pull(_ source: ImageSource, name: String? = nil, client: RegistryClient? = nil,
+    package func pull(_ source: ImageSource, name: String? = nil, client: RegistryClient? = nil,
                      progress: ProgressReporter = SilentProgress()) throws -> StoredImage {
         let lock = try lockStore(progress: progress)
         defer { lock.unlock() }
@@ -222,7 +222,7 @@ public final class ImageStore {
     // MARK: - Removing
 
     /// Removes images by name (as `image(_:)` finds them) and whatever only they used.
-    public func remove(_ names: [String]) throws -> StoreCleanup {
+    package func remove(_ names: [String]) throws -> StoreCleanup {
         let lock = try lockStore(progress: SilentProgress())
         defer { lock.unlock() }
         var index = try readIndex()
@@ -240,7 +240,7 @@ public final class ImageStore {
 
     /// Deletes blobs and layer stacks no image uses and anything an interrupted pull left in
     /// tmp/; with `images`, those images go first.
-    public func prune(images names: [String] = []) throws -> StoreCleanup {
+    package func prune(images names: [String] = []) throws -> StoreCleanup {
         names.isEmpty ? try withLock { try collectGarbage(try readIndex()) } : try remove(names)
     }
 

@@ -17,20 +17,20 @@ import SystemSupport
 import Glibc
 #endif
 
-public enum LayerApplier {
-    public static let whiteoutPrefix = ".wh."
-    public static let opaqueMarker = ".wh..wh..opq"
+package enum LayerApplier {
+    package static let whiteoutPrefix = ".wh."
+    package static let opaqueMarker = ".wh..wh..opq"
 
     /// What applying one layer did.
-    public struct Result: Sendable, Equatable {
-        public var entries = 0
-        public var whiteouts = 0
-        public var opaqueDirectories = 0
+    package struct Result: Sendable, Equatable {
+        package var entries = 0
+        package var whiteouts = 0
+        package var opaqueDirectories = 0
     }
 
     /// Applies the layer archive at `blob` onto `root`.
     @discardableResult
-    public static func apply(_ blob: String, to root: String) throws -> Result {
+    package static func apply(_ blob: String, to root: String) throws -> Result {
         var result = Result()
         // Paths this layer created, so that its own whiteouts and opaque markers spare them.
         var created = Set<String>()

@@ -1,5 +1,5 @@
 /// What went wrong with an image, a registry or the store; each case names what it is about.
-public enum OCIError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum OCIError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidDigest(String, reason: String)
     case invalidReference(String, reason: String)
     /// A blob's bytes do not hash to the digest that names them.
@@ -19,7 +19,7 @@ public enum OCIError: Error, CustomStringConvertible, Sendable, Equatable {
     case store(path: String, reason: String)
     case layer(blob: String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidDigest(let text, let reason): return "invalid digest '\(text)': \(reason)"
         case .invalidReference(let text, let reason): return "invalid image reference '\(text)': \(reason)"

@@ -11,11 +11,11 @@ import Foundation
 import SystemSupport
 
 /// A user name and password for a registry (or its token service).
-public struct RegistryCredentials: Sendable, Equatable {
-    public var username: String
-    public var password: String
+package struct RegistryCredentials: Sendable, Equatable {
+    package var username: String
+    package var password: String
 
-    public init(username: String, password: String) {
+    package init(username: String, password: String) {
         self.username = username
         self.password = password
     }
@@ -28,7 +28,7 @@ public struct RegistryCredentials: Sendable, Equatable {
 /// Fetches manifests and blobs from registries: documents and tokens through `HTTPClient`
 /// (any status comes back, so a 401's challenge can be answered), blobs with
 /// `CurlTransfer.download` (redirects to storage followed, partial files resumed).
-public final class RegistryClient {
+package final class RegistryClient {
     private let client: HTTPClient
     private let transfer: CurlTransfer
     private let credentials: [String: RegistryCredentials]
@@ -37,7 +37,7 @@ public final class RegistryClient {
     private var authorizations: [String: String] = [:]
 
     /// `credentials` by registry host; `plainHTTP` names more hosts spoken to without TLS.
-    public init(credentials: [String: RegistryCredentials] = [:], plainHTTP: Set<String> = []) throws {
+    package init(credentials: [String: RegistryCredentials] = [:], plainHTTP: Set<String> = []) throws {
         client = try HTTPClient()
         transfer = try CurlTransfer()
         self.credentials = credentials
@@ -45,7 +45,7 @@ public final class RegistryClient {
     }
 
     /// The base URL of a registry's API.
-    public func baseURL(_ registry: String) -> String {
+    package func baseURL(_ registry: String) -> String {
         let host = registry.split(separator: ":").first.map(String.init) ?? registry
         let plain = plainHTTPHosts.contains(registry) || ["127.0.0.1", "localhost", "[::1]"].contains(host) || registry.hasPrefix("[::1]")
         return (plain ? "http://" : "https://") + (registry == ImageReference.dockerHub ? "registry-1.docker.io" : registry) + "/v2/"
@@ -54,7 +54,7 @@ public final class RegistryClient {
     /// Fetches the manifest or index `reference` names (its tag, or its digest if it has one),
     /// verified: by the digest when the reference has one, else by the registry's
     /// Docker-Content-Digest header when it sends one.
-    public func manifest(_ reference: ImageReference) throws -> (bytes: [UInt8], digest: Digest, mediaType: String?) {
+    package func manifest(_ reference: ImageReference) throws -> (bytes: [UInt8], digest: Digest, mediaType: String?) {
         let url = baseURL(reference.registry) + reference.repository + "/manifests/" + reference.manifestReference
         let response = try send(url, reference: reference, accept: MediaType.acceptedManifests, limit: 4 << 20)
         guard response.isSuccess else { throw error(for: response, url: url, what: "manifest \(reference)") }
@@ -70,7 +70,7 @@ public final class RegistryClient {
 
     /// Downloads the blob `descriptor` names to `path` (resuming a partial file) and
     /// verifies its size and digest; a blob that does not match is deleted and refused.
-    public func blob(_ descriptor: Descriptor, of reference: ImageReference, to path: String,
+    package func blob(_ descriptor: Descriptor, of reference: ImageReference, to path: String,
                      progress: ((DownloadProgress) throws -> Void)? = nil) throws {
         let url = baseURL(reference.registry) + reference.repository + "/blobs/" + descriptor.digest.description
         var options = DownloadOptions()
@@ -195,11 +195,11 @@ public final class RegistryClient {
 
 /// A parsed `WWW-Authenticate` header: the scheme and its `key="value"` parameters (quoted
 /// values may hold commas, as scopes such as "repository:x:pull,push" do).
-public struct AuthenticationChallenge: Sendable, Equatable {
-    public var scheme: String
-    public var parameters: [String: String]
+package struct AuthenticationChallenge: Sendable, Equatable {
+    package var scheme: String
+    package var parameters: [String: String]
 
-    public init(parsing header: String) {
+    package init(parsing header: String) {
         let text = header.trimmingCharacters(in: .whitespaces)
         let space = text.firstIndex(of: " ") ?? text.endIndex
         scheme = String(text[..<space])

@@ -6,8 +6,8 @@
 import Foundation
 import SystemSupport
 
-public enum AWSConfig {
-    public static func credentials(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AWSCredentials {
+package enum AWSConfig {
+    package static func credentials(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AWSCredentials {
         if let key = environment["AWS_ACCESS_KEY_ID"], !key.isEmpty {
             guard let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
                 throw ObjectStoreError.noCredentials("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
@@ -30,7 +30,7 @@ public enum AWSConfig {
         return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: section["aws_session_token"])
     }
 
-    public static func region(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    package static func region(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
             if let value = environment[name], !value.isEmpty { return value }
         }

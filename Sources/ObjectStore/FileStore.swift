@@ -9,12 +9,12 @@ import SystemSupport
 import Glibc
 #endif
 
-public final class FileStore: ObjectStore {
-    public let directory: String
-    public let location: String
+package final class FileStore: ObjectStore {
+    package let directory: String
+    package let location: String
     static let uploadsDirectory = ".uploads"
 
-    public init(directory: String, location: String? = nil) throws {
+    package init(directory: String, location: String? = nil) throws {
         self.directory = directory
         self.location = location ?? "file://" + directory
         do {
@@ -32,7 +32,7 @@ public final class FileStore: ObjectStore {
         return directory + "/" + key
     }
 
-    public func put(_ key: String, bytes: [UInt8]) throws {
+    package func put(_ key: String, bytes: [UInt8]) throws {
         let path = try path(key)
         try wrap {
             try Files.createDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
@@ -40,14 +40,14 @@ public final class FileStore: ObjectStore {
         }
     }
 
-    public func get(_ key: String) throws -> [UInt8] {
+    package func get(_ key: String) throws -> [UInt8] {
         var bytes: [UInt8] = []
         try get(key) { bytes.append(contentsOf: $0) }
         return bytes
     }
 
     @discardableResult
-    public func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
+    package func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         let path = try path(key)
         let file: FileDescriptor
         do {
@@ -69,13 +69,13 @@ public final class FileStore: ObjectStore {
         }
     }
 
-    public func head(_ key: String) throws -> ObjectInfo? {
+    package func head(_ key: String) throws -> ObjectInfo? {
         var info = stat()
         guard stat(try path(key), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         return ObjectInfo(key: key, size: Int64(info.st_size))
     }
 
-    public func list(prefix: String) throws -> [ObjectInfo] {
+    package func list(prefix: String) throws -> [ObjectInfo] {
         var result: [ObjectInfo] = []
         func walk(_ relative: String) throws {
             let absolute = relative.isEmpty ? directory : directory + "/" + relative
@@ -98,7 +98,7 @@ public final class FileStore: ObjectStore {
         return result.sorted { $0.key < $1.key }
     }
 
-    public func delete(_ key: String) throws {
+    package func delete(_ key: String) throws {
         let path = try path(key)
         if unlink(path) != 0, errno != ENOENT { throw ObjectStoreError.file(SystemError("delete", path: path)) }
         // Empty directories left behind go too (up to the store's own directory).
@@ -108,7 +108,7 @@ public final class FileStore: ObjectStore {
         }
     }
 
-    public func upload(_ key: String) throws -> ObjectUpload {
+    package func upload(_ key: String) throws -> ObjectUpload {
         let final = try path(key)
         let uploads = directory + "/" + FileStore.uploadsDirectory
         return try wrap {
@@ -120,7 +120,7 @@ public final class FileStore: ObjectStore {
         }
     }
 
-    public func pendingUploads(prefix: String) throws -> [PendingUpload] {
+    package func pendingUploads(prefix: String) throws -> [PendingUpload] {
         let uploads = directory + "/" + FileStore.uploadsDirectory
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: uploads) else { return [] }
         return names.sorted().compactMap { name in
@@ -130,7 +130,7 @@ public final class FileStore: ObjectStore {
         }
     }
 
-    public func abort(_ upload: PendingUpload) throws {
+    package func abort(_ upload: PendingUpload) throws {
         guard !upload.uploadID.contains("/") else { return }
         let path = directory + "/" + FileStore.uploadsDirectory + "/" + upload.uploadID
         if unlink(path) != 0, errno != ENOENT { throw ObjectStoreError.file(SystemError("delete", path: path)) }

@@ -6,11 +6,11 @@ import Foundation
 import SystemSupport
 
 /// An object's name and size as a listing shows them.
-public struct ObjectInfo: Sendable, Equatable {
-    public let key: String
-    public let size: Int64
+package struct ObjectInfo: Sendable, Equatable {
+    package let key: String
+    package let size: Int64
 
-    public init(key: String, size: Int64) {
+    package init(key: String, size: Int64) {
         self.key = key
         self.size = size
     }
@@ -18,13 +18,13 @@ public struct ObjectInfo: Sendable, Equatable {
 
 /// A multipart upload that was started and never completed or aborted (the uploading
 /// process died): its parts take space but no object exists under its key.
-public struct PendingUpload: Sendable, Equatable {
-    public let key: String
-    public let uploadID: String
+package struct PendingUpload: Sendable, Equatable {
+    package let key: String
+    package let uploadID: String
 }
 
 /// Where objects are kept.
-public protocol ObjectStore: AnyObject {
+package protocol ObjectStore: AnyObject {
     /// The target as a user wrote it (`s3://bucket/prefix`, `file:///dir`).
     var location: String { get }
     /// Writes a small object whole, replacing one of the same key.
@@ -49,7 +49,7 @@ public protocol ObjectStore: AnyObject {
 }
 
 /// An object being written in parts (S3 multipart upload; a temporary file for file://).
-public protocol ObjectUpload: AnyObject {
+package protocol ObjectUpload: AnyObject {
     var key: String { get }
     /// Appends bytes; full parts are uploaded as they fill.
     func write(_ bytes: UnsafeRawBufferPointer) throws
@@ -61,7 +61,7 @@ public protocol ObjectUpload: AnyObject {
     func abort()
 }
 
-public enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
+package enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
     /// A target URL that is no s3:// or file:// URL, or lacks a part.
     case badTarget(String, reason: String)
     case notFound(location: String, key: String)
@@ -76,7 +76,7 @@ public enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
     /// The server's answer could not be understood.
     case badResponse(location: String, operation: String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .badTarget(let target, let reason):
             return "backup target '\(target)': \(reason) (write s3://BUCKET/PREFIX or file:///DIRECTORY)"
@@ -98,11 +98,11 @@ public enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
 }
 
 /// A parsed target URL.
-public enum ObjectStoreTarget: Sendable, Equatable {
+package enum ObjectStoreTarget: Sendable, Equatable {
     case s3(bucket: String, prefix: String)
     case file(directory: String)
 
-    public static func parse(_ text: String) throws -> ObjectStoreTarget {
+    package static func parse(_ text: String) throws -> ObjectStoreTarget {
         if text.hasPrefix("s3://") {
             let rest = text.dropFirst(5)
             let bucket = String(rest.prefix { $0 != "/" })
@@ -129,31 +129,31 @@ public enum ObjectStoreTarget: Sendable, Equatable {
 }
 
 /// How an S3 store is reached; everything but the target is optional.
-public struct S3Options: Sendable {
+package struct S3Options: Sendable {
     /// The server, as `http[s]://host[:port]`; nil for AWS itself.
-    public var endpoint: String?
+    package var endpoint: String?
     /// The signing region; nil for AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config or us-east-1.
-    public var region: String?
+    package var region: String?
     /// Credentials; nil to read them from the environment or ~/.aws/credentials.
-    public var credentials: AWSCredentials?
+    package var credentials: AWSCredentials?
     /// Size of the parts of a multipart upload (S3 requires at least 5 MiB but for the last).
-    public var partSize = 16 << 20
+    package var partSize = 16 << 20
     /// Attempts per request, with exponential backoff between them.
-    public var attempts = 5
+    package var attempts = 5
     /// The first delay between attempts; it doubles up to `maxDelay`.
-    public var retryDelay: Double = 0.5
-    public var maxDelay: Double = 8
+    package var retryDelay: Double = 0.5
+    package var maxDelay: Double = 8
     /// A transfer that moves no byte for this many seconds is given up (then retried).
-    public var stallSeconds = 30
+    package var stallSeconds = 30
     /// Part uploads in flight at once.
-    public var parallelUploads = 2
+    package var parallelUploads = 2
 
-    public init() {}
+    package init() {}
 }
 
-public enum ObjectStores {
+package enum ObjectStores {
     /// Opens the store for `target` (an s3:// or file:// URL).
-    public static func open(_ target: String, s3 options: S3Options = S3Options()) throws -> ObjectStore {
+    package static func open(_ target: String, s3 options: S3Options = S3Options()) throws -> ObjectStore {
         switch try ObjectStoreTarget.parse(target) {
         case .file(let directory):
             return try FileStore(directory: directory, location: target)

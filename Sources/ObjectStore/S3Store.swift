@@ -13,12 +13,12 @@ import SystemSupport
 import Glibc
 #endif
 
-public final class S3Store: ObjectStore {
-    public let location: String
+package final class S3Store: ObjectStore {
+    package let location: String
     let requester: S3Requester
     private let client: HTTPClient
 
-    public init(bucket: String, prefix: String, location: String, options: S3Options) throws {
+    package init(bucket: String, prefix: String, location: String, options: S3Options) throws {
         self.location = location
         let credentials = try options.credentials ?? AWSConfig.credentials()
         let region = options.region ?? AWSConfig.region()
@@ -43,30 +43,30 @@ public final class S3Store: ObjectStore {
         client = try HTTPClient()
     }
 
-    public func put(_ key: String, bytes: [UInt8]) throws {
+    package func put(_ key: String, bytes: [UInt8]) throws {
         let response = try requester.send(client, "PUT", key: key, body: bytes, operation: "upload")
         try requester.expectSuccess(response, operation: "upload", key: key)
     }
 
-    public func get(_ key: String) throws -> [UInt8] {
+    package func get(_ key: String) throws -> [UInt8] {
         var bytes: [UInt8] = []
         try get(key) { bytes.append(contentsOf: $0) }
         return bytes
     }
 
     @discardableResult
-    public func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
+    package func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         try requester.download(client, key: key, into: sink)
     }
 
-    public func head(_ key: String) throws -> ObjectInfo? {
+    package func head(_ key: String) throws -> ObjectInfo? {
         let response = try requester.send(client, "HEAD", key: key, operation: "look up")
         if response.status == 404 { return nil }
         try requester.expectSuccess(response, operation: "look up", key: key)
         return ObjectInfo(key: key, size: Int64(response.header("content-length") ?? "") ?? 0)
     }
 
-    public func list(prefix: String) throws -> [ObjectInfo] {
+    package func list(prefix: String) throws -> [ObjectInfo] {
         var result: [ObjectInfo] = []
         var token: String?
         repeat {
@@ -86,17 +86,17 @@ public final class S3Store: ObjectStore {
         return result.sorted { $0.key < $1.key }
     }
 
-    public func delete(_ key: String) throws {
+    package func delete(_ key: String) throws {
         let response = try requester.send(client, "DELETE", key: key, operation: "delete")
         if response.status == 404 { return }
         try requester.expectSuccess(response, operation: "delete", key: key)
     }
 
-    public func upload(_ key: String) throws -> ObjectUpload {
+    package func upload(_ key: String) throws -> ObjectUpload {
         S3Upload(key: key, requester: requester, client: client)
     }
 
-    public func pendingUploads(prefix: String) throws -> [PendingUpload] {
+    package func pendingUploads(prefix: String) throws -> [PendingUpload] {
         var result: [PendingUpload] = []
         var markers: (key: String, upload: String)?
         repeat {
@@ -120,7 +120,7 @@ public final class S3Store: ObjectStore {
         return result
     }
 
-    public func abort(_ upload: PendingUpload) throws {
+    package func abort(_ upload: PendingUpload) throws {
         let response = try requester.send(client, "DELETE", key: upload.key, query: [("uploadId", upload.uploadID)], operation: "abort upload")
         if response.status == 404 { return }
         try requester.expectSuccess(response, operation: "abort upload", key: upload.key)

@@ -14,12 +14,12 @@ import Foundation
 import SystemSupport
 
 /// Credentials for signing: an access key, its secret, and a session token for temporary ones.
-public struct AWSCredentials: Sendable, Equatable {
-    public var accessKeyID: String
-    public var secretAccessKey: String
-    public var sessionToken: String?
+package struct AWSCredentials: Sendable, Equatable {
+    package var accessKeyID: String
+    package var secretAccessKey: String
+    package var sessionToken: String?
 
-    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+    package init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
@@ -27,30 +27,30 @@ public struct AWSCredentials: Sendable, Equatable {
 }
 
 /// Signs requests for one service in one region.
-public struct SigV4Signer: Sendable {
-    public let credentials: AWSCredentials
-    public let region: String
-    public let service: String
+package struct SigV4Signer: Sendable {
+    package let credentials: AWSCredentials
+    package let region: String
+    package let service: String
 
-    public init(credentials: AWSCredentials, region: String, service: String = "s3") {
+    package init(credentials: AWSCredentials, region: String, service: String = "s3") {
         self.credentials = credentials
         self.region = region
         self.service = service
     }
 
     /// What goes into a signature, kept for tests and RAST_DEBUG.
-    public struct Signature: Sendable {
-        public let canonicalRequest: String
-        public let stringToSign: String
-        public let signedHeaders: String
-        public let signature: String
-        public let authorization: String
+    package struct Signature: Sendable {
+        package let canonicalRequest: String
+        package let stringToSign: String
+        package let signedHeaders: String
+        package let signature: String
+        package let authorization: String
     }
 
     /// The signature of a request. `headers` are the headers to sign (Host among them,
     /// X-Amz-Date carrying `date`); `payloadHash` is the hex SHA-256 of the body (or
     /// "UNSIGNED-PAYLOAD").
-    public func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)],
+    package func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)],
                      payloadHash: String, date: Date) -> Signature {
         let (amzDate, day) = SigV4Signer.timestamps(date)
         let canonicalHeaders = SigV4Signer.canonicalHeaders(headers)
@@ -75,7 +75,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// "20150830T123600Z" and "20150830" (UTC).
-    public static func timestamps(_ date: Date) -> (amzDate: String, day: String) {
+    package static func timestamps(_ date: Date) -> (amzDate: String, day: String) {
         var time = time_t(date.timeIntervalSince1970.rounded(.down))
         var parts = tm()
         gmtime_r(&time, &parts)
@@ -110,7 +110,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// Percent-encodes everything but the unreserved characters (RFC 3986), UTF-8, uppercase hex.
-    public static func encode(_ text: String, keepSlash: Bool = false) -> String {
+    package static func encode(_ text: String, keepSlash: Bool = false) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {
@@ -126,7 +126,7 @@ public struct SigV4Signer: Sendable {
         return out
     }
 
-    public static func encodePath(_ path: String) -> String {
+    package static func encodePath(_ path: String) -> String {
         path.isEmpty ? "/" : encode(path, keepSlash: true)
     }
 }

@@ -182,7 +182,7 @@ public final class PackageSession {
         do {
             _ = try handle.updateDatabases(force: force)
         } catch {
-            throw UserError("cannot synchronise the package databases (\(repositories.map { "\($0.name) at \($0.servers.joined(separator: ", "))" }.joined(separator: "; "))): \(error)")
+            throw UserError("cannot synchronise the package databases (\(repositories.map { "\($0.name) at \($0.servers.joined(separator: ", "))" }.joined(separator: "; "))): \(error)", cause: error)
         }
     }
 

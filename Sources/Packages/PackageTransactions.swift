@@ -42,10 +42,16 @@ public struct PackageRequest: Sendable, Equatable {
 
 /// A transaction that failed: what was asked, libalpm's error (missing dependencies,
 /// conflicts, file conflicts and invalid packages, each by name) or the scriptlets that failed.
-public enum PackageTransactionError: Error, CustomStringConvertible, Sendable {
+public enum PackageTransactionError: CausedError, CustomStringConvertible, Sendable {
     case alpm(request: String, error: AlpmError)
     case scriptlets(request: String, failures: [ScriptletFailure])
     case notFound(request: String, targets: [String], hint: String?)
+
+    /// libalpm's error, when the transaction failed there.
+    public var cause: (any Error)? {
+        if case .alpm(_, let error) = self { return error }
+        return nil
+    }
 
     public var description: String {
         switch self {

@@ -37,7 +37,7 @@ public struct ContainerStage {
         for (index, spec) in recipe.containers.enumerated() {
             let source: ImageSource
             do { source = try ImageSource(parsing: spec.image) } catch {
-                throw UserError(at(index, "image") + ": \(error)")
+                throw UserError(at(index, "image") + ": \(error)", cause: error)
             }
             progress.begin("containers: pulling \(source)")
             let stopwatch = Stopwatch()
@@ -45,7 +45,7 @@ public struct ContainerStage {
             do {
                 image = try store.pull(source, name: spec.imageName, progress: progress)
             } catch {
-                throw UserError(at(index, "image") + ": pulling \(source) failed: \(error)")
+                throw UserError(at(index, "image") + ": pulling \(source) failed: \(error)", cause: error)
             }
             progress.end("containers: \(image.name)", summary: "\(image.chainIDs.count) layers, \(ByteCount.format(image.size)) in \(stopwatch.formatted)")
             pulled.append(image.name)
@@ -58,9 +58,12 @@ public struct ContainerStage {
             do {
                 options.volumes = try spec.volumes.map(RunOptions.Volume.init(parsing:))
             } catch {
-                throw UserError(at(index, "volumes") + ": \(error)")
+                throw UserError(at(index, "volumes") + ": \(error)", cause: error)
             }
-            options.network = RunOptions.Network(rawValue: spec.network) ?? .none
+            switch spec.network {
+            case .none: options.network = .none
+            case .host: options.network = .host
+            }
             options.memory = spec.memory
             options.cpus = spec.cpus
             options.pidsLimit = spec.pidsLimit

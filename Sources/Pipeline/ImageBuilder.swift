@@ -1,6 +1,7 @@
 import BootEntries
 import Dispatch
 import Foundation
+import ImageSupport
 import Synchronization
 import Kernel
 import Packages
@@ -79,8 +80,8 @@ public final class ImageBuilder {
     /// Checks what can be checked before hours of work: root, tools, files the recipe names.
     public func preflight() throws {
         try Privileges.requireRoot(for: "rast-build (it mounts filesystems and attaches loop devices)")
-        try Require.tools(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
-        try BootLoaderStage.preflight(recipe)
+        try HostTools.require(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
+        try BootLoaderInstaller.preflight(recipe)
         try recipe.validateEnvironment(profilesDirectory: options.dataDirectory + "/kernel-profiles")
         if recipe.packages.local.contains(where: { Files.exists($0 + "/rast.inputs") }), options.rastBinary == nil {
             throw UserError("the recipe builds the rast package, but no rast binary was found; run `make build` first or set RAST_BINARY")
@@ -143,7 +144,7 @@ public final class ImageBuilder {
             // not grow) or as ENOSPC from wherever the write happened; say what is going on
             // (checked before the work directory is removed and frees the space again).
             if let free = try? freeBytes(of: recipe.output.directory), free < 64 << 20 {
-                throw UserError("\(error)\nthe filesystem holding \(recipe.output.directory) is full (\(ByteCount.format(free)) free): No space left on device")
+                throw UserError("\(error)\nthe filesystem holding \(recipe.output.directory) is full (\(ByteCount.format(free)) free): No space left on device", cause: error)
             }
             throw error
         }
@@ -189,7 +190,7 @@ public final class ImageBuilder {
         let state = try rootfs.store.state()
 
         try stage("bootloader") {
-            try BootLoaderStage(recipe: recipe, disk: disk, layout: rootfs.store.layout, templates: templates,
+            try BootLoaderInstaller(recipe: recipe, disk: disk, layout: rootfs.store.layout, templates: templates,
                                 workDirectory: work.path, progress: progress).run()
         }
 
@@ -210,7 +211,11 @@ public final class ImageBuilder {
             }
             if recipe.output.formats.contains(.qcow2) {
                 let qcow2 = work.appending("\(recipe.name).qcow2")
-                let compression = QCOW2.QCOW2Compression(rawValue: recipe.output.qcow2Compression.rawValue) ?? QCOW2.QCOW2Compression.zstd
+                let compression: QCOW2.QCOW2Compression = switch recipe.output.qcow2Compression {
+                case .none: .none
+                case .zlib: .zlib
+                case .zstd: .zstd
+                }
                 let final = recipe.outputPath(for: .qcow2)
                 let summary = try QCOW2Writer.convert(raw: rawPath, to: qcow2,
                                                       options: QCOW2Options(compression: compression, clusterSize: Int(recipe.output.qcow2ClusterSize)),

@@ -72,7 +72,7 @@ public struct LocalPackagesStage {
                 result = try makepkg.build(try stage(inputs, name: name), into: scratch)
             } catch let error as MakepkgError {
                 try? Files.removeTree(scratch)
-                throw UserError("building the package in \(directory) with makepkg failed: \(error)")
+                throw UserError("building the package in \(directory) with makepkg failed: \(error)", cause: error)
             }
             try? Files.removeTree(cached)
             try SystemError.check("rename", path: scratch) { rename(scratch, cached) }

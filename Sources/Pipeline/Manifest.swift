@@ -1,4 +1,5 @@
 import Foundation
+import ImageSupport
 import SnapshotTree
 
 /// output/NAME.manifest.json: what an image is made of and how it was made.

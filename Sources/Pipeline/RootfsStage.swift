@@ -1,6 +1,7 @@
 import Alpm
 import BootEntries
 import Foundation
+import ImageSupport
 import Packages
 import Recipe
 import SnapshotTree
@@ -78,7 +79,7 @@ public struct RootfsStage {
         do {
             try session.install(recipe.packagesToInstall)
         } catch let error as AlpmError {
-            throw UserError("installing \(recipe.packagesToInstall.joined(separator: ", ")) into snapshot 0 failed: \(error)")
+            throw UserError("installing \(recipe.packagesToInstall.joined(separator: ", ")) into snapshot 0 failed: \(error)", cause: error)
         }
         if let cache = remotePackageCache, !remotePackages.isEmpty {
             do {
@@ -98,7 +99,7 @@ public struct RootfsStage {
         try Files.createDirectory(directory)
         let checks = try repositories.contains { try SigLevelParser.requiresSignatures(SigLevelParser.parse($0.sigLevel ?? [])) }
         guard checks else { return directory }
-        try Require.tools(["pacman-key"], for: "repositories with signature checking")
+        try HostTools.require(["pacman-key"], for: "repositories with signature checking")
         progress.note("packages: initialising a keyring with Arch Linux's keys for signature checks")
         try Command("pacman-key", ["--gpgdir", directory, "--init"]).run()
         try Command("pacman-key", ["--gpgdir", directory, "--populate", "archlinux"]).run()

@@ -118,10 +118,16 @@ struct BootCommand: ParsableCommand {
     var identity: String?
     @OptionGroup var global: GlobalOptions
 
-    func validate() throws {
-        guard MachineConfiguration.Firmware(rawValue: firmware) != nil else {
+    /// The firmware asked for; validate() rejects any other word.
+    private func firmwareChoice() throws -> MachineConfiguration.Firmware {
+        guard let choice = MachineConfiguration.Firmware(rawValue: firmware) else {
             throw ValidationError("--firmware must be bios or uefi, not '\(firmware)'.")
         }
+        return choice
+    }
+
+    func validate() throws {
+        _ = try firmwareChoice()
         if (login == nil) != (identity == nil) {
             throw ValidationError("--login and --identity go together: the user to log in as and the private key to do it with.")
         }
@@ -136,7 +142,7 @@ struct BootCommand: ParsableCommand {
             expectation = BootExpectation(current: manifest.deployed, tree: manifest.tree)
             print("expecting snapshot \(manifest.deployed) and the tree from \(manifestPath)")
         }
-        var test = BootTest(image: image, format: format, firmware: MachineConfiguration.Firmware(rawValue: firmware) ?? .bios,
+        var test = BootTest(image: image, format: format, firmware: try firmwareChoice(),
                             timeout: timeout, memory: memory, expectation: expectation,
                             consoleLog: log ?? image + ".boot-\(firmware).log")
         if let login, let identity {

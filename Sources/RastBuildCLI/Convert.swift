@@ -37,16 +37,20 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    /// The compression asked for (none when not given).
-    private var method: QCOW2Compression { compression.flatMap(QCOW2Compression.init(rawValue:)) ?? .none }
+    /// The compression asked for (none when not given); validate() rejects any other word.
+    private func compressionChoice() throws -> QCOW2Compression {
+        guard let compression else { return .none }
+        guard let method = QCOW2Compression(rawValue: compression) else {
+            throw ValidationError("--compression must be none, zlib or zstd, not '\(compression)'.")
+        }
+        return method
+    }
 
     /// The cluster size asked for, in bytes (64 KiB when not given).
     private var clusterBytes: Int { Int(clusterSize.flatMap(ByteCount.parse) ?? 65536) }
 
     func validate() throws {
-        if let compression, QCOW2Compression(rawValue: compression) == nil {
-            throw ValidationError("--compression must be none, zlib or zstd, not '\(compression)'.")
-        }
+        let method = try compressionChoice()
         if let clusterSize {
             guard let size = ByteCount.parse(clusterSize), size >= 512, size <= 2 << 20, size & (size - 1) == 0 else {
                 throw ValidationError("--cluster-size must be a power of two from 512 to 2M, not '\(clusterSize)'.")
@@ -81,7 +85,7 @@ struct Convert: ParsableCommand {
             let summary = try reader.convert(toRaw: output, progress: progress, durable: !noSync, threads: threads)
             print("\(output): raw disk of \(ByteCount.format(summary.virtualSize)) (\(ByteCount.format(summary.bytesWritten)) of data) in \(String(format: "%.1f", summary.seconds)) s")
         } else {
-            let options = QCOW2Options(compression: method, clusterSize: clusterBytes,
+            let options = QCOW2Options(compression: try compressionChoice(), clusterSize: clusterBytes,
                                        level: level, threads: threads, durable: !noSync)
             let summary = try QCOW2Writer.convert(raw: input, to: output, options: options, progress: progress)
             print(summary)

@@ -51,7 +51,7 @@ enum RecipeLoading {
             report(errors.errors)
             throw ExitCode.failure
         } catch let error as SystemError {
-            throw UserError("cannot read recipe \(path): \(error)")
+            throw UserError("cannot read recipe \(path): \(error)", cause: error)
         }
     }
 

@@ -4,8 +4,8 @@ import DiskImage
 import SystemSupport
 
 /// `rast-install IMAGE TARGET`: writes a built image to a disk and personalises it.
-public struct RastInstall: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct RastInstall: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "rast-install",
         abstract: "Write a built rastOS image (raw or QCOW2) to a disk and personalise it.",
         discussion: """
@@ -90,16 +90,16 @@ public struct RastInstall: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if let size, ByteCount.parse(size) == nil {
             throw ValidationError("--size must be a size such as 8G or 512M, not '\(size)'.")
         }
     }
 
     /// The request these arguments describe (option values checked, nothing touched).
-    public func request() throws -> InstallRequest {
+    package func request() throws -> InstallRequest {
         var keys = sshKeys
         for file in sshKeyFiles { keys += try Personalisation.sshKeys(fromFile: file) }
         if !sshKeyFiles.isEmpty, user == nil {
@@ -113,7 +113,7 @@ public struct RastInstall: ParsableCommand {
                               grow: !noGrow, confirmed: yes, personalisation: personalisation)
     }
 
-    public func run() throws {
+    package func run() throws {
         let installer = Installer(request: try request(), progress: TerminalProgress())
         if dryRun {
             print(try installer.plan())
@@ -137,8 +137,8 @@ public struct RastInstall: ParsableCommand {
     }
 }
 
-public enum RastInstallMain {
-    public static func run() -> Never {
+package enum RastInstallMain {
+    package static func run() -> Never {
         EntryPoint.run(RastInstall.self, programName: "rast-install")
     }
 }

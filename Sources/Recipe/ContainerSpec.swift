@@ -15,8 +15,14 @@ public struct ContainerSpec: Sendable, Equatable {
     public var environment: [String] = []
     /// `HOST:CONTAINER[:ro]`.
     public var volumes: [String] = []
-    /// none or host.
-    public var network = "none"
+    public enum Network: String, Sendable, CaseIterable {
+        /// A network namespace of its own with only the loopback interface.
+        case none
+        /// The host's network namespace.
+        case host
+    }
+
+    public var network = Network.none
     public var memory: Int64?
     public var cpus: Double?
     public var pidsLimit: Int64?
@@ -35,11 +41,8 @@ public struct ContainerSpec: Sendable, Equatable {
 }
 
 extension RecipeDecoder {
-    static let containerKeys = ["image", "image_name", "name", "command", "environment", "volumes", "network", "memory",
-                                "cpus", "pids_limit", "read_only", "user", "restart"]
-
     func decodeContainers(_ top: TableReader) -> [ContainerSpec] {
-        guard let tables = top.arrayOfTables("containers", known: Self.containerKeys) else { return [] }
+        guard let tables = top.arrayOfTables("containers", known: RecipeSchema.containers.keyNames) else { return [] }
         var specs: [ContainerSpec] = []
         var names: [Located<String>] = []
         for table in tables {
@@ -81,7 +84,7 @@ extension RecipeDecoder {
                 spec.volumes.append(volume.value)
             }
             if let network = table.string("network") {
-                if network.value == "none" || network.value == "host" { spec.network = network.value } else {
+                if let mode = ContainerSpec.Network(rawValue: network.value) { spec.network = mode } else {
                     diagnostics.error("'\(network.value)' is not a network mode: none or host", at: network.position, key: network.keyPath)
                 }
             }

@@ -40,11 +40,9 @@ public struct NetworkSpec: Sendable, Equatable {
 }
 
 extension RecipeDecoder {
-    static let networkKeys = ["mode", "interface", "address", "gateway", "dns", "sshd", "ssh_port"]
-
     func decodeNetwork(_ top: TableReader) -> NetworkSpec {
         var network = NetworkSpec()
-        guard let table = top.table("network", known: RecipeDecoder.networkKeys) else { return network }
+        guard let table = top.table("network", known: RecipeSchema.network.keyNames) else { return network }
         if let located = table.string("mode") {
             if let mode = NetworkSpec.Mode(rawValue: located.value) {
                 network.mode = mode
@@ -62,9 +60,8 @@ extension RecipeDecoder {
                                   at: located.position, key: located.keyPath)
             }
         }
-        let staticKeys = ["address", "gateway", "dns"]
         if network.mode != .static {
-            for key in staticKeys {
+            for key in RecipeSchema.staticNetworkKeys {
                 if let value = table.value(key) {
                     diagnostics.error("'\(key)' applies only to mode = \"static\"", at: value.position, key: value.keyPath)
                 }
@@ -161,7 +158,7 @@ extension RecipeDecoder {
                 continue
             }
             names.append(locatedName)
-            if let definition = ServiceDefinition.decode(table, name: name, file: file, keyPrefix: path + ".", extraKeys: ["name"], errors: &errors) {
+            if let definition = ServiceDefinition.decode(table, name: name, file: file, keyPrefix: path + ".", extraKeys: RecipeSchema.services.keyNames, errors: &errors) {
                 definitions.append(definition)
             }
         }

@@ -3,16 +3,16 @@ import Foundation
 /// Okapi BM25 over analysed terms (lower-cased letters and digits, a few English function
 /// words dropped, plurals folded by the S-stemmer). A document's name counts twice, so a
 /// word in the name weighs more than the same word in its description.
-public struct BM25Index: Sendable {
-    public static let k1: Float = 1.2
-    public static let b: Float = 0.75
-    public static let nameWeight = 2
+package struct BM25Index: Sendable {
+    package static let k1: Float = 1.2
+    package static let b: Float = 0.75
+    package static let nameWeight = 2
 
     private var postings: [String: [(document: Int32, frequency: Float)]] = [:]
     private var lengths: [Float] = []
     private var averageLength: Float = 1
 
-    public init<Documents: Sequence>(_ documents: Documents) where Documents.Element == (name: String, text: String) {
+    package init<Documents: Sequence>(_ documents: Documents) where Documents.Element == (name: String, text: String) {
         var total = 0
         for (index, document) in documents.enumerated() {
             var counts: [String: Int] = [:]
@@ -29,7 +29,7 @@ public struct BM25Index: Sendable {
     }
 
     /// How many documents the index covers.
-    public var documentCount: Int { lengths.count }
+    package var documentCount: Int { lengths.count }
 
     /// The index as the search index file stores it: u32 document count, f32 length of each,
     /// u32 term count, per term (sorted): string, u32 postings, per posting u32 document and
@@ -77,7 +77,7 @@ public struct BM25Index: Sendable {
     }
 
     /// Documents with a score above zero, best first (ties by document order), at most `limit`.
-    public func search(_ query: String, limit: Int) -> [(document: Int, score: Float)] {
+    package func search(_ query: String, limit: Int) -> [(document: Int, score: Float)] {
         var scores: [Int32: Float] = [:]
         let count = Float(lengths.count)
         for term in Set(Self.terms(query)) {
@@ -102,7 +102,7 @@ public struct BM25Index: Sendable {
     ]
 
     /// The analysed terms of a text.
-    public static func terms(_ text: String) -> [String] {
+    package static func terms(_ text: String) -> [String] {
         var terms: [String] = []
         if text.utf8.allSatisfy({ $0 < 0x80 }) {
             // ASCII (nearly every package description and configuration line), byte by byte.

@@ -9,14 +9,14 @@ import Glibc
 /// each with its file and first line. Only text files that everybody may read are indexed
 /// (so the index never holds what /etc/shadow or a private key says), up to 128 KiB and
 /// 400 chunks a file (longer files are tables of data rather than settings).
-public enum ConfigChunker {
-    public static let maximumFileSize = 128 * 1024
-    public static let maximumChunks = 400
+package enum ConfigChunker {
+    package static let maximumFileSize = 128 * 1024
+    package static let maximumChunks = 400
     /// Directories under /etc whose files are key material or binary databases.
-    public static let skippedDirectories: Set<String> = ["pacman.d/gnupg", "ssl/private", "ssl/certs", "ca-certificates", "rast/keys"]
+    package static let skippedDirectories: Set<String> = ["pacman.d/gnupg", "ssl/private", "ssl/certs", "ca-certificates", "rast/keys"]
 
     /// The chunks of one file's text; `path` is how results name the file.
-    public static func chunks(of text: String, path: String) -> [SearchDocument] {
+    package static func chunks(of text: String, path: String) -> [SearchDocument] {
         var documents: [SearchDocument] = []
         var comment: [String] = []
         var commentLine = 0
@@ -50,7 +50,7 @@ public enum ConfigChunker {
 
     /// The files below `directory` to index, as paths relative to it, sorted; with the
     /// fingerprint of each (size and modification time), which says when to read it again.
-    public static func files(under directory: String) -> [(path: String, fingerprint: String)] {
+    package static func files(under directory: String) -> [(path: String, fingerprint: String)] {
         guard let enumerator = FileManager.default.enumerator(atPath: directory) else { return [] }
         var found: [(String, String)] = []
         while let relative = enumerator.nextObject() as? String {
@@ -67,7 +67,7 @@ public enum ConfigChunker {
     }
 
     /// The chunks of a file on disk, or none when it is not text.
-    public static func chunks(ofFile file: String, path: String) -> [SearchDocument] {
+    package static func chunks(ofFile file: String, path: String) -> [SearchDocument] {
         guard let bytes = try? Files.read(file), !bytes.prefix(4096).contains(0),
               let text = String(bytes: bytes, encoding: .utf8) else { return [] }
         return chunks(of: text, path: path)
@@ -75,7 +75,7 @@ public enum ConfigChunker {
 
     /// A service definition (`/etc/rast/services/NAME.toml`): one document named after the
     /// service, whose text is the file's comments and values (its keys and TOML syntax left out).
-    public static func service(ofFile file: String, path: String) -> SearchDocument? {
+    package static func service(ofFile file: String, path: String) -> SearchDocument? {
         guard let text = try? Files.readString(file) else { return nil }
         var words: [String] = []
         for raw in text.split(separator: "\n") {

@@ -20,19 +20,19 @@ import SystemSupport
 /// A           4*V     f32 scale of each row
 /// A+4V        D*V     i8 rows; row i, dimension j = scale[i] * value[i*D + j]
 /// ```
-public final class EmbeddingTable: Sendable {
-    public let tokenizer: WordPieceTokenizer
-    public let dimensions: Int
+package final class EmbeddingTable: Sendable {
+    package let tokenizer: WordPieceTokenizer
+    package let dimensions: Int
     /// FNV-1a of the whole file: search indexes made with another table are rebuilt.
-    public let identity: UInt64
+    package let identity: UInt64
     /// Row i is `scales[i] * rows[i*dimensions ..< (i+1)*dimensions]`.
     private let rows: [Int8]
     private let scales: [Float]
 
-    public static let fileName = "embeddings.rtab"
+    package static let fileName = "embeddings.rtab"
     static let magic = Array("RASTEMB1".utf8)
 
-    public convenience init(path: String) throws(SearchError) {
+    package convenience init(path: String) throws(SearchError) {
         let bytes: [UInt8]
         do {
             bytes = try Files.read(path)
@@ -78,11 +78,11 @@ public final class EmbeddingTable: Sendable {
     }
 
     /// The unit-length embedding of `text` (all zeros when no token of it carries meaning).
-    public func embed(_ text: String) -> [Float] {
+    package func embed(_ text: String) -> [Float] {
         embed(tokens: tokenizer.encode(text))
     }
 
-    public func embed(tokens: [Int32]) -> [Float] {
+    package func embed(tokens: [Int32]) -> [Float] {
         var sum = [Float](repeating: 0, count: dimensions)
         guard !tokens.isEmpty else { return sum }
         rows.withUnsafeBufferPointer { rows in
@@ -104,7 +104,7 @@ public final class EmbeddingTable: Sendable {
 
     /// Where the table is: `$RAST_SEARCH_DATA`; the source checkout rast was built in
     /// (Sources/Search/Embeddings); else /usr/share/rast/search, where the rast package puts it.
-    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    package static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let directory = environment["RAST_SEARCH_DATA"], !directory.isEmpty { return directory + "/" + fileName }
         let checkout = "Sources/Search/Embeddings/" + fileName
         let base = DataDirectory.locate(containing: checkout)

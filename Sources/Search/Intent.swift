@@ -30,32 +30,32 @@ import Foundation
 /// in order ("fix broken packages and update the system"). Package names are resolved against
 /// the snapshot's databases: a name the repositories have is taken as it is; another phrase
 /// becomes the package that both rankers of the search index put first, which the plan says.
-public enum Intent {
+package enum Intent {
     /// Looks package names up for the grammar.
-    public protocol Resolver {
+    package protocol Resolver {
         /// The phrase as a package name the repositories (or, with `installed`, the snapshot) have.
         func exactPackage(_ phrase: String, installed: Bool) -> String?
         /// The package the search index puts first for a phrase, when both rankers agree it is a match.
         func bestPackage(for phrase: String, installed: Bool) -> String?
     }
 
-    public struct Plan: Sendable, Equatable {
+    package struct Plan: Sendable, Equatable {
         /// rast's arguments, one command per element, run in order.
-        public var commands: [[String]]
+        package var commands: [[String]]
         /// Sentences that explain the plan (how a phrase was resolved, what a rule means).
-        public var notes: [String]
+        package var notes: [String]
         /// False when no rule matched: `commands` is then a search for the sentence.
-        public var understood: Bool
+        package var understood: Bool
 
         /// The commands as a person would type them.
-        public var commandLines: [String] { commands.map { (["rast"] + $0).map(Intent.shellQuoted).joined(separator: " ") } }
+        package var commandLines: [String] { commands.map { (["rast"] + $0).map(Intent.shellQuoted).joined(separator: " ") } }
     }
 
     static let verbs = ["install", "add", "get", "remove", "uninstall", "delete", "update", "upgrade", "fix", "repair", "clean",
                         "roll", "rollback", "undo", "revert", "deploy", "boot", "search", "find", "look", "list", "show", "purge"]
 
     /// The plan for `sentence`.
-    public static func plan(_ sentence: String, resolver: Resolver) -> Plan {
+    package static func plan(_ sentence: String, resolver: Resolver) -> Plan {
         let text = normalise(sentence)
         var plan = Plan(commands: [], notes: [], understood: true)
         for clause in clauses(text) {
@@ -268,7 +268,7 @@ public enum Intent {
     }
 
     /// A word as a shell would need it.
-    public static func shellQuoted(_ word: String) -> String {
+    package static func shellQuoted(_ word: String) -> String {
         let safe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_./=+:@%,"))
         if !word.isEmpty, word.unicodeScalars.allSatisfy({ safe.contains($0) }) { return word }
         return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
@@ -276,18 +276,18 @@ public enum Intent {
 }
 
 /// Package names for the intent grammar, from a snapshot's search index.
-public struct IndexResolver: Intent.Resolver {
-    public let engine: SearchEngine
+package struct IndexResolver: Intent.Resolver {
+    package let engine: SearchEngine
 
-    public init(engine: SearchEngine) { self.engine = engine }
+    package init(engine: SearchEngine) { self.engine = engine }
 
-    public func exactPackage(_ phrase: String, installed: Bool) -> String? {
+    package func exactPackage(_ phrase: String, installed: Bool) -> String? {
         guard let document = engine.package(named: phrase) else { return nil }
         if installed { return document.installedVersion.isEmpty ? nil : document.name }
         return document.repository.isEmpty ? nil : document.name
     }
 
-    public func bestPackage(for phrase: String, installed: Bool) -> String? {
+    package func bestPackage(for phrase: String, installed: Bool) -> String? {
         let results = engine.search(phrase, kinds: [.package], limit: 50)
         let eligible = results.first { result in
             installed ? !result.document.installedVersion.isEmpty : !result.document.repository.isEmpty

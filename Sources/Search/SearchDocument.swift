@@ -1,6 +1,6 @@
 /// One thing `rast search` can find: a package, a chunk of a file in /etc, or a service.
-public struct SearchDocument: Sendable, Equatable, Hashable {
-    public enum Kind: UInt8, Sendable, CaseIterable, Codable {
+package struct SearchDocument: Sendable, Equatable, Hashable {
+    package enum Kind: UInt8, Sendable, CaseIterable, Codable {
         /// A package of the repositories and/or installed in the snapshot.
         case package = 0
         /// A key or comment chunk of a file in /etc.
@@ -8,7 +8,7 @@ public struct SearchDocument: Sendable, Equatable, Hashable {
         /// A service definition (/etc/rast/services/NAME.toml).
         case service = 2
 
-        public var label: String {
+        package var label: String {
             switch self {
             case .package: return "package"
             case .config: return "config"
@@ -17,22 +17,22 @@ public struct SearchDocument: Sendable, Equatable, Hashable {
         }
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// The package or service name; for a config chunk the file's path, as `path`.
-    public var name: String
+    package var name: String
     /// What is ranked besides the name: description, provides and groups; the chunk's lines.
-    public var text: String
+    package var text: String
     /// The file of a config chunk or service definition (in the snapshot), empty for packages.
-    public var path: String
+    package var path: String
     /// The first line of the chunk in its file (config and service), 0 for packages.
-    public var line: Int
+    package var line: Int
     /// Package details: repository (empty when installed from no repository), version,
     /// installed version (empty when not installed).
-    public var repository: String
-    public var version: String
-    public var installedVersion: String
+    package var repository: String
+    package var version: String
+    package var installedVersion: String
 
-    public init(kind: Kind, name: String, text: String, path: String = "", line: Int = 0, repository: String = "",
+    package init(kind: Kind, name: String, text: String, path: String = "", line: Int = 0, repository: String = "",
                 version: String = "", installedVersion: String = "") {
         self.kind = kind
         self.name = name
@@ -45,7 +45,7 @@ public struct SearchDocument: Sendable, Equatable, Hashable {
     }
 
     /// A package from a repository and/or the installed database.
-    public static func package(name: String, description: String, provides: [String] = [], groups: [String] = [],
+    package static func package(name: String, description: String, provides: [String] = [], groups: [String] = [],
                                repository: String = "", version: String = "", installedVersion: String = "") -> SearchDocument {
         var text = description
         if !provides.isEmpty { text += " (provides " + provides.joined(separator: " ") + ")" }
@@ -55,7 +55,7 @@ public struct SearchDocument: Sendable, Equatable, Hashable {
     }
 
     /// "path:line" for chunks and services, the name for packages.
-    public var location: String { kind == .package ? name : "\(path):\(line)" }
+    package var location: String { kind == .package ? name : "\(path):\(line)" }
 
     /// The text the embedding is made from.
     var embeddingText: String {

@@ -1,33 +1,33 @@
 /// Ranks documents for a query: BM25 on the words, cosine similarity of static embeddings
 /// for the meaning, fused by reciprocal rank (k = 60). A document whose name is the query
 /// itself always comes first.
-public final class SearchEngine: Sendable {
-    public enum Ranking: String, Sendable, CaseIterable {
+package final class SearchEngine: Sendable {
+    package enum Ranking: String, Sendable, CaseIterable {
         case bm25, embedding, hybrid
     }
 
-    public struct Result: Sendable, Equatable {
-        public let document: SearchDocument
-        public let score: Float
+    package struct Result: Sendable, Equatable {
+        package let document: SearchDocument
+        package let score: Float
         /// 1-based ranks in the two lists (nil when the document was not in that list).
-        public let bm25Rank: Int?
-        public let embeddingRank: Int?
-        public let exactName: Bool
+        package let bm25Rank: Int?
+        package let embeddingRank: Int?
+        package let exactName: Bool
     }
 
-    public static let fusionK: Float = 60
+    package static let fusionK: Float = 60
     /// How deep each list goes into the fusion.
-    public static let candidates = 200
+    package static let candidates = 200
 
-    public let documents: [SearchDocument]
-    public let table: EmbeddingTable
+    package let documents: [SearchDocument]
+    package let table: EmbeddingTable
     /// Unit-length document embeddings, row after row.
     private let vectors: [Float]
     let bm25: BM25Index
 
     /// `vectors` holds one row of `table.dimensions` values per document, `bm25` the BM25 index
     /// of the documents (each computed when nil).
-    public init(documents: [SearchDocument], vectors: [Float]? = nil, table: EmbeddingTable, bm25: BM25Index? = nil) {
+    package init(documents: [SearchDocument], vectors: [Float]? = nil, table: EmbeddingTable, bm25: BM25Index? = nil) {
         self.documents = documents
         self.table = table
         if let vectors, vectors.count == documents.count * table.dimensions {
@@ -63,11 +63,11 @@ public final class SearchEngine: Sendable {
     }
 
     /// The package called `name`, if any document is.
-    public func package(named name: String) -> SearchDocument? {
+    package func package(named name: String) -> SearchDocument? {
         named(name).lazy.map { self.documents[$0] }.first { $0.kind == .package }
     }
 
-    public func search(_ query: String, kinds: Set<SearchDocument.Kind> = Set(SearchDocument.Kind.allCases),
+    package func search(_ query: String, kinds: Set<SearchDocument.Kind> = Set(SearchDocument.Kind.allCases),
                        limit: Int = 10, ranking: Ranking = .hybrid, exactFirst: Bool = true) -> [Result] {
         let wanted = { (index: Int) in kinds.contains(self.documents[index].kind) }
         let lexical = ranking == .embedding ? [] : bm25.search(query, limit: Int.max).lazy.map(\.document).filter(wanted).prefix(Self.candidates)

@@ -17,14 +17,14 @@ import SystemSupport
 /// every document again
 /// ```
 /// The table identity changes with the embedding table, and then every segment is rebuilt.
-public struct SearchIndex: Sendable {
+package struct SearchIndex: Sendable {
     /// One source of documents and how to tell whether it changed.
-    public struct Source {
-        public let key: String
-        public let fingerprint: String
-        public let documents: () throws -> [SearchDocument]
+    package struct Source {
+        package let key: String
+        package let fingerprint: String
+        package let documents: () throws -> [SearchDocument]
 
-        public init(key: String, fingerprint: String, documents: @escaping () throws -> [SearchDocument]) {
+        package init(key: String, fingerprint: String, documents: @escaping () throws -> [SearchDocument]) {
             self.key = key
             self.fingerprint = fingerprint
             self.documents = documents
@@ -40,10 +40,10 @@ public struct SearchIndex: Sendable {
     }
 
     /// What an update did, for the log and the tests.
-    public struct UpdateReport: Sendable, Equatable {
-        public var rebuilt: [String] = []
-        public var kept = 0
-        public var removed = 0
+    package struct UpdateReport: Sendable, Equatable {
+        package var rebuilt: [String] = []
+        package var kept = 0
+        package var removed = 0
     }
 
     static let magic = Array("RASTIDX1".utf8)
@@ -131,7 +131,7 @@ public struct SearchIndex: Sendable {
     /// not change are kept; `seeds` are other indexes whose segments may be reused, such as
     /// the parent snapshot's) and returns the engine over it. When `path` cannot be written
     /// (a user without root), the index is only built in memory.
-    public static func update(path: String, sources: [Source], table: EmbeddingTable, seeds: [String] = [],
+    package static func update(path: String, sources: [Source], table: EmbeddingTable, seeds: [String] = [],
                               log: (String) -> Void = { _ in }) throws -> (engine: SearchEngine, report: UpdateReport) {
         var clock = Stopwatch()
         var known: [String: Segment] = [:]

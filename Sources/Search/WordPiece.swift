@@ -11,16 +11,16 @@ import Foundation
 /// 5. each word becomes the longest vocabulary pieces from the left ("##" marks a piece that
 ///    continues a word); a word that cannot be covered, or is longer than 100 characters,
 ///    becomes [UNK].
-public struct WordPieceTokenizer: Sendable {
-    public let vocabulary: [String]
+package struct WordPieceTokenizer: Sendable {
+    package let vocabulary: [String]
     private let ids: [String: Int32]
-    public let unknownID: Int32
+    package let unknownID: Int32
     /// Longest vocabulary entry in Unicode scalars (bounds the greedy match).
     private let longestPiece: Int
 
-    public static let maximumWordLength = 100
+    package static let maximumWordLength = 100
 
-    public init(vocabulary: [String]) throws(SearchError) {
+    package init(vocabulary: [String]) throws(SearchError) {
         var ids: [String: Int32] = [:]
         ids.reserveCapacity(vocabulary.count)
         var longest = 1
@@ -36,10 +36,10 @@ public struct WordPieceTokenizer: Sendable {
     }
 
     /// The token id of a vocabulary entry.
-    public func id(of token: String) -> Int32? { ids[token] }
+    package func id(of token: String) -> Int32? { ids[token] }
 
     /// The token ids of `text`, without [CLS] and [SEP] around it.
-    public func encode(_ text: String) -> [Int32] {
+    package func encode(_ text: String) -> [Int32] {
         var result: [Int32] = []
         // Special tokens written in the text are tokens of their own, as the reference splits them
         // off before normalising.
@@ -62,10 +62,10 @@ public struct WordPieceTokenizer: Sendable {
     static let specialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
     /// The token strings of `text` (for diagnostics and tests).
-    public func tokens(_ text: String) -> [String] { encode(text).map { vocabulary[Int($0)] } }
+    package func tokens(_ text: String) -> [String] { encode(text).map { vocabulary[Int($0)] } }
 
     /// Steps 1-4: the normalised words of `text`.
-    public static func words(_ text: String) -> [[Unicode.Scalar]] {
+    package static func words(_ text: String) -> [[Unicode.Scalar]] {
         var words: [[Unicode.Scalar]] = []
         var current: [Unicode.Scalar] = []
         func flush() {

@@ -3,7 +3,7 @@ import BootEntries
 import Btrfs
 import Fdisk
 import Foundation
-import Pipeline
+import ImageSupport
 import Recipe
 import SnapshotTree
 import SystemSupport
@@ -147,7 +147,7 @@ public struct SnapshotMachine {
                             compression: BtrfsCompression(algorithm: .none),
                             bootloader: boot.loader == .grub ? .grub : .limine, firmware: [.bios, .uefi])
         let disk = try Self.makeDisk(spec, at: path)
-        for partition in [disk.partition(named: DiskStage.espName), disk.partition(named: DiskStage.rootName)].compactMap({ $0 }) {
+        for partition in [disk.partition(named: PartitionName.esp), disk.partition(named: PartitionName.root)].compactMap({ $0 }) {
             try disk.attach(partition, teardown: teardown)
         }
         teardown.push("the disk's loop devices") { disk.detach() }
@@ -190,14 +190,14 @@ public struct SnapshotMachine {
 
         let templates = BootTemplates()
         let vmStore = SnapshotStore(layout: layout, templates: templates)
-        if let esp = disk.partition(named: DiskStage.espName) {
+        if let esp = disk.partition(named: PartitionName.esp) {
             let device = disk.device(of: esp)
             vmStore.espProvider = { MtoolsESP(image: device) }
         }
         try vmStore.acquire(wait: false)
         defer { vmStore.unlock() }
         try vmStore.deploy(snapshot)
-        try BootLoaderStage(bootloader: spec.bootloader, firmware: spec.firmware, disk: disk, layout: layout, templates: templates,
+        try BootLoaderInstaller(bootloader: spec.bootloader, firmware: spec.firmware, disk: disk, layout: layout, templates: templates,
                             workDirectory: scratch.path, progress: SilentProgress()).run()
         try Btrfs.sync(top)
         progress.end("rast vm", summary: "disk for snapshot \(snapshot) ready in \(stopwatch.formatted)")
@@ -255,9 +255,9 @@ public struct SnapshotMachine {
     static func makeDisk(_ spec: DiskSpec, at path: String) throws -> AttachedDisk {
         try Command("truncate", ["-s", String(spec.size), path]).run()
         let table = try PartitionTable.create(.gpt, on: path)
-        _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(spec.biosBootSize)), name: DiskStage.biosName))
-        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(spec.espSize)), name: DiskStage.espName))
-        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: DiskStage.rootName))
+        _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(spec.biosBootSize)), name: PartitionName.biosBoot))
+        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(spec.espSize)), name: PartitionName.esp))
+        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: PartitionName.root))
         try table.write()
         let diskGUID = try table.diskID()
         var records: [AttachedDisk.PartitionRecord] = []
@@ -267,8 +267,8 @@ public struct SnapshotMachine {
                                                       partitionUUID: partition.uuid ?? "")
             let format: [String]?
             switch record.name {
-            case DiskStage.espName: (format, record.filesystem) = (["mkfs.fat", "-F", "32", "-n", "RASTESP"], "vfat")
-            case DiskStage.rootName: (format, record.filesystem) = (["mkfs.btrfs", "-q", "-f", "-L", spec.filesystemLabel], "btrfs")
+            case PartitionName.esp: (format, record.filesystem) = (["mkfs.fat", "-F", "32", "-n", "RASTESP"], "vfat")
+            case PartitionName.root: (format, record.filesystem) = (["mkfs.btrfs", "-q", "-f", "-L", spec.filesystemLabel], "btrfs")
             default: format = nil
             }
             if let format {

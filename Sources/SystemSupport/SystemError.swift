@@ -34,11 +34,39 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// A problem the user can fix, said in one sentence (no stack of wrapped errors).
+/// A problem the user can fix, said in one sentence (no stack of wrapped errors). When it
+/// explains a typed error, it carries that error as its `cause`, so that code (and tests) can
+/// ask what went wrong underneath without reading the sentence.
 public struct UserError: Error, CustomStringConvertible, Sendable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// The error this one explains, if any.
+    public let cause: (any Error)?
+
+    public init(_ message: String, cause: (any Error)? = nil) {
+        self.message = message
+        self.cause = cause
+    }
+
     public var description: String { message }
+}
+
+/// An error that can say which error caused it.
+public protocol CausedError: Error {
+    var cause: (any Error)? { get }
+}
+
+extension UserError: CausedError {}
+
+extension Error {
+    /// This error, or the first error of type `E` along its chain of causes.
+    public func underlying<E: Error>(_ type: E.Type) -> E? {
+        var current: (any Error)? = self
+        while let error = current {
+            if let match = error as? E { return match }
+            current = (error as? any CausedError)?.cause
+        }
+        return nil
+    }
 }
 
 /// Says whether the process runs as root, and a one-sentence error when it does not.

@@ -4,22 +4,22 @@
 import CZlib
 
 /// A failed zlib call: the function, zlib's return code and zlib's own message.
-public struct ZlibError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct ZlibError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The zlib function that failed ("inflate", "deflateInit2").
-    public let function: String
+    package let function: String
     /// zlib's return code (Z_DATA_ERROR, ...).
-    public let code: Int32
+    package let code: Int32
     /// zlib's `msg`, or our own sentence when zlib has none.
-    public let message: String?
+    package let message: String?
 
-    public init(function: String, code: Int32, message: String?) {
+    package init(function: String, code: Int32, message: String?) {
         self.function = function
         self.code = code
         self.message = message
     }
 
     /// The symbolic name of `code`.
-    public var codeName: String {
+    package var codeName: String {
         switch code {
         case Z_OK: return "Z_OK"
         case Z_STREAM_END: return "Z_STREAM_END"
@@ -35,15 +35,15 @@ public struct ZlibError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// True for errors caused by the compressed data itself (corrupt or truncated input).
-    public var isDataError: Bool { code == Z_DATA_ERROR || code == Z_BUF_ERROR || code == Z_NEED_DICT }
+    package var isDataError: Bool { code == Z_DATA_ERROR || code == Z_BUF_ERROR || code == Z_NEED_DICT }
 
-    public var description: String {
+    package var description: String {
         "zlib \(function) failed: \(message ?? "no message") (\(codeName))"
     }
 }
 
 /// The framing around the deflate data.
-public enum ZlibFormat: Sendable {
+package enum ZlibFormat: Sendable {
     /// Bare deflate (RFC 1951), as QCOW2 stores it.
     case raw
     /// zlib header and Adler-32 trailer (RFC 1950).
@@ -62,7 +62,7 @@ public enum ZlibFormat: Sendable {
 }
 
 /// How a `Deflater.write` call flushes.
-public enum DeflateFlush: Sendable {
+package enum DeflateFlush: Sendable {
     /// Let zlib buffer as it likes.
     case none
     /// Emit everything so far, byte-aligned (Z_SYNC_FLUSH).
@@ -80,7 +80,7 @@ public enum DeflateFlush: Sendable {
 }
 
 /// zlib's compression strategies.
-public enum DeflateStrategy: Sendable {
+package enum DeflateStrategy: Sendable {
     case `default`, filtered, huffmanOnly, rle, fixed
 
     var raw: Int32 {
@@ -224,17 +224,17 @@ private final class ZStream {
 
 /// A deflate stream (compressor). Owns its `z_stream`; freed in `deinit`. Not thread-safe:
 /// use one per thread.
-public final class Deflater {
+package final class Deflater {
     /// log2 of the window: matches reach back at most 2^windowBits bytes.
-    public let windowBits: Int
+    package let windowBits: Int
     /// Compression level, 0...9.
-    public let level: Int
+    package let level: Int
     /// The framing written.
-    public let format: ZlibFormat
+    package let format: ZlibFormat
     private let stream: ZStream
 
     /// Sets up a compressor; `level` 0...9, `windowBits` 9...15, `memoryLevel` 1...9.
-    public init(level: Int = 6, windowBits: Int = 15, format: ZlibFormat = .raw,
+    package init(level: Int = 6, windowBits: Int = 15, format: ZlibFormat = .raw,
                 memoryLevel: Int = 8, strategy: DeflateStrategy = .default) throws {
         let bits = try validatedWindow(windowBits, function: "deflateInit2")
         guard (0...9).contains(level) else {
@@ -252,19 +252,19 @@ public final class Deflater {
     }
 
     /// Starts a new stream with the same settings (cheaper than a new Deflater).
-    public func reset() throws {
+    package func reset() throws {
         try stream.reset()
     }
 
     /// An upper bound of the compressed size of `count` bytes in one complete stream.
-    public func bound(_ count: Int) -> Int {
+    package func bound(_ count: Int) -> Int {
         // zlib 1.2.13 undercounts a stored (level 0) stream of 0 or 1 bytes by a byte or two.
         stream.bound(count) + 16
     }
 
     /// Compresses `input` as one complete stream into `output` (resetting first). Returns the
     /// compressed size, or nil when the stream does not fit into `output`.
-    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int? {
+    package func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int? {
         try reset()
         guard output.baseAddress != nil, output.count > 0 else { return nil }
         let result = stream.once(input, into: output, flush: Z_FINISH)
@@ -280,7 +280,7 @@ public final class Deflater {
     }
 
     /// Compresses `input` as one complete stream and returns it.
-    public func compress(_ input: [UInt8]) throws -> [UInt8] {
+    package func compress(_ input: [UInt8]) throws -> [UInt8] {
         var output = [UInt8](repeating: 0, count: bound(input.count))
         let size = try input.withUnsafeBytes { inBytes in
             try output.withUnsafeMutableBytes { try compress(inBytes, into: $0) }
@@ -293,13 +293,13 @@ public final class Deflater {
     }
 
     /// Streaming: feeds `input`; compressed bytes go to `sink` as they are produced.
-    public func write(_ input: UnsafeRawBufferPointer, flush: DeflateFlush = .none,
+    package func write(_ input: UnsafeRawBufferPointer, flush: DeflateFlush = .none,
                       to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         try run(input, flush: flush.raw, sink: sink)
     }
 
     /// Streaming: ends the stream; the remaining bytes go to `sink`. Call `reset()` to reuse.
-    public func finish(to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    package func finish(to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         try run(UnsafeRawBufferPointer(start: nil, count: 0), flush: Z_FINISH, sink: sink)
     }
 
@@ -311,26 +311,26 @@ public final class Deflater {
 }
 
 /// What one `Inflater.decompress` call did.
-public struct InflateResult: Sendable, Equatable {
+package struct InflateResult: Sendable, Equatable {
     /// Input bytes consumed.
-    public var consumed: Int
+    package var consumed: Int
     /// Output bytes produced.
-    public var produced: Int
+    package var produced: Int
     /// True when the end of the deflate stream was reached.
-    public var finished: Bool
+    package var finished: Bool
 }
 
 /// An inflate stream (decompressor). Owns its `z_stream`; freed in `deinit`. Not thread-safe.
-public final class Inflater {
+package final class Inflater {
     /// log2 of the window; a stream that refers further back fails with Z_DATA_ERROR.
-    public let windowBits: Int
+    package let windowBits: Int
     /// The framing expected.
-    public let format: ZlibFormat
+    package let format: ZlibFormat
     private let stream: ZStream
     private var ended = false
 
     /// Sets up a decompressor for streams made with a window of at most 2^`windowBits` bytes.
-    public init(windowBits: Int = 15, format: ZlibFormat = .raw) throws {
+    package init(windowBits: Int = 15, format: ZlibFormat = .raw) throws {
         let bits = try validatedWindow(windowBits, function: "inflateInit2")
         self.windowBits = bits
         self.format = format
@@ -339,17 +339,17 @@ public final class Inflater {
     }
 
     /// Starts a new stream with the same settings.
-    public func reset() throws {
+    package func reset() throws {
         try stream.reset()
         ended = false
     }
 
     /// True once the end of the current stream was reached.
-    public var isFinished: Bool { ended }
+    package var isFinished: Bool { ended }
 
     /// Inflates a new stream from `input` into `output` (resetting first) until the stream
     /// ends, the input runs out or `output` is full. Corrupt data throws.
-    public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> InflateResult {
+    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> InflateResult {
         try reset()
         guard output.baseAddress != nil, output.count > 0 else {
             return InflateResult(consumed: 0, produced: 0, finished: false)
@@ -374,14 +374,14 @@ public final class Inflater {
     /// bytes consumed, which is less than `input.count` only when the stream ended early
     /// (`isFinished`); the rest is whatever follows the stream.
     @discardableResult
-    public func write(_ input: UnsafeRawBufferPointer, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+    package func write(_ input: UnsafeRawBufferPointer, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         if ended || input.isEmpty { return 0 }
         if try stream.pump(input, flush: Z_NO_FLUSH, sink: sink) == .ended { ended = true }
         return input.count - stream.inputLeft
     }
 
     /// Streaming: throws unless the stream has ended (input that stops early is truncated).
-    public func finish() throws {
+    package func finish() throws {
         guard ended else {
             throw ZlibError(function: "inflate", code: Z_BUF_ERROR, message: "input ended before the end of the deflate stream")
         }
@@ -389,20 +389,20 @@ public final class Inflater {
 }
 
 /// One-call helpers for whole buffers.
-public enum Zlib {
+package enum Zlib {
     /// The version of the zlib library in use.
-    public static var version: String { String(cString: zlibVersion()) }
+    package static var version: String { String(cString: zlibVersion()) }
 
     /// Compresses `data` as raw deflate with a window of 2^`windowBits` bytes
     /// (windowBits 12 is what zlib's callers write as -12).
-    public static func deflateRaw(_ data: [UInt8], level: Int = 6, windowBits: Int = 15) throws -> [UInt8] {
+    package static func deflateRaw(_ data: [UInt8], level: Int = 6, windowBits: Int = 15) throws -> [UInt8] {
         try Deflater(level: level, windowBits: windowBits, format: .raw).compress(data)
     }
 
     /// Decompresses one complete raw deflate stream made with a window of at most
     /// 2^`windowBits` bytes. With `expectedSize`, the output must be exactly that long; a
     /// stream that would produce more is an error (and is not decompressed further).
-    public static func inflateRaw(_ data: [UInt8], windowBits: Int = 15, expectedSize: Int? = nil) throws -> [UInt8] {
+    package static func inflateRaw(_ data: [UInt8], windowBits: Int = 15, expectedSize: Int? = nil) throws -> [UInt8] {
         let inflater = try Inflater(windowBits: windowBits, format: .raw)
         if let expectedSize {
             // One extra byte tells "exactly expectedSize" from "more than that".

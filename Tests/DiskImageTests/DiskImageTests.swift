@@ -137,3 +137,21 @@ import Testing
         #expect { try again.resizePartition(7, to: .restOfDisk) } throws: { "\($0)".contains("no partition 7") }
     }
 }
+
+/// The records beside an image (its manifest) are read before anything else; a manifest that
+/// cannot be decoded is refused with the decoder's error as the cause.
+@Suite struct ImageRecordsTests {
+    @Test func aMalformedManifestIsRefusedWithItsDecodingError() throws {
+        let scratch = try TemporaryDirectory(prefix: "rast-records")
+        let image = scratch.appending("demo.raw")
+        try Files.write(image, string: "")
+        try Files.write(scratch.appending("demo.manifest.json"), string: "{\"outputs\": 7}")
+        #expect {
+            _ = try ImageRecords.load(besides: image)
+        } throws: { error in
+            guard case .invalidImage(let path, let reason, let cause)? = error as? InstallError else { return false }
+            return path == image && reason.contains("demo.manifest.json cannot be read") && cause is DecodingError
+                && error.underlying(DecodingError.self) != nil
+        }
+    }
+}

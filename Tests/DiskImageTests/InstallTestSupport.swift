@@ -1,6 +1,7 @@
 import DiskImage
 import Fdisk
 import Foundation
+import ImageSupport
 import Pipeline
 import Recipe
 import SystemSupport

@@ -382,7 +382,8 @@ import Glibc
         #expect {
             try InstallTest.install(fake, to: device.path, confirmed: true, Personalisation(hostname: "never"))
         } throws: { error in
-            guard case .incomplete(let name, _, let reason) = error as? InstallError else { return false }
+            guard case .incomplete(let name, _, _, let cause) = error as? InstallError,
+                  case .invalidImage(_, let reason, _)? = cause as? InstallError else { return false }
             return name == device.path && reason.contains("holds no rast snapshot tree") && "\(error)".contains("is incomplete")
         }
         device.detach()
@@ -450,5 +451,25 @@ import Glibc
             #expect(text.contains(part), "the plan mentions \(part):\n\(text)")
         }
         #expect(!Files.exists(target))
+    }
+
+    /// A manifest that names a boot loader or firmware this rast-install does not know is
+    /// refused by name; only a manifest that names none (older images) means GRUB.
+    @Test func aManifestNamingAnUnknownBootLoaderIsRefused() throws {
+        let image = try TestImage.shared()
+        let scratch = try Scratch("rast-install-unknown")
+        for (disk, word) in [("{\"bootloader\": \"syslinux\"}", "boot loader 'syslinux'"), ("{\"firmware\": [\"bios\", \"coreboot\"]}", "firmware 'coreboot'")] {
+            let link = scratch.appending("other.qcow2")
+            unlink(link)
+            try SystemError.check("symlink", path: link) { symlink(image.qcow2, link) }
+            try Files.write(scratch.appending("other.manifest.json"), string: "{\"disk\": \(disk)}")
+            #expect {
+                _ = try Installer(request: InstallRequest(image: link, target: scratch.appending("disk.img")), progress: SilentProgress()).plan()
+            } throws: { error in
+                guard case .invalidImage(let path, let reason, _)? = error as? InstallError else { return false }
+                return path == link && reason.contains(word)
+            }
+        }
+        #expect(!Files.exists(scratch.appending("disk.img")))
     }
 }

@@ -1,3 +1,4 @@
+import Alpm
 import Foundation
 import HostCommands
 import Packages
@@ -76,6 +77,13 @@ import Testing
             } catch {
                 #expect("\(error)".contains(problem), "\(error)")
                 #expect("\(error)".hasSuffix("nothing was changed"), "\(error)")
+                // The one-line message carries libalpm's typed error.
+                let alpm = error.underlying(AlpmError.self)
+                switch package {
+                case "clash": #expect(alpm?.conflicts.contains { $0.package == "clash" && $0.otherPackage == "hello" } == true, "cause: \(String(describing: alpm))")
+                case "filethief": #expect(alpm?.fileConflicts.map(\.path).contains("/usr/bin/hello") == true, "cause: \(String(describing: alpm))")
+                default: break
+                }
             }
             before.cache = try Fingerprint(tree).cache
             #expect(try Fingerprint(tree) == before, "\(package)")

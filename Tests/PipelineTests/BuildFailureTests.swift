@@ -1,4 +1,6 @@
+import Alpm
 import Foundation
+import ImageSupport
 import Packages
 import Pipeline
 import Recipe
@@ -110,7 +112,11 @@ extension ImageBuilds {
             let recipe = try ImageTestSupport.recipe("minimal", output: out) { $0.packages.install.append("no-such-package") }
             #expect {
                 _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
-            } throws: { error in "\(error)".contains("no-such-package") }
+            } throws: { error in
+                // The message names the package; its cause is libalpm's "target not found".
+                let alpm = error.underlying(AlpmError.self)
+                return "\(error)".contains("no-such-package") && alpm?.problems.contains(.targetNotFound("no-such-package")) == true
+            }
             try Self.expectNoOutputs(in: out)
         }
 
@@ -151,8 +157,8 @@ extension ImageBuilds {
             #expect {
                 _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
             } throws: { error in
-                let text = "\(error)"
-                return text.contains(broken) && text.contains("this package cannot be built")
+                guard case .failed(_, let status, _, let tail, _)? = error.underlying(MakepkgError.self) else { return false }
+                return "\(error)".contains(broken) && status != 0 && tail.contains("this package cannot be built")
             }
             try Self.expectNoOutputs(in: out)
         }
@@ -219,7 +225,7 @@ extension ImageBuilds {
             let recipe = try ImageTestSupport.recipe("minimal", output: scratch.path) { $0.disk.bootloader = .limine }
             try #require(Command.find("limine") == nil, "this machine has limine; the error case cannot be shown here")
             #expect {
-                try BootLoaderStage.preflight(recipe)
+                try BootLoaderInstaller.preflight(recipe)
             } throws: { error in "\(error)".contains("the `limine` program is not installed") }
         }
     }

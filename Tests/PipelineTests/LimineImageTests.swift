@@ -1,5 +1,6 @@
 import BootEntries
 import Foundation
+import ImageSupport
 import Pipeline
 import Recipe
 import SnapshotTree

@@ -38,7 +38,7 @@ import TestSupport
         #expect(web.command == ["httpd", "-f"])
         #expect(web.environment == ["MODE=prod"])
         #expect(web.volumes == ["/srv/www:/www:ro"])
-        #expect(web.network == "host")
+        #expect(web.network == .host)
         #expect(web.memory == 64 << 20)
         #expect(web.cpus == 0.5)
         #expect(web.pidsLimit == 32)

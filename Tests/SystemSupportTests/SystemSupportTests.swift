@@ -163,17 +163,23 @@ import Testing
         let loop = try LoopDevice(file: image)
         try Mounts.mount(loop.path, on: mountPoint, type: "btrfs")
         try Files.write(mountPoint + "/hello", string: "hi")
-        // A process in a new mount namespace, holding a copy of the mount for a second.
+        // A process in a new mount namespace, holding a copy of the mount for a second. It says
+        // when its namespace exists (under load it may take a while to start), and leaves a
+        // marker just before it exits, which is before its copy of the mount can go.
+        let marker = scratch.appending("holder-done")
         let holder = Process()
+        let ready = Pipe()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["--mount", "--propagation", "private", "sleep", "1"]
+        holder.arguments = ["--mount", "--propagation", "private", "sh", "-c", "echo ready; sleep 1; touch '\(marker)'"]
+        holder.standardOutput = ready
         try holder.run()
-        usleep(300_000)
+        let said = String(decoding: ready.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(said.hasPrefix("ready"), "the holder started: \(said)")
         try Mounts.unmount(mountPoint, lazyFallback: false)
         let start = Date()
         loop.detach()
         let waited = Date().timeIntervalSince(start)
-        #expect(!holder.isRunning, "detach returned after the copy went (\(waited) s)")
+        #expect(Files.exists(marker), "detach returned after the copy went (\(waited) s)")
         #expect(LoopDevice.devices(backing: image).isEmpty, "and the device is detached at once")
         holder.waitUntilExit()
         let check = try Command("btrfs", ["check", "--readonly", image]).run(check: false)

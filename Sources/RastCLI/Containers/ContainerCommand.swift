@@ -72,10 +72,18 @@ struct ContainerRun: ParsableCommand {
     @Argument(help: "The image (or, with --snapshot, the command).") var image: String?
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (default: the image's).") var command: [String] = []
 
+    /// The network asked for; validate() rejects any other word.
+    private func networkChoice() throws -> RunOptions.Network {
+        guard let choice = RunOptions.Network(rawValue: network) else {
+            throw ValidationError("--network must be none or host, not '\(network)'.")
+        }
+        return choice
+    }
+
     func validate() throws {
         if image == nil, snapshot == nil { throw ValidationError("Name the image to run (or a snapshot with --snapshot N).") }
         if snapshot != nil, image == nil { throw ValidationError("Give the command to run in the snapshot after the options.") }
-        if RunOptions.Network(rawValue: network) == nil { throw ValidationError("--network must be none or host, not '\(network)'.") }
+        _ = try networkChoice()
         if let memory, ByteCount.parse(memory) == nil { throw ValidationError("--memory \(memory): expected a size such as 64M or 1G.") }
         if let cpus, cpus <= 0 { throw ValidationError("--cpus must be more than 0.") }
         if let pidsLimit, pidsLimit < 1 { throw ValidationError("--pids-limit must be at least 1.") }
@@ -110,7 +118,7 @@ struct ContainerRun: ParsableCommand {
         options.memory = memory.flatMap(ByteCount.parse)
         options.cpus = cpus
         options.pidsLimit = pidsLimit
-        options.network = RunOptions.Network(rawValue: network) ?? .none
+        options.network = try networkChoice()
         options.readOnly = readOnly
         options.userNamespace = userns
         options.hostname = hostname

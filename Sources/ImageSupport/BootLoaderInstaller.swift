@@ -4,9 +4,10 @@ import Recipe
 import SnapshotTree
 import SystemSupport
 
-/// The boot loader stage. The menu itself (grub.cfg in @boot, or limine.conf and the kernels
+/// Installs the boot loaders of a disk: the boot loader stage of rast-build, and rast-install
+/// when it reinstalls them on the disk it wrote. The menu itself (grub.cfg in @boot, or limine.conf and the kernels
 /// on the ESP) was written by `SnapshotStore.deploy`, the code `rast deploy` runs on the
-/// installed system; this stage installs the loaders that read it:
+/// installed system; this installs the loaders that read it:
 /// - BIOS: grub-install (i386-pc) into the BIOS boot partition, modules in @boot/grub;
 /// - UEFI: a removable-path GRUB image (EFI/BOOT/BOOTX64.EFI) built with grub-mkimage with an
 ///   embedded configuration that finds the btrfs root by UUID, written to the FAT ESP with
@@ -16,7 +17,7 @@ import SystemSupport
 ///   `limine bios-install DISK N`, which writes stage 1 to the MBR and stage 2 into the BIOS
 ///   boot partition N (not into the GPT's entry array, which partition-table writes such as
 ///   rast-install's would overwrite).
-public struct BootLoaderStage {
+public struct BootLoaderInstaller {
     public static let grubEFIModules = [
         "part_gpt", "part_msdos", "btrfs", "fat", "search", "search_fs_uuid", "search_label", "configfile", "normal",
         "linux", "serial", "terminal", "echo", "test", "boot", "all_video", "gzio", "zstd", "reboot", "halt",
@@ -37,7 +38,7 @@ public struct BootLoaderStage {
                   templates: templates, workDirectory: workDirectory, progress: progress)
     }
 
-    /// The stage without a recipe (rast-install reinstalls the loaders of a built image).
+    /// The installer without a recipe (rast-install reinstalls the loaders of a built image).
     public init(bootloader: Bootloader, firmware: [Firmware], disk: AttachedDisk, layout: Layout, templates: BootTemplates,
                 workDirectory: String, progress: ProgressReporter) {
         self.bootloader = bootloader
@@ -56,7 +57,7 @@ public struct BootLoaderStage {
             var tools = ["mmd", "mcopy"]
             if firmware.contains(.bios) { tools.append("grub-install") }
             if firmware.contains(.uefi) { tools.append("grub-mkimage") }
-            try Require.tools(tools, for: "installing GRUB")
+            try HostTools.require(tools, for: "installing GRUB")
             if firmware.contains(.bios), !Files.isDirectory("/usr/lib/grub/i386-pc") {
                 throw UserError("GRUB for BIOS needs /usr/lib/grub/i386-pc (apt-get install grub-pc-bin)")
             }
@@ -64,7 +65,7 @@ public struct BootLoaderStage {
                 throw UserError("GRUB for UEFI needs /usr/lib/grub/x86_64-efi (apt-get install grub-efi-amd64-bin)")
             }
         case .limine:
-            try Require.tools(["mmd", "mcopy", "mren", "mdir"], for: "installing Limine")
+            try HostTools.require(["mmd", "mcopy", "mren", "mdir"], for: "installing Limine")
         }
     }
 
@@ -80,7 +81,7 @@ public struct BootLoaderStage {
     }
 
     public func run() throws {
-        guard let esp = disk.partition(named: DiskStage.espName) else { throw UserError("the image has no ESP") }
+        guard let esp = disk.partition(named: PartitionName.esp) else { throw UserError("the image has no ESP") }
         let espDevice = disk.device(of: esp)
         switch bootloader {
         case .grub:
@@ -145,7 +146,7 @@ public struct BootLoaderStage {
             try esp.install(installation.dataDirectory + "/BOOTX64.EFI", as: LimineLayout.efiPath)
         }
         if firmware.contains(.bios) {
-            guard let biosBoot = disk.partition(named: DiskStage.biosName) else {
+            guard let biosBoot = disk.partition(named: PartitionName.biosBoot) else {
                 throw UserError("Limine for BIOS puts its stage 2 into the BIOS boot partition, and the disk has none")
             }
             try esp.makeDirectories(LimineLayout.configDirectory)

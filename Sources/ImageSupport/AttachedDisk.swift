@@ -1,0 +1,92 @@
+import Foundation
+import SystemSupport
+
+/// The names rast-build gives the partitions of a disk; rast-install and the boot loader
+/// installer find partitions by them.
+public enum PartitionName {
+    /// GRUB's core.img or Limine's stage 2 (when the image boots with BIOS).
+    public static let biosBoot = "BIOS boot"
+    /// The FAT32 EFI system partition.
+    public static let esp = "EFI system"
+    /// The btrfs filesystem with the snapshot layout.
+    public static let root = "rastOS root"
+}
+
+/// A partitioned, formatted disk image whose ESP and root partition are attached to loop
+/// devices of their own (offset and size limit into the image). The host kernel has no GPT
+/// parser and GRUB cannot find the start of partitions announced with BLKPG on a loop device
+/// (HDIO_GETGEO fails there), so each partition gets its own loop device and the whole disk
+/// is attached only for grub-install.
+public final class AttachedDisk {
+    public struct PartitionRecord: Sendable, Codable, Equatable {
+        public let number: Int
+        public let name: String
+        public let type: String
+        public let startBytes: UInt64
+        public let sizeBytes: UInt64
+        public let partitionUUID: String
+        public var filesystem: String?
+        public var filesystemUUID: String?
+
+        public init(number: Int, name: String, type: String, startBytes: UInt64, sizeBytes: UInt64,
+                    partitionUUID: String, filesystem: String? = nil, filesystemUUID: String? = nil) {
+            self.number = number
+            self.name = name
+            self.type = type
+            self.startBytes = startBytes
+            self.sizeBytes = sizeBytes
+            self.partitionUUID = partitionUUID
+            self.filesystem = filesystem
+            self.filesystemUUID = filesystemUUID
+        }
+    }
+
+    public let imagePath: String
+    public let diskGUID: String
+    public private(set) var partitions: [PartitionRecord]
+    private var loops: [Int: LoopDevice] = [:]
+
+    /// A disk (image file or block device) with this partition table; nothing is attached yet.
+    public init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
+        self.imagePath = imagePath
+        self.diskGUID = diskGUID
+        self.partitions = partitions
+    }
+
+    public func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
+
+    /// Attaches a partition to its own loop device (once).
+    @discardableResult
+    public func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
+        if let loop = loops[partition.number] { return loop.path }
+        let loop = try LoopDevice(file: imagePath, offset: partition.startBytes, sizeLimit: partition.sizeBytes)
+        loops[partition.number] = loop
+        teardown.push("loop device \(loop.path) (partition \(partition.number))") { loop.detach() }
+        return loop.path
+    }
+
+    /// The loop device of an attached partition.
+    public func device(of partition: PartitionRecord) -> String {
+        loops[partition.number]?.path ?? "(partition \(partition.number) is not attached)"
+    }
+
+    /// Detaches every partition's loop device.
+    public func detach() {
+        for loop in loops.values { loop.detach() }
+        loops.removeAll()
+    }
+
+    public var root: PartitionRecord {
+        get throws {
+            guard let root = partition(named: PartitionName.root) else { throw UserError("the image has no root partition") }
+            return root
+        }
+    }
+
+    /// Notes the filesystem a stage made on a partition.
+    package func record(filesystem: String, uuid: String?, forPartition number: Int) {
+        guard let index = partitions.firstIndex(where: { $0.number == number }) else { return }
+        partitions[index].filesystem = filesystem
+        partitions[index].filesystemUUID = uuid
+    }
+}
