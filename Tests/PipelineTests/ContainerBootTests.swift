@@ -115,6 +115,7 @@ extension ImageBuilds {
             r ok0 "$(field ok0 status) $(field ok0 exitCode) restarts=$(field ok0 restarts) runs=$(rast container logs ok0 | grep -c '^ran$')"
             r fail "$(field fail status) $(field fail exitCode) restarts=$(field fail restarts) runs=$(rast container logs fail | grep -c '^ran$') wanted=$(field fail serviceWantedUp)"
             r fail-ps "$(rast container ps -a | grep ' fail$' | tr -s ' ' | grep -o 'exited ([0-9]*)\|restarts [0-9]*' | tr '\n' ' ')"
+            r fail-log "$(rast container logs fail | grep -c '^rast: container fail exited with status 1; ')"
             r services-before "$(ls /run/rast/service | grep -c '^container-')"
             rast container rm always ok0 fail
             r services-after "$(ls -a /run/rast/service | grep -c 'container-')"
@@ -140,6 +141,7 @@ extension ImageBuilds {
         static let boot2 = #"""
             r() { echo "RAST-REPORT $*"; }
             r running-after "$(rast container ps | tail -n +2 | awk '{print $NF}' | tr '\n' ' ')"
+            r web-supervised "$(ls /run/rast/service | grep -c '^container-') $(rast container ps | grep ' web$' | grep -o 'restart always, restarts [0-9]*')"
             r survivor "$(rast container ps -a | grep survivor | tr -s ' ')"
             r finished "$(rast container ps -a | grep finished | tr -s ' ')"
             rast container rm survivor finished
@@ -257,6 +259,7 @@ extension ImageBuilds {
             #expect(first["always-stopped"] == "exited restarts=1 wanted=false", "stop keeps it stopped")
             #expect(first["ok0"] == "exited 0 restarts=0 runs=1", "on-failure leaves an exit 0 alone")
             #expect(first["fail"] == "exited 1 restarts=2 runs=3 wanted=false", "on-failure:2 restarts twice, then stays down")
+            #expect(first["fail-log"] == "3", "finish logs each exit: two restarts, then it stays down")
             #expect(first["fail-ps"] == "exited (1) restarts 2", "\(first["fail-ps"] ?? "")")
             #expect(first["services-before"] == "4", "always, ok0, fail and the boot container web have service directories")
             #expect(first["services-after"] == "1", "rm removes the service directories (web's is left)")
@@ -268,6 +271,7 @@ extension ImageBuilds {
             let second = try boot(2, Self.boot2)
             for (key, value) in second.sorted(by: { $0.key < $1.key }) { print("containers: after reboot \(key) = \(value)") }
             #expect(second["running-after"] == "web", "only the boot container runs again")
+            #expect(second["web-supervised"] == "1 restart always, restarts 0", "the boot container is supervised again after the reboot")
             #expect(second["survivor"]?.contains("the system restarted while it ran") == true, "\(second["survivor"] ?? "")")
             #expect(second["finished"]?.contains("exited (0)") == true)
             #expect(second["left-after"] == "")
