@@ -234,8 +234,6 @@ struct ContainerPull: ParsableCommand {
     @OptionGroup var store: ContainerOptions
     @Option(name: .long, help: "Store it under this name (default: the reference, or DIRNAME:REF for a layout).") var name: String?
     @Option(name: .long, help: ArgumentHelp("Registry credentials.", valueName: "USER:PASSWORD")) var creds: String?
-    @Option(name: .long, help: ArgumentHelp("Restart the container when it ends: no (the default), always, on-failure or on-failure:MAX. s6 supervises it; needs -d.", valueName: "POLICY"))
-    var restart = "no"
     @Flag(name: .customLong("plain-http"), help: "Speak HTTP instead of HTTPS to the registry (loopback registries always use HTTP).") var plainHTTP = false
     @Argument(help: "The image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:DIR[:REF].") var image: String
     func validate() throws {
