@@ -18,7 +18,8 @@ package struct BootContainers: Codable, Sendable, Equatable {
     }
 
     package static let path = "/etc/rast/containers.json"
-    package static let hookName = "40-rast-containers.sh"
+    /// After 40-rast-services.sh, which starts s6-svscan when the system has services.
+    package static let hookName = "45-rast-containers.sh"
 
     package var version = 1
     package var containers: [Entry]
@@ -52,6 +53,11 @@ package struct BootContainers: Codable, Sendable, Equatable {
         #!/bin/sh
         # Starts the containers /etc/rast/containers.json defines (a recipe's [[containers]] with a name).
         [ -r \(path) ] || exit 0
+        # Containers with a restart policy run under s6: start s6-svscan when no services did.
+        if grep -q '"restart"' \(path) && command -v s6-svscan >/dev/null 2>&1 && [ ! -p \(RestartSupervision.defaultScanDirectory)/.s6-svscan/control ]; then
+            mkdir -p \(RestartSupervision.defaultScanDirectory)
+            setsid s6-svscan \(RestartSupervision.defaultScanDirectory) </dev/null >/dev/console 2>&1 &
+        fi
         rast container boot || echo "\(hookName): some containers did not start"
 
         """

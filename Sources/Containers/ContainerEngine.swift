@@ -27,6 +27,11 @@ package final class ContainerEngine {
     /// The command line of the monitor of a detached container, given its ID (rast itself:
     /// `/proc/self/exe container _monitor ID`).
     package var monitorCommand: @Sendable (String) -> [String] = { ["/proc/self/exe", "container", "_monitor", $0] }
+    /// s6's scan directory for containers with a restart policy; nil where none can be
+    /// supervised (stores below `--data`).
+    package var supervision: RestartSupervision? = RestartSupervision()
+    /// The rast program and data directory the service's run script calls.
+    package var supervisedCommand: (rast: String, dataDirectory: String) = ("/usr/bin/rast", "/var/lib/rast")
 
     package init(containers: ContainerStore, images: ImageStore) {
         self.containers = containers
@@ -46,6 +51,8 @@ package final class ContainerEngine {
 
     /// Creates the container: its root filesystem, bundle and record (status created).
     package func create(from source: RootSource, options: RunOptions) throws -> ContainerRecord {
+        try options.checkRestart()
+        if options.isSupervised { _ = try runningSupervision(options) }
         if let name = options.name, !RunOptions.isValidName(name) {
             throw ContainerError.invalidOption("--name \(name)", reason: "a name starts with a letter or digit and holds only letters, digits, '_', '.' and '-'")
         }
@@ -112,6 +119,10 @@ package final class ContainerEngine {
     /// detached it returns 0 once the container runs.
     package func start(_ record: ContainerRecord) throws -> Int32 {
         try Files.createDirectory(containers.crun.root, mode: 0o700)
+        if record.options.isSupervised {
+            try startSupervised(record)
+            return 0
+        }
         if record.options.detach {
             let (_, ready) = try DetachedProcess.spawn(monitorCommand(record.id), log: containers.logPath(record.id))
             let answer = DetachedProcess.readAll(ready).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -197,13 +208,114 @@ package final class ContainerEngine {
         if record.options.remove { try containers.delete(record) }
     }
 
+    // MARK: - Supervised by s6
+
+    /// The supervision a restart policy needs, or why there is none.
+    public func runningSupervision(_ options: RunOptions) throws -> RestartSupervision {
+        let policy = options.restart?.description ?? "no"
+        guard let supervision else {
+            throw ContainerError.invalidOption("--restart \(policy)", reason: "containers below --data cannot be restarted: s6 supervises only the system's containers in /var/lib/rast")
+        }
+        guard supervision.waitUntilRunning(seconds: 5) else {
+            throw ContainerError.invalidOption("--restart \(policy)", reason: "no s6-svscan supervises \(supervision.scanDirectory) (install s6; rast's services start it at boot, see docs/services.md)")
+        }
+        return supervision
+    }
+
+    /// Hands the container to s6 and waits until it ran (or did not start).
+    func startSupervised(_ record: ContainerRecord) throws {
+        let supervision = try runningSupervision(record.options)
+        try supervision.install(id: record.id, name: record.name, policy: record.options.restart ?? .no,
+                                rast: supervisedCommand.rast, dataDirectory: supervisedCommand.dataDirectory,
+                                log: containers.logPath(record.id))
+        let deadline = Stopwatch.now() + 60
+        while Stopwatch.now() < deadline {
+            let current = try containers.read(record.id)
+            if current.started != nil { return }
+            if let note = current.note {
+                try? supervision.down(record.id)
+                try? supervision.remove(record.id)
+                throw ContainerError.runtime(command: "starting container \(record.name)", status: 1, output: note)
+            }
+            usleep(50_000)
+        }
+        try? supervision.down(record.id)
+        throw ContainerError.runtime(command: "starting container \(record.name)", status: 1, output: "s6 did not start it within 60 s (see \(supervision.directory(record.id)))")
+    }
+
+    /// `rast container _supervised ID`, the run program of the container's s6 service: creates
+    /// and starts the container, waits for it as its subreaper, records how it ended and
+    /// returns its exit status (for the finish script's policy).
+    public func superviseRun(_ id: String) throws -> Int32 {
+        // s6-svc -d signals this process; `rast container stop` stops the container itself
+        // (with the image's stop signal and the timeout), so the signal is noted and waited out.
+        signal(SIGTERM) { _ in }
+        signal(SIGHUP) { _ in }
+        let pid: Int32
+        do {
+            guard rast_set_child_subreaper() == 0 else { throw SystemError("prctl(PR_SET_CHILD_SUBREAPER)") }
+            let record = try containers.read(id)
+            try? containers.crun.delete(id, force: true)  // a run before this one that was cut short
+            try Files.createDirectory(containers.crun.root, mode: 0o700)
+            let pidFile = containers.directory(id) + "/pid"
+            try containers.crun.create(id, bundle: containers.directory(id), pidFile: pidFile)
+            guard let text = try? Files.readString(pidFile), let number = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw ContainerError.runtime(command: "crun create \(record.name)", status: 1, output: "no PID in \(pidFile)")
+            }
+            pid = number
+            try containers.crun.start(id)
+            let me = getpid()
+            let restarts = supervision?.restarts(id) ?? 0
+            try containers.update(id) {
+                $0.status = .running
+                $0.pid = number
+                $0.started = Int64(time(nil))
+                $0.finished = nil
+                $0.exitCode = nil
+                $0.note = nil
+                $0.monitorPID = me
+                $0.monitorStart = ContainerStore.startTime(me)
+                $0.restarts = restarts
+                $0.bootID = ContainerStore.bootID()
+            }
+        } catch {
+            try? containers.crun.delete(id, force: true)
+            _ = try? containers.update(id) {
+                $0.status = .exited
+                $0.note = "it did not start: \(error)"
+            }
+            throw error
+        }
+        let status = DetachedProcess.wait(for: pid)
+        try? containers.crun.delete(id, force: true)
+        try containers.update(id) {
+            $0.status = .exited
+            $0.exitCode = status >= 0 ? status : nil
+            $0.finished = Int64(time(nil))
+            $0.monitorPID = nil
+            $0.pid = nil
+        }
+        return status
+    }
+
     // MARK: - Stopping and removing
 
     /// Sends the stop signal (the image's, else SIGTERM), waits up to `timeout` seconds,
     /// then SIGKILL. Returns false when the container was not running.
     @discardableResult
     package func stop(_ name: String, timeout: Double = 10) throws -> Bool {
-        let record = try containers.find(name)
+        var record = try containers.find(name)
+        if record.options.isSupervised, let supervision, supervision.exists(record.id) {
+            // s6 must not start it again; a restart under way may just have started it: its
+            // run program is up, the container about to say running.
+            try supervision.down(record.id)
+            let deadline = Stopwatch.now() + 10
+            record = try containers.reconcile(try containers.read(record.id))
+            while record.status != .running, supervision.isUp(record.id) == true, Stopwatch.now() < deadline {
+                usleep(50_000)
+                record = try containers.reconcile(try containers.read(record.id))
+            }
+        }
         guard record.status == .running else { return false }
         let signal = stopSignal(record)
         try? containers.crun.kill(record.id, signal: signal)
@@ -225,8 +337,13 @@ package final class ContainerEngine {
         var removed: [String] = []
         for name in names {
             var record = try containers.find(name)
+            if record.status == .running, !force { throw ContainerError.running(record.name, action: "remove") }
+            let supervised = record.options.isSupervised && supervision?.exists(record.id) == true
+            if supervised, let supervision {
+                try supervision.down(record.id)
+                record = try containers.reconcile(try containers.read(record.id))
+            }
             if record.status == .running {
-                guard force else { throw ContainerError.running(record.name, action: "remove") }
                 try? containers.crun.kill(record.id, signal: "KILL", all: true)
                 _ = try waitUntilStopped(record, seconds: 10)
                 record = try containers.reconcile(try containers.read(record.id))
@@ -238,6 +355,7 @@ package final class ContainerEngine {
                 guard let fresh = try? containers.read(record.id) else { break }
                 record = fresh
             }
+            if supervised, let supervision { try supervision.remove(record.id) }
             let lock = try containers.lock()
             defer { lock.unlock() }
             if Files.exists(containers.directory(record.id)) { try containers.delete(record) }

@@ -48,6 +48,8 @@ package struct ContainerRecord: Codable, Sendable, Equatable {
     package var started: Int64?
     package var finished: Int64?
     package var bootID: String
+    /// How often s6 restarted it (containers with a restart policy).
+    package var restarts: Int?
 
     package var shortID: String { String(id.prefix(12)) }
 }

@@ -96,6 +96,18 @@ package struct RunOptions: Codable, Sendable, Equatable {
     package var entrypoint: [String]?
     /// The command; empty takes the image's.
     package var command: [String] = []
+    /// When s6 starts it again (detached containers only; nil is no).
+    package var restart: RestartPolicy?
+
+    /// Whether s6 supervises the container.
+    package var isSupervised: Bool { restart?.isSupervised == true }
+
+    /// Refuses a restart policy where it cannot apply: with --rm or without -d.
+    package func checkRestart() throws {
+        guard let restart, restart.isSupervised else { return }
+        if remove { throw ContainerError.invalidOption("--restart \(restart)", reason: "cannot be combined with --rm: a container that is removed when it exits cannot be restarted") }
+        if !detach { throw ContainerError.invalidOption("--restart \(restart)", reason: "needs -d: s6 runs a restarting container in the background") }
+    }
 
     package init() {}
 

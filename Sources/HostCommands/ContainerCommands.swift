@@ -22,6 +22,12 @@ package final class ContainerHost {
         let containers = try ContainerStore(root: dataDirectory + "/containers", crun: Crun(root: crunRoot))
         engine = ContainerEngine(containers: containers, images: images)
         engine.monitorCommand = { ["/proc/self/exe", "container", "_monitor", "--data", dataDirectory, $0] }
+        if dataDirectory == "/var/lib/rast", crunRoot == Crun.defaultRoot {
+            let rast = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/bin/rast"
+            engine.supervisedCommand = (rast, dataDirectory)
+        } else {
+            engine.supervision = nil
+        }
         self.output = output
         self.progress = progress
     }
@@ -90,6 +96,9 @@ package final class ContainerHost {
     /// Runs a container from an image (pulled first when the store lacks it) or from system
     /// snapshot `snapshot`. Returns the exit status of a foreground container.
     package func run(image: String?, snapshot: Int?, options: RunOptions, plainHTTP: Bool = false) throws -> Int32 {
+        // A restart policy s6 cannot honour is refused before anything is pulled or made.
+        try options.checkRestart()
+        if options.isSupervised { _ = try engine.runningSupervision(options) }
         let source: ContainerEngine.RootSource
         if let snapshot {
             let layout = Layout(mountedSnapshots: "/.snapshots")
@@ -119,9 +128,19 @@ package final class ContainerHost {
         for record in records {
             var command = record.command.joined(separator: " ")
             if command.count > 30 { command = String(command.prefix(29)) + "…" }
-            rows.append([record.shortID, record.image, "\"\(command)\"", Self.ago(record.created), Self.status(record), record.name])
+            rows.append([record.shortID, record.image, "\"\(command)\"", Self.ago(record.created), status(record), record.name])
         }
         output(Self.table(rows))
+    }
+
+    /// The status, with the restart count and a restart under way for supervised containers.
+    func status(_ record: ContainerRecord) -> String {
+        guard let policy = record.options.restart, policy.isSupervised else { return Self.status(record) }
+        let restarts = "restart \(policy), restarts \(record.restarts ?? 0)"
+        if record.status == .exited, let supervision = engine.supervision, supervision.wantedUp(record.id) == true {
+            return "restarting (" + Self.status(record) + "; " + restarts + ")"
+        }
+        return Self.status(record) + " (" + restarts + ")"
     }
 
     static func status(_ record: ContainerRecord) -> String {
@@ -176,12 +195,19 @@ package final class ContainerHost {
             let runtime: RuntimeState?
             let bundle: String
             let log: String
+            /// The s6 service directory of a container with a restart policy, and whether s6
+            /// keeps it up.
+            let service: String?
+            let serviceWantedUp: Bool?
         }
         var result: [Inspection] = []
         for name in names {
             let record = try engine.containers.find(name)
+            let supervision = record.options.isSupervised ? engine.supervision : nil
             result.append(Inspection(container: record, runtime: try engine.containers.crun.state(record.id),
-                                     bundle: engine.containers.directory(record.id), log: engine.containers.logPath(record.id)))
+                                     bundle: engine.containers.directory(record.id), log: engine.containers.logPath(record.id),
+                                     service: supervision.flatMap { $0.exists(record.id) ? $0.directory(record.id) : nil },
+                                     serviceWantedUp: supervision?.wantedUp(record.id)))
         }
         output(try json(result))
     }

@@ -7,7 +7,7 @@ import SystemSupport
 /// The containers stage (when the recipe has `[[containers]]`): pulls each image into the
 /// container image store on the image's shared @var (/var/lib/rast/oci), and writes the
 /// containers to start at boot to snapshot 0's /etc/rast/containers.json with the boot hook
-/// that starts them (/etc/rc.d/40-rast-containers.sh). Runs before the snapshot tree is made
+/// that starts them (/etc/rc.d/45-rast-containers.sh). Runs before the snapshot tree is made
 /// from snapshot 0.
 public struct ContainerStage {
     public let recipe: Recipe
@@ -17,7 +17,20 @@ public struct ContainerStage {
     public let base: String
     public let progress: ProgressReporter
 
+    public init(recipe: Recipe, variable: String, base: String, progress: ProgressReporter) {
+        self.recipe = recipe
+        self.variable = variable
+        self.base = base
+        self.progress = progress
+    }
+
     public func run() throws -> [String] {
+        // A restart policy needs s6 in the image (it supervises such containers).
+        for (index, spec) in recipe.containers.enumerated() where spec.name != nil && spec.restart != "no" {
+            guard Files.exists(base + "/usr/bin/s6-svscan") else {
+                throw UserError(at(index, "restart") + ": restart = \"\(spec.restart)\" needs s6 in the image, which has none (add s6 to packages.install)")
+            }
+        }
         let store = try ImageStore(root: variable + "/lib/rast/oci")
         var boot: [BootContainers.Entry] = []
         var pulled: [String] = []
@@ -56,6 +69,12 @@ public struct ContainerStage {
             options.pidsLimit = spec.pidsLimit
             options.readOnly = spec.readOnly
             options.user = spec.user
+            do {
+                let restart = try RestartPolicy(parsing: spec.restart)
+                options.restart = restart == .no ? nil : restart
+            } catch {
+                throw UserError(at(index, "restart") + ": \(error)")
+            }
             boot.append(BootContainers.Entry(image: image.name, options: options))
         }
         if !boot.isEmpty {

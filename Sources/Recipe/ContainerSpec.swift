@@ -28,6 +28,9 @@ public struct ContainerSpec: Sendable, Equatable {
     public var pidsLimit: Int64?
     public var readOnly = false
     public var user: String?
+    /// When s6 starts the boot container again: no (the default), always, on-failure or
+    /// on-failure:MAX (the image needs s6).
+    public var restart = "no"
 
     public init(image: String) {
         self.image = image
@@ -99,6 +102,16 @@ extension RecipeDecoder {
             }
             spec.readOnly = table.boolean("read_only")?.value ?? false
             spec.user = table.string("user")?.value
+            if let restart = table.string("restart") {
+                let maximum = restart.value.hasPrefix("on-failure:") ? Int(restart.value.dropFirst("on-failure:".count)) : nil
+                if ["no", "always", "on-failure"].contains(restart.value) || (maximum ?? 0) >= 1 { spec.restart = restart.value } else {
+                    diagnostics.error("'\(restart.value)' is not a restart policy: no, always, on-failure or on-failure:MAX (MAX at least 1)",
+                                      at: restart.position, key: restart.keyPath)
+                }
+                if spec.name == nil, spec.restart != "no" {
+                    diagnostics.error("restart needs a name: only a named container is started at boot", at: restart.position, key: restart.keyPath)
+                }
+            }
             if spec.name == nil, !spec.command.isEmpty || !spec.volumes.isEmpty || !spec.environment.isEmpty {
                 diagnostics.error("container options need a name: only a named container is started at boot", at: image.position, key: image.keyPath)
             }

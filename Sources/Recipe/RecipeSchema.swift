@@ -174,6 +174,7 @@ public enum RecipeSchema {
         RecipeKey("pids_limit", "integer", "The most processes"),
         RecipeKey("read_only", "boolean", default: "false", "A read-only root filesystem"),
         RecipeKey("user", "string", "USER[:GROUP]; the image's by default"),
+        RecipeKey("restart", "string", default: "\"no\"", "always, on-failure or on-failure:MAX: s6 restarts it (needs name and s6)"),
     ])
 
     /// Every table below the top level, in the order docs/recipe.md describes them.

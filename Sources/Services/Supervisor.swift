@@ -102,7 +102,11 @@ public struct Supervisor: Sendable {
     /// Names of the service directories in the scan directory.
     public func supervisedNames() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.scanDirectory)) ?? []
-        return names.filter { !$0.hasPrefix(".") && Files.exists(paths.serviceDirectory($0) + "/run") }.sorted()
+        // Containers with a restart policy have service directories too (data/container): `rast
+        // container` manages those.
+        return names.filter {
+            !$0.hasPrefix(".") && Files.exists(paths.serviceDirectory($0) + "/run") && !Files.exists(paths.serviceDirectory($0) + "/data/container")
+        }.sorted()
     }
 
     /// The status of a supervised service; nil when it has no service directory, or its

@@ -119,6 +119,10 @@ struct ContainerCommandTests {
             (["run", "--name=.x", "bb"], "a name starts with a letter or digit"),
             (["run", "--snapshot", "1"], "Give the command to run in the snapshot"),
             (["exec", "c1"], "Give the command to run after the container"),
+            (["run", "--restart", "always", "bb"], "--restart always: needs -d"),
+            (["run", "-d", "--rm", "--restart", "on-failure:2", "bb"], "--restart on-failure:2: cannot be combined with --rm"),
+            (["run", "-d", "--restart", "sometimes", "bb"], "--restart sometimes: expected no, always, on-failure or on-failure:MAX"),
+            (["run", "-d", "--restart", "on-failure:0", "bb"], "must be a number of at least 1, not '0'"),
         ]
         for (arguments, message) in cases {
             let result = try rast(["container"] + arguments)
@@ -133,6 +137,15 @@ struct ContainerCommandTests {
         let result = try rast(["container", "run", "--data", scratch.path, "-v", "data:/data", "bb", "true"])
         #expect(result.status == 1)
         #expect(result.standardError.contains("-v data:/data: both paths must be absolute"), "\(result.standardError)")
+    }
+
+    @Test func restartIsRefusedBelowData() throws {
+        try Require.root()
+        let scratch = try Scratch("rast-ctr-cli")
+        let result = try rast(["container", "run", "--data", scratch.path, "-d", "--restart", "always", "bb", "true"])
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("--restart always: containers below --data cannot be restarted"), "\(result.standardError)")
+        #expect(try FileManagerShim.contents(of: scratch.path + "/containers").filter { $0 != "lock" } == [], "nothing was made")
     }
 
     @Test func theReplRunsCommandsFromItsInput() throws {

@@ -89,7 +89,45 @@ extension ImageBuilds {
             printf 'help\nrun -d --name r1 bb sleep 300\nps\nstop -t 1 r1\nrm r1\nbogus\nexit\n' | rast container repl > /tmp/repl 2>&1
             r repl "$(tr '\n' '|' < /tmp/repl)"
 
+            # Restart policies: s6 supervises these containers.
+            field() { rast container inspect "$1" | tr -d ' \n' | grep -o "\"$2\":[^,}]*" | head -n 1 | cut -d: -f2 | tr -d '"'; }
+            wait_field() { i=0; while [ "$(field "$1" "$2")" != "$3" ]; do i=$((i+1)); [ $i -lt 120 ] || { r timeout "$1 $2=$3"; return 0; }; sleep 0.5; done; }
+            wait_new_pid() { i=0; while p=$(field "$1" pid); [ -z "$p" ] || [ "$p" = "$2" ]; do i=$((i+1)); [ $i -lt 120 ] || { r timeout "$1 new pid"; return 0; }; sleep 0.5; done; }
+            r restart-rm "$(rast container run --rm -d --restart always bb true 2>&1)"
+            r restart-fg "$(rast container run --restart always bb true 2>&1)"
+            r restart-data "$(rast container run --data /tmp/other -d --restart always bb true 2>&1)"
+            rast container run -d --name always --restart always bb sh -c 'echo up; sleep 600'
+            wait_log always up
+            pid=$(field always pid)
+            kill -9 "$pid"
+            wait_new_pid always "$pid"
+            wait_field always status running
+            r always-restart "$( [ "$(field always pid)" != "$pid" ] && echo new-pid) restarts=$(field always restarts) $(field always status)"
+            r always-ps "$(rast container ps | grep ' always$' | tr -s ' ' | grep -o 'restarts [0-9]*')"
+            rast container stop -t 2 always
+            sleep 3
+            r always-stopped "$(field always status) restarts=$(field always restarts) wanted=$(field always serviceWantedUp)"
+            rast container run -d --name ok0 --restart on-failure bb sh -c 'echo ran'
+            rast container run -d --name fail --restart on-failure:2 bb sh -c 'echo ran; exit 1'
+            wait_field ok0 status exited
+            i=0; while [ "$(rast container logs fail | grep -c '^ran$')" -lt 3 ] && [ $i -lt 60 ]; do i=$((i+1)); sleep 0.5; done
+            sleep 3
+            r ok0 "$(field ok0 status) $(field ok0 exitCode) restarts=$(field ok0 restarts) runs=$(rast container logs ok0 | grep -c '^ran$')"
+            r fail "$(field fail status) $(field fail exitCode) restarts=$(field fail restarts) runs=$(rast container logs fail | grep -c '^ran$') wanted=$(field fail serviceWantedUp)"
+            r fail-ps "$(rast container ps -a | grep ' fail$' | tr -s ' ' | grep -o 'exited ([0-9]*)\|restarts [0-9]*' | tr '\n' ' ')"
+            r fail-log "$(rast container logs fail | grep -c '^rast: container fail exited with status 1; ')"
+            r services-before "$(ls /run/rast/service | grep -c '^container-')"
+            rast container rm always ok0 fail
+            r services-after "$(ls -a /run/rast/service | grep -c 'container-')"
+            r service-list "$(rast service list 2>&1 | grep -c container-)"
+            pid=$(field web pid)
+            kill -9 "$pid"
+            wait_new_pid web "$pid"
+            wait_field web status running
+            r web-restart "$( [ "$(field web pid)" != "$pid" ] && echo new-pid) restarts=$(field web restarts) $(field web status)"
+
             rast container rm -f svc stubborn orphan web
+            r left-services "$(ls -a /run/rast/service | grep -c 'container-')"
             r left-containers "$(ls /var/lib/rast/containers | grep -v '^lock$' | tr '\n' ' ')"
             r left-cgroups "$(find /sys/fs/cgroup/rast -mindepth 1 -type d 2>/dev/null | tr '\n' ' ')"
             r left-mounts "$(grep -c -e /var/lib/rast -e /run/rast/crun /proc/mounts || true)"
@@ -103,6 +141,7 @@ extension ImageBuilds {
         static let boot2 = #"""
             r() { echo "RAST-REPORT $*"; }
             r running-after "$(rast container ps | tail -n +2 | awk '{print $NF}' | tr '\n' ' ')"
+            r web-supervised "$(ls /run/rast/service | grep -c '^container-') $(rast container ps | grep ' web$' | grep -o 'restart always, restarts [0-9]*')"
             r survivor "$(rast container ps -a | grep survivor | tr -s ' ')"
             r finished "$(rast container ps -a | grep finished | tr -s ' ')"
             rast container rm survivor finished
@@ -131,6 +170,7 @@ extension ImageBuilds {
                 web.name = "web"
                 web.command = ["sh", "-c", "echo boot-started; sleep 600"]
                 web.memory = 32 << 20
+                web.restart = "always"
                 recipe.containers = [web]
             }
             _ = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: false)).build()
@@ -210,11 +250,28 @@ extension ImageBuilds {
             #expect(first["left-cgroups"] == "")
             #expect(first["left-mounts"] == "0")
             #expect(first["left-crun"] == "")
+            // Restart policies under s6.
+            #expect(first["restart-rm"]?.contains("cannot be combined with --rm") == true, "\(first["restart-rm"] ?? "")")
+            #expect(first["restart-fg"]?.contains("needs -d") == true, "\(first["restart-fg"] ?? "")")
+            #expect(first["restart-data"]?.contains("containers below --data cannot be restarted") == true, "\(first["restart-data"] ?? "")")
+            #expect(first["always-restart"] == "new-pid restarts=1 running", "a killed always-container comes back")
+            #expect(first["always-ps"] == "restarts 1")
+            #expect(first["always-stopped"] == "exited restarts=1 wanted=false", "stop keeps it stopped")
+            #expect(first["ok0"] == "exited 0 restarts=0 runs=1", "on-failure leaves an exit 0 alone")
+            #expect(first["fail"] == "exited 1 restarts=2 runs=3 wanted=false", "on-failure:2 restarts twice, then stays down")
+            #expect(first["fail-log"] == "3", "finish logs each exit: two restarts, then it stays down")
+            #expect(first["fail-ps"] == "exited (1) restarts 2", "\(first["fail-ps"] ?? "")")
+            #expect(first["services-before"] == "4", "always, ok0, fail and the boot container web have service directories")
+            #expect(first["services-after"] == "1", "rm removes the service directories (web's is left)")
+            #expect(first["service-list"] == "0", "rast service list leaves containers out")
+            #expect(first["web-restart"] == "new-pid restarts=1 running", "the boot container restarts after a kill")
+            #expect(first["left-services"] == "0")
             #expect(first["timeout"] == nil, "a container did not print what it should: \(first["timeout"] ?? "")")
 
             let second = try boot(2, Self.boot2)
             for (key, value) in second.sorted(by: { $0.key < $1.key }) { print("containers: after reboot \(key) = \(value)") }
             #expect(second["running-after"] == "web", "only the boot container runs again")
+            #expect(second["web-supervised"] == "1 restart always, restarts 0", "the boot container is supervised again after the reboot")
             #expect(second["survivor"]?.contains("the system restarted while it ran") == true, "\(second["survivor"] ?? "")")
             #expect(second["finished"]?.contains("exited (0)") == true)
             #expect(second["left-after"] == "")

@@ -26,6 +26,7 @@ import TestSupport
             pids_limit = 32
             read_only = true
             user = "nobody"
+            restart = "on-failure:3"
             """, base: scratch.path)
         #expect(recipe.containers.count == 2)
         #expect(recipe.containers[0].image == "docker.io/library/busybox:1.36")
@@ -43,6 +44,8 @@ import TestSupport
         #expect(web.pidsLimit == 32)
         #expect(web.readOnly)
         #expect(web.user == "nobody")
+        #expect(web.restart == "on-failure:3")
+        #expect(recipe.containers[0].restart == "no", "no restart unless asked")
         let configure = try #require(recipe.plan().first { $0.kind == .configure })
         #expect(configure.details.contains("container image oci:\(scratch.path)/images:bb stored in /var/lib/rast/oci, container web started at boot"))
     }
@@ -64,6 +67,24 @@ import TestSupport
             """))
         #expect(network.keyPath == "containers[0].network")
         #expect(network.message == "'bridge' is not a network mode: none or host")
+
+        let restart = try #require(problem(minimalText + """
+            [[containers]]
+            image = "busybox"
+            name = "b"
+            restart = "unless-stopped"
+            """))
+        #expect(restart.keyPath == "containers[0].restart")
+        #expect(restart.position == at(7, 11))
+        #expect(restart.message == "'unless-stopped' is not a restart policy: no, always, on-failure or on-failure:MAX (MAX at least 1)")
+
+        let unnamedRestart = try #require(problem(minimalText + """
+            [[containers]]
+            image = "busybox"
+            restart = "always"
+            """))
+        #expect(unnamedRestart.keyPath == "containers[0].restart")
+        #expect(unnamedRestart.message == "restart needs a name: only a named container is started at boot")
 
         let volume = try #require(problem(minimalText + """
             [[containers]]

@@ -282,5 +282,9 @@ import TOML
             #expect(Files.isDirectory(paths.serviceDirectory(definition.name) + "/supervise"))
         }
         #expect(Supervisor(paths: paths).supervisedNames() == ["never", "once", "web"])
+        // A container's service directory (rast container run --restart) is no service.
+        try Files.write(paths.serviceDirectory("container-0123") + "/run", string: "#!/bin/sh\n", mode: 0o755)
+        try Files.write(paths.serviceDirectory("container-0123") + "/data/container", string: "0123\n")
+        #expect(Supervisor(paths: paths).supervisedNames() == ["never", "once", "web"])
     }
 }

@@ -23,7 +23,7 @@ struct ContainerCommand: ParsableCommand {
         subcommands: [
             ContainerRun.self, ContainerPs.self, ContainerLogs.self, ContainerExec.self, ContainerStop.self, ContainerKill.self,
             ContainerRm.self, ContainerInspect.self, ContainerStats.self, ContainerPull.self, ContainerImages.self,
-            ContainerRmi.self, ContainerPrune.self, ContainerInfo.self, ContainerRepl.self, ContainerBoot.self, ContainerMonitor.self,
+            ContainerRmi.self, ContainerPrune.self, ContainerInfo.self, ContainerRepl.self, ContainerBoot.self, ContainerMonitor.self, ContainerSupervised.self,
         ],
         aliases: ["ctr"])
 }
@@ -66,6 +66,8 @@ struct ContainerRun: ParsableCommand {
     @Option(name: .long, help: "The container's host name (default: its name).") var hostname: String?
     @Option(name: .long, help: ArgumentHelp("Replace the image's entrypoint (one program; arguments follow the image).", valueName: "PROGRAM")) var entrypoint: String?
     @Option(name: .long, help: ArgumentHelp("Run from system snapshot N: its read-only root with a writable snapshot on top.", valueName: "N")) var snapshot: Int?
+    @Option(name: .long, help: ArgumentHelp("Restart the container when it ends: no (the default), always, on-failure or on-failure:MAX. s6 supervises it; needs -d.", valueName: "POLICY"))
+    var restart = "no"
     @Flag(name: .customLong("plain-http"), help: "Pull from the registry over HTTP instead of HTTPS.") var plainHTTP = false
     @Argument(help: "The image (or, with --snapshot, the command).") var image: String?
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (default: the image's).") var command: [String] = []
@@ -86,6 +88,15 @@ struct ContainerRun: ParsableCommand {
         if let cpus, cpus <= 0 { throw ValidationError("--cpus must be more than 0.") }
         if let pidsLimit, pidsLimit < 1 { throw ValidationError("--pids-limit must be at least 1.") }
         if detach, tty || interactive { throw ValidationError("-d cannot be combined with -i or -t: a detached container has no terminal.") }
+        do {
+            var options = RunOptions()
+            options.remove = rm
+            options.detach = detach
+            options.restart = try RestartPolicy(parsing: restart)
+            try options.checkRestart()
+        } catch {
+            throw ValidationError("\(error).")
+        }
         if let name, !RunOptions.isValidName(name) {
             throw ValidationError("--name \(name): a name starts with a letter or digit and holds only letters, digits, '_', '.' and '-'.")
         }
@@ -113,6 +124,8 @@ struct ContainerRun: ParsableCommand {
         options.hostname = hostname
         options.entrypoint = entrypoint.map { [$0] }
         options.command = snapshot != nil ? [image].compactMap { $0 } + command : command
+        let policy = try RestartPolicy(parsing: restart)
+        options.restart = policy == .no ? nil : policy
         return options
     }
 
@@ -283,5 +296,17 @@ struct ContainerMonitor: ParsableCommand {
     func run() throws {
         let host = try ContainerHost(dataDirectory: store.data, progress: SilentProgress())
         try host.engine.monitor(id)
+    }
+}
+
+/// The run program of a restarting container's s6 service (`run --restart`).
+struct ContainerSupervised: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "_supervised", abstract: "Run a container under s6.", shouldDisplay: false)
+    @OptionGroup var store: ContainerOptions
+    @Argument var id: String
+    func run() throws {
+        let host = try ContainerHost(dataDirectory: store.data, progress: SilentProgress())
+        let status = try host.engine.superviseRun(id)
+        if status != 0 { throw ExitCode(status) }
     }
 }
