@@ -39,15 +39,15 @@ struct VMCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
-        guard MachineConfiguration.Firmware(rawValue: firmware) != nil else {
-            throw ValidationError("--firmware must be bios or uefi, not '\(firmware)'.")
-        }
-        guard memory.range(of: #"^[1-9][0-9]*[KMGT]?$"#, options: .regularExpression) != nil else {
-            throw ValidationError("--memory must be a size such as 512M or 2G, not '\(memory)'.")
-        }
-        guard (1...64).contains(cpus) else { throw ValidationError("--cpus must be 1 to 64, not \(cpus).") }
-        if let sshPort, !(1...65535).contains(sshPort) {
-            throw ValidationError("--ssh-port must be a TCP port (1-65535), not \(sshPort).")
+        _ = try settings()
+    }
+
+    /// The machine options, checked (VirtualMachine's MachineSettings words the refusals).
+    func settings() throws -> MachineSettings {
+        do {
+            return try MachineSettings(firmware: firmware, memory: memory, cpus: cpus, sshPort: sshPort)
+        } catch {
+            throw ValidationError(error.description)
         }
     }
 
@@ -71,7 +71,7 @@ struct VMCommand: ParsableCommand {
         let port = try sshPort ?? QEMU.freeLocalPort()
         guard QEMU.isLocalPortFree(port) else { throw UserError("--ssh-port \(port): 127.0.0.1:\(port) is already in use") }
 
-        let chosenFirmware = MachineConfiguration.Firmware(rawValue: firmware) ?? .bios
+        let chosenFirmware = try settings().firmware
         var machine = MachineConfiguration()
         machine.firmware = chosenFirmware
         machine.memory = memory

@@ -34,26 +34,27 @@ struct VMCommand: ParsableCommand {
     var sshPort: Int?
 
     func validate() throws {
-        guard MachineConfiguration.Firmware(rawValue: firmware) != nil else {
-            throw ValidationError("--firmware must be bios or uefi, not '\(firmware)'.")
-        }
-        guard memory.range(of: #"^[1-9][0-9]*[KMGT]?$"#, options: .regularExpression) != nil else {
-            throw ValidationError("--memory must be a size such as 512M or 2G, not '\(memory)'.")
-        }
-        guard (1...64).contains(cpus) else { throw ValidationError("--cpus must be 1 to 64, not \(cpus).") }
-        if let sshPort, !(1...65535).contains(sshPort) {
-            throw ValidationError("--ssh-port must be a TCP port (1-65535), not \(sshPort).")
+        _ = try settings()
+    }
+
+    /// The machine options, checked (VirtualMachine's MachineSettings words the refusals).
+    func settings() throws -> MachineSettings {
+        do {
+            return try MachineSettings(firmware: firmware, memory: memory, cpus: cpus, sshPort: sshPort)
+        } catch {
+            throw ValidationError(error.description)
         }
     }
 
     func run() throws {
         let host = try HostSession.forWriting(root: options.root, command: "vm")
+        let checked = try settings()
         var settings = SnapshotMachine.Options()
-        settings.firmware = MachineConfiguration.Firmware(rawValue: firmware) ?? .bios
-        settings.memory = memory
-        settings.cpus = cpus
+        settings.firmware = checked.firmware
+        settings.memory = checked.memory
+        settings.cpus = checked.cpus
         settings.commit = commit
-        settings.sshPort = sshPort
+        settings.sshPort = checked.sshPort
         let machine = SnapshotMachine(store: host.store, snapshot: snapshot, options: settings, progress: TerminalProgress(),
                                       lock: { try host.lock(wait: !options.noWait) }, unlock: { host.store.unlock() })
         _ = try machine.run()
