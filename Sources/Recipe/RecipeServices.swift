@@ -156,10 +156,7 @@ extension RecipeDecoder {
             }
         }
         // Dependencies may name the services [network] makes.
-        let generated = network.serviceNames.map {
-            LocatedDefinition(definition: ServiceDefinition(name: $0, program: .shell("true")), file: file,
-                              position: TOMLPosition(file: file, line: 1, column: 1), dependsPositions: [], keyPrefix: "network.")
-        }
+        let generated = network.serviceNames.map { LocatedDefinition(standIn: $0, file: file, keyPrefix: "network.") }
         errors += ServiceSet(definitions + generated).problems()
         diagnostics.errors += errors
         return definitions.map(\.definition)
