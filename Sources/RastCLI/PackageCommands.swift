@@ -170,12 +170,12 @@ struct PacmanCommand: ParsableCommand {
 
 /// Turns pacman-style invocations into the `pacman` subcommand, and lets the common options
 /// come before a subcommand's name.
-public enum PacmanFlags {
+package enum PacmanFlags {
     /// `rast -Syu hello --root X` becomes `rast pacman --operation Syu hello --root X`. Only a
     /// leading operation (after options such as --root) counts, so subcommands are untouched;
     /// separate modifier letters (`-Q -i`) are merged. `rast --root X branch 1` becomes
     /// `rast branch --root X 1`, as every subcommand takes those options after its name.
-    public static func rewrite(_ arguments: [String]) -> [String] {
+    package static func rewrite(_ arguments: [String]) -> [String] {
         let rewritten = rewriteOperation(arguments)
         return rewritten == arguments ? moveLeadingOptions(arguments) : rewritten
     }
