@@ -1,4 +1,5 @@
 import Foundation
+import TOML
 
 /// Checks of single values. Each returns nil when the value is fine, or the sentence that
 /// says what is wrong (without the key, which the caller adds). Public for rast-install,

@@ -26,7 +26,7 @@ extension Recipe {
         do {
             document = try TOMLDocument.parse(bytes: bytes, file: file)
         } catch {
-            throw RecipeErrors([RecipeError(position: error.position, keyPath: error.key ?? "", message: error.message)])
+            throw RecipeErrors([RecipeError(error)])
         }
         let cwd = workingDirectory ?? currentDirectory()
         let base = Paths.resolve(baseDirectory, relativeTo: cwd)

@@ -57,16 +57,6 @@ public struct Recipe: Sendable {
 
 /// The `[kernel]` table: build a kernel from source with a profile, or take a packaged one.
 public struct KernelSpec: Sendable, Equatable {
-    public init(source: Source, profile: String, profiles: [String], fragments: [String] = [], options: [KernelOption] = [], strict: Bool = false, package: String) {
-        self.source = source
-        self.profile = profile
-        self.profiles = profiles
-        self.fragments = fragments
-        self.options = options
-        self.strict = strict
-        self.package = package
-    }
-
     /// Where the kernel comes from.
     public enum Source: Sendable, Equatable {
         /// A local tarball or unpacked source directory (absolute path).
@@ -175,14 +165,6 @@ public struct RepositorySpec: Sendable, Equatable {
 
 /// The `[system]` table.
 public struct SystemSpec: Sendable, Equatable {
-    public init(hostname: String, timezone: String = "UTC", locale: String = "C.UTF-8", kernelCommandLine: String = "", rootPasswordHash: String? = nil) {
-        self.hostname = hostname
-        self.timezone = timezone
-        self.locale = locale
-        self.kernelCommandLine = kernelCommandLine
-        self.rootPasswordHash = rootPasswordHash
-    }
-
     public var hostname: String
     public var timezone: String
     public var locale: String
@@ -367,13 +349,6 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, Equatable {
 
 /// The `[output]` table.
 public struct OutputSpec: Sendable, Equatable {
-    public init(directory: String, formats: [OutputFormat], qcow2Compression: QCOW2Compression, qcow2ClusterSize: Int64) {
-        self.directory = directory
-        self.formats = formats
-        self.qcow2Compression = qcow2Compression
-        self.qcow2ClusterSize = qcow2ClusterSize
-    }
-
     /// Absolute; written relative to the current directory in the recipe.
     public var directory: String
     public var formats: [OutputFormat]
@@ -384,13 +359,6 @@ public struct OutputSpec: Sendable, Equatable {
 
 /// The `[boot_test]` table.
 public struct BootTestSpec: Sendable, Equatable {
-    public init(enabled: Bool, firmware: [Firmware], timeout: Int, memory: Int64) {
-        self.enabled = enabled
-        self.firmware = firmware
-        self.timeout = timeout
-        self.memory = memory
-    }
-
     public var enabled: Bool
     /// A subset of `disk.firmware`.
     public var firmware: [Firmware]

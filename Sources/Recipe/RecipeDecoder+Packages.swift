@@ -14,7 +14,7 @@ extension RecipeDecoder {
         for path in local where path.value.isEmpty {
             diagnostics.error("a PKGBUILD directory path is empty", at: path.position, key: path.keyPath)
         }
-        reportDuplicates(local.map { Located(value: resolve($0.value), position: $0.position, keyPath: $0.keyPath) }) {
+        reportDuplicates(local.map { $0.with(resolve($0.value)) }) {
             "PKGBUILD directory \($0)"
         }
         let aur = table.stringArray("aur")?.value ?? []

@@ -95,7 +95,7 @@ extension RecipeDecoder {
                                       at: destination.position, key: destination.keyPath)
                 } else {
                     overlay.destination = "/" + components.joined(separator: "/")
-                    destinations.append(Located(value: overlay.destination, position: destination.position, keyPath: destination.keyPath))
+                    destinations.append(destination.with(overlay.destination))
                 }
             }
             if let mode = table.string("mode") {

@@ -119,20 +119,13 @@ extension RecipeDecoder {
     /// `[[services]]`: each a definition as in /etc/rast/services/NAME.toml plus its `name`;
     /// checked with the same rules, together with the services `[network]` makes.
     func decodeServices(_ top: TableReader, network: NetworkSpec, file: String) -> [ServiceDefinition] {
-        guard let located = top.value("services") else { return [] }
-        guard let elements = located.value.array else {
-            top.typeError(located, expected: "an array of tables ([[services]])")
-            return []
-        }
+        guard let elements = top.tables("services") else { return [] }
         var definitions: [LocatedDefinition] = []
         var names: [Located<String>] = []
         var errors: [ServiceError] = []
-        for (index, element) in elements.enumerated() {
-            let path = "services[\(index)]"
-            guard let table = element.table else {
-                diagnostics.error("expected a table, found \(element.typeDescription)", at: element.position, key: path)
-                continue
-            }
+        for element in elements {
+            let path = element.keyPath
+            let table = element.value
             diagnostics.positions[path] = table.position
             guard let nameValue = table["name"] else {
                 diagnostics.error("missing required key 'name' in this services entry: the service's name", at: table.position, key: path + ".name")
@@ -163,14 +156,9 @@ extension RecipeDecoder {
             }
         }
         // Dependencies may name the services [network] makes.
-        let generated = network.serviceNames.map {
-            LocatedDefinition(definition: ServiceDefinition(name: $0, program: .shell("true")), file: file,
-                              position: TOMLPosition(file: file, line: 1, column: 1), dependsPositions: [], keyPrefix: "network.")
-        }
+        let generated = network.serviceNames.map { LocatedDefinition(standIn: $0, file: file, keyPrefix: "network.") }
         errors += ServiceSet(definitions + generated).problems()
-        for error in errors {
-            diagnostics.error(error.message, at: error.position, key: error.keyPath)
-        }
+        diagnostics.errors += errors
         return definitions.map(\.definition)
     }
 }

@@ -22,6 +22,11 @@ struct Located<Value> {
     let value: Value
     let position: TOMLPosition
     let keyPath: String
+
+    /// Another value at the same place.
+    func with<Other>(_ value: Other) -> Located<Other> {
+        Located<Other>(value: value, position: position, keyPath: keyPath)
+    }
 }
 
 /// Reads one table of the recipe: typed accessors that report wrong types, and unknown keys
@@ -38,13 +43,7 @@ struct TableReader {
         self.diagnostics = diagnostics
         if !path.isEmpty { diagnostics.positions[path] = table.position }
         for entry in table.entries where !known.contains(entry.key) {
-            let message: String
-            if let suggestion = closestMatch(to: entry.key, among: known) {
-                message = "unknown key '\(entry.key)'; did you mean '\(suggestion)'?"
-            } else {
-                message = "unknown key '\(entry.key)'; the keys here are \(known.map { "'\($0)'" }.joined(separator: ", "))"
-            }
-            diagnostics.error(message, at: entry.keyPosition, key: keyPath(entry.key))
+            diagnostics.error(unknownKeyMessage(entry.key, known: known), at: entry.keyPosition, key: keyPath(entry.key))
         }
     }
 
@@ -95,33 +94,30 @@ struct TableReader {
         return string(key)
     }
 
-    func integer(_ key: String) -> Located<Int64>? {
+    /// The value of `key` when `extract` takes it (it has the type wanted); reported as
+    /// not `expected` otherwise.
+    func value<T>(_ key: String, expected: String, as extract: (TOMLValue) -> T?) -> Located<T>? {
         guard let located = value(key) else { return nil }
-        guard let number = located.value.integer else {
-            typeError(located, expected: "an integer")
+        guard let typed = extract(located.value) else {
+            typeError(located, expected: expected)
             return nil
         }
-        return Located(value: number, position: located.position, keyPath: located.keyPath)
+        return located.with(typed)
+    }
+
+    func integer(_ key: String) -> Located<Int64>? {
+        value(key, expected: "an integer", as: \.integer)
     }
 
     func boolean(_ key: String) -> Located<Bool>? {
-        guard let located = value(key) else { return nil }
-        guard let flag = located.value.boolean else {
-            typeError(located, expected: "a boolean (true or false)")
-            return nil
-        }
-        return Located(value: flag, position: located.position, keyPath: located.keyPath)
+        value(key, expected: "a boolean (true or false)", as: \.boolean)
     }
 
     /// An array of strings; elements of another type are reported one by one and skipped.
     func stringArray(_ key: String) -> Located<[Located<String>]>? {
-        guard let located = value(key) else { return nil }
-        guard let elements = located.value.array else {
-            typeError(located, expected: "an array of strings")
-            return nil
-        }
+        guard let located = value(key, expected: "an array of strings", as: \.array) else { return nil }
         var strings: [Located<String>] = []
-        for (index, element) in elements.enumerated() {
+        for (index, element) in located.value.enumerated() {
             let elementPath = "\(located.keyPath)[\(index)]"
             diagnostics.positions[elementPath] = element.position
             if let text = element.string {
@@ -130,7 +126,7 @@ struct TableReader {
                 diagnostics.error("expected a string, found \(element.typeDescription)", at: element.position, key: elementPath)
             }
         }
-        return Located(value: strings, position: located.position, keyPath: located.keyPath)
+        return located.with(strings)
     }
 
     /// A size: integer bytes, or a string with a binary suffix ("512M", "2G").
@@ -142,13 +138,13 @@ struct TableReader {
                 diagnostics.error("a size cannot be negative", at: located.position, key: located.keyPath)
                 return nil
             }
-            return Located(value: bytes, position: located.position, keyPath: located.keyPath)
+            return located.with(bytes)
         case .string(let text, _):
             guard let bytes = TableReader.parseSize(text) else {
                 diagnostics.error("'\(text)' is not a size: use bytes or a number with K, M, G or T", at: located.position, key: located.keyPath)
                 return nil
             }
-            return Located(value: bytes, position: located.position, keyPath: located.keyPath)
+            return located.with(bytes)
         default:
             typeError(located, expected: "a size (bytes as an integer, or a string such as \"2G\")")
             return nil
@@ -165,31 +161,29 @@ struct TableReader {
 
     /// A sub-table (a `[header]` table or an inline table).
     func table(_ key: String, known: [String]) -> TableReader? {
-        guard let located = value(key) else { return nil }
-        guard let table = located.value.table else {
-            typeError(located, expected: "a table ([\(located.keyPath)])")
-            return nil
-        }
-        return TableReader(table, path: located.keyPath, known: known, diagnostics: diagnostics)
+        guard let located = value(key, expected: "a table ([\(keyPath(key))])", as: \.table) else { return nil }
+        return TableReader(located.value, path: located.keyPath, known: known, diagnostics: diagnostics)
     }
 
     /// An array of tables (`[[key]]` or an array of inline tables).
     func arrayOfTables(_ key: String, known: [String]) -> [TableReader]? {
-        guard let located = value(key) else { return nil }
-        guard let elements = located.value.array else {
-            typeError(located, expected: "an array of tables ([[\(located.keyPath)]])")
-            return nil
-        }
-        var readers: [TableReader] = []
-        for (index, element) in elements.enumerated() {
+        tables(key)?.map { TableReader($0.value, path: $0.keyPath, known: known, diagnostics: diagnostics) }
+    }
+
+    /// The tables of an array of tables, each with its key path ("users[1]"); elements that
+    /// are not tables are reported and left out.
+    func tables(_ key: String) -> [Located<TOMLTable>]? {
+        guard let located = value(key, expected: "an array of tables ([[\(keyPath(key))]])", as: \.array) else { return nil }
+        var tables: [Located<TOMLTable>] = []
+        for (index, element) in located.value.enumerated() {
             let elementPath = "\(located.keyPath)[\(index)]"
             guard let table = element.table else {
                 diagnostics.error("expected a table, found \(element.typeDescription)", at: element.position, key: elementPath)
                 continue
             }
-            readers.append(TableReader(table, path: elementPath, known: known, diagnostics: diagnostics))
+            tables.append(Located(value: table, position: table.position, keyPath: elementPath))
         }
-        return readers
+        return tables
     }
 
     static func string(_ located: Located<TOMLValue>, diagnostics: Diagnostics) -> Located<String>? {
@@ -197,43 +191,6 @@ struct TableReader {
             diagnostics.error("expected a string, found \(located.value.typeDescription)", at: located.position, key: located.keyPath)
             return nil
         }
-        return Located(value: text, position: located.position, keyPath: located.keyPath)
+        return located.with(text)
     }
-}
-
-/// The known name closest to `word` (by edit distance, ignoring case), if it is close enough
-/// to be a likely typo.
-func closestMatch(to word: String, among candidates: [String]) -> String? {
-    let target = Array(word.lowercased())
-    var best: (name: String, distance: Int)?
-    for candidate in candidates {
-        let distance = editDistance(target, Array(candidate.lowercased()))
-        if distance < (best?.distance ?? Int.max) { best = (candidate, distance) }
-    }
-    guard let best else { return nil }
-    // One edit for short words, up to a third of the word for long ones.
-    let allowed = max(1, min(3, max(word.count, best.name.count) / 3))
-    return best.distance <= allowed ? best.name : nil
-}
-
-/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
-/// adjacent characters each cost one.
-func editDistance(_ a: [Character], _ b: [Character]) -> Int {
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var previousPrevious = [Int](repeating: 0, count: b.count + 1)
-    var previous = Array(0...b.count)
-    var current = [Int](repeating: 0, count: b.count + 1)
-    for i in 1...a.count {
-        current[0] = i
-        for j in 1...b.count {
-            let cost = a[i - 1] == b[j - 1] ? 0 : 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                current[j] = min(current[j], previousPrevious[j - 2] + 1)
-            }
-        }
-        (previousPrevious, previous, current) = (previous, current, previousPrevious)
-    }
-    return previous[b.count]
 }

@@ -11,7 +11,7 @@ public enum DefinitionEditing {
         do {
             document = try TOMLDocument.parse(text, file: file)
         } catch {
-            throw ServiceErrors([ServiceError(position: error.position, keyPath: error.key ?? "", message: error.message)])
+            throw ServiceErrors([ServiceError(error)])
         }
         let value = enabled ? "true" : "false"
         var lines = text.components(separatedBy: "\n")

@@ -135,14 +135,15 @@ public struct LocatedDefinition: Sendable {
     public var keyPrefix: String
 
     public var name: String { definition.name }
+}
 
-    public init(definition: ServiceDefinition, file: String, position: TOMLPosition, dependsPositions: [TOMLPosition],
-                keyPrefix: String) {
-        self.definition = definition
-        self.file = file
-        self.position = position
-        self.dependsPositions = dependsPositions
-        self.keyPrefix = keyPrefix
+extension LocatedDefinition {
+    /// A stand-in for a service that no definition file describes (a recipe's `[network]`
+    /// makes sshd and dhcp): others may depend on it; it is placed at 1:1 of `file`, and its
+    /// problems are keyed under `keyPrefix`.
+    public init(standIn name: String, file: String, keyPrefix: String) {
+        self.init(definition: ServiceDefinition(name: name, program: .shell("true")), file: file,
+                  position: TOMLPosition(file: file, line: 1, column: 1), dependsPositions: [], keyPrefix: keyPrefix)
     }
 }
 

@@ -9,7 +9,7 @@ extension ServiceDefinition {
         do {
             document = try TOMLDocument.parse(bytes: bytes, file: file)
         } catch {
-            throw ServiceErrors([ServiceError(position: error.position, keyPath: error.key ?? "", message: error.message)])
+            throw ServiceErrors([ServiceError(error)])
         }
         var errors: [ServiceError] = []
         let position = TOMLPosition(file: file, line: 1, column: 1)
@@ -144,30 +144,27 @@ struct DefinitionReader {
         error(at: value.position, key: key, "expected \(expected), found \(value.typeDescription)")
     }
 
-    mutating func string(_ key: String) -> String? {
+    /// The value of `key` when `extract` takes it (it has the type wanted); reported as not
+    /// `expected` otherwise.
+    mutating func value<T>(_ key: String, expected: String, as extract: (TOMLValue) -> T?) -> T? {
         guard let value = table[key] else { return nil }
-        guard let text = value.string else {
-            typeError(value, key: key, expected: "a string")
+        guard let typed = extract(value) else {
+            typeError(value, key: key, expected: expected)
             return nil
         }
-        return text
+        return typed
+    }
+
+    mutating func string(_ key: String) -> String? {
+        value(key, expected: "a string", as: \.string)
     }
 
     mutating func boolean(_ key: String) -> Bool? {
-        guard let value = table[key] else { return nil }
-        guard let flag = value.boolean else {
-            typeError(value, key: key, expected: "a boolean (true or false)")
-            return nil
-        }
-        return flag
+        value(key, expected: "a boolean (true or false)", as: \.boolean)
     }
 
     mutating func stringArray(_ key: String) -> [(value: String, position: TOMLPosition)] {
-        guard let value = table[key] else { return [] }
-        guard let elements = value.array else {
-            typeError(value, key: key, expected: "an array of strings")
-            return []
-        }
+        guard let elements = value(key, expected: "an array of strings", as: \.array) else { return [] }
         var result: [(String, TOMLPosition)] = []
         for (index, element) in elements.enumerated() {
             if let text = element.string {
@@ -232,13 +229,9 @@ struct DefinitionReader {
     }
 
     mutating func environment() -> [(name: String, value: String)] {
-        guard let value = table["environment"] else { return [] }
-        guard let entries = value.table?.entries else {
-            typeError(value, key: "environment", expected: "a table of NAME = \"value\"")
-            return []
-        }
+        guard let environment = value("environment", expected: "a table of NAME = \"value\"", as: \.table) else { return [] }
         var result: [(name: String, value: String)] = []
-        for entry in entries {
+        for entry in environment.entries {
             let key = "environment.\(entry.key)"
             let nameValid = entry.key.first.map { $0.isASCII && ($0.isLetter || $0 == "_") } == true
                 && entry.key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
@@ -256,11 +249,7 @@ struct DefinitionReader {
     }
 
     mutating func readiness() -> ServiceDefinition.Readiness? {
-        guard let value = table["ready"] else { return nil }
-        guard let ready = value.table else {
-            typeError(value, key: "ready", expected: "a table: { tcp = PORT } or { command = \"...\" }")
-            return nil
-        }
+        guard let ready = value("ready", expected: "a table: { tcp = PORT } or { command = \"...\" }", as: \.table) else { return nil }
         for entry in ready.entries where !["tcp", "command"].contains(entry.key) {
             error(at: entry.keyPosition, key: "ready.\(entry.key)", unknownKeyMessage(entry.key, known: ["tcp", "command"]))
         }
@@ -290,11 +279,7 @@ struct DefinitionReader {
 
     mutating func logging() -> ServiceDefinition.Logging {
         var logging = ServiceDefinition.Logging()
-        guard let value = table["log"] else { return logging }
-        guard let log = value.table else {
-            typeError(value, key: "log", expected: "a table: { max_size = \"1M\", keep = 10 }")
-            return logging
-        }
+        guard let log = value("log", expected: "a table: { max_size = \"1M\", keep = 10 }", as: \.table) else { return logging }
         for entry in log.entries where !["max_size", "keep"].contains(entry.key) {
             error(at: entry.keyPosition, key: "log.\(entry.key)", unknownKeyMessage(entry.key, known: ["max_size", "keep"]))
         }
@@ -317,38 +302,4 @@ struct DefinitionReader {
         }
         return logging
     }
-}
-
-/// "unknown key 'x'; did you mean 'y'?" or the list of known keys.
-func unknownKeyMessage(_ key: String, known: [String]) -> String {
-    if let suggestion = closestKey(to: key, among: known) {
-        return "unknown key '\(key)'; did you mean '\(suggestion)'?"
-    }
-    return "unknown key '\(key)'; the keys here are \(known.map { "'\($0)'" }.joined(separator: ", "))"
-}
-
-/// The known key closest to `word` when it is a likely typo (optimal string alignment distance).
-func closestKey(to word: String, among candidates: [String]) -> String? {
-    func distance(_ a: [Character], _ b: [Character]) -> Int {
-        if a.isEmpty { return b.count }
-        if b.isEmpty { return a.count }
-        var table = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in 0...a.count { table[i][0] = i }
-        for j in 0...b.count { table[0][j] = j }
-        for i in 1...a.count {
-            for j in 1...b.count {
-                let cost = a[i - 1] == b[j - 1] ? 0 : 1
-                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + cost)
-                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                    table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1)
-                }
-            }
-        }
-        return table[a.count][b.count]
-    }
-    let target = Array(word.lowercased())
-    let best = candidates.map { ($0, distance(target, Array($0.lowercased()))) }.min { $0.1 < $1.1 }
-    guard let best else { return nil }
-    let allowed = max(1, min(3, max(word.count, best.0.count) / 3))
-    return best.1 <= allowed ? best.0 : nil
 }

@@ -57,7 +57,7 @@ extension ServiceDefinition {
     /// The definition as a TOML file (what the image builder writes for a recipe's
     /// `[[services]]`); parsing it gives the definition back.
     public var tomlText: String {
-        func string(_ text: String) -> String { TOMLWriter.string(text) }
+        func string(_ text: String) -> String { TOMLDocument.basicString(text) }
         var lines: [String] = []
         if !description.isEmpty { lines.append("description = \(string(description))") }
         switch program {
@@ -84,28 +84,5 @@ extension ServiceDefinition {
             for variable in environment { lines.append("\(variable.name) = \(string(variable.value))") }
         }
         return lines.joined(separator: "\n") + "\n"
-    }
-}
-
-/// TOML basic strings for generated files.
-enum TOMLWriter {
-    static func string(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\t": result += "\\t"
-            case "\r": result += "\\r"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    result += String(format: "\\u%04X", scalar.value)
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
     }
 }

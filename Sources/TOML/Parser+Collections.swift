@@ -64,14 +64,7 @@ extension Parser {
             if depth + parts.count > TOMLDocument.maximumDepth {
                 throw error("arrays and tables are nested deeper than \(TOMLDocument.maximumDepth) levels", at: parts[0].position)
             }
-            skipSpaces()
-            guard peek() == ASCII.equals else {
-                throw error("expected '=' after key '\(written)', found \(found())", at: here)
-            }
-            i += 1
-            skipSpaces()
-            let value = try parseValue(depth: depth + parts.count - 1, key: written)
-            try insert(parts, value, into: node, section: inlineSection)
+            try parseAssignment(to: parts, written: written, depth: depth + parts.count - 1, into: node, section: inlineSection)
             contextKey = savedContext
             skipSpaces()
             guard let c = peek() else {

@@ -45,53 +45,49 @@ extension Parser {
         if depth + parts.count > TOMLDocument.maximumDepth {
             throw error("key '\(written)' nests tables deeper than \(TOMLDocument.maximumDepth) levels", at: parts[0].position)
         }
+        try parseAssignment(to: parts, written: written, depth: depth + parts.count, into: table, section: section)
+        return written
+    }
+
+    /// Reads the `= value` after a key (`parts`, shown as `written`) and stores the value,
+    /// which is nested `depth` levels deep.
+    mutating func parseAssignment(to parts: [KeyPart], written: String, depth: Int, into table: TableNode, section: Int) throws(TOMLError) {
         skipSpaces()
         guard peek() == ASCII.equals else {
             throw error("expected '=' after key '\(written)', found \(found())", at: here)
         }
         i += 1
         skipSpaces()
-        let value = try parseValue(depth: depth + parts.count, key: written)
+        let value = try parseValue(depth: depth, key: written)
         try insert(parts, value, into: table, section: section)
-        return written
     }
 
     /// Stores a value under a dotted key, creating (or reusing) the tables on the way.
-    mutating func insert(_ parts: [KeyPart], _ value: TOMLValue, into table: TableNode, section: Int) throws(TOMLError) {
-        var node = table
-        var walked: [String] = []
-        for part in parts.dropLast() {
-            walked.append(part.name)
-            let name = displayKey(walked)
-            if let entry = node.lookup(part.name) {
-                switch entry.content {
-                case .table(let next):
-                    switch next.definition {
-                    case .dotted(let owner) where owner == section:
-                        break
-                    case .implicit:
-                        // Claimed by this section's dotted keys: a later [header] may not redefine it.
-                        next.definition = .dotted(section)
-                    case .header, .arrayElement, .root:
-                        throw error("cannot add to table '\(name)' with dotted keys: it is defined by the table header at \(next.position.lineAndColumn)", at: part.position)
-                    case .dotted:
-                        throw error("cannot add to table '\(name)' here: it was defined by dotted keys at \(entry.keyPosition.lineAndColumn)", at: part.position)
-                    case .inline:
-                        throw error("cannot add to inline table '\(name)' (defined at \(next.position.lineAndColumn)): inline tables are complete where they are written", at: part.position)
-                    }
-                    node = next
-                case .arrayOfTables(let array):
-                    throw error("cannot add to array of tables '\(name)' (defined at \(array.position.lineAndColumn)) with dotted keys", at: part.position)
-                case .value(let existing):
-                    if case .table(let inline) = existing {
-                        throw error("cannot add to inline table '\(name)' (defined at \(inline.position.lineAndColumn)): inline tables are complete where they are written", at: part.position)
-                    }
-                    throw error("key '\(name)' is already defined as \(existing.typeDescription) at \(entry.keyPosition.lineAndColumn)", at: part.position)
+    func insert(_ parts: [KeyPart], _ value: TOMLValue, into table: TableNode, section: Int) throws(TOMLError) {
+        let node = try walk(parts, from: table, creating: .dotted(section)) { (entry, name, part) throws(TOMLError) -> TableNode in
+            switch entry.content {
+            case .table(let next):
+                switch next.definition {
+                case .dotted(let owner) where owner == section:
+                    break
+                case .implicit:
+                    // Claimed by this section's dotted keys: a later [header] may not redefine it.
+                    next.definition = .dotted(section)
+                case .header, .arrayElement, .root:
+                    throw error("cannot add to table '\(name)' with dotted keys: it is defined by the table header at \(next.position.lineAndColumn)", at: part.position)
+                case .dotted:
+                    throw error("cannot add to table '\(name)' here: it was defined by dotted keys at \(entry.keyPosition.lineAndColumn)", at: part.position)
+                case .inline:
+                    throw error("cannot add to inline table '\(name)' (defined at \(next.position.lineAndColumn)): inline tables are complete where they are written", at: part.position)
                 }
-            } else {
-                let next = TableNode(definition: .dotted(section), position: part.position)
-                node.add(part.name, at: part.position, .table(next))
-                node = next
+                return next
+            case .arrayOfTables(let array):
+                throw error("cannot add to array of tables '\(name)' (defined at \(array.position.lineAndColumn)) with dotted keys", at: part.position)
+            case .value(let existing):
+                if case .table(let inline) = existing {
+                    throw error("cannot add to inline table '\(name)' (defined at \(inline.position.lineAndColumn)): inline tables are complete where they are written", at: part.position)
+                }
+                throw error("key '\(name)' is already defined as \(existing.typeDescription) at \(entry.keyPosition.lineAndColumn)", at: part.position)
             }
         }
         guard let last = parts.last else { return }
@@ -127,34 +123,23 @@ extension Parser {
             i += 1
         }
 
-        var node = root
-        var walked: [String] = []
-        for part in parts.dropLast() {
-            walked.append(part.name)
-            let name = displayKey(walked)
-            if let entry = node.lookup(part.name) {
-                switch entry.content {
-                case .table(let next):
-                    if next.definition == .inline {
-                        throw error("cannot extend inline table '\(name)' (defined at \(next.position.lineAndColumn))", at: part.position)
-                    }
-                    node = next
-                case .arrayOfTables(let array):
-                    // A header below an array of tables extends its last element.
-                    node = array.tables[array.tables.count - 1]
-                case .value(let existing):
-                    throw conflict(name: name, existing: existing, keyPosition: entry.keyPosition, at: part.position)
+        let node = try walk(parts, from: root, creating: .implicit) { (entry, name, part) throws(TOMLError) -> TableNode in
+            switch entry.content {
+            case .table(let next):
+                if next.definition == .inline {
+                    throw error("cannot extend inline table '\(name)' (defined at \(next.position.lineAndColumn))", at: part.position)
                 }
-            } else {
-                let next = TableNode(definition: .implicit, position: part.position)
-                node.add(part.name, at: part.position, .table(next))
-                node = next
+                return next
+            case .arrayOfTables(let array):
+                // A header below an array of tables extends its last element.
+                return array.tables[array.tables.count - 1]
+            case .value(let existing):
+                throw conflict(name: name, existing: existing, keyPosition: entry.keyPosition, at: part.position)
             }
         }
 
         guard let last = parts.last else { return written }
-        walked.append(last.name)
-        let name = displayKey(walked)
+        let name = displayKey(names)
         let target: TableNode
         if isArray {
             if let entry = node.lookup(last.name) {
@@ -208,6 +193,27 @@ extension Parser {
         sectionCounter += 1
         section = sectionCounter
         return written
+    }
+
+    /// Goes down the tables that all but the last part of a dotted key name, from `start`,
+    /// making each missing one as `created`; `existing` decides how to go on through an entry
+    /// that is there (given the dotted name so far, for messages) or throws. Returns the table
+    /// the last part belongs in.
+    func walk(_ parts: [KeyPart], from start: TableNode, creating created: TableNode.Definition,
+              through existing: (TableNode.Entry, String, KeyPart) throws(TOMLError) -> TableNode) throws(TOMLError) -> TableNode {
+        var node = start
+        var walked: [String] = []
+        for part in parts.dropLast() {
+            walked.append(part.name)
+            if let entry = node.lookup(part.name) {
+                node = try existing(entry, displayKey(walked), part)
+            } else {
+                let next = TableNode(definition: created, position: part.position)
+                node.add(part.name, at: part.position, .table(next))
+                node = next
+            }
+        }
+        return node
     }
 
     func conflict(name: String, existing: TOMLValue, keyPosition: TOMLPosition, at position: TOMLPosition) -> TOMLError {

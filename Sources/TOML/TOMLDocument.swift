@@ -8,6 +8,27 @@ public enum TOMLDocument {
     /// The deepest nesting of tables and arrays accepted.
     public static let maximumDepth = 128
 
+    /// `text` as a TOML basic string: in double quotes, with quotes, backslashes and control
+    /// characters escaped. For writing TOML, and for quoting keys in messages.
+    public static func basicString(_ text: String) -> String {
+        var quoted = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": quoted += "\\\""
+            case "\\": quoted += "\\\\"
+            case "\n": quoted += "\\n"
+            case "\t": quoted += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    quoted += "\\u" + hex4(scalar.value)
+                } else {
+                    quoted.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return quoted + "\""
+    }
+
     /// Parses `text`; `file` names the source in positions and errors.
     public static func parse(_ text: String, file: String) throws(TOMLError) -> TOMLTable {
         var parser = Parser(bytes: Array(text.utf8), file: file)

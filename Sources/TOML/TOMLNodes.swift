@@ -133,22 +133,7 @@ enum ASCII {
 func displayKey(_ parts: [String]) -> String {
     parts.map { part in
         if !part.isEmpty, part.utf8.allSatisfy(ASCII.isBareKey) { return part }
-        var quoted = "\""
-        for scalar in part.unicodeScalars {
-            switch scalar {
-            case "\"": quoted += "\\\""
-            case "\\": quoted += "\\\\"
-            case "\n": quoted += "\\n"
-            case "\t": quoted += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    quoted += "\\u" + hex4(scalar.value)
-                } else {
-                    quoted.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return quoted + "\""
+        return TOMLDocument.basicString(part)
     }.joined(separator: ".")
 }
 

@@ -31,12 +31,6 @@ public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The dotted path of the key being read when the error happened, when there was one.
     public let key: String?
 
-    public init(position: TOMLPosition, message: String, key: String? = nil) {
-        self.position = position
-        self.message = message
-        self.key = key
-    }
-
     public var description: String { "\(position): \(message)" }
 }
 

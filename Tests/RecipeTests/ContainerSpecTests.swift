@@ -59,32 +59,24 @@ import TestSupport
         #expect(missing.position == at(5, 9))
         #expect(missing.message.contains("'nowhere' is not an OCI image layout"))
 
-        let network = try #require(problem(minimalText + """
+        expectProblem(minimalText + """
             [[containers]]
             image = "busybox"
             name = "b"
             network = "bridge"
-            """))
-        #expect(network.keyPath == "containers[0].network")
-        #expect(network.message == "'bridge' is not a network mode: none or host")
-
-        let restart = try #require(problem(minimalText + """
+            """, "containers[0].network", at: at(7, 11), "'bridge' is not a network mode: none or host")
+        expectProblem(minimalText + """
             [[containers]]
             image = "busybox"
             name = "b"
             restart = "unless-stopped"
-            """))
-        #expect(restart.keyPath == "containers[0].restart")
-        #expect(restart.position == at(7, 11))
-        #expect(restart.message == "'unless-stopped' is not a restart policy: no, always, on-failure or on-failure:MAX (MAX at least 1)")
-
-        let unnamedRestart = try #require(problem(minimalText + """
+            """, "containers[0].restart", at: at(7, 11),
+            "'unless-stopped' is not a restart policy: no, always, on-failure or on-failure:MAX (MAX at least 1)")
+        expectProblem(minimalText + """
             [[containers]]
             image = "busybox"
             restart = "always"
-            """))
-        #expect(unnamedRestart.keyPath == "containers[0].restart")
-        #expect(unnamedRestart.message == "restart needs a name: only a named container is started at boot")
+            """, "containers[0].restart", at: at(6, 11), "restart needs a name: only a named container is started at boot")
 
         let volume = try #require(problem(minimalText + """
             [[containers]]
@@ -111,12 +103,5 @@ import TestSupport
             """)
         #expect(duplicate.count == 1)
         #expect(duplicate.first?.message.contains("duplicate container name 'b'") == true)
-
-        let unknown = try #require(problem(minimalText + """
-            [[containers]]
-            image = "busybox"
-            restart = "always"
-            """))
-        #expect(unknown.keyPath == "containers[0].restart")
     }
 }

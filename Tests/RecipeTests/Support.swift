@@ -46,6 +46,18 @@ func problem(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) 
     return found.first
 }
 
+/// The one problem of a recipe, which must be at `keyPath` and `position` and say `message`;
+/// returned for further checks.
+@discardableResult
+func expectProblem(_ text: String, _ keyPath: String, at position: TOMLPosition, _ message: String,
+                   sourceLocation: SourceLocation = #_sourceLocation) -> RecipeError? {
+    let error = problem(text, sourceLocation: sourceLocation)
+    #expect(error?.keyPath == keyPath, sourceLocation: sourceLocation)
+    #expect(error?.position == position, sourceLocation: sourceLocation)
+    #expect(error?.message == message, sourceLocation: sourceLocation)
+    return error
+}
+
 func at(_ line: Int, _ column: Int, file: String = "r.toml") -> TOMLPosition {
     TOMLPosition(file: file, line: line, column: column)
 }

@@ -160,37 +160,45 @@ import TOML
         })
     }
 
-    @Test func unknownDependencyIsRefusedAtTheDependency() throws {
-        let set = try Self.set(["a": "command = \"x\"\n", "b": "command = \"x\"\ndepends = [\"a\", \"nope\"]\n"])
-        #expect(set.problems().map(\.description) == ["b.toml:2:17: error: depends[1]: unknown service 'nope' (defined are a)"])
+    struct Dependencies: Sendable, CustomTestStringConvertible {
+        let name: String
+        let files: [String: String]
+        let problems: [String]
+        let startOrder: [String]
+        var testDescription: String { name }
     }
 
-    @Test func cyclesAreRefused() throws {
-        let set = try Self.set([
+    /// A dependency that cannot be met is refused where it is written; the start order puts
+    /// dependencies first and leaves out what cannot start (in a cycle, or depending on a
+    /// missing or disabled service).
+    @Test(arguments: [
+        Dependencies(name: "unknown dependency",
+                     files: ["a": "command = \"x\"\n", "b": "command = \"x\"\ndepends = [\"a\", \"nope\"]\n"],
+                     problems: ["b.toml:2:17: error: depends[1]: unknown service 'nope' (defined are a)"],
+                     startOrder: ["a"]),
+        Dependencies(name: "disabled dependency",
+                     files: ["a": "command = \"x\"\nenabled = false\n", "b": "command = \"x\"\ndepends = [\"a\"]\n"],
+                     problems: ["b.toml:2:12: error: depends[0]: 'a' is disabled, so 'b' would never start; enable it or remove the dependency"],
+                     startOrder: []),
+        Dependencies(name: "cycle", files: [
             "a": "command = \"x\"\ndepends = [\"c\"]\n",
             "b": "command = \"x\"\ndepends = [\"a\"]\n",
             "c": "command = \"x\"\ndepends = [\"b\"]\n",
             "d": "command = \"x\"\ndepends = [\"a\"]\n",
-        ])
-        #expect(set.problems().map(\.description) == ["b.toml:2:12: error: depends[0]: the dependencies form a cycle (a → c → b → a); no service of it could ever start"])
-        #expect(set.startOrder.isEmpty)
-    }
-
-    @Test func anEnabledServiceCannotDependOnADisabledOne() throws {
-        let set = try Self.set(["a": "command = \"x\"\nenabled = false\n", "b": "command = \"x\"\ndepends = [\"a\"]\n"])
-        #expect(set.problems().map(\.description) == ["b.toml:2:12: error: depends[0]: 'a' is disabled, so 'b' would never start; enable it or remove the dependency"])
-    }
-
-    @Test func startOrderPutsDependenciesFirst() throws {
-        let set = try Self.set([
+        ], problems: ["b.toml:2:12: error: depends[0]: the dependencies form a cycle (a → c → b → a); no service of it could ever start"],
+                     startOrder: []),
+        Dependencies(name: "no problems", files: [
             "web": "command = \"x\"\ndepends = [\"db\", \"network\"]\n",
             "db": "command = \"x\"\ndepends = [\"network\"]\n",
             "network": "command = \"x\"\n",
             "cron": "command = \"x\"\n",
             "off": "command = \"x\"\nenabled = false\n",
-        ])
-        #expect(set.problems().isEmpty)
-        #expect(set.startOrder == ["cron", "network", "db", "web"])
+        ], problems: [], startOrder: ["cron", "network", "db", "web"]),
+    ])
+    func dependencyProblemsAndStartOrder(_ example: Dependencies) throws {
+        let set = try Self.set(example.files)
+        #expect(set.problems().map(\.description) == example.problems)
+        #expect(set.startOrder == example.startOrder)
     }
 
     @Test func aDirectoryOfDefinitionsLoadsWithItsErrors() throws {

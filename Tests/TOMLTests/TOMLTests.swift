@@ -649,3 +649,36 @@ func at(_ line: Int, _ column: Int) -> TOMLPosition {
         #expect(rejected > 0)
     }
 }
+
+/// The suggestions of the unknown-key messages that recipes and service definitions share.
+@Suite struct KeySuggestionTests {
+    @Test func editDistances() {
+        func distance(_ a: String, _ b: String) -> Int { editDistance(Array(a), Array(b)) }
+        #expect(distance("hostname", "hostname") == 0)
+        #expect(distance("hostnme", "hostname") == 1)
+        #expect(distance("hsotname", "hostname") == 1)
+        #expect(distance("", "abc") == 3)
+        #expect(distance("kitten", "sitting") == 3)
+        #expect(closestMatch(to: "Hostname", among: ["hostname", "timezone"]) == "hostname")
+        #expect(closestMatch(to: "xyz", among: ["hostname", "timezone"]) == nil)
+    }
+
+    @Test func unknownKeyMessages() {
+        #expect(unknownKeyMessage("hostnme", known: ["hostname", "timezone"]) == "unknown key 'hostnme'; did you mean 'hostname'?")
+        #expect(unknownKeyMessage("xyz", known: ["hostname", "timezone"]) == "unknown key 'xyz'; the keys here are 'hostname', 'timezone'")
+    }
+}
+
+/// Writing TOML: a basic string reads back as the text it was made from.
+@Suite struct BasicStringTests {
+    @Test(arguments: ["plain", "", "quote \" and backslash \\", "lines\nand\ttabs\r", "bell \u{07}, delete \u{7F}", "é ∑ 🎉"])
+    func readsBackAsWritten(_ text: String) throws {
+        let written = TOMLDocument.basicString(text)
+        #expect(try parse("k = \(written)")["k"]?.string == text)
+        #expect(!written.contains("\n") && !written.contains("\r"), "one line: \(written)")
+    }
+
+    @Test func controlCharactersAreEscaped() {
+        #expect(TOMLDocument.basicString("a\"b\\c\nd\te\u{1B}f\u{7F}") == #""a\"b\\c\nd\te\u001Bf\u007F""#)
+    }
+}
