@@ -98,7 +98,7 @@ let package = Package(
         ]),
 
         // Command trees and the thin executables.
-        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", argumentParser, systemPackage]),
+        .target(name: "CommandLineSupport", dependencies: ["SystemSupport", "CLinux", "VirtualMachine", argumentParser, systemPackage]),
         .target(name: "RastBuildCLI", dependencies: ["CommandLineSupport", "Pipeline", "Recipe", "QCOW2", "VirtualMachine", "SystemSupport", argumentParser]),
         .target(name: "RastCLI", dependencies: [
             "CommandLineSupport", "HostCommands", "Search", "Backup", "ObjectStore", "Containers", "OCI", "Services", "SnapshotMachine",

@@ -62,12 +62,6 @@ public struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
     /// For removals and conflicts: the package whose removal breaks the dependency.
     public var causingPackage: String?
 
-    public init(package: String, dependency: AlpmDependency, causingPackage: String? = nil) {
-        self.package = package
-        self.dependency = dependency
-        self.causingPackage = causingPackage
-    }
-
     public var description: String {
         if let causingPackage {
             return "removing \(causingPackage) breaks dependency '\(dependency)' required by \(package)"
@@ -82,12 +76,6 @@ public struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
     public var otherPackage: String
     /// The conflicts= entry behind it.
     public var reason: AlpmDependency?
-
-    public init(package: String, otherPackage: String, reason: AlpmDependency? = nil) {
-        self.package = package
-        self.otherPackage = otherPackage
-        self.reason = reason
-    }
 
     public var description: String {
         var text = "\(package) conflicts with \(otherPackage)"

@@ -202,40 +202,30 @@ public final class AlpmTransaction {
     /// Resolves dependencies and checks conflicts. Failures list the missing
     /// dependencies, conflicts or invalid architectures by package name.
     public func prepare() throws {
-        try checkOpen("alpm_trans_prepare")
-        var data: UnsafeMutablePointer<alpm_list_t>?
-        handle.callbacks.startCapturing()
-        let result = alpm_trans_prepare(handle.handle, &data)
-        let details = handle.callbacks.stopCapturing()
-        guard result != 0 else { return }
-        let code = AlpmErrorCode(alpm_errno(handle.handle))
-        var problems: [AlpmError.Problem] = []
-        for item in AlpmList.pointers(data) {
+        guard let failure = try run("alpm_trans_prepare", alpm_trans_prepare, problem: { code, item in
             switch code {
             case .packageInvalidArchitecture:
-                let text = item.assumingMemoryBound(to: CChar.self)
-                problems.append(.invalidArchitecture(String(cString: text)))
-                free(text)
+                return .invalidArchitecture(takeString(item))
             case .unsatisfiedDependencies:
                 let missing = item.assumingMemoryBound(to: alpm_depmissing_t.self)
-                problems.append(.missingDependency(MissingDependency(
+                defer { alpm_depmissing_free(missing) }
+                return .missingDependency(MissingDependency(
                     package: string(missing.pointee.target) ?? "?",
                     dependency: missing.pointee.depend.map(AlpmDependency.init) ?? AlpmDependency(name: "?"),
-                    causingPackage: string(missing.pointee.causingpkg))))
-                alpm_depmissing_free(missing)
+                    causingPackage: string(missing.pointee.causingpkg)))
             case .conflictingDependencies:
                 let conflict = item.assumingMemoryBound(to: alpm_conflict_t.self)
-                problems.append(.conflict(PackageConflict(
+                defer { alpm_conflict_free(conflict) }
+                return .conflict(PackageConflict(
                     package: string(conflict.pointee.package1) ?? "?",
                     otherPackage: string(conflict.pointee.package2) ?? "?",
-                    reason: conflict.pointee.reason.map(AlpmDependency.init))))
-                alpm_conflict_free(conflict)
+                    reason: conflict.pointee.reason.map(AlpmDependency.init)))
             default:
-                break  // no other code comes with a list
+                return nil  // no other code comes with a list
             }
-        }
-        alpm_list_free(data)
-        throw AlpmError(function: "alpm_trans_prepare", subject: targetsLabel, code: code, problems: problems, details: details)
+        }) else { return }
+        throw AlpmError(function: "alpm_trans_prepare", subject: targetsLabel, code: failure.code,
+                        problems: failure.problems, details: failure.details)
     }
 
     /// The packages a prepared transaction adds and removes.
@@ -277,54 +267,44 @@ public final class AlpmTransaction {
     /// Downloads, checks and applies the transaction. Failures list file conflicts and
     /// invalid (corrupted, bad checksum, bad signature) packages by name.
     public func commit() throws {
-        try checkOpen("alpm_trans_commit")
-        var data: UnsafeMutablePointer<alpm_list_t>?
         let questionsBefore = handle.callbacks.answeredQuestions.count
-        handle.callbacks.startCapturing()
         // libalpm chdir()s the whole process into the root while it extracts packages: the
         // directory our children start in must be known before that.
         InitialWorkingDirectory.capture()
-        let result = alpm_trans_commit(handle.handle, &data)
-        let details = handle.callbacks.stopCapturing()
-        guard result != 0 else { return }
-        let code = AlpmErrorCode(alpm_errno(handle.handle))
-        var problems: [AlpmError.Problem] = []
-        for item in AlpmList.pointers(data) {
+        guard var failure = try run("alpm_trans_commit", alpm_trans_commit, problem: { code, item in
             switch code {
             case .fileConflicts:
                 let conflict = item.assumingMemoryBound(to: alpm_fileconflict_t.self)
+                defer { alpm_fileconflict_free(conflict) }
                 let other = string(conflict.pointee.ctarget)
-                problems.append(.fileConflict(FileConflict(
+                return .fileConflict(FileConflict(
                     package: string(conflict.pointee.target) ?? "?", path: string(conflict.pointee.file) ?? "?",
                     otherPackage: other.flatMap { $0.isEmpty ? nil : $0 },
-                    inFilesystem: conflict.pointee.type == ALPM_FILECONFLICT_FILESYSTEM)))
-                alpm_fileconflict_free(conflict)
+                    inFilesystem: conflict.pointee.type == ALPM_FILECONFLICT_FILESYSTEM))
             case .packageInvalid, .packageInvalidChecksum, .packageInvalidSignature, .packageMissingSignature:
-                let text = item.assumingMemoryBound(to: CChar.self)
-                problems.append(.invalidPackage(String(cString: text)))
-                free(text)
+                return .invalidPackage(takeString(item))
             default:
-                break
+                return nil
             }
-        }
-        alpm_list_free(data)
+        }) else { return }
         // libalpm 13 reports packages that fail validation (checksum, signature) only through
         // the "delete corrupted file?" question and its log, not in the returned list.
         for answered in handle.callbacks.answeredQuestions.dropFirst(questionsBefore) {
             if case .deleteCorruptedPackage(let path, _) = answered.question {
                 let file = String(path.split(separator: "/").last ?? Substring(path))
-                if !problems.contains(.invalidPackage(file)) { problems.append(.invalidPackage(file)) }
+                if !failure.problems.contains(.invalidPackage(file)) { failure.problems.append(.invalidPackage(file)) }
             }
         }
-        for line in details {
+        for line in failure.details {
             for suffix in [": missing required signature", ": signature from"] {
                 if let range = line.range(of: suffix) {
                     let package = String(line[..<range.lowerBound])
-                    if !problems.contains(.invalidPackage(package)) { problems.append(.invalidPackage(package)) }
+                    if !failure.problems.contains(.invalidPackage(package)) { failure.problems.append(.invalidPackage(package)) }
                 }
             }
         }
-        throw AlpmError(function: "alpm_trans_commit", subject: targetsLabel, code: code, problems: problems, details: details)
+        throw AlpmError(function: "alpm_trans_commit", subject: targetsLabel, code: failure.code,
+                        problems: failure.problems, details: failure.details)
     }
 
     /// Ends the transaction and drops the database lock.
@@ -341,6 +321,38 @@ public final class AlpmTransaction {
         let summary = self.summary
         let names = summary.added.map(\.name) + summary.removed.map(\.name)
         return names.isEmpty ? handle.root : names.joined(separator: ", ")
+    }
+
+    /// How `alpm_trans_prepare` or `alpm_trans_commit` failed: libalpm's code, the problems
+    /// it listed and the error lines it logged.
+    private struct Failure {
+        let code: AlpmErrorCode
+        var problems: [AlpmError.Problem]
+        let details: [String]
+    }
+
+    /// Runs `alpm_trans_prepare` or `alpm_trans_commit`; nil when it succeeds. On failure,
+    /// `problem` reads (and frees) each item of the list libalpm returns for the error code.
+    private func run(_ function: String,
+                     _ call: (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<alpm_list_t>?>) -> Int32,
+                     problem: (AlpmErrorCode, UnsafeMutableRawPointer) -> AlpmError.Problem?) throws -> Failure? {
+        try checkOpen(function)
+        var data: UnsafeMutablePointer<alpm_list_t>?
+        handle.callbacks.startCapturing()
+        let result = call(handle.handle, &data)
+        let details = handle.callbacks.stopCapturing()
+        guard result != 0 else { return nil }
+        let code = AlpmErrorCode(alpm_errno(handle.handle))
+        let problems = AlpmList.pointers(data).compactMap { problem(code, $0) }
+        alpm_list_free(data)
+        return Failure(code: code, problems: problems, details: details)
+    }
+
+    /// A C string from libalpm's list, freed.
+    private func takeString(_ item: UnsafeMutableRawPointer) -> String {
+        let text = item.assumingMemoryBound(to: CChar.self)
+        defer { free(text) }
+        return String(cString: text)
     }
 
     private func checkOpen(_ function: String) throws {

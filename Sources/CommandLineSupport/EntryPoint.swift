@@ -8,8 +8,8 @@ import Glibc
 
 /// The shared `main` of rast, rast-build and rast-install: logging, signal handling, help
 /// when run with no arguments, and errors printed as one clear line instead of a trace.
-public enum EntryPoint {
-    public static func run<Root: ParsableCommand>(_ root: Root.Type, programName: String,
+package enum EntryPoint {
+    package static func run<Root: ParsableCommand>(_ root: Root.Type, programName: String,
                                                   arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         // (`rast container run -v` is a volume, not --verbose.)
         let verbose = arguments.contains("--verbose") || arguments.contains("-v") && !["container", "ctr"].contains(arguments.first ?? "")
@@ -31,7 +31,7 @@ public enum EntryPoint {
     }
 
     /// Parses and runs one invocation; returns the exit status. Used by tests as well.
-    public static func execute<Root: ParsableCommand>(_ root: Root.Type, programName: String, arguments: [String]) -> Int32 {
+    package static func execute<Root: ParsableCommand>(_ root: Root.Type, programName: String, arguments: [String]) -> Int32 {
         var command: ParsableCommand
         do {
             command = try Root.parseAsRoot(arguments)
@@ -71,16 +71,16 @@ public enum EntryPoint {
         }
     }
 
-    public static func printError(_ text: String) {
+    package static func printError(_ text: String) {
         let line = text.hasSuffix("\n") ? text : text + "\n"
         _ = try? FileDescriptor.standardError.writeAll(line.utf8)
     }
 }
 
 /// `--verbose` for every command; `RAST_DEBUG=1` does the same.
-public struct GlobalOptions: ParsableArguments {
+package struct GlobalOptions: ParsableArguments {
     @Flag(name: [.customShort("v"), .long], help: "Show debug output, including every external command and its exit status (same as RAST_DEBUG=1).")
-    public var verbose = false
+    package var verbose = false
 
-    public init() {}
+    package init() {}
 }

@@ -141,15 +141,22 @@ package final class Installer {
     /// Every check that needs no writing; returns what `install()` will do.
     package func plan() throws -> InstallPlan {
         try request.personalisation.validate()
+        return try withPlan(scratchName: "install-plan") { plan, _, _, _ in plan }
+    }
+
+    /// Opens the image, reads its partitions and plans the installation: how `plan()` and
+    /// `install()` both begin. `body` runs while the scratch directory (its last argument) exists.
+    private func withPlan<T>(scratchName: String,
+                             _ body: (InstallPlan, ImageSource, ImageRecords, String) throws -> T) throws -> T {
         guard Files.exists(request.image) else {
             throw InstallError.invalidImage(path: request.image, reason: "it does not exist")
         }
         let source = try ImageSource(path: request.image)
-        let scratch = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + "install-plan")
+        let scratch = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + scratchName)
         defer { try? scratch.remove() }
         let layout = try DiskLayout.inspect(source, scratch: scratch.path)
         let records = try ImageRecords.load(besides: request.image)
-        return try plan(source: source, layout: layout, records: records)
+        return try body(try plan(source: source, layout: layout, records: records), source, records, scratch.path)
     }
 
     private func plan(source: ImageSource, layout: DiskLayout, records: ImageRecords) throws -> InstallPlan {
@@ -229,40 +236,33 @@ package final class Installer {
         let stopwatch = Stopwatch()
         try request.personalisation.validate()
         try Privileges.requireRoot(for: "rast-install (it writes disks, attaches loop devices and mounts the new system)")
-        guard Files.exists(request.image) else {
-            throw InstallError.invalidImage(path: request.image, reason: "it does not exist")
-        }
-        let source = try ImageSource(path: request.image)
-        let scratch = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + "install")
-        defer { try? scratch.remove() }
-        let layout = try DiskLayout.inspect(source, scratch: scratch.path)
-        let records = try ImageRecords.load(besides: request.image)
-        let plan = try plan(source: source, layout: layout, records: records)
-        if plan.target.isBlockDevice, !request.confirmed {
-            throw InstallError.refused(target: request.target, reason: """
-                it is a block device and everything on it would be lost:
-                \(plan.target.overwriteWarning)
-                run again with --yes to overwrite it (--dry-run shows the whole plan)
-                """)
-        }
-        try preflight(plan)
-
-        if let expected = records.expectedSHA256 {
-            progress.begin("check: SHA-256 of \(request.image) against \(expected.source)")
-            let actual = try source.fileSHA256(progress: progress)
-            guard actual == expected.value else {
-                throw InstallError.checksumMismatch(path: request.image, recordedIn: expected.source, expected: expected.value, actual: actual)
+        return try withPlan(scratchName: "install") { plan, source, records, scratch in
+            if plan.target.isBlockDevice, !request.confirmed {
+                throw InstallError.refused(target: request.target, reason: """
+                    it is a block device and everything on it would be lost:
+                    \(plan.target.overwriteWarning)
+                    run again with --yes to overwrite it (--dry-run shows the whole plan)
+                    """)
             }
-            progress.end("check", summary: "matches")
-        } else {
-            progress.note("check: no manifest or SHA256SUMS beside \(request.image); its SHA-256 is not checked")
-        }
+            try preflight(plan)
 
-        let run = InstallRun(request: request, plan: plan, source: source, scratch: scratch.path, progress: progress)
-        let outcome = try run.perform()
-        return InstallResult(plan: plan, sha256: outcome.sha256, verified: request.verify, deployedSnapshot: outcome.snapshot,
-                             diskGUID: outcome.layout.diskGUID, rootPartitionUUID: outcome.layout.root?.partitionUUID ?? "",
-                             filesystemUUID: outcome.layout.root?.filesystemUUID ?? "", seconds: stopwatch.elapsed)
+            if let expected = records.expectedSHA256 {
+                progress.begin("check: SHA-256 of \(request.image) against \(expected.source)")
+                let actual = try source.fileSHA256(progress: progress)
+                guard actual == expected.value else {
+                    throw InstallError.checksumMismatch(path: request.image, recordedIn: expected.source, expected: expected.value, actual: actual)
+                }
+                progress.end("check", summary: "matches")
+            } else {
+                progress.note("check: no manifest or SHA256SUMS beside \(request.image); its SHA-256 is not checked")
+            }
+
+            let run = InstallRun(request: request, plan: plan, source: source, scratch: scratch, progress: progress)
+            let outcome = try run.perform()
+            return InstallResult(plan: plan, sha256: outcome.sha256, verified: request.verify, deployedSnapshot: outcome.snapshot,
+                                 diskGUID: outcome.layout.diskGUID, rootPartitionUUID: outcome.layout.root?.partitionUUID ?? "",
+                                 filesystemUUID: outcome.layout.root?.filesystemUUID ?? "", seconds: stopwatch.elapsed)
+        }
     }
 
     /// Tools for the steps the plan has, checked before anything is written.

@@ -118,4 +118,15 @@ package final class HostSession {
             output("waiting for another rast command to finish (use --no-wait to fail instead)")
         }
     }
+
+    /// The snapshot a command acts on: `id` when the tree has it, else the booted one (on an
+    /// image, the one that boots next). `noneDeployed` is the refusal when there is neither.
+    func namedOrCurrentSnapshot(_ id: Int?, noneDeployed: String) throws -> Int {
+        if let id {
+            guard try store.state().contains(id) else { throw SnapshotError.noSuchSnapshot(id) }
+            return id
+        }
+        guard let current = try store.currentSnapshot() else { throw UserError(noneDeployed) }
+        return current
+    }
 }

@@ -40,13 +40,7 @@ package final class PackageCommands {
     func changeInPlace(_ id: Int, command: String, allowBase: Bool = false,
                        _ body: (PackageWorkspace) throws -> Bool) throws -> Bool {
         let root = try store.prepareWorkingCopy(id, allowBase: allowBase, command: command)
-        let changed: Bool
-        do {
-            changed = try inWorkspace(root: root, body)
-        } catch {
-            try? store.discardWorkingCopy(id)
-            throw wrap(error, snapshot: id, newSnapshot: false)
-        }
+        let changed = try inWorkingCopy(id, root: root, changing: id, newSnapshot: false, body)
         if changed {
             try store.commitWorkingCopy(id)
         } else {
@@ -60,13 +54,7 @@ package final class PackageCommands {
     func changeAsNewSnapshot(from source: Int, description: String,
                              _ body: (PackageWorkspace) throws -> Bool) throws -> Int? {
         let (id, root) = try store.prepareNewSnapshot(from: source)
-        let changed: Bool
-        do {
-            changed = try inWorkspace(root: root, body)
-        } catch {
-            try? store.discardWorkingCopy(id)
-            throw wrap(error, snapshot: source, newSnapshot: true)
-        }
+        let changed = try inWorkingCopy(id, root: root, changing: source, newSnapshot: true, body)
         guard changed else {
             try store.discardWorkingCopy(id)
             return nil
@@ -75,11 +63,20 @@ package final class PackageCommands {
         return id
     }
 
-    private func inWorkspace<T>(root: String, _ body: (PackageWorkspace) throws -> T) throws -> T {
-        let workspace = try PackageWorkspace(packageRoot: PackageRoot(root: root, layout: layout),
-                                             binds: [(layout.variable, "/var"), (layout.home, "/home")], progress: progress)
-        defer { workspace.close() }
-        return try body(workspace)
+    /// Runs `body` in working copy `id` (at `root`). When it fails, the copy is discarded and the
+    /// error says which change of which snapshot failed (`PackageCommandError`).
+    private func inWorkingCopy(_ id: Int, root: String, changing snapshot: Int, newSnapshot: Bool,
+                               _ body: (PackageWorkspace) throws -> Bool) throws -> Bool {
+        do {
+            let workspace = try PackageWorkspace(packageRoot: PackageRoot(root: root, layout: layout),
+                                                 binds: [(layout.variable, "/var"), (layout.home, "/home")], progress: progress)
+            defer { workspace.close() }
+            return try body(workspace)
+        } catch {
+            try? store.discardWorkingCopy(id)
+            if error is InterruptedError || error is PackageCommandError { throw error }
+            throw PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)", cause: error)
+        }
     }
 
     /// Applies `body` to the running deployment too when `id` is the booted snapshot (astOS's
@@ -105,11 +102,6 @@ package final class PackageCommands {
     func liveSlot(for id: Int) throws -> String? {
         guard host.live, let slot = store.bootedSlot, try store.currentSnapshot() == id else { return nil }
         return slot
-    }
-
-    private func wrap(_ error: Error, snapshot: Int, newSnapshot: Bool) -> Error {
-        if error is InterruptedError || error is PackageCommandError { return error }
-        return PackageCommandError(snapshot: snapshot, newSnapshot: newSnapshot, reason: "\(error)", cause: error)
     }
 
     /// A reader on snapshot `id` (its /etc from etc-N, which is authoritative).

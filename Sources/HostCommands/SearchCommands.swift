@@ -53,14 +53,7 @@ package final class SearchCommands {
 
     /// The snapshot a search reads: the one named, else the booted one.
     package func snapshot(_ id: Int?) throws -> Int {
-        if let id {
-            guard try store.state().contains(id) else { throw SnapshotError.noSuchSnapshot(id) }
-            return id
-        }
-        guard let current = try store.currentSnapshot() else {
-            throw UserError("no snapshot is deployed yet; name one with --snapshot N")
-        }
-        return current
+        try host.namedOrCurrentSnapshot(id, noneDeployed: "no snapshot is deployed yet; name one with --snapshot N")
     }
 
     /// The running system's /etc for the booted snapshot, else the snapshot's etc-N.

@@ -269,14 +269,7 @@ extension HostSession {
     /// The snapshot a service command acts on: `snapshot`, else the booted one (on an image,
     /// the one that boots next).
     func serviceTarget(_ snapshot: Int?) throws -> Int {
-        if let snapshot {
-            guard try store.state().contains(snapshot) else { throw SnapshotError.noSuchSnapshot(snapshot) }
-            return snapshot
-        }
-        guard let current = try store.currentSnapshot() else {
-            throw UserError("no snapshot is deployed, so there is no current snapshot; name one with --snapshot N")
-        }
-        return current
+        try namedOrCurrentSnapshot(snapshot, noneDeployed: "no snapshot is deployed, so there is no current snapshot; name one with --snapshot N")
     }
 
     /// `rast service list --snapshot N` (or with --root): the definitions of a snapshot.

@@ -22,16 +22,16 @@ public struct ConfigOption: Sendable, Equatable {
     }
 }
 
-public enum KernelConfigError: Error, CustomStringConvertible, Sendable {
-    case unreadable(file: String, reason: String)
+public enum KernelConfigError: CausedError, CustomStringConvertible, Sendable {
+    case unreadable(file: String, cause: any Error)
     case syntax(file: String, line: Int, text: String, reason: String)
     case unknownSymbols([ConfigOption])
     case optionsChanged([ConfigReport.Change])
 
     public var description: String {
         switch self {
-        case .unreadable(let file, let reason):
-            return "cannot read kernel configuration fragment \(file): \(reason)"
+        case .unreadable(let file, let cause):
+            return "cannot read kernel configuration fragment \(file): \(cause)"
         case .syntax(let file, let line, let text, let reason):
             return "\(file):\(line): \(reason): \(text)"
         case .unknownSymbols(let options):
@@ -41,6 +41,12 @@ public enum KernelConfigError: Error, CustomStringConvertible, Sendable {
             return "requested kernel options did not survive olddefconfig (--strict):\n"
                 + changes.map { "  " + $0.description }.joined(separator: "\n")
         }
+    }
+
+    /// Why a fragment could not be read.
+    public var cause: (any Error)? {
+        if case .unreadable(_, let cause) = self { return cause }
+        return nil
     }
 }
 
@@ -82,7 +88,7 @@ public struct ConfigFragmentSet: Sendable {
         do {
             text = try Files.readString(path)
         } catch {
-            throw KernelConfigError.unreadable(file: path, reason: "\(error)")
+            throw KernelConfigError.unreadable(file: path, cause: error)
         }
         for option in try ConfigFragmentSet.parse(text, file: path) { add(option) }
     }

@@ -32,11 +32,12 @@ public struct PreparedSource: Sendable {
     public let version: String
 }
 
-public enum KernelSourceError: Error, CustomStringConvertible, Sendable {
+public enum KernelSourceError: CausedError, CustomStringConvertible, Sendable {
     case missing(String)
     case notAKernelTree(String)
     case checksumMismatch(url: String, expected: String, actual: String)
-    case fetch(source: String, reason: String)
+    /// `cause` is the error behind the reason, when there is one.
+    case fetch(source: String, reason: String, cause: (any Error)? = nil)
 
     public var description: String {
         switch self {
@@ -46,9 +47,14 @@ public enum KernelSourceError: Error, CustomStringConvertible, Sendable {
             return "\(path) does not hold a Linux source tree (no Makefile with VERSION/PATCHLEVEL at its top)"
         case .checksumMismatch(let url, let expected, let actual):
             return "checksum mismatch for \(url): the recipe expects sha256 \(expected), the download has \(actual); the download was deleted"
-        case .fetch(let source, let reason):
+        case .fetch(let source, let reason, _):
             return "cannot fetch kernel source \(source): \(reason)"
         }
+    }
+
+    public var cause: (any Error)? {
+        if case .fetch(_, _, let cause) = self { return cause }
+        return nil
     }
 }
 
@@ -153,7 +159,7 @@ public struct SourcePreparer {
             try Command("tar", ["-xf", tarball, "-C", staging]).run()
         } catch {
             try? Files.removeTree(staging)
-            throw KernelSourceError.fetch(source: tarball, reason: "unpacking failed: \(error)")
+            throw KernelSourceError.fetch(source: tarball, reason: "unpacking failed: \(error)", cause: error)
         }
         let entries = try FileManagerShim.contents(of: staging)
         let top: String
@@ -184,7 +190,7 @@ public struct SourcePreparer {
         do {
             try fetcher.download(url: url, to: partial, progress: progress)
         } catch {
-            throw KernelSourceError.fetch(source: url, reason: "\(error)")
+            throw KernelSourceError.fetch(source: url, reason: "\(error)", cause: error)
         }
         let actual = try SHA256.hash(file: partial)
         guard actual == sha256 else {
@@ -207,7 +213,7 @@ public struct SourcePreparer {
             let commit = try fetcher.checkout(url: url, ref: ref, into: directory, progress: progress)
             return (directory, commit)
         } catch {
-            throw KernelSourceError.fetch(source: "\(url) at \(ref)", reason: "\(error)")
+            throw KernelSourceError.fetch(source: "\(url) at \(ref)", reason: "\(error)", cause: error)
         }
     }
 

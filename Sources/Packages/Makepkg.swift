@@ -150,11 +150,12 @@ public struct Makepkg: Sendable {
 }
 
 /// A makepkg build that did not produce packages.
-public enum MakepkgError: Error, CustomStringConvertible, Sendable {
+public enum MakepkgError: CausedError, CustomStringConvertible, Sendable {
     case missingPKGBUILD(directory: String)
     case failed(pkgbuildDirectory: String, status: Int32, logFile: String, tail: String, buildArea: String?)
     case noPackages(pkgbuildDirectory: String, logFile: String)
-    case buildUser(name: String, reason: String)
+    /// `cause` is the error behind the reason, when there is one.
+    case buildUser(name: String, reason: String, cause: (any Error)? = nil)
 
     public var description: String {
         switch self {
@@ -165,9 +166,14 @@ public enum MakepkgError: Error, CustomStringConvertible, Sendable {
             return "makepkg failed (status \(status)) building \(directory); full log: \(logFile)\(kept)\n\(tail)"
         case .noPackages(let directory, let logFile):
             return "makepkg finished building \(directory) but left no package file; see \(logFile)"
-        case .buildUser(let name, let reason):
+        case .buildUser(let name, let reason, _):
             return "cannot use the build user \(name): \(reason)"
         }
+    }
+
+    public var cause: (any Error)? {
+        if case .buildUser(_, _, let cause) = self { return cause }
+        return nil
     }
 }
 
@@ -194,7 +200,7 @@ struct BuildUser: Sendable {
             } catch {
                 // Another process may have created it in the meantime.
                 if let existing = lookup(name) { return try checked(existing) }
-                throw MakepkgError.buildUser(name: name, reason: "useradd failed: \(error)")
+                throw MakepkgError.buildUser(name: name, reason: "useradd failed: \(error)", cause: error)
             }
             guard let created = lookup(name) else {
                 throw MakepkgError.buildUser(name: name, reason: "useradd succeeded but the user cannot be looked up")

@@ -3,8 +3,8 @@ import CommandLineSupport
 import SystemSupport
 
 /// `rast-build`: from a TOML recipe to bootable, boot-tested disk images.
-public struct RastBuild: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct RastBuild: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "rast-build",
         abstract: "Build bootable rastOS disk images from a TOML recipe.",
         discussion: """
@@ -16,11 +16,11 @@ public struct RastBuild: ParsableCommand {
         subcommands: [Build.self, Validate.self, Plan.self, KernelCommand.self, BootCommand.self, VMCommand.self, SSHCommand.self, Convert.self],
         defaultSubcommand: Build.self)
 
-    public init() {}
+    package init() {}
 }
 
-public enum RastBuildMain {
-    public static func run() -> Never {
+package enum RastBuildMain {
+    package static func run() -> Never {
         EntryPoint.run(RastBuild.self, programName: "rast-build")
     }
 }

@@ -26,9 +26,7 @@ struct VMCommand: ParsableCommand {
             """)
 
     @Argument(help: ArgumentHelp("A raw or QCOW2 image.", valueName: "image")) var image: String
-    @Option(help: "bios or uefi.") var firmware: String = "bios"
-    @Option(help: "Guest memory (QEMU's notation: 512M, 2G).") var memory: String = "1G"
-    @Option(help: "Virtual CPUs.") var cpus: Int = 2
+    @OptionGroup var machineOptions: MachineOptions
     @Flag(help: "Write the guest's changes to the image (default: a throw-away overlay).") var persistent = false
     @Option(name: .customLong("ssh-port"), help: ArgumentHelp("The port on 127.0.0.1 forwarded to the guest's port 22 (default: a free one).", valueName: "port"))
     var sshPort: Int?
@@ -39,16 +37,7 @@ struct VMCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
-        _ = try settings()
-    }
-
-    /// The machine options, checked (VirtualMachine's MachineSettings words the refusals).
-    func settings() throws -> MachineSettings {
-        do {
-            return try MachineSettings(firmware: firmware, memory: memory, cpus: cpus, sshPort: sshPort)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        _ = try machineOptions.settings(sshPort: sshPort)
     }
 
     func run() throws {
@@ -71,11 +60,12 @@ struct VMCommand: ParsableCommand {
         let port = try sshPort ?? QEMU.freeLocalPort()
         guard QEMU.isLocalPortFree(port) else { throw UserError("--ssh-port \(port): 127.0.0.1:\(port) is already in use") }
 
-        let chosenFirmware = try settings().firmware
+        let checked = try machineOptions.settings(sshPort: sshPort)
+        let chosenFirmware = checked.firmware
         var machine = MachineConfiguration()
         machine.firmware = chosenFirmware
-        machine.memory = memory
-        machine.cpus = cpus
+        machine.memory = checked.memory
+        machine.cpus = checked.cpus
         machine.disks = [.init(path: image, format: format, snapshot: !persistent)]
         machine.network = .user(forwards: [.init(hostPort: port, guestPort: 22)])
         machine.rebootEndsMachine = false
@@ -87,7 +77,7 @@ struct VMCommand: ParsableCommand {
             return try QEMU.decideAccelerator(for: machine, consoleLog: scratch.appending("kvm-check.log"), progress: TerminalProgress())
         }()
         let console = ConsoleMachine(machine, accelerator: accelerator)
-        print("rast-build vm: \(image) (\(format), \(chosenFirmware.rawValue.uppercased()), \(accelerator.uppercased()), \(memory), \(cpus) CPU\(cpus == 1 ? "" : "s")); "
+        print("rast-build vm: \(image) (\(format), \(chosenFirmware.rawValue.uppercased()), \(accelerator.uppercased()), \(checked.memory), \(checked.cpus) CPU\(checked.cpus == 1 ? "" : "s")); "
               + (persistent ? "the guest's writes go to the image" : "the guest's writes are thrown away at the end"))
         let login = loginUser.map { "rast-build ssh \(image)  (ssh -p \(port) \($0)@127.0.0.1\(key.map { " -i \($0)" } ?? ""))" }
             ?? "ssh -p \(port) USER@127.0.0.1 (rast-build ssh \(image) --user USER)"

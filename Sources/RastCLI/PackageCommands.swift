@@ -18,6 +18,13 @@ extension TreeOptions {
     func readPackages<T>(_ body: (PackageCommands) throws -> T) throws -> T {
         try read { host in try body(PackageCommands(host: host)) }
     }
+
+    /// A pacman-style change (`rast -Syu`), named by its command line while it holds the lock.
+    /// Returns whether it found its targets.
+    @discardableResult
+    func pacman(_ operation: PacmanOperation) throws -> Bool {
+        try packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
+    }
 }
 
 struct InstallCommand: ParsableCommand {
@@ -156,19 +163,19 @@ struct PacmanCommand: ParsableCommand {
         let operation = try parsed()
         let found = operation.isQuery
             ? try options.readPackages { try $0.pacman(operation) }
-            : try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
+            : try options.pacman(operation)
         if !found { throw ExitCode.failure }
     }
 }
 
 /// Turns pacman-style invocations into the `pacman` subcommand, and lets the common options
 /// come before a subcommand's name.
-public enum PacmanFlags {
+package enum PacmanFlags {
     /// `rast -Syu hello --root X` becomes `rast pacman --operation Syu hello --root X`. Only a
     /// leading operation (after options such as --root) counts, so subcommands are untouched;
     /// separate modifier letters (`-Q -i`) are merged. `rast --root X branch 1` becomes
     /// `rast branch --root X 1`, as every subcommand takes those options after its name.
-    public static func rewrite(_ arguments: [String]) -> [String] {
+    package static func rewrite(_ arguments: [String]) -> [String] {
         let rewritten = rewriteOperation(arguments)
         return rewritten == arguments ? moveLeadingOptions(arguments) : rewritten
     }
@@ -244,8 +251,7 @@ struct PkgInstallCommand: ParsableCommand {
         if checkConflicts {
             try options.packages("pkg install") { try $0.checkInstall(packages) }
         } else {
-            let operation = try PacmanOperation("-S", targets: packages)
-            try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
+            try options.pacman(try PacmanOperation("-S", targets: packages))
         }
     }
 }
@@ -259,8 +265,7 @@ struct PkgUpdateCommand: ParsableCommand {
         if test {
             try options.packages("pkg update --test") { try $0.updateTest() }
         } else {
-            let operation = try PacmanOperation("-Syu", targets: [])
-            try options.packages(String(operation.commandLine.dropFirst("rast ".count))) { try $0.pacman(operation) }
+            try options.pacman(try PacmanOperation("-Syu", targets: []))
         }
     }
 }

@@ -3,8 +3,8 @@ import CommandLineSupport
 import SystemSupport
 
 /// `rast`: the snapshot tree and its packages on a rastOS system.
-public struct Rast: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct Rast: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "rast",
         abstract: "Manage the btrfs snapshot tree and the packages of a rastOS system.",
         discussion: """
@@ -29,17 +29,17 @@ public struct Rast: ParsableCommand {
             VMCommand.self,
         ])
 
-    public init() {}
+    package init() {}
 }
 
-public enum RastMain {
-    public static func run() -> Never {
+package enum RastMain {
+    package static func run() -> Never {
         // pacman-style flags (rast -S, -Syu, -R, -Q, ...) become the hidden `pacman` subcommand.
         EntryPoint.run(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(AskCommand.rewrite(Array(CommandLine.arguments.dropFirst()))))
     }
 
     /// One invocation, as `rast ARGUMENTS` would run it; returns the exit status (for tests).
-    public static func execute(_ arguments: [String]) -> Int32 {
+    package static func execute(_ arguments: [String]) -> Int32 {
         EntryPoint.execute(Rast.self, programName: "rast", arguments: PacmanFlags.rewrite(AskCommand.rewrite(arguments)))
     }
 }

@@ -26,28 +26,41 @@ struct ServiceCommand: ParsableCommand {
 }
 
 extension TreeOptions {
-    /// Commands that act on the running system refuse --root.
-    func requireLive(_ command: String) throws {
+    /// `rast service COMMAND` on the running system's services; --root is refused.
+    @discardableResult
+    func running<T>(_ command: String, _ body: (ServiceCommands) throws -> T) throws -> T {
         if root != nil {
             throw ValidationError("rast service \(command) acts on the running system; --root does not apply (rast service list --root DIR shows an image's definitions)")
         }
+        return try body(ServiceCommands())
     }
-}
 
-/// Prints every problem of a definition on its own line (file:line:column: error: ...).
-func reportingDefinitionErrors<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let errors as ServiceErrors {
-        for error in errors.errors { EntryPoint.printError(error.description) }
-        EntryPoint.printError("rast: \(errors.errors.count) problem\(errors.errors.count == 1 ? "" : "s") in the service definitions; nothing was changed")
-        throw ExitCode(1)
+    /// `rast service COMMAND` changing a snapshot's definitions. Every problem of a definition
+    /// is printed on its own line (file:line:column: error: ...).
+    func changeDefinitions(_ command: String, _ body: (HostSession) throws -> Void) throws {
+        do {
+            try write("service " + command, body)
+        } catch let errors as ServiceErrors {
+            for error in errors.errors { EntryPoint.printError(error.description) }
+            EntryPoint.printError("rast: \(errors.errors.count) problem\(errors.errors.count == 1 ? "" : "s") in the service definitions; nothing was changed")
+            throw ExitCode(1)
+        }
     }
 }
 
 struct SnapshotOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The snapshot to act on (default: the booted one).", valueName: "N"))
     var snapshot: Int?
+
+    /// With --snapshot or --root, `inSnapshot` reads a snapshot's definitions (the booted one's
+    /// when no --snapshot); else `running` asks the running system.
+    func definitions<T>(_ options: TreeOptions, inSnapshot: (HostSession, Int?) throws -> T,
+                        running: (ServiceCommands) throws -> T) throws -> T {
+        if snapshot != nil || options.root != nil {
+            return try options.read { try inSnapshot($0, snapshot) }
+        }
+        return try running(ServiceCommands())
+    }
 }
 
 struct ServiceList: ParsableCommand {
@@ -57,11 +70,8 @@ struct ServiceList: ParsableCommand {
     @OptionGroup var target: SnapshotOption
     @OptionGroup var format: JSONFlag
     func run() throws {
-        if target.snapshot != nil || options.root != nil {
-            try options.read { try $0.listServices(snapshot: target.snapshot, json: format.json) }
-        } else {
-            try ServiceCommands().list(json: format.json)
-        }
+        try target.definitions(options, inSnapshot: { try $0.listServices(snapshot: $1, json: format.json) },
+                               running: { try $0.list(json: format.json) })
     }
 }
 
@@ -74,8 +84,7 @@ struct ServiceStatus: ParsableCommand {
     var lines: Int?
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try options.requireLive("status")
-        try ServiceCommands().status(name, json: format.json, logLines: lines)
+        try options.running("status") { try $0.status(name, json: format.json, logLines: lines) }
     }
 }
 
@@ -84,8 +93,7 @@ struct ServiceStart: ParsableCommand {
     @OptionGroup var options: TreeOptions
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try options.requireLive("start")
-        try ServiceCommands().start(name)
+        try options.running("start") { try $0.start(name) }
     }
 }
 
@@ -94,8 +102,7 @@ struct ServiceStop: ParsableCommand {
     @OptionGroup var options: TreeOptions
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try options.requireLive("stop")
-        try ServiceCommands().stop(name)
+        try options.running("stop") { try $0.stop(name) }
     }
 }
 
@@ -104,8 +111,7 @@ struct ServiceRestart: ParsableCommand {
     @OptionGroup var options: TreeOptions
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try options.requireLive("restart")
-        try ServiceCommands().restart(name)
+        try options.running("restart") { try $0.restart(name) }
     }
 }
 
@@ -116,9 +122,7 @@ struct ServiceEnable: ParsableCommand {
     @OptionGroup var target: SnapshotOption
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try reportingDefinitionErrors {
-            try options.write("service enable") { try $0.setServiceEnabled(name, true, snapshot: target.snapshot) }
-        }
+        try options.changeDefinitions("enable") { try $0.setServiceEnabled(name, true, snapshot: target.snapshot) }
     }
 }
 
@@ -131,9 +135,7 @@ struct ServiceDisable: ParsableCommand {
     @OptionGroup var target: SnapshotOption
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try reportingDefinitionErrors {
-            try options.write("service disable") { try $0.setServiceEnabled(name, false, snapshot: target.snapshot) }
-        }
+        try options.changeDefinitions("disable") { try $0.setServiceEnabled(name, false, snapshot: target.snapshot) }
     }
 }
 
@@ -144,9 +146,8 @@ struct ServiceLogs: ParsableCommand {
     @Flag(name: [.customShort("f"), .customLong("follow")], help: "Keep printing new lines until interrupted.") var follow = false
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try options.requireLive("logs")
         do {
-            try ServiceCommands().logs(name, lines: lines, follow: follow)
+            try options.running("logs") { try $0.logs(name, lines: lines, follow: follow) }
         } catch is InterruptedError where follow {
             return
         }
@@ -164,9 +165,7 @@ struct ServiceAdd: ParsableCommand {
         if files.isEmpty { throw ValidationError("Name the definition files to add (NAME.toml).") }
     }
     func run() throws {
-        try reportingDefinitionErrors {
-            try options.write("service add") { try $0.addServices(files, snapshot: target.snapshot, replace: replace) }
-        }
+        try options.changeDefinitions("add") { try $0.addServices(files, snapshot: target.snapshot, replace: replace) }
     }
 }
 
@@ -176,9 +175,7 @@ struct ServiceRemove: ParsableCommand {
     @OptionGroup var target: SnapshotOption
     @Argument(help: "The service.") var name: String
     func run() throws {
-        try reportingDefinitionErrors {
-            try options.write("service remove") { try $0.removeService(name, snapshot: target.snapshot) }
-        }
+        try options.changeDefinitions("remove") { try $0.removeService(name, snapshot: target.snapshot) }
     }
 }
 
@@ -188,12 +185,7 @@ struct ServiceCheck: ParsableCommand {
     @OptionGroup var options: TreeOptions
     @OptionGroup var target: SnapshotOption
     func run() throws {
-        let fine: Bool
-        if target.snapshot != nil || options.root != nil {
-            fine = try options.read { try $0.checkServices(snapshot: target.snapshot) }
-        } else {
-            fine = ServiceCommands().check()
-        }
+        let fine = try target.definitions(options, inSnapshot: { try $0.checkServices(snapshot: $1) }, running: { $0.check() })
         if !fine { throw ExitCode(1) }
     }
 }
@@ -203,7 +195,6 @@ struct ServiceSetup: ParsableCommand {
         commandName: "setup", abstract: "At boot: turn /etc/rast/services into supervised service directories (run by the boot scripts).")
     @OptionGroup var options: TreeOptions
     func run() throws {
-        try options.requireLive("setup")
-        try ServiceCommands().setup { EntryPoint.printError($0) }
+        try options.running("setup") { services in try services.setup { EntryPoint.printError($0) } }
     }
 }

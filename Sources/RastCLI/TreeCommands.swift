@@ -109,17 +109,22 @@ struct ChrootCommand: ParsableCommand {
     }
 }
 
+/// The command `run` and `tree-run` run in snapshots, after the snapshot number.
+struct ShellCommandArgument: ParsableArguments {
+    @Argument(parsing: .captureForPassthrough, help: "The command (run by /bin/sh -c).") var command: [String] = []
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("Give the command to run after the snapshot number.") }
+    }
+}
+
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run a command in a working copy of a snapshot; keep the changes only if it succeeds.")
     @OptionGroup var options: TreeOptions
     @Argument(help: "The snapshot.") var snapshot: Int
-    @Argument(parsing: .captureForPassthrough, help: "The command (run by /bin/sh -c).") var command: [String] = []
-    func validate() throws {
-        if command.isEmpty { throw ValidationError("Give the command to run after the snapshot number.") }
-    }
+    @OptionGroup var shell: ShellCommandArgument
     func run() throws {
-        let status = try options.write("run") { try $0.runInSnapshot(snapshot, command: command, commandName: "run") }
+        let status = try options.write("run") { try $0.runInSnapshot(snapshot, command: shell.command, commandName: "run") }
         if status != 0 { throw ExitCode(status) }
     }
 }
@@ -130,12 +135,9 @@ struct TreeRunCommand: ParsableCommand {
         aliases: ["trun"])
     @OptionGroup var options: TreeOptions
     @Argument(help: "The snapshot at the top of the subtree.") var snapshot: Int
-    @Argument(parsing: .captureForPassthrough, help: "The command (run by /bin/sh -c).") var command: [String] = []
-    func validate() throws {
-        if command.isEmpty { throw ValidationError("Give the command to run after the snapshot number.") }
-    }
+    @OptionGroup var shell: ShellCommandArgument
     func run() throws {
-        let failed = try options.write("tree-run") { try $0.treeRun(snapshot, command: command) }
+        let failed = try options.write("tree-run") { try $0.treeRun(snapshot, command: shell.command) }
         if !failed.isEmpty { throw ExitCode.failure }
     }
 }

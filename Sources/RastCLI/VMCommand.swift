@@ -27,28 +27,17 @@ struct VMCommand: ParsableCommand {
     @Argument(help: "The snapshot to boot.") var snapshot: Int
     @OptionGroup var options: TreeOptions
     @Flag(help: "Turn the machine's changes into a new snapshot branched from N when it stops.") var commit = false
-    @Option(help: "bios or uefi.") var firmware: String = "bios"
-    @Option(help: "Guest memory (QEMU's notation: 512M, 2G).") var memory: String = "1G"
-    @Option(help: "Virtual CPUs.") var cpus: Int = 2
+    @OptionGroup var machineOptions: MachineOptions
     @Option(name: .customLong("ssh-port"), help: ArgumentHelp("The port on 127.0.0.1 forwarded to the guest's port 22 (default: a free one).", valueName: "port"))
     var sshPort: Int?
 
     func validate() throws {
-        _ = try settings()
-    }
-
-    /// The machine options, checked (VirtualMachine's MachineSettings words the refusals).
-    func settings() throws -> MachineSettings {
-        do {
-            return try MachineSettings(firmware: firmware, memory: memory, cpus: cpus, sshPort: sshPort)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        _ = try machineOptions.settings(sshPort: sshPort)
     }
 
     func run() throws {
         let host = try HostSession.forWriting(root: options.root, command: "vm")
-        let checked = try settings()
+        let checked = try machineOptions.settings(sshPort: sshPort)
         var settings = SnapshotMachine.Options()
         settings.firmware = checked.firmware
         settings.memory = checked.memory

@@ -37,7 +37,7 @@ package final class EmbeddingTable: Sendable {
         do {
             bytes = try Files.read(path)
         } catch {
-            throw SearchError.missingTable(path: path, reason: "\(error)")
+            throw SearchError.missingTable(path: path, cause: error)
         }
         try self.init(bytes: bytes, path: path)
     }

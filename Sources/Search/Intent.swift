@@ -211,40 +211,40 @@ package enum Intent {
 
     /// `-S` (or, for the latest version, `-Syu`) of the packages a phrase names.
     static func install(_ phrase: String, refresh: Bool, resolver: Resolver) -> Part? {
-        var names: [String] = []
-        var notes: [String] = []
-        for entity in entities(phrase) {
-            if let exact = resolver.exactPackage(entity, installed: false) {
-                names.append(exact)
-            } else if let best = resolver.bestPackage(for: entity, installed: false) {
-                names.append(best)
-                notes.append("no package is called \"\(entity)\"; the search index's best match is \(best) (`rast search \(shellQuoted(entity))` shows the others)")
-            } else {
-                return nil
-            }
-        }
-        guard !names.isEmpty else { return nil }
-        if refresh {
-            notes.append("Arch installs the latest version by refreshing the databases and upgrading the whole system with it (partial upgrades are unsupported), so this is -Syu")
-        }
-        return Part(commands: [[refresh ? "-Syu" : "-S"] + names], notes: notes)
+        guard let (names, notes) = packages(phrase, installed: false, resolver: resolver, note: { entity, best in
+            "no package is called \"\(entity)\"; the search index's best match is \(best) (`rast search \(shellQuoted(entity))` shows the others)"
+        }) else { return nil }
+        guard refresh else { return Part(commands: [["-S"] + names], notes: notes) }
+        return Part(commands: [["-Syu"] + names], notes: notes + [
+            "Arch installs the latest version by refreshing the databases and upgrading the whole system with it (partial upgrades are unsupported), so this is -Syu",
+        ])
     }
 
     /// Removal of installed packages a phrase names.
     static func remove(_ phrase: String, resolver: Resolver) -> Part? {
+        guard let (names, notes) = packages(phrase, installed: true, resolver: resolver, note: { entity, best in
+            "no installed package is called \"\(entity)\"; the best installed match is \(best)"
+        }) else { return nil }
+        return Part(commands: [["-Rns"] + names], notes: notes)
+    }
+
+    /// The packages (installed ones, or all) a phrase names: each name as it is, else the
+    /// resolver's best match with a `note` saying so. Nil when one name has no match, or none is named.
+    private static func packages(_ phrase: String, installed: Bool, resolver: Resolver,
+                                 note: (_ entity: String, _ best: String) -> String) -> (names: [String], notes: [String])? {
         var names: [String] = []
         var notes: [String] = []
         for entity in entities(phrase) {
-            if let exact = resolver.exactPackage(entity, installed: true) {
+            if let exact = resolver.exactPackage(entity, installed: installed) {
                 names.append(exact)
-            } else if let best = resolver.bestPackage(for: entity, installed: true) {
+            } else if let best = resolver.bestPackage(for: entity, installed: installed) {
                 names.append(best)
-                notes.append("no installed package is called \"\(entity)\"; the best installed match is \(best)")
+                notes.append(note(entity, best))
             } else {
                 return nil
             }
         }
-        return names.isEmpty ? nil : Part(commands: [["-Rns"] + names], notes: notes)
+        return names.isEmpty ? nil : (names, notes)
     }
 
     /// "vim, git and the htop package" -> ["vim", "git", "htop"].

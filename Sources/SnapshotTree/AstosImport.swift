@@ -17,7 +17,7 @@ enum AstosImport {
         do {
             value = try parser.parse()
         } catch {
-            throw SnapshotError.astosImport(path: path, reason: "\(error)")
+            throw SnapshotError.astosImport(path: path, reason: "\(error)", cause: error)
         }
         var state = TreeState()
         try walk(value, parent: nil, isRoot: true, into: &state, path: path, layout: layout)

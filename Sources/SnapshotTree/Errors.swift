@@ -1,7 +1,10 @@
+import SystemSupport
+
 /// Everything that can go wrong with the snapshot tree, said so that a person can act on it.
-public enum SnapshotError: Error, CustomStringConvertible, Sendable, Equatable {
+/// Where a reason explains another error, that error is the `cause`.
+public enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equatable {
     case notRastFilesystem(path: String)
-    case corruptState(path: String, reason: String)
+    case corruptState(path: String, reason: String, cause: (any Error)? = nil)
     case noSuchSnapshot(Int)
     case snapshotMissingOnDisk(id: Int, path: String)
     case baseSnapshotIsReadOnly(command: String)
@@ -11,17 +14,16 @@ public enum SnapshotError: Error, CustomStringConvertible, Sendable, Equatable {
     case noPreviousDeployment
     case cancelled
     case liveOnly(command: String)
-    case journalFailed(step: String, reason: String)
+    case journalFailed(step: String, reason: String, cause: (any Error)? = nil)
     /// SIGINT or SIGTERM arrived while a recorded change was being applied.
     case interrupted(operation: String)
-    case astosImport(path: String, reason: String)
-    case commandFailed(id: Int, status: Int32)
+    case astosImport(path: String, reason: String, cause: (any Error)? = nil)
 
     public var description: String {
         switch self {
         case .notRastFilesystem(let path):
             return "\(path) is not the top level of a rastOS btrfs filesystem (no @.snapshots/rast/state.json and no astOS tree to adopt)"
-        case .corruptState(let path, let reason):
+        case .corruptState(let path, let reason, _):
             return "the snapshot tree state \(path) cannot be read: \(reason)"
         case .noSuchSnapshot(let id):
             return "snapshot \(id) does not exist (see `rast tree`)"
@@ -41,14 +43,25 @@ public enum SnapshotError: Error, CustomStringConvertible, Sendable, Equatable {
             return "cancelled; nothing was changed"
         case .liveOnly(let command):
             return "`rast \(command)` works on the running system only, not with --root"
-        case .journalFailed(let step, let reason):
+        case .journalFailed(let step, let reason, _):
             return "applying a change failed at \(step): \(reason); the change is recorded in the journal and is completed by the next rast command"
         case .interrupted(let operation):
             return "interrupted while applying '\(operation)'; the change is recorded in the journal and is completed by the next rast command"
-        case .astosImport(let path, let reason):
+        case .astosImport(let path, let reason, _):
             return "cannot adopt the astOS tree \(path): \(reason)"
-        case .commandFailed(let id, let status):
-            return "the command failed in snapshot \(id) (exit status \(status)); its changes were discarded"
         }
+    }
+
+    public var cause: (any Error)? {
+        switch self {
+        case .corruptState(_, _, let cause), .journalFailed(_, _, let cause), .astosImport(_, _, let cause): cause
+        default: nil
+        }
+    }
+
+    /// Equal when they say the same: every case's description shows all it carries (a cause
+    /// through its reason).
+    public static func == (lhs: SnapshotError, rhs: SnapshotError) -> Bool {
+        lhs.description == rhs.description
     }
 }

@@ -64,7 +64,7 @@ extension SnapshotStore {
         do {
             journal = try JSONDecoder().decode(Journal.self, from: Data(bytes))
         } catch {
-            throw SnapshotError.corruptState(path: layout.journalFile, reason: "\(error)")
+            throw SnapshotError.corruptState(path: layout.journalFile, reason: "\(error)", cause: error)
         }
         RastLog.logger.notice("completing an interrupted change: \(journal.operation)")
         try apply(journal)
@@ -78,7 +78,7 @@ extension SnapshotStore {
             } catch is InterruptedError {
                 throw SnapshotError.interrupted(operation: journal.operation)
             } catch {
-                throw SnapshotError.journalFailed(step: step.description, reason: "\(error)")
+                throw SnapshotError.journalFailed(step: step.description, reason: "\(error)", cause: error)
             }
         }
         try Files.writeAtomically(layout.stateFile, bytes: try journal.state.encoded())

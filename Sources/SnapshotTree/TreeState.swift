@@ -106,7 +106,7 @@ public struct TreeState: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(TreeState.self, from: data)
         } catch {
-            throw SnapshotError.corruptState(path: path, reason: "\(error)")
+            throw SnapshotError.corruptState(path: path, reason: "\(error)", cause: error)
         }
     }
 }

@@ -65,7 +65,8 @@ public struct MachineRecord: Codable, Sendable, Equatable {
         do {
             record = try JSONDecoder().decode(MachineRecord.self, from: Data(try Files.read(path)))
         } catch {
-            throw UserError("\(path) is not a virtual machine record of rast-build vm (\(error)); remove it if no machine runs for \(image)")
+            throw UserError("\(path) is not a virtual machine record of rast-build vm (\(error)); remove it if no machine runs for \(image)",
+                            cause: error)
         }
         return record.isRunning ? .running(record) : .stale(record)
     }

@@ -82,11 +82,10 @@ final class FakeAUR {
         #expect(aur.server.requests.isEmpty)
 
         // Turn it on in snapshot 1, with the AUR's address in the same file.
-        let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-        try store.acquire(wait: false)
-        try store.run(in: 1, ["/bin/sh", "-c", "printf 'aur::True\\naur_url::\(aur.baseURL)\\n' > /etc/rast.conf"], output: .capture)
-        let child = try store.copy(1, parent: 1, description: "child")
-        store.unlock()
+        let child = try tree.withStore { store in
+            try store.run(in: 1, ["/bin/sh", "-c", "printf 'aur::True\\naur_url::\(aur.baseURL)\\n' > /etc/rast.conf"], output: .capture)
+            return try store.copy(1, parent: 1, description: "child")
+        }
 
         try tree.commands().install(1, ["aurhello"])
         #expect(try tree.installed(1) == ["aurhello 1.0-1", "aurlib 1.0-1", "base 1.0-1", "libhello 1.0-1"])

@@ -87,10 +87,7 @@ import Testing
         defer { tree.close() }
         try tree.commands().install(1, ["hello"])
         // Edit the configuration file in the snapshot (through a working copy, as a user would).
-        let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-        try store.acquire(wait: false)
-        try store.run(in: 1, ["/bin/sh", "-c", "echo 'greeting = hi' > /etc/hello.conf"], output: .capture)
-        store.unlock()
+        try tree.withStore { try $0.run(in: 1, ["/bin/sh", "-c", "echo 'greeting = hi' > /etc/hello.conf"], output: .capture) }
         try tree.publish(TestPackages.hello11)
         try tree.commands().upgrade(1)
         #expect(try tree.installed(1) == ["base 1.0-1", "hello 1.1-1", "libhello 1.0-1"])
@@ -121,13 +118,10 @@ import Testing
     @Test func forceSyncGivesChildrenTheParentsPackagesAtTheParentsVersionsAndSyncUpgradesFirst() throws {
         let tree = try PackageTree()
         defer { tree.close() }
-        do {
-            let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-            try store.acquire(wait: false)
-            #expect(try store.copy(1, parent: 1, description: "child") == 2)
-            #expect(try store.copy(2, parent: 2, description: "grandchild") == 3)
-            store.unlock()
+        let copies = try tree.withStore { store in
+            [try store.copy(1, parent: 1, description: "child"), try store.copy(2, parent: 2, description: "grandchild")]
         }
+        #expect(copies == [2, 3])
         try tree.commands().install(1, ["hello"])
         // The repository moves on: hello 1.0 is only in the shared package cache now.
         try tree.publish(TestPackages.hello11)
@@ -182,10 +176,7 @@ import Testing
         #expect(try tree.installed(name: "tmp").contains("hello 1.0-1"))
         #expect(tree.takeOutput().contains("running system: install hello 1.0-1"))
         // A snapshot that is not booted gets no live install.
-        let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-        try store.acquire(wait: false)
-        let other = try store.copy(0, parent: 0, description: "not booted")
-        store.unlock()
+        let other = try tree.withStore { try $0.copy(0, parent: 0, description: "not booted") }
         try tree.commands(bootedSlot: "tmp").install(other, ["clash"])
         #expect(Files.exists(tree.layout.root(other) + "/usr/bin/clash"))
         #expect(!Files.exists(tree.layout.root("tmp") + "/usr/bin/clash"))
@@ -215,13 +206,10 @@ import Testing
         let tree = try PackageTree()
         defer { tree.close() }
         try tree.commands().install(1, ["hello"])
-        do {
-            let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-            try store.acquire(wait: false)
-            #expect(try store.copy(1, parent: 1, description: "child") == 2)
-            #expect(try store.copy(0, parent: 1, description: "plain child") == 3)
-            store.unlock()
+        let copies = try tree.withStore { store in
+            [try store.copy(1, parent: 1, description: "child"), try store.copy(0, parent: 1, description: "plain child")]
         }
+        #expect(copies == [2, 3])
         try tree.publish(TestPackages.hello11)
         try tree.commands().treeUpgrade(1)
         #expect(try tree.installed(1).contains("hello 1.1-1"))

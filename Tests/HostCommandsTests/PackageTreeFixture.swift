@@ -204,6 +204,16 @@ final class PackageTree {
         PackageCommands(host: try host(bootedSlot: bootedSlot), progress: SilentProgress(), environment: [:])
     }
 
+    /// Runs `body` with the tree's store locked, as a rast command holds it (set-up such as new
+    /// snapshots or edits through a working copy); it unlocks afterwards, also on failure.
+    @discardableResult
+    func withStore<T>(_ body: (SnapshotStore) throws -> T) throws -> T {
+        let store = SnapshotStore(layout: layout, templates: Self.templates)
+        try store.acquire(wait: false)
+        defer { store.unlock() }
+        return try body(store)
+    }
+
     /// Everything commands printed so far; `takeOutput` clears it.
     func takeOutput() -> [String] {
         lines.withLock { lines in

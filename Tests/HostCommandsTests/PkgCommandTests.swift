@@ -115,10 +115,7 @@ import Testing
         try second.add([tree.built.file(TestPackages.clash)])
         let server = try HTTPServer(root: second.directory)
         defer { server.stop() }
-        let store = SnapshotStore(layout: tree.layout, templates: PackageTree.templates)
-        try store.acquire(wait: false)
-        try store.run(in: 1, ["/bin/sh", "-c", "printf '[second]\\nServer = \(server.baseURL)\\n' >> /etc/pacman.conf"], output: .capture)
-        store.unlock()
+        try tree.withStore { try $0.run(in: 1, ["/bin/sh", "-c", "printf '[second]\\nServer = \(server.baseURL)\\n' >> /etc/pacman.conf"], output: .capture) }
         #expect(!Files.exists(tree.layout.root(1) + "/usr/share/rast/db/sync/second.db"))
         let result = try RastProgram.run(["--root", tree.top, "-S", "clash"])
         #expect(result.status == 0, "\(result.everything)")

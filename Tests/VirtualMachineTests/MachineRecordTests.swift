@@ -53,6 +53,7 @@ import Glibc
             try MachineRecord.lookup(image: image)
         } throws: { error in
             "\(error)".contains("\(image).vm.json is not a virtual machine record") && "\(error)".contains("remove it")
+                && error.underlying(DecodingError.self) != nil
         }
     }
 
