@@ -75,7 +75,7 @@ let package = Package(
         // What building an image (Pipeline), installing it (DiskImage) and the host share: the
         // attached disk and its partition names, the boot loader installer, the account files,
         // host tool checks. Nothing here links libalpm, libgit2, libcurl or libarchive.
-        .target(name: "ImageSupport", dependencies: ["Recipe", "SnapshotTree", "BootEntries", "SystemSupport"]),
+        .target(name: "ImageSupport", dependencies: ["Recipe", "SnapshotTree", "BootEntries", "Fdisk", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2", "ImageSupport",
             "VirtualMachine", "Fdisk", "Blkid", "Services", "SystemSupport", "OCI", "Containers",

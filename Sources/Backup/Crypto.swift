@@ -220,9 +220,28 @@ struct ObjectHeader {
     }
 }
 
+/// What ObjectSealer and ObjectOpener share: bytes go in through `write`, `finish` ends the
+/// object, and what comes out goes to the output the stream was created with.
+protocol ObjectStream: AnyObject {
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    func finish() throws
+}
+
+extension ObjectStream {
+    /// All of `bytes` through a stream that `make` creates with the output it is given; the
+    /// whole output (for small objects).
+    static func whole(_ bytes: [UInt8], _ make: (@escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Self) throws -> [UInt8] {
+        var out: [UInt8] = []
+        let stream = try make { out.append(contentsOf: $0) }
+        try bytes.withUnsafeBytes { try stream.write($0) }
+        try stream.finish()
+        return out
+    }
+}
+
 /// Encrypts a stream into an object: `write` plaintext, `finish` at the end; `output` gets
 /// the encrypted bytes as they are ready.
-final class ObjectSealer {
+final class ObjectSealer: ObjectStream {
     private let cipher: GCMCipher
     private let key: [UInt8]
     private let header: ObjectHeader
@@ -267,16 +286,12 @@ final class ObjectSealer {
 
     /// Encrypts a small object whole.
     static func seal(_ bytes: [UInt8], master: MasterKey, object: String) throws -> [UInt8] {
-        var out: [UInt8] = []
-        let sealer = try ObjectSealer(master: master, object: object) { out.append(contentsOf: $0) }
-        try bytes.withUnsafeBytes { try sealer.write($0) }
-        try sealer.finish()
-        return out
+        try whole(bytes) { try ObjectSealer(master: master, object: object, output: $0) }
     }
 }
 
 /// Decrypts an object as its bytes arrive; `output` gets only authenticated plaintext.
-final class ObjectOpener {
+final class ObjectOpener: ObjectStream {
     private let cipher: GCMCipher
     private let master: MasterKey
     private let object: String
@@ -338,10 +353,6 @@ final class ObjectOpener {
 
     /// Decrypts a small object whole.
     static func open(_ bytes: [UInt8], master: MasterKey, object: String) throws -> [UInt8] {
-        var out: [UInt8] = []
-        let opener = try ObjectOpener(master: master, object: object) { out.append(contentsOf: $0) }
-        try bytes.withUnsafeBytes { try opener.write($0) }
-        try opener.finish()
-        return out
+        try whole(bytes) { try ObjectOpener(master: master, object: object, output: $0) }
     }
 }

@@ -170,14 +170,8 @@ package final class ContainerEngine {
         let pid: Int32
         do {
             guard rast_set_child_subreaper() == 0 else { throw SystemError("prctl(PR_SET_CHILD_SUBREAPER)") }
-            let record = try containers.read(id)
-            let pidFile = containers.directory(id) + "/pid"
-            try containers.crun.create(id, bundle: containers.directory(id), pidFile: pidFile)
-            guard let text = try? Files.readString(pidFile), let number = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw ContainerError.runtime(command: "crun create \(record.name)", status: 1, output: "no PID in \(pidFile)")
-            }
+            let number = try createAndStart(containers.read(id))
             pid = number
-            try containers.crun.start(id)
             let me = getpid()
             try containers.update(id) {
                 $0.status = .running
@@ -187,25 +181,48 @@ package final class ContainerEngine {
                 $0.monitorStart = ContainerStore.startTime(me)
             }
         } catch {
-            try? containers.crun.delete(id, force: true)
-            _ = try? containers.update(id) {
-                $0.status = .exited
-                $0.note = "it did not start: \(error)"
-            }
+            noteFailedStart(id, error)
             answer("\(error)")
             throw error
         }
         answer("ok")
-        let status = DetachedProcess.wait(for: pid)
+        let record = try recordExit(id, status: DetachedProcess.wait(for: pid))
+        if record.options.remove { try containers.delete(record) }
+    }
+
+    /// Creates and starts container `id` with crun (the caller its subreaper) and returns the
+    /// PID of its first process.
+    private func createAndStart(_ record: ContainerRecord) throws -> Int32 {
+        let pidFile = containers.directory(record.id) + "/pid"
+        try containers.crun.create(record.id, bundle: containers.directory(record.id), pidFile: pidFile)
+        guard let text = try? Files.readString(pidFile), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ContainerError.runtime(command: "crun create \(record.name)", status: 1, output: "no PID in \(pidFile)")
+        }
+        try containers.crun.start(record.id)
+        return pid
+    }
+
+    /// After a failed start: what crun has of the container goes, its record says why.
+    private func noteFailedStart(_ id: String, _ error: any Error) {
         try? containers.crun.delete(id, force: true)
-        let record = try containers.update(id) {
+        _ = try? containers.update(id) {
+            $0.status = .exited
+            $0.note = "it did not start: \(error)"
+        }
+    }
+
+    /// After the container's first process ended with `status` (negative: no exit status):
+    /// what crun has of it goes, its record says it exited.
+    @discardableResult
+    private func recordExit(_ id: String, status: Int32) throws -> ContainerRecord {
+        try? containers.crun.delete(id, force: true)
+        return try containers.update(id) {
             $0.status = .exited
             $0.exitCode = status >= 0 ? status : nil
             $0.finished = Int64(time(nil))
             $0.monitorPID = nil
             $0.pid = nil
         }
-        if record.options.remove { try containers.delete(record) }
     }
 
     // MARK: - Supervised by s6
@@ -257,13 +274,8 @@ package final class ContainerEngine {
             let record = try containers.read(id)
             try? containers.crun.delete(id, force: true)  // a run before this one that was cut short
             try Files.createDirectory(containers.crun.root, mode: 0o700)
-            let pidFile = containers.directory(id) + "/pid"
-            try containers.crun.create(id, bundle: containers.directory(id), pidFile: pidFile)
-            guard let text = try? Files.readString(pidFile), let number = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw ContainerError.runtime(command: "crun create \(record.name)", status: 1, output: "no PID in \(pidFile)")
-            }
+            let number = try createAndStart(record)
             pid = number
-            try containers.crun.start(id)
             let me = getpid()
             let restarts = supervision?.restarts(id) ?? 0
             try containers.update(id) {
@@ -279,22 +291,11 @@ package final class ContainerEngine {
                 $0.bootID = ContainerStore.bootID()
             }
         } catch {
-            try? containers.crun.delete(id, force: true)
-            _ = try? containers.update(id) {
-                $0.status = .exited
-                $0.note = "it did not start: \(error)"
-            }
+            noteFailedStart(id, error)
             throw error
         }
         let status = DetachedProcess.wait(for: pid)
-        try? containers.crun.delete(id, force: true)
-        try containers.update(id) {
-            $0.status = .exited
-            $0.exitCode = status >= 0 ? status : nil
-            $0.finished = Int64(time(nil))
-            $0.monitorPID = nil
-            $0.pid = nil
-        }
+        try recordExit(id, status: status)
         return status
     }
 

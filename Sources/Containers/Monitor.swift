@@ -20,21 +20,12 @@ enum DetachedProcess {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 3)
         InitialWorkingDirectory.add(to: &actions)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | rast_spawn_setsid_flag())
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
         var pid: pid_t = 0
         var argv = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
-        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
+        let result = SpawnAttributes.with(flags: rast_spawn_setsid_flag()) { attributes in
+            posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
+        }
         close(pipe[1])
         guard result == 0 else {
             close(pipe[0])

@@ -17,12 +17,6 @@ package struct RunOptions: Codable, Sendable, Equatable {
         package var container: String
         package var readOnly: Bool
 
-        package init(host: String, container: String, readOnly: Bool) {
-            self.host = host
-            self.container = container
-            self.readOnly = readOnly
-        }
-
         /// Parses `HOST:CONTAINER[:ro|rw]`; both paths absolute, the host path existing.
         package init(parsing text: String) throws {
             let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)

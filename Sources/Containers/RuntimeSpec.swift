@@ -23,12 +23,6 @@ package struct RuntimeSpec: Codable, Sendable, Equatable {
         package var path: String
         package var args: [String]?
         package var timeout: Int?
-
-        package init(path: String, args: [String]?, timeout: Int?) {
-            self.path = path
-            self.args = args
-            self.timeout = timeout
-        }
     }
 
     package struct Process: Codable, Sendable, Equatable {
@@ -64,11 +58,6 @@ package struct RuntimeSpec: Codable, Sendable, Equatable {
     package struct Root: Codable, Sendable, Equatable {
         package var path: String
         package var readonly: Bool
-
-        package init(path: String, readonly: Bool) {
-            self.path = path
-            self.readonly = readonly
-        }
     }
 
     package struct Mount: Codable, Sendable, Equatable {
@@ -102,12 +91,6 @@ package struct RuntimeSpec: Codable, Sendable, Equatable {
         package var containerID: UInt32
         package var hostID: UInt32
         package var size: UInt32
-
-        package init(containerID: UInt32, hostID: UInt32, size: UInt32) {
-            self.containerID = containerID
-            self.hostID = hostID
-            self.size = size
-        }
     }
 
     package struct Resources: Codable, Sendable, Equatable {

@@ -74,11 +74,6 @@ public struct DownloadProgress: Sendable, Equatable {
     public let bytes: UInt64
     /// The full size, once the server has said it.
     public let total: UInt64?
-
-    public init(bytes: UInt64, total: UInt64?) {
-        self.bytes = bytes
-        self.total = total
-    }
 }
 
 /// What a finished download did.
@@ -184,10 +179,7 @@ public final class CurlTransfer {
             try easy.set(CURLOPT_LOW_SPEED_TIME, stall.seconds)
         }
         if resumeFrom > 0 { try easy.set(CURLOPT_RESUME_FROM_LARGE, offset: resumeFrom) }
-        try easy.set(CURLOPT_WRITEFUNCTION, callback: curlWriteCallback)
-        try easy.set(CURLOPT_WRITEDATA, context)
-        try easy.set(CURLOPT_HEADERFUNCTION, callback: curlHeaderCallback)
-        try easy.set(CURLOPT_HEADERDATA, context)
+        try easy.receive(into: state)
         try easy.set(CURLOPT_NOPROGRESS, state.progress == nil ? 1 : 0)
         if state.progress != nil {
             try easy.check("curl_easy_setopt(CURLOPT_XFERINFOFUNCTION)", rast_curl_set_xferinfo_callback(easy.raw, curlProgressCallback))
@@ -259,7 +251,7 @@ extension Duration {
 }
 
 /// What the callbacks of one transfer share; reached through Unmanaged.
-private final class TransferState {
+private final class TransferState: TransferReceiver {
     enum Sink {
         case file(fd: Int32, path: String)
         case memory(limit: Int)
@@ -334,30 +326,6 @@ private final class TransferState {
         lastReported = bytes
         try progress(DownloadProgress(bytes: bytes, total: total > 0 ? resumeFrom + UInt64(total) : nil))
     }
-}
-
-private func curlWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
-                               _ context: UnsafeMutableRawPointer?) -> Int {
-    guard let context else { return 0 }
-    let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
-    let length = size * count
-    do {
-        try state.write(UnsafeRawBufferPointer(start: data, count: length))
-        return length
-    } catch {
-        state.callbackError = error
-        return 0  // anything but `length` makes libcurl stop with CURLE_WRITE_ERROR
-    }
-}
-
-private func curlHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
-                                _ context: UnsafeMutableRawPointer?) -> Int {
-    guard let context, let data else { return 0 }
-    let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
-    let length = size * count
-    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-    state.header(line)
-    return length
 }
 
 private func curlProgressCallback(_ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloadNow: curl_off_t,

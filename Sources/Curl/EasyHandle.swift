@@ -96,6 +96,16 @@ final class EasyHandle {
         try check("curl_easy_setopt(\(option.rawValue))", rast_curl_set_data_callback(raw, option, callback))
     }
 
+    /// Hands the body and the header lines of the next transfer to `receiver`, which the
+    /// caller keeps alive until `curl_easy_perform` returns.
+    func receive(into receiver: some TransferReceiver) throws {
+        let context = Unmanaged.passUnretained(receiver as AnyObject).toOpaque()
+        try set(CURLOPT_WRITEFUNCTION, callback: receiverWriteCallback)
+        try set(CURLOPT_WRITEDATA, context)
+        try set(CURLOPT_HEADERFUNCTION, callback: receiverHeaderCallback)
+        try set(CURLOPT_HEADERDATA, context)
+    }
+
     /// An integer after a transfer (0 when libcurl has none).
     func long(_ info: CURLINFO) -> Int {
         var value = 0
@@ -107,6 +117,41 @@ final class EasyHandle {
         guard rast_curl_get_string(raw, info, &value) == CURLE_OK, let value else { return nil }
         return String(cString: value)
     }
+}
+
+/// What a transfer's write and header callbacks hand on: the body's bytes and each header
+/// line. libcurl only learns that a callback failed, so the error it threw waits in
+/// `callbackError` for the caller of `curl_easy_perform`.
+protocol TransferReceiver: AnyObject {
+    var callbackError: Error? { get set }
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    func header(_ line: String)
+}
+
+private func receiver(_ context: UnsafeMutableRawPointer?) -> (any TransferReceiver)? {
+    guard let context else { return nil }
+    return Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any TransferReceiver
+}
+
+private func receiverWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                                   _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let receiver = receiver(context) else { return 0 }
+    let length = size * count
+    do {
+        try receiver.write(UnsafeRawBufferPointer(start: data, count: length))
+        return length
+    } catch {
+        receiver.callbackError = error
+        return 0  // anything but `length` makes libcurl stop with CURLE_WRITE_ERROR
+    }
+}
+
+private func receiverHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                                    _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let data, let receiver = receiver(context) else { return 0 }
+    let length = size * count
+    receiver.header(String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self))
+    return length
 }
 
 /// curl_global_init, exactly once per process (a global is initialised thread-safely).

@@ -80,10 +80,7 @@ public final class HTTPClient {
             }
             if request.method != "PUT" { try easy.set(CURLOPT_CUSTOMREQUEST, request.method) }
         }
-        try easy.set(CURLOPT_WRITEFUNCTION, callback: httpWriteCallback)
-        try easy.set(CURLOPT_WRITEDATA, context)
-        try easy.set(CURLOPT_HEADERFUNCTION, callback: httpHeaderCallback)
-        try easy.set(CURLOPT_HEADERDATA, context)
+        try easy.receive(into: state)
 
         // libcurl would add "Expect: 100-continue" to large uploads and wait for the answer.
         let headers = request.headers.map { "\($0.name): \($0.value)" } + ["Expect:"]
@@ -111,7 +108,7 @@ extension CurlError {
 // MARK: - Callbacks
 
 /// What the callbacks of one request share; reached through Unmanaged.
-private final class RequestState {
+private final class RequestState: TransferReceiver {
     let handle: UnsafeMutableRawPointer
     let body: [UInt8]
     let limit: Int
@@ -173,27 +170,6 @@ private func httpReadCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int,
     guard let context, let data else { return 0 }
     let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
     return state.read(into: data, capacity: size * count)
-}
-
-private func httpWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    guard let context else { return 0 }
-    let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
-    let length = size * count
-    do {
-        try state.write(UnsafeRawBufferPointer(start: data, count: length))
-        return length
-    } catch {
-        state.callbackError = error
-        return 0
-    }
-}
-
-private func httpHeaderCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    guard let context, let data else { return 0 }
-    let state = Unmanaged<RequestState>.fromOpaque(context).takeUnretainedValue()
-    let length = size * count
-    state.header(String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self))
-    return length
 }
 
 extension StringProtocol {

@@ -40,10 +40,7 @@ package struct DiskLayout: Sendable {
         var records: [AttachedDisk.PartitionRecord] = []
         for partition in try table.partitions() {
             let filesystem = try? Blkid.filesystem(at: path, offset: partition.startBytes, size: partition.sizeBytes)
-            records.append(AttachedDisk.PartitionRecord(
-                number: partition.number, name: partition.name ?? "", type: partition.type.description,
-                startBytes: partition.startBytes, sizeBytes: partition.sizeBytes, partitionUUID: partition.uuid ?? "",
-                filesystem: filesystem?.type, filesystemUUID: filesystem?.uuid))
+            records.append(AttachedDisk.PartitionRecord(partition, filesystem: filesystem?.type, filesystemUUID: filesystem?.uuid))
         }
         return DiskLayout(diskGUID: try table.diskID(), sectorSize: table.sectorSize, partitions: records)
     }

@@ -1,4 +1,6 @@
+import Fdisk
 import Foundation
+import Recipe
 import SystemSupport
 
 /// The names rast-build gives the partitions of a disk; rast-install and the boot loader
@@ -27,18 +29,6 @@ public final class AttachedDisk {
         public let partitionUUID: String
         public var filesystem: String?
         public var filesystemUUID: String?
-
-        public init(number: Int, name: String, type: String, startBytes: UInt64, sizeBytes: UInt64,
-                    partitionUUID: String, filesystem: String? = nil, filesystemUUID: String? = nil) {
-            self.number = number
-            self.name = name
-            self.type = type
-            self.startBytes = startBytes
-            self.sizeBytes = sizeBytes
-            self.partitionUUID = partitionUUID
-            self.filesystem = filesystem
-            self.filesystemUUID = filesystemUUID
-        }
     }
 
     public let imagePath: String
@@ -88,5 +78,31 @@ public final class AttachedDisk {
         guard let index = partitions.firstIndex(where: { $0.number == number }) else { return }
         partitions[index].filesystem = filesystem
         partitions[index].filesystemUUID = uuid
+    }
+}
+
+extension AttachedDisk.PartitionRecord {
+    /// The record of a partition as the table lists it, with the filesystem on it when known.
+    public init(_ partition: Partition, filesystem: String? = nil, filesystemUUID: String? = nil) {
+        self.init(number: partition.number, name: partition.name ?? "", type: partition.type.description,
+                  startBytes: partition.startBytes, sizeBytes: partition.sizeBytes,
+                  partitionUUID: partition.uuid ?? "", filesystem: filesystem, filesystemUUID: filesystemUUID)
+    }
+}
+
+extension AttachedDisk {
+    /// A new sparse image of `disk.size` bytes at `imagePath` with rastOS's GPT, written through
+    /// libfdisk: a BIOS boot partition when `biosBoot`, the ESP and the root partition (the rest
+    /// of the disk), named as `PartitionName` says. Nothing is formatted or attached yet.
+    public static func partitioned(_ imagePath: String, as disk: DiskSpec, biosBoot: Bool) throws -> AttachedDisk {
+        try Command("truncate", ["-s", String(disk.size), imagePath]).run()
+        let table = try PartitionTable.create(.gpt, on: imagePath)
+        if biosBoot {
+            _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(disk.biosBootSize)), name: PartitionName.biosBoot))
+        }
+        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(disk.espSize)), name: PartitionName.esp))
+        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: PartitionName.root))
+        try table.write()
+        return AttachedDisk(imagePath: imagePath, diskGUID: try table.diskID(), partitions: try table.partitions().map { PartitionRecord($0) })
     }
 }

@@ -42,12 +42,6 @@ package struct Platform: Codable, Sendable, Equatable, CustomStringConvertible {
     package var os: String
     package var variant: String?
 
-    package init(architecture: String, os: String, variant: String? = nil) {
-        self.architecture = architecture
-        self.os = os
-        self.variant = variant
-    }
-
     /// The machine rast runs on: linux/amd64 on every rastOS system.
     package static let current = Platform(architecture: "amd64", os: "linux")
 
@@ -61,14 +55,6 @@ package struct Descriptor: Codable, Sendable, Equatable {
     package var size: Int64
     package var platform: Platform?
     package var annotations: [String: String]?
-
-    package init(mediaType: String, digest: Digest, size: Int64, platform: Platform? = nil, annotations: [String: String]? = nil) {
-        self.mediaType = mediaType
-        self.digest = digest
-        self.size = size
-        self.platform = platform
-        self.annotations = annotations
-    }
 
     /// The tag an OCI layout gives this manifest (`org.opencontainers.image.ref.name`).
     package var referenceName: String? { annotations?["org.opencontainers.image.ref.name"] }

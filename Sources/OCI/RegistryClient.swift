@@ -15,9 +15,12 @@ package struct RegistryCredentials: Sendable, Equatable {
     package var username: String
     package var password: String
 
-    package init(username: String, password: String) {
-        self.username = username
-        self.password = password
+    /// `USER:PASSWORD` as `--creds` takes it: the user name up to the first ":", the
+    /// password after it (it may hold ":" itself; none without one).
+    package init(parsing text: String) {
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        username = parts[0]
+        password = parts.count > 1 ? parts[1] : ""
     }
 
     var basicAuthorization: String {

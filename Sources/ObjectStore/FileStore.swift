@@ -40,12 +40,6 @@ package final class FileStore: ObjectStore {
         }
     }
 
-    package func get(_ key: String) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        try get(key) { bytes.append(contentsOf: $0) }
-        return bytes
-    }
-
     @discardableResult
     package func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         let path = try path(key)

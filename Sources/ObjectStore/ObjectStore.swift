@@ -9,11 +9,6 @@ import SystemSupport
 package struct ObjectInfo: Sendable, Equatable {
     package let key: String
     package let size: Int64
-
-    package init(key: String, size: Int64) {
-        self.key = key
-        self.size = size
-    }
 }
 
 /// A multipart upload that was started and never completed or aborted (the uploading
@@ -29,8 +24,6 @@ package protocol ObjectStore: AnyObject {
     var location: String { get }
     /// Writes a small object whole, replacing one of the same key.
     func put(_ key: String, bytes: [UInt8]) throws
-    /// Reads a whole (small) object; `ObjectStoreError.notFound` when there is none.
-    func get(_ key: String) throws -> [UInt8]
     /// Streams an object to `sink` in pieces; returns its size.
     @discardableResult
     func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64
@@ -46,6 +39,15 @@ package protocol ObjectStore: AnyObject {
     func pendingUploads(prefix: String) throws -> [PendingUpload]
     /// Discards a pending upload and its parts.
     func abort(_ upload: PendingUpload) throws
+}
+
+extension ObjectStore {
+    /// Reads a whole (small) object; `ObjectStoreError.notFound` when there is none.
+    package func get(_ key: String) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        try get(key) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
 }
 
 /// An object being written in parts (S3 multipart upload; a temporary file for file://).
@@ -67,8 +69,9 @@ package enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
     case notFound(location: String, key: String)
     /// The server answered with an error (S3's error document: code and message).
     case server(location: String, operation: String, key: String, status: Int, code: String, message: String)
-    /// The server could not be reached or the connection failed, after every retry.
-    case transport(location: String, operation: String, key: String, attempts: Int, reason: String)
+    /// The server could not be reached or the connection failed, after every retry; `cause`
+    /// is the last attempt's error (a `CurlError`).
+    case transport(location: String, operation: String, key: String, attempts: Int, cause: any Error)
     /// No credentials in the environment or ~/.aws/credentials.
     case noCredentials(String)
     /// A file:// operation failed.
@@ -85,14 +88,25 @@ package enum ObjectStoreError: Error, CustomStringConvertible, Sendable {
         case .server(let location, let operation, let key, let status, let code, let message):
             let what = code.isEmpty ? "HTTP status \(status)" : "\(code) (HTTP \(status))\(message.isEmpty ? "" : ": \(message)")"
             return "\(location): \(operation) \(key) failed: \(what)"
-        case .transport(let location, let operation, let key, let attempts, let reason):
-            return "\(location): \(operation) \(key) failed after \(attempts) attempt\(attempts == 1 ? "" : "s"): \(reason)"
+        case .transport(let location, let operation, let key, let attempts, let cause):
+            return "\(location): \(operation) \(key) failed after \(attempts) attempt\(attempts == 1 ? "" : "s"): \(cause)"
         case .noCredentials(let detail):
             return "no S3 credentials: \(detail)"
         case .file(let error):
             return "\(error)"
         case .badResponse(let location, let operation, let reason):
             return "\(location): \(operation): unexpected answer from the server: \(reason)"
+        }
+    }
+}
+
+extension ObjectStoreError: CausedError {
+    /// The error underneath: the last attempt's of a transport failure, a file operation's.
+    package var cause: (any Error)? {
+        switch self {
+        case .transport(_, _, _, _, let cause): return cause
+        case .file(let error): return error
+        case .badTarget, .notFound, .server, .noCredentials, .badResponse: return nil
         }
     }
 }

@@ -48,12 +48,6 @@ package final class S3Store: ObjectStore {
         try requester.expectSuccess(response, operation: "upload", key: key)
     }
 
-    package func get(_ key: String) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        try get(key) { bytes.append(contentsOf: $0) }
-        return bytes
-    }
-
     @discardableResult
     package func get(_ key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         try requester.download(client, key: key, into: sink)
@@ -195,11 +189,11 @@ struct S3Requester: Sendable {
             case .failure(let error):
                 RastLog.logger.debug("s3: \(method) \(url) (\(body.count) bytes) failed in \(String(format: "%.3f", watch.elapsed)) s: \(error)")
                 guard error.isTransient else {
-                    throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
+                    throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, cause: error)
                 }
                 // No more attempts, or another part of the same upload failed already.
                 guard attempt < attempts, giveUp?() != true else {
-                    throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, reason: "\(error)")
+                    throw ObjectStoreError.transport(location: location, operation: operation, key: what, attempts: attempt, cause: error)
                 }
                 RastLog.logger.debug("s3: \(operation) \(what): retrying in \(delay) s (attempt \(attempt) of \(attempts))")
                 try pause(delay)
@@ -227,13 +221,13 @@ struct S3Requester: Sendable {
                     }, attempts: 1)
                 }
             } catch let error as ObjectStoreError {
-                guard case .transport(_, _, _, _, let reason) = error, attempt < options.attempts else {
-                    if case .transport(let location, let operation, let key, _, let reason) = error {
-                        throw ObjectStoreError.transport(location: location, operation: operation, key: key, attempts: attempt, reason: reason)
+                guard case .transport(_, _, _, _, let cause) = error, attempt < options.attempts else {
+                    if case .transport(let location, let operation, let key, _, let cause) = error {
+                        throw ObjectStoreError.transport(location: location, operation: operation, key: key, attempts: attempt, cause: cause)
                     }
                     throw error
                 }
-                RastLog.logger.debug("s3: download \(key): \(reason); resuming at byte \(delivered) in \(delay) s")
+                RastLog.logger.debug("s3: download \(key): \(cause); resuming at byte \(delivered) in \(delay) s")
                 try pause(delay)
                 delay = min(delay * 2, options.maxDelay)
                 continue
@@ -355,7 +349,7 @@ final class S3Upload: ObjectUpload {
                 shared.state.withLock { $0.etags[number] = etag }
             } catch {
                 let failure = error as? ObjectStoreError
-                    ?? .transport(location: requester.location, operation: "upload part \(number) of", key: key, attempts: 1, reason: "\(error)")
+                    ?? .transport(location: requester.location, operation: "upload part \(number) of", key: key, attempts: 1, cause: error)
                 shared.state.withLock { state in if state.error == nil { state.error = failure } }
             }
         }

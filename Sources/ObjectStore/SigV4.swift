@@ -18,12 +18,6 @@ package struct AWSCredentials: Sendable, Equatable {
     package var accessKeyID: String
     package var secretAccessKey: String
     package var sessionToken: String?
-
-    package init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
-        self.accessKeyID = accessKeyID
-        self.secretAccessKey = secretAccessKey
-        self.sessionToken = sessionToken
-    }
 }
 
 /// Signs requests for one service in one region.

@@ -101,6 +101,9 @@ struct XMLElement {
     }
 }
 
+/// The entities XML predefines, by the character each stands for.
+private let predefinedEntities: [Character: String] = ["&": "amp", "<": "lt", ">": "gt", "\"": "quot", "'": "apos"]
+
 /// &amp; &lt; &gt; &quot; &apos; and numeric character references.
 func decodeEntities(_ text: String) -> String {
     guard text.contains("&") else { return text }
@@ -108,15 +111,12 @@ func decodeEntities(_ text: String) -> String {
     var rest = Substring(text)
     while let amp = rest.firstIndex(of: "&") {
         out += rest[..<amp]
-        guard let semicolon = rest[amp...].firstIndex(of: ";") else { break }
+        rest = rest[amp...]
+        guard let semicolon = rest.firstIndex(of: ";") else { break }
         let entity = rest[rest.index(after: amp)..<semicolon]
-        switch entity {
-        case "amp": out += "&"
-        case "lt": out += "<"
-        case "gt": out += ">"
-        case "quot": out += "\""
-        case "apos": out += "'"
-        default:
+        if let character = predefinedEntities.first(where: { $0.value == entity })?.key {
+            out.append(character)
+        } else {
             var scalar: UInt32?
             if entity.hasPrefix("#x") || entity.hasPrefix("#X") { scalar = UInt32(entity.dropFirst(2), radix: 16) }
             else if entity.hasPrefix("#") { scalar = UInt32(entity.dropFirst(), radix: 10) }
@@ -131,13 +131,10 @@ func decodeEntities(_ text: String) -> String {
 func escapeXML(_ text: String) -> String {
     var out = ""
     for character in text {
-        switch character {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        case "'": out += "&apos;"
-        default: out.append(character)
+        if let entity = predefinedEntities[character] {
+            out += "&\(entity);"
+        } else {
+            out.append(character)
         }
     }
     return out

@@ -17,13 +17,6 @@ public struct ContainerStage {
     public let base: String
     public let progress: ProgressReporter
 
-    public init(recipe: Recipe, variable: String, base: String, progress: ProgressReporter) {
-        self.recipe = recipe
-        self.variable = variable
-        self.base = base
-        self.progress = progress
-    }
-
     public func run() throws -> [String] {
         // A restart policy needs s6 in the image (it supervises such containers).
         for (index, spec) in recipe.containers.enumerated() where spec.name != nil && spec.restart != "no" {

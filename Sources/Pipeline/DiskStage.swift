@@ -20,22 +20,7 @@ public struct DiskStage {
     public func run(teardown: Teardown) throws -> AttachedDisk {
         try HostTools.require(["mkfs.btrfs", "mkfs.fat"], for: "the disk stage")
         progress.begin("disk: partitioning a \(ByteCount.format(disk.size)) GPT image")
-        try Command("truncate", ["-s", String(disk.size), imagePath]).run()
-        let table = try PartitionTable.create(.gpt, on: imagePath)
-        if disk.hasBIOSBootPartition {
-            _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(disk.biosBootSize)), name: Self.biosName))
-        }
-        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(disk.espSize)), name: Self.espName))
-        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: Self.rootName))
-        try table.write()
-        let diskGUID = try table.diskID()
-        let partitions = try table.partitions().map { partition in
-            AttachedDisk.PartitionRecord(number: partition.number, name: partition.name ?? "", type: partition.type.description,
-                                         startBytes: partition.startBytes, sizeBytes: partition.sizeBytes,
-                                         partitionUUID: partition.uuid ?? "", filesystem: nil, filesystemUUID: nil)
-        }
-
-        let attached = AttachedDisk(imagePath: imagePath, diskGUID: diskGUID, partitions: partitions)
+        let attached = try AttachedDisk.partitioned(imagePath, as: disk, biosBoot: disk.hasBIOSBootPartition)
         if let esp = attached.partition(named: Self.espName) {
             try Command("mkfs.fat", ["-F", "32", "-n", "RASTESP", try attached.attach(esp, teardown: teardown)]).run()
             attached.record(filesystem: "vfat", uuid: try Blkid.filesystem(at: attached.device(of: esp))?.uuid, forPartition: esp.number)
@@ -46,7 +31,7 @@ public struct DiskStage {
             throw UserError("mkfs.btrfs ran, but libblkid finds no filesystem UUID on \(attached.device(of: root))")
         }
         attached.record(filesystem: "btrfs", uuid: uuid, forPartition: root.number)
-        progress.end("disk", summary: partitions.map { "\($0.number): \($0.name) \(ByteCount.format(Int64($0.sizeBytes)))" }.joined(separator: ", "))
+        progress.end("disk", summary: attached.partitions.map { "\($0.number): \($0.name) \(ByteCount.format(Int64($0.sizeBytes)))" }.joined(separator: ", "))
         return attached
     }
 }

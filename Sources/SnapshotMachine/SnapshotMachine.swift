@@ -253,18 +253,10 @@ public struct SnapshotMachine {
     /// The disk stage's disk (`DiskStage`: the same GPT, partition names and filesystems),
     /// partitioned with libfdisk and formatted; nothing stays attached.
     static func makeDisk(_ spec: DiskSpec, at path: String) throws -> AttachedDisk {
-        try Command("truncate", ["-s", String(spec.size), path]).run()
-        let table = try PartitionTable.create(.gpt, on: path)
-        _ = try table.addPartition(NewPartition(type: .biosBoot, size: .bytes(UInt64(spec.biosBootSize)), name: PartitionName.biosBoot))
-        _ = try table.addPartition(NewPartition(type: .efiSystem, size: .bytes(UInt64(spec.espSize)), name: PartitionName.esp))
-        _ = try table.addPartition(NewPartition(type: .linuxRootX86_64, size: .restOfDisk, name: PartitionName.root))
-        try table.write()
-        let diskGUID = try table.diskID()
+        // Always with the BIOS boot partition: the machine may start under either firmware.
+        let blank = try AttachedDisk.partitioned(path, as: spec, biosBoot: true)
         var records: [AttachedDisk.PartitionRecord] = []
-        for partition in try table.partitions() {
-            var record = AttachedDisk.PartitionRecord(number: partition.number, name: partition.name ?? "", type: partition.type.description,
-                                                      startBytes: partition.startBytes, sizeBytes: partition.sizeBytes,
-                                                      partitionUUID: partition.uuid ?? "")
+        for var record in blank.partitions {
             let format: [String]?
             switch record.name {
             case PartitionName.esp: (format, record.filesystem) = (["mkfs.fat", "-F", "32", "-n", "RASTESP"], "vfat")
@@ -282,7 +274,7 @@ public struct SnapshotMachine {
             }
             records.append(record)
         }
-        return AttachedDisk(imagePath: path, diskGUID: diskGUID, partitions: records)
+        return AttachedDisk(imagePath: path, diskGUID: blank.diskGUID, partitions: records)
     }
 
     static func replaceFile(_ target: String, with source: String) throws {

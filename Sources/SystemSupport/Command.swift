@@ -200,25 +200,12 @@ public struct Command: Sendable, CustomStringConvertible {
         } else {
             InitialWorkingDirectory.add(to: &fileActions)
         }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        if ownProcessGroup { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var emptySet = sigset_t()
-        sigemptyset(&emptySet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaultSignals, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-
         var pid: pid_t = 0
-        let result = withCStrings(arguments) { argv in
-            withCStrings(mergedEnvironment()) { envp in
-                posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+        let result = SpawnAttributes.with(flags: ownProcessGroup ? Int16(POSIX_SPAWN_SETPGROUP) : 0) { attributes in
+            withCStrings(arguments) { argv in
+                withCStrings(mergedEnvironment()) { envp in
+                    posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+                }
             }
         }
         if result != 0 { throw SystemError("spawn", path: executable, errno: result) }

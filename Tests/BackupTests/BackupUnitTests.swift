@@ -3,6 +3,7 @@ import Foundation
 import SnapshotTree
 import SystemSupport
 import Testing
+import TestSupport
 
 /// The encrypted object format, zstd streams, retention and the schedule, without btrfs.
 @Suite("Backup units")
@@ -14,15 +15,7 @@ struct BackupUnitTests {
     static func seal(_ plain: [UInt8], object: String = "backups/x/root", chunk: Int = 4096, key: MasterKey = key) throws -> [UInt8] {
         var out: [UInt8] = []
         let sealer = try ObjectSealer(master: key, object: object, chunkSize: chunk) { out.append(contentsOf: $0) }
-        // Uneven writes, as a stream arrives.
-        var offset = 0
-        var step = 1
-        while offset < plain.count {
-            let count = min(step, plain.count - offset)
-            try plain.withUnsafeBytes { try sealer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
-            offset += count
-            step = step * 2 + 7
-        }
+        try UnevenWrites.feed(plain, next: { $0 * 2 + 7 }, to: sealer.write)
         try sealer.finish()
         return out
     }

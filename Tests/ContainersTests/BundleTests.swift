@@ -1,4 +1,4 @@
-import Containers
+@testable import Containers
 import Foundation
 import OCI
 import SystemSupport

@@ -1,4 +1,4 @@
-import Curl
+@testable import Curl
 import Foundation
 import Synchronization
 import SystemSupport

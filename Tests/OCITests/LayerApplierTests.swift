@@ -31,6 +31,23 @@ struct LayerApplierTests {
         return archive
     }
 
+    /// A layer archive `name` of regular files in the order given (path, content), written by
+    /// Python's tarfile, which writes entries GNU tar would not (a marker after its
+    /// directory's entries, names with "..").
+    static func pythonLayer(_ scratch: Scratch, _ name: String, _ entries: KeyValuePairs<String, String>) throws -> String {
+        let archive = scratch.appending(name)
+        try Command("python3", ["-c", """
+            import io, sys, tarfile
+            with tarfile.open(sys.argv[1], "w") as t:
+                for name, text in zip(sys.argv[2::2], sys.argv[3::2]):
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+            """, archive] + entries.flatMap { [$0.key, $0.value] }).run()
+        return archive
+    }
+
     @Test func whiteoutsOpaqueDirectoriesAndReplacements() throws {
         let scratch = try Scratch("rast-layers")
         let root = scratch.appending("root")
@@ -71,13 +88,7 @@ struct LayerApplierTests {
         try Files.createDirectory(root)
         try LayerApplier.apply(try Self.layer(scratch, "base", ["etc/a": "a", "etc/conf.d/x": "x"]), to: root)
         // The marker comes after the entries in this archive (Python writes them in order).
-        let archive = scratch.appending("late-marker.tar")
-        try Command("python3", ["-c", """
-            import io, sys, tarfile
-            with tarfile.open(sys.argv[1], "w") as t:
-                for name, data in [("etc/conf.d/y", b"y"), ("etc/b", b"b"), ("etc/.wh..wh..opq", b"")]:
-                    info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
-            """, archive]).run()
+        let archive = try Self.pythonLayer(scratch, "late-marker.tar", ["etc/conf.d/y": "y", "etc/b": "b", "etc/.wh..wh..opq": ""])
         try LayerApplier.apply(archive, to: root)
         #expect(try FileManagerShim.contents(of: root + "/etc") == ["b", "conf.d"])
         #expect(try FileManagerShim.contents(of: root + "/etc/conf.d") == ["y"])
@@ -91,12 +102,7 @@ struct LayerApplierTests {
         try Files.createDirectory(root)
         try LayerApplier.apply(try Self.layer(scratch, "base", ["escape": "->" + outside]), to: root)
         // Only the marker, no directory entry for escape/ (which would replace the symlink).
-        let archive = scratch.appending("evil.tar")
-        try Command("python3", ["-c", """
-            import io, sys, tarfile
-            with tarfile.open(sys.argv[1], "w") as t:
-                info = tarfile.TarInfo("escape/.wh.precious"); info.size = 0; t.addfile(info, io.BytesIO(b""))
-            """, archive]).run()
+        let archive = try Self.pythonLayer(scratch, "evil.tar", ["escape/.wh.precious": ""])
         let error = try #require(throws: OCIError.self) { try LayerApplier.apply(archive, to: root) }
         #expect(error.description.contains("escape is a symlink"))
         #expect(try Files.readString(outside + "/precious") == "keep me")
@@ -106,12 +112,7 @@ struct LayerApplierTests {
         let scratch = try Scratch("rast-layers")
         let root = scratch.appending("root")
         try Files.createDirectory(root)
-        let archive = scratch.appending("dotdot.tar")
-        try Command("python3", ["-c", """
-            import io, sys, tarfile
-            with tarfile.open(sys.argv[1], "w") as t:
-                info = tarfile.TarInfo("../escaped"); info.size = 1; t.addfile(info, io.BytesIO(b"x"))
-            """, archive]).run()
+        let archive = try Self.pythonLayer(scratch, "dotdot.tar", ["../escaped": "x"])
         let error = try #require(throws: OCIError.self) { try LayerApplier.apply(archive, to: root) }
         #expect(error.description.contains("'..'"))
         #expect(!Files.exists(scratch.path + "/escaped"))

@@ -70,6 +70,14 @@ struct ReferenceTests {
         #expect(challenge.parameters["scope"] == "repository:a/b:pull,push")
     }
 
+    @Test func credentialsSplitAtTheFirstColon() {
+        let credentials = RegistryCredentials(parsing: "tester:se:cret")
+        #expect(credentials.username == "tester")
+        #expect(credentials.password == "se:cret")
+        #expect(RegistryCredentials(parsing: ":only").username == "")
+        #expect(RegistryCredentials(parsing: "user:").password == "")
+    }
+
     @Test func schemaOneManifestsAreRefused() throws {
         let bytes = Array(#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#.utf8)
         let error = try #require(throws: OCIError.self) {

@@ -189,7 +189,7 @@ struct RegistryTests {
         #expect(denied.description.contains("access denied"))
         #expect(denied.description.contains("no access to private/secret"))
         // With the credentials, the token service grants it.
-        let client = try RegistryClient(credentials: [setup.registry.host: RegistryCredentials(username: "tester", password: "secret")])
+        let client = try RegistryClient(credentials: [setup.registry.host: RegistryCredentials(parsing: "tester:secret")])
         let secret = try store.pull(try setup.source("private/secret:v1"), client: client)
         #expect(Files.exists(store.layerPath(try #require(secret.chainIDs.last)) + "/srv/sibling"))
         let missing = try #require(throws: OCIError.self) { try store.pull(try setup.source("test/app:nope")) }

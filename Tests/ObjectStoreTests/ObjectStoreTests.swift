@@ -64,14 +64,7 @@ struct S3StoreTests {
         let store = try ObjectStores.open("s3://rast-multipart", s3: S3StoreTests.options(moto))
         let payload = S3StoreTests.bytes((12 << 20) + 12_345, seed: 7)  // three parts of 5 MiB, the last short
         let upload = try store.upload("big/object")
-        var offset = 0
-        var step = 1
-        while offset < payload.count {
-            let count = min(step, payload.count - offset)
-            try payload.withUnsafeBytes { try upload.write(UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
-            offset += count
-            step = step * 3 + 17
-        }
+        try UnevenWrites.feed(payload, next: { $0 * 3 + 17 }, to: upload.write)
         #expect(try store.head("big/object") == nil)  // not there before completion
         #expect(try upload.complete() == Int64(payload.count))
         #expect(try moto.inspector.objects("rast-multipart") == ["big/object": payload.count])
@@ -143,6 +136,7 @@ struct S3StoreTests {
         let text = "\(error)"
         #expect(text.hasPrefix("s3://rast-gone/x: upload k failed after 3 attempts: "))
         #expect(text.contains("Connection refused"))
+        #expect(error.underlying(CurlError.self)?.curlCode == 7)  // CURLE_COULDNT_CONNECT, carried as the cause
     }
 
     /// A download whose connection breaks goes on from the first byte not yet delivered
@@ -238,5 +232,22 @@ struct FileStoreTests {
         #expect(!Files.exists(scratch.appending("store/a/b")))  // emptied directories go
         #expect(throws: ObjectStoreError.self) { try store.put("../escape", bytes: [1]) }
         #expect(throws: ObjectStoreError.self) { try store.put(".uploads/x", bytes: [1]) }
+    }
+}
+
+/// The reader of S3's answers decodes what the writer of requests escapes.
+@Suite("S3 XML")
+struct XMLTests {
+    @Test func entitiesAreDecodedAndEscaped() throws {
+        let answer = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ListBucketResult><Contents><Key>a&amp;b &lt;c&gt; &quot;d&quot; &apos;e&apos; &#x263A;&#65; &nbsp; &amp</Key></Contents></ListBucketResult>
+            """
+        let document = try #require(XMLElement.parse(Array(answer.utf8)))
+        // Unknown entities stay as they are, and so does an "&" without ";".
+        #expect(document.all("Contents").first?.value("Key") == "a&b <c> \"d\" 'e' ☺A &nbsp; &amp")
+        #expect(decodeEntities("a&b") == "a&b")  // the text before a lone "&" came twice
+        #expect(escapeXML("\"a&b\" <'c'> ☺") == "&quot;a&amp;b&quot; &lt;&apos;c&apos;&gt; ☺")
+        #expect(decodeEntities(escapeXML("\"a&b\" <'c'> ☺")) == "\"a&b\" <'c'> ☺")
     }
 }

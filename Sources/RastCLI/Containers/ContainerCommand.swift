@@ -240,11 +240,7 @@ struct ContainerPull: ParsableCommand {
         if let creds, !creds.contains(":") { throw ValidationError("--creds takes USER:PASSWORD.") }
     }
     func run() throws {
-        let credentials = creds.map { text -> RegistryCredentials in
-            let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-            return RegistryCredentials(username: parts[0], password: parts.count > 1 ? parts[1] : "")
-        }
-        try store.host().pull(image, name: name, credentials: credentials, plainHTTP: plainHTTP)
+        try store.host().pull(image, name: name, credentials: creds.map(RegistryCredentials.init(parsing:)), plainHTTP: plainHTTP)
     }
 }
 
