@@ -5,9 +5,6 @@ import Packages
 import Synchronization
 import SystemSupport
 import TestSupport
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The fixture packages, built with makepkg once per test process (on first use) into a
 /// pool, plus a repository `fixture` holding every 1.0 package (hello 1.1 stays in the pool
@@ -23,15 +20,12 @@ struct BuiltFixture: Sendable {
     static func shared() throws -> BuiltFixture { try cached.get() }
 
     private static let cached: Result<BuiltFixture, any Error> = Result { try build() }
-    private static let directoryToRemove = Mutex<String?>(nil)
 
     private static func build() throws -> BuiltFixture {
         try Require.root()
         try Require.programs("makepkg", "runuser", "useradd", "fakeroot", "bsdtar", "repo-add", "pacman")
         let stopwatch = Date()
-        let base = try TemporaryDirectory(prefix: "rast-alpm-fixture")
-        directoryToRemove.withLock { $0 = base.path }
-        atexit { BuiltFixture.removeAtExit() }
+        let base = try TemporaryDirectory.forTestProcess(prefix: "rast-alpm-fixture")
         let pool = base.appending("pool")
         let specs = PKGBUILDFixtures.all
         let directories = try specs.map { try $0.write(in: base.appending("pkgbuilds")) }
@@ -55,12 +49,6 @@ struct BuiltFixture: Sendable {
         let seconds = String(format: "%.1f", Date().timeIntervalSince(stopwatch))
         print("fixture: built \(specs.count) packages with makepkg in \(seconds) s into \(pool)")
         return fixture
-    }
-
-    private static func removeAtExit() {
-        if let path = directoryToRemove.withLock({ $0 }) {
-            try? FileManager.default.removeItem(atPath: path)
-        }
     }
 }
 

@@ -24,7 +24,7 @@ struct BlkidTests {
         try Command(mkfs[0], Array(mkfs.dropFirst()) + [image]).run()
 
         let found = try #require(try Blkid.filesystem(at: image))
-        let cli = try blkidExport(image)
+        let cli = try BlkidCLI.export(image)
         #expect(found.type == type)
         #expect(found.label == label)
         #expect(found.type == cli["TYPE"])
@@ -95,7 +95,7 @@ struct BlkidTests {
         defer { loop.removePartitions() }
         for (number, ours) in [(2, espFS), (3, rootFS)] {
             let device = loop.partitionPath(number)
-            var cli = try blkidExport(device)
+            var cli = try BlkidCLI.export(device)
             cli["DEVNAME"] = nil
             // libblkid finds the entry itself when probing a partition device.
             #expect(try Blkid.filesystem(at: device)?.values == cli)
@@ -121,7 +121,7 @@ struct BlkidTests {
         let found = try #require(try Blkid.partitionTable(at: image))
         #expect(found.type == kind.rawValue)
         #expect(found.id == (try table.diskID()))
-        #expect(found.id == (try blkidExport(image))["PTUUID"])
+        #expect(found.id == (try BlkidCLI.export(image))["PTUUID"])
         #expect(found.partitions.map(\.number) == written.map(\.number))
         #expect(found.partitions.map(\.startBytes) == written.map(\.startBytes))
         #expect(found.partitions.map(\.sizeBytes) == written.map(\.sizeBytes))
@@ -173,17 +173,6 @@ struct BlkidTests {
         }
         #expect(try Blkid.filesystem(inPartition: 1, of: image) == nil)
     }
-}
-
-/// `blkid -p -o export`: the command line tool's low-level probe, as a dictionary.
-private func blkidExport(_ path: String) throws -> [String: String] {
-    let result = try Command("blkid", ["-p", "-o", "export", path]).run(check: false)
-    var values: [String: String] = [:]
-    for line in result.standardOutput.split(separator: "\n") {
-        guard let eq = line.firstIndex(of: "=") else { continue }
-        values[String(line[..<eq])] = String(line[line.index(after: eq)...])
-    }
-    return values
 }
 
 /// "major:minor" of a block device, as PART_ENTRY_DISK writes it.

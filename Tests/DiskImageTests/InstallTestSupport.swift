@@ -49,8 +49,7 @@ struct TestImage: Sendable {
 
     private static func build(recipe name: String = "minimal") throws -> TestImage {
         try requirements()
-        let directory = try TemporaryDirectory(prefix: "rast-install-image")
-        removeAtExit(directory.path)
+        let directory = try TemporaryDirectory.forTestProcess(prefix: "rast-install-image")
         var recipe = try Recipe.load(path: ProjectPaths.recipes + "/\(name).toml")
         recipe.output.directory = directory.appending("out")
         let options = BuildOptions(dataDirectory: ProjectPaths.root, rastBinary: rastBinary, bootTest: false,
@@ -64,21 +63,6 @@ struct TestImage: Sendable {
     var rawSHA256: String { manifest.outputs.first { $0.file.hasSuffix(".raw") }?.sha256 ?? "" }
     var rawSize: Int64 { manifest.disk.sizeBytes }
     var root: AttachedDisk.PartitionRecord? { manifest.disk.partitions.first { $0.name == DiskStage.rootName } }
-}
-
-nonisolated(unsafe) private var directoriesToRemove: [String] = []
-
-/// Removes `path` when the test process exits (the image is shared by every test in it).
-private func removeAtExit(_ path: String) {
-    if directoriesToRemove.isEmpty {
-        atexit {
-            for directory in directoriesToRemove {
-                try? Mounts.unmountAll(under: directory)
-                try? FileManager.default.removeItem(atPath: directory)
-            }
-        }
-    }
-    directoriesToRemove.append(path)
 }
 
 enum InstallTest {

@@ -390,22 +390,31 @@ import Glibc
         try InstallTest.expectNoLeftovers(under: scratch.path)
     }
 
-    /// SIGINT while the deployed snapshot is being personalised: rast-install stops, cleans up
-    /// and exits 130; the file target is as it was and nothing stays mounted or attached.
-    @Test func sigintDuringPersonalisationLeavesTheFileTargetAsItWas() throws {
+    /// rast-install (the debug build) writing the shared image onto `target`, a file that
+    /// holds "the old contents", with `options`, stopped with SIGINT at the first line of its
+    /// output that contains `step`; `reached` tells whether that line came.
+    static func interruptedInstall(onto target: String, at step: String, _ options: String...) throws -> (result: CommandResult, reached: Bool) {
         let image = try TestImage.shared()
         let program = ProjectPaths.root + "/.build/debug/rast-install"
         try Require.file(program, hint: "swift build --build-tests builds it")
-        let scratch = try Scratch("rast-install-sigint")
-        let target = scratch.appending("disk.img")
         try Files.write(target, string: "the old contents\n")
-        var command = Command(program, [image.raw, target, "--hostname", "interrupted", "--user", "alice", "--ssh-key", Self.key])
+        var command = Command(program, [image.raw, target] + options)
         command.stopSignal = SIGINT
         var reached = false
         let result = try command.run(output: .linesUntil { line in
-            if line.contains("==> personalise") { reached = true }
+            if line.contains(step) { reached = true }
             return reached
         }, check: false, timeout: 600)
+        return (result, reached)
+    }
+
+    /// SIGINT while the deployed snapshot is being personalised: rast-install stops, cleans up
+    /// and exits 130; the file target is as it was and nothing stays mounted or attached.
+    @Test func sigintDuringPersonalisationLeavesTheFileTargetAsItWas() throws {
+        let scratch = try Scratch("rast-install-sigint")
+        let target = scratch.appending("disk.img")
+        let (result, reached) = try Self.interruptedInstall(onto: target, at: "==> personalise",
+                                                            "--hostname", "interrupted", "--user", "alice", "--ssh-key", Self.key)
         #expect(reached, "the installation reached the personalisation: \(result.combinedTail(lines: 20))")
         #expect(result.status == 130, "exit status 130 after SIGINT: \(result.combinedTail(lines: 10))")
         #expect(try Files.readString(target) == "the old contents\n")
@@ -415,19 +424,9 @@ import Glibc
     /// SIGINT in the deploy step (the journal of the installed system's tree): exit 130 and a
     /// message about the target, not one about a journal in a temporary file that is gone.
     @Test func sigintDuringTheDeployStepExits130AndSaysTheTargetIsUnchanged() throws {
-        let image = try TestImage.shared()
-        let program = ProjectPaths.root + "/.build/debug/rast-install"
-        try Require.file(program, hint: "swift build --build-tests builds it")
         let scratch = try Scratch("rast-install-sigint-deploy")
         let target = scratch.appending("disk.img")
-        try Files.write(target, string: "the old contents\n")
-        var command = Command(program, [image.raw, target, "--hostname", "interrupted"])
-        command.stopSignal = SIGINT
-        var reached = false
-        let result = try command.run(output: .linesUntil { line in
-            if line.contains("==> deploy") { reached = true }
-            return reached
-        }, check: false, timeout: 600)
+        let (result, reached) = try Self.interruptedInstall(onto: target, at: "==> deploy", "--hostname", "interrupted")
         #expect(reached, "the installation reached the deploy step: \(result.combinedTail(lines: 20))")
         #expect(result.status == 130, "exit status 130 after SIGINT: \(result.combinedTail(lines: 10))")
         #expect(result.standardError.contains("\(target) is unchanged"), "\(result.standardError)")

@@ -110,12 +110,12 @@ struct FdiskTests {
         }
         defer { loop.removePartitions() }
         for partition in partitions {
-            let values = try blkidExport(loop.partitionPath(partition.number))
+            let values = try BlkidCLI.export(loop.partitionPath(partition.number))
             #expect(values["PART_ENTRY_UUID"] == partition.uuid)
             #expect(values["PART_ENTRY_OFFSET"] == String(partition.startSector))
             #expect(values["PART_ENTRY_SIZE"] == String(partition.sizeSectors))
         }
-        #expect(try blkidExport(image)["PTUUID"] == table.diskID())
+        #expect(try BlkidCLI.export(image)["PTUUID"] == table.diskID())
     }
 
     @Test func readsTablesWrittenBySgdisk() throws {
@@ -156,11 +156,11 @@ struct FdiskTests {
         let scratch = try Scratch()
         let image = try makeImage(scratch, size: "64M")
         try Command("mkfs.ext4", ["-q", "-F", image]).run()
-        #expect(try blkidExport(image)["TYPE"] == "ext4")
+        #expect(try BlkidCLI.export(image)["TYPE"] == "ext4")
         let table = try PartitionTable.create(.gpt, on: image)
         try table.addPartition(NewPartition(type: .linuxFilesystem, size: .restOfDisk))
         try table.write()
-        let values = try blkidExport(image)
+        let values = try BlkidCLI.export(image)
         #expect(values["PTTYPE"] == "gpt")
         #expect(values["TYPE"] == nil)
     }
@@ -293,16 +293,6 @@ private func makeImage(_ scratch: Scratch, size: String) throws -> String {
     try? Files.removeTree(path)
     try Command("truncate", ["-s", size, path]).run()
     return path
-}
-
-private func blkidExport(_ path: String) throws -> [String: String] {
-    let result = try Command("blkid", ["-p", "-o", "export", path]).run(check: false)
-    var values: [String: String] = [:]
-    for line in result.standardOutput.split(separator: "\n") {
-        guard let eq = line.firstIndex(of: "=") else { continue }
-        values[String(line[..<eq])] = String(line[line.index(after: eq)...])
-    }
-    return values
 }
 
 /// `sfdisk --json`, the independent reader the tables are compared with.

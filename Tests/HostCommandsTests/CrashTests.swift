@@ -7,18 +7,6 @@ import Testing
 import Glibc
 #endif
 
-/// A deterministic generator, so that a failing kill schedule can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// `rast` is killed with SIGKILL at random moments during clone, chroot commit, deploy and
 /// del; after every kill, `rast check` (which first completes an interrupted change) must find
 /// the tree consistent: every snapshot in the tree exists on disk, nothing unknown remains but
@@ -32,7 +20,7 @@ struct SplitMix64: RandomNumberGenerator {
         let rast = RastCLI(root: fixture.layout.top)
         try rast("branch", "0")
         try rast("deploy", "1")
-        var random = SplitMix64(state: UInt64(ProcessInfo.processInfo.environment["RAST_CRASH_SEED"].flatMap(UInt64.init) ?? 20261122))
+        var random = SplitMix64(environment: "RAST_CRASH_SEED", default: 20261122)
 
         func arguments(for operation: Operation) throws -> [String] {
             let ids = try SnapshotStore(layout: fixture.layout).state().snapshots.map(\.id)

@@ -62,6 +62,17 @@ import Testing
                     fetcher: nil, progress: SilentProgress())
     }
 
+    /// A build of the local 6.1 source with the base profile and a fragment `name`.config
+    /// holding `text` (written in `scratch`), packaged as linux-rast-`name`.
+    static func baseRequest(_ scratch: Scratch, fragment name: String, _ text: String) throws -> (KernelBuildRequest, fragment: String) {
+        let fragment = scratch.appending("\(name).config")
+        try Files.write(fragment, string: text)
+        let request = KernelBuildRequest(source: .local(path: ProjectPaths.debianKernelSource),
+                                         profiles: [ProjectPaths.kernelProfiles + "/base.config"],
+                                         fragments: [fragment], packageName: "linux-rast-\(name)")
+        return (request, fragment)
+    }
+
     @Test(arguments: ["base", "container", "development", "production"])
     func profileSurvivesOlddefconfigAndAnImpossibleOptionIsReported(profile: String) throws {
         try Require.file(ProjectPaths.debianKernelSource, hint: "apt-get install linux-source-6.1")
@@ -96,11 +107,7 @@ import Testing
     @Test func unknownSymbolIsAnErrorNamingFileAndLine() throws {
         try Require.file(ProjectPaths.debianKernelSource, hint: "apt-get install linux-source-6.1")
         let scratch = try Scratch("rast-kconfig")
-        let fragment = scratch.appending("typo.config")
-        try Files.write(fragment, string: "CONFIG_BTRFS_FS=y\nCONFIG_BTRFZ_FS=y\n")
-        let request = KernelBuildRequest(source: .local(path: ProjectPaths.debianKernelSource),
-                                         profiles: [ProjectPaths.kernelProfiles + "/base.config"],
-                                         fragments: [fragment], packageName: "linux-rast-typo")
+        let (request, fragment) = try Self.baseRequest(scratch, fragment: "typo", "CONFIG_BTRFS_FS=y\nCONFIG_BTRFZ_FS=y\n")
         let stage = Self.stage(scratch)
         #expect {
             _ = try stage.configure(request, source: try stage.preparedSource(request), merged: try stage.mergedFragments(request),
@@ -112,11 +119,7 @@ import Testing
 
     @Test func fragmentWithSyntaxErrorFailsTheBuildBeforeAnyWork() throws {
         let scratch = try Scratch("rast-kconfig")
-        let fragment = scratch.appending("broken.config")
-        try Files.write(fragment, string: "CONFIG_OK=y\nthis is not kconfig\n")
-        let request = KernelBuildRequest(source: .local(path: ProjectPaths.debianKernelSource),
-                                         profiles: [ProjectPaths.kernelProfiles + "/base.config"],
-                                         fragments: [fragment], packageName: "linux-rast-broken")
+        let (request, fragment) = try Self.baseRequest(scratch, fragment: "broken", "CONFIG_OK=y\nthis is not kconfig\n")
         #expect {
             _ = try Self.stage(scratch).build(request)
         } throws: { error in

@@ -141,28 +141,6 @@ import Testing
         } throws: { "\($0)".hasPrefix(scratch.appending("missing.conf") + ": cannot read") }
     }
 
-    @Test func theImageBuildersPacmanConfReadsBack() throws {
-        // The same file rast-build writes into every image (Pipeline/SystemFiles.swift).
-        let text = """
-            [options]
-            RootDir = /
-            DBPath = /usr/share/rast/db/
-            CacheDir = /var/cache/pacman/pkg/
-            LogFile = /var/log/pacman.log
-            HookDir = /etc/pacman.d/hooks/
-            GPGDir = /etc/pacman.d/gnupg/
-            Architecture = x86_64
-            SigLevel = Required DatabaseOptional
-            LocalFileSigLevel = Optional
-
-            [core]
-            Server = https://mirror.example/$repo/os/$arch
-            """
-        let config = try PacmanConfig.parse(text, path: "/etc/pacman.conf")
-        #expect(config.databasePath == "/usr/share/rast/db/")
-        #expect(config.repositories.first?.servers == ["https://mirror.example/core/os/x86_64"])
-    }
-
     @Test func cachedPackageFilesAreFoundByNameAndVersion() throws {
         let scratch = try Scratch("rast-pkgcache")
         let cache = scratch.appending("cache")

@@ -166,14 +166,12 @@ extension ImageBuilds {
         @Test func aFullDiskFailsCleanly() throws {
             try ImageTestSupport.requirements()
             let scratch = try Scratch("rast-full")
-            let out = scratch.appending("small")
-            try Files.createDirectory(out)
             // 150 MiB holds the local repository (about 55 MB) but not also the image's data (the
             // raw file is sparse; its data and the QCOW2 copy are over 200 MB): the disk fills up
             // while packages go into the mounted image or, at the latest, while the outputs are
             // written. (300 MiB sufficed while the package stage still copied the rast binary and
             // its libraries into the work directory on every build.)
-            try Mounts.mount("tmpfs", on: out, type: "tmpfs", options: ["size=150m"])
+            let out = try scratch.smallDisk("small", size: "150m")
             defer { try? Mounts.unmount(out) }
             let recipe = try ImageTestSupport.recipe("minimal", output: out)
             #expect {

@@ -20,13 +20,8 @@ extension ImageBuilds {
             let image = out + "/minimal.raw"
 
             func boot(_ number: Int, expect current: Int, then script: String) throws -> BootTestResult {
-                let test = BootTest(image: image, format: "raw", firmware: number == 2 ? .uefi : .bios, timeout: 300,
-                                    expectation: BootExpectation(current: current, tree: nil), extraChecks: script,
-                                    persistent: true, finish: "reboot -f", consoleLog: scratch.appending("boot-\(number).log"))
-                let result = try test.run(progress: TerminalProgress(interactive: false))
-                #expect(result.passed, "boot \(number): \(result.outcome)\n\((try? Files.readString(result.consoleLog)) ?? "")")
-                print("reboot test: boot \(number) (\(result.firmware)) reported snapshot \(result.reportedCurrent ?? "?") in \(String(format: "%.1f", result.seconds)) s")
-                return result
+                try ImageTestSupport.reboot(image, number, firmware: number == 2 ? .uefi : .bios, expect: current, then: script,
+                                            logDirectory: scratch.path, label: "reboot test")
             }
 
             let first = try boot(1, expect: 1, then: """

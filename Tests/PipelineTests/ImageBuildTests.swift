@@ -6,6 +6,7 @@ import Recipe
 import SystemSupport
 import TestSupport
 import Testing
+import VirtualMachine
 
 /// Shared setup for tests that build images from the repository's recipes.
 enum ImageTestSupport {
@@ -32,6 +33,23 @@ enum ImageTestSupport {
     static func options(bootTest: Bool) -> BuildOptions {
         BuildOptions(dataDirectory: ProjectPaths.root, rastBinary: rastBinary, bootTest: bootTest,
                      progress: TerminalProgress(interactive: false))
+    }
+
+    /// Boot `number` of a test that boots the same raw image again and again (persistent,
+    /// ending with `reboot -f`): `script` runs in the guest, which must report snapshot
+    /// `current` as booted. Its console log goes to boot-`number`.log in `logDirectory`; the
+    /// snapshot it reported and the time are printed after `label`.
+    static func reboot(_ image: String, _ number: Int, firmware: MachineConfiguration.Firmware, expect current: Int,
+                       then script: String, logDirectory: String, label: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) throws -> BootTestResult {
+        let test = BootTest(image: image, format: "raw", firmware: firmware, timeout: 300,
+                            expectation: BootExpectation(current: current, tree: nil), extraChecks: script,
+                            persistent: true, finish: "reboot -f", consoleLog: logDirectory + "/boot-\(number).log")
+        let result = try test.run(progress: TerminalProgress(interactive: false))
+        #expect(result.passed, "boot \(number): \(result.outcome)\n\((try? Files.readString(result.consoleLog))?.suffix(3000) ?? "")",
+                sourceLocation: sourceLocation)
+        print("\(label): boot \(number) (\(result.firmware)) reported snapshot \(result.reportedCurrent ?? "?") in \(String(format: "%.1f", result.seconds)) s")
+        return result
     }
 
     /// Mounts the image's root filesystem (top level, read-only) in a temporary directory.

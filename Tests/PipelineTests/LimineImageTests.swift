@@ -15,7 +15,6 @@ import Glibc
 /// recipes/limine.toml, built once per test process with its boot test (raw and QCOW2, each
 /// under BIOS and UEFI); the tests that change an image work on copies of the raw file.
 struct LimineImage: Sendable {
-    let directory: String
     let raw: String
     let manifest: Manifest
 
@@ -29,11 +28,10 @@ struct LimineImage: Sendable {
 
     private static func build() throws -> LimineImage {
         try ImageTestSupport.requirements()
-        let directory = try TemporaryDirectory(prefix: "rast-limine-image")
-        removeAtExit(directory.path)
+        let directory = try TemporaryDirectory.forTestProcess(prefix: "rast-limine-image")
         let recipe = try ImageTestSupport.recipe("limine", output: directory.appending("out"))
         let result = try ImageBuilder(recipe: recipe, options: ImageTestSupport.options(bootTest: true)).build()
-        return LimineImage(directory: recipe.output.directory, raw: recipe.outputPath(for: .raw), manifest: result.manifest)
+        return LimineImage(raw: recipe.outputPath(for: .raw), manifest: result.manifest)
     }
 
     func partition(_ name: String) throws -> AttachedDisk.PartitionRecord {
@@ -51,33 +49,6 @@ struct LimineImage: Sendable {
         try Command("cp", ["--sparse=always", "--reflink=auto", raw, path]).run()
         return path
     }
-}
-
-/// A deterministic generator (SplitMix64), so that a failing kill schedule can be replayed
-/// with RAST_CRASH_SEED.
-private struct KillSchedule: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-nonisolated(unsafe) private var limineDirectories: [String] = []
-
-private func removeAtExit(_ path: String) {
-    if limineDirectories.isEmpty {
-        atexit {
-            for directory in limineDirectories {
-                try? Mounts.unmountAll(under: directory)
-                try? FileManager.default.removeItem(atPath: directory)
-            }
-        }
-    }
-    limineDirectories.append(path)
 }
 
 /// A console log without its terminal control sequences (under UEFI, the firmware's console
@@ -189,13 +160,8 @@ extension ImageBuilds {
             let disk = try image.copy(to: scratch.path)
 
             func boot(_ number: Int, firmware: MachineConfiguration.Firmware, expect current: Int, then script: String) throws -> BootTestResult {
-                let test = BootTest(image: disk, format: "raw", firmware: firmware, timeout: 300,
-                                    expectation: BootExpectation(current: current, tree: nil), extraChecks: script,
-                                    persistent: true, finish: "reboot -f", consoleLog: scratch.appending("boot-\(number).log"))
-                let result = try test.run(progress: TerminalProgress(interactive: false))
-                #expect(result.passed, "boot \(number): \(result.outcome)\n\((try? Files.readString(result.consoleLog))?.suffix(3000) ?? "")")
-                print("limine reboot test: boot \(number) (\(result.firmware)) reported snapshot \(result.reportedCurrent ?? "?") in \(String(format: "%.1f", result.seconds)) s")
-                return result
+                try ImageTestSupport.reboot(disk, number, firmware: firmware, expect: current, then: script,
+                                            logDirectory: scratch.path, label: "limine reboot test")
             }
 
             // First, in the guest, where the ESP is mounted as vfat: deploys killed with SIGKILL
@@ -301,7 +267,7 @@ extension ImageBuilds {
             }
             let duration = durations.reduce(0, +) / Double(durations.count)
 
-            var random = KillSchedule(state: UInt64(ProcessInfo.processInfo.environment["RAST_CRASH_SEED"].flatMap(UInt64.init) ?? 20261206))
+            var random = SplitMix64(environment: "RAST_CRASH_SEED", default: 20261206)
             let wanted = Int(ProcessInfo.processInfo.environment["RAST_LIMINE_KILLS"] ?? "") ?? 50
             var killed = 0
             var finished = 0

@@ -41,8 +41,7 @@ struct SSHTestImage: Sendable {
     ]
 
     private static func build() throws -> SSHTestImage {
-        let directory = try TemporaryDirectory(prefix: "rast-ssh-image")
-        removeSSHImageAtExit(directory.path)
+        let directory = try TemporaryDirectory.forTestProcess(prefix: "rast-ssh-image")
         let out = directory.appending("out")
         let key = directory.appending("id_ed25519")
         let publicKey = try SSHClient.generateKey(at: key, comment: "rast-test@127.0.0.1")
@@ -67,16 +66,5 @@ struct SSHTestImage: Sendable {
         try Command("cp", ["--sparse=always", "--reflink=auto", raw, path]).run()
         try Command("cp", [String(raw.dropLast(".raw".count)) + ".manifest.json", directory + "/"]).run()
         return path
-    }
-}
-
-nonisolated(unsafe) private var sshImageDirectory: String?
-
-private func removeSSHImageAtExit(_ path: String) {
-    sshImageDirectory = path
-    atexit {
-        guard let directory = sshImageDirectory else { return }
-        try? Mounts.unmountAll(under: directory)
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -55,6 +55,19 @@ private func failure(_ bytes: [UInt8]) -> QCOW2Error? {
     }
 }
 
+/// A damaged image: what was damaged, its bytes, and the error that reading it must give
+/// (`field` nil: an error that names no field).
+private typealias MalformedImage = (name: String, bytes: [UInt8], kind: QCOW2Error.Kind, field: String?)
+
+/// Every image fails to read with its kind of error, naming its field.
+private func expectFailures(_ cases: [MalformedImage], sourceLocation: SourceLocation = #_sourceLocation) {
+    for (name, bytes, kind, field) in cases {
+        let error = failure(bytes)
+        #expect(error?.kind == kind, "\(name): \(String(describing: error))", sourceLocation: sourceLocation)
+        #expect(error?.field == field, "\(name): \(String(describing: error))", sourceLocation: sourceLocation)
+    }
+}
+
 @Suite("QCOW2 reader")
 struct QCOW2ReaderTests {
     @Test("images written by qemu-img convert read back byte-identical",
@@ -204,7 +217,7 @@ struct QCOW2ReaderTests {
         let good = try smallImage(scratch)
         #expect(failure(good) == nil)
 
-        let cases: [(String, [UInt8], QCOW2Error.Kind, String?)] = [
+        let cases: [MalformedImage] = [
             ("empty file", [], .truncated, "header"),
             ("cut inside the header", Array(good.prefix(50)), .truncated, "header"),
             ("bad magic", good.settingBE32(0x1234_5678, at: 0), .badMagic, "magic"),
@@ -235,11 +248,7 @@ struct QCOW2ReaderTests {
             ("header extension running past the cluster", good.settingBE32(0x1234, at: 112).settingBE32(0xFFFF_FFF0, at: 116), .invalidField, "header extension 0x1234"),
             ("external data file extension", good.settingBE32(0x4441_5441, at: 112).settingBE32(8, at: 116), .unsupported, "header extension 0x44415441"),
         ]
-        for (name, bytes, kind, field) in cases {
-            let error = failure(bytes)
-            #expect(error?.kind == kind, "\(name): \(String(describing: error))")
-            #expect(error?.field == field, "\(name): \(String(describing: error))")
-        }
+        expectFailures(cases)
     }
 
     @Test("malformed tables and clusters fail with errors that name the entry")
@@ -257,7 +266,7 @@ struct QCOW2ReaderTests {
         #expect(rawEntry & QCOW2Format.copiedFlag != 0 && rawEntry & QCOW2Format.compressedFlag == 0)
         let end = UInt64(good.count)
 
-        let cases: [(String, [UInt8], QCOW2Error.Kind, String?)] = [
+        let cases: [MalformedImage] = [
             ("L1 entry past the end", good.settingBE64(QCOW2Format.copiedFlag | (end + 4096) / 4096 * 4096, at: l1Offset), .outOfBounds, "L1 entry 0"),
             ("L1 entry misaligned", good.settingBE64(QCOW2Format.copiedFlag | UInt64(l2Offset + 512), at: l1Offset), .invalidField, "L1 entry 0"),
             ("L1 entry reserved bits", good.settingBE64(QCOW2Format.copiedFlag | UInt64(l2Offset) | 1, at: l1Offset), .invalidField, "L1 entry 0"),
@@ -275,11 +284,7 @@ struct QCOW2ReaderTests {
             ("compressed data cut short (one sector)", good.settingBE64(compressedEntry & ~(UInt64(0xF) << 58), at: l2Offset), .corruptData, nil),
             ("file truncated inside the data", Array(good.prefix(4096 * 3)), .outOfBounds, "l1_table_offset"),
         ]
-        for (name, bytes, kind, field) in cases {
-            let error = failure(bytes)
-            #expect(error?.kind == kind, "\(name): \(String(describing: error))")
-            #expect(error?.field == field, "\(name): \(String(describing: error))")
-        }
+        expectFailures(cases)
     }
 
     @Test("zstd clusters: corrupt frames are errors")

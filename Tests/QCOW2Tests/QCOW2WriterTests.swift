@@ -168,11 +168,8 @@ struct QCOW2WriterTests {
 
     @Test("a failed write leaves the old file and no temporary file behind")
     func failureCleansUp() throws {
-        try Require.root()
         let scratch = try Scratch("rast-qcow2")
-        let small = scratch.appending("small")
-        try Files.createDirectory(small)
-        try Mounts.mount("tmpfs", on: small, type: "tmpfs", options: ["size=1m"])
+        let small = try scratch.smallDisk("small", size: "1m")
         defer { try? Mounts.unmount(small) }
         let raw = scratch.appending("random.raw")
         try makeRawImage(raw, size: 4 << 20, writes: [(0, TestData.random(4 << 20, seed: 51))])

@@ -9,7 +9,22 @@ import Testing
 /// Deploy, rollback and `rast boot` on a Limine tree keep the ESP (a FAT image, through
 /// mtools) in step: the menu names the next deployment first and the previous one second,
 /// every kernel it names is on the ESP under its content name, and no other kernel is.
-@Suite(.serialized) struct LimineDeployTests {
+@Suite(.serialized) final class LimineDeployTests {
+    /// Each test's own tree with a Limine ESP (Swift Testing makes an instance of the suite
+    /// per test), its lock taken; unmounted and removed when the test ends.
+    let fixture: TreeFixture
+    let store: SnapshotStore
+    let esp: ESPVolume
+
+    init() throws {
+        fixture = try TreeFixture(loader: .limine)
+        store = fixture.store
+        esp = try #require(fixture.esp)
+        try store.acquire(wait: false)
+    }
+
+    deinit { fixture.close() }
+
     /// The menu on the ESP, parsed, with the ESP paths of what each entry loads.
     static func menu(_ esp: ESPVolume) throws -> LimineConfig {
         let bytes = try #require(try esp.read(LimineLayout.configPath), "the ESP has \(LimineLayout.configPath)")
@@ -29,11 +44,6 @@ import Testing
     }
 
     @Test func deployCopiesKernelsToTheESPRollbackReordersAndUnusedKernelsGo() throws {
-        let fixture = try TreeFixture(loader: .limine)
-        defer { fixture.close() }
-        let store = fixture.store
-        let esp = try #require(fixture.esp)
-        try store.acquire(wait: false)
         #expect(try store.check().isConsistent, "nothing deployed yet: no menu to check")
 
         let one = try store.copy(0, parent: 0, description: "first")
@@ -82,11 +92,6 @@ import Testing
     /// there makes the tree inconsistent; files an interrupted deploy left are reported, and
     /// `--repair` (or the next deploy) puts everything right.
     @Test func checkReportsMissingAndDamagedKernelsOnTheESPAndRepairCopiesThemAgain() throws {
-        let fixture = try TreeFixture(loader: .limine)
-        defer { fixture.close() }
-        let store = fixture.store
-        let esp = try #require(fixture.esp)
-        try store.acquire(wait: false)
         let one = try store.copy(0, parent: 0, description: "first")
         try store.deploy(one)
         let two = try store.copy(one, parent: one, description: "second")
@@ -132,10 +137,6 @@ import Testing
     /// A deploy killed after its journal was written is completed by the next command: the
     /// journal's ESP step is applied again (replaying it is harmless) and the menu is right.
     @Test func anInterruptedESPSyncIsCompletedByTheNextCommand() throws {
-        let fixture = try TreeFixture(loader: .limine)
-        defer { fixture.close() }
-        let esp = try #require(fixture.esp)
-        try fixture.store.acquire(wait: false)
         let one = try fixture.store.copy(0, parent: 0, description: "first")
         try fixture.store.deploy(one)
         let two = try fixture.store.copy(one, parent: one, description: "second")
@@ -157,7 +158,7 @@ import Testing
         try Files.writeAtomically(journal, bytes: Array(try JSONEncoder().encode(Journal(operation: "deploy 2 to tmp0", steps: steps, state: state))))
 
         let next = SnapshotStore(layout: fixture.layout, templates: BootTemplates(directory: ProjectPaths.root + "/bootloader"))
-        next.espProvider = { MtoolsESP(image: fixture.espImage ?? "") }
+        next.espProvider = { [fixture] in MtoolsESP(image: fixture.espImage ?? "") }
         try next.acquire(wait: false)
         defer { next.unlock() }
         #expect(!Files.exists(journal), "the journal was applied")

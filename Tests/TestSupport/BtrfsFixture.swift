@@ -56,6 +56,16 @@ public final class Scratch {
 
     public func appending(_ component: String) -> String { directory.appending(component) }
 
+    /// The directory `name` in here with a tmpfs of `size` ("1m", "150m") mounted on it: a
+    /// small disk that runs full. Unmount it when done (removing the scratch directory does too).
+    public func smallDisk(_ name: String, size: String) throws -> String {
+        try Require.root()
+        let path = appending(name)
+        try Files.createDirectory(path)
+        try Mounts.mount("tmpfs", on: path, type: "tmpfs", options: ["size=\(size)"])
+        return path
+    }
+
     deinit {
         try? Mounts.unmountAll(under: directory.path)
         try? directory.remove()

@@ -17,11 +17,11 @@ public final class GitHTTPServer: Sendable {
     }
 
     public let projectRoot: String
-    public let port: UInt16
     private let git: String
     private let requestLog = Mutex<[Request]>([])
-    private let listener = Mutex<LoopbackListener?>(nil)
+    private let listener: LoopbackListener
 
+    public var port: UInt16 { listener.port }
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     public init(projectRoot: String) throws {
@@ -29,13 +29,9 @@ public final class GitHTTPServer: Sendable {
         guard let git = Command.find("git") else { throw CommandError.notFound(program: "git") }
         self.git = git
         self.projectRoot = projectRoot
-        let server = Mutex<GitHTTPServer?>(nil)
-        let listener = try LoopbackListener { connection in
-            server.withLock { $0 }?.handle(connection)
-        }
-        port = listener.port
-        self.listener.withLock { $0 = listener }
-        server.withLock { $0 = self }
+        let (listener, attach) = try LoopbackListener.forServer { (server: GitHTTPServer, connection) in server.handle(connection) }
+        self.listener = listener
+        attach(self)
     }
 
     /// The URL of repository `name` (a directory below the project root).
@@ -44,7 +40,7 @@ public final class GitHTTPServer: Sendable {
     public var requests: [Request] { requestLog.withLock { $0 } }
 
     public func stop() {
-        listener.withLock { $0 }?.stop()
+        listener.stop()
     }
 
     /// One request per connection (the response says Connection: close).

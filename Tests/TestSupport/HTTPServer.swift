@@ -28,20 +28,16 @@ public final class HTTPServer: Sendable {
         var behaviors: [String: Behavior] = [:]
     }
     private let state = Mutex(State())
-    private let listener = Mutex<LoopbackListener?>(nil)
+    private let listener: LoopbackListener
 
-    public let port: UInt16
+    public var port: UInt16 { listener.port }
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     public init(root: String) throws {
         self.root = root
-        let server = Mutex<HTTPServer?>(nil)
-        let listener = try LoopbackListener { connection in
-            server.withLock { $0 }?.handle(connection)
-        }
-        port = listener.port
-        self.listener.withLock { $0 = listener }
-        server.withLock { $0 = self }
+        let (listener, attach) = try LoopbackListener.forServer { (server: HTTPServer, connection) in server.handle(connection) }
+        self.listener = listener
+        attach(self)
     }
 
     public func setBehavior(_ behavior: Behavior?, for path: String) {
@@ -51,7 +47,7 @@ public final class HTTPServer: Sendable {
     public var requests: [Request] { state.withLock { $0.requests } }
 
     public func stop() {
-        listener.withLock { $0 }?.stop()
+        listener.stop()
     }
 
     private func handle(_ connection: LoopbackListener.Connection) {

@@ -62,6 +62,19 @@ public final class LoopbackListener: Sendable {
         }.start()
     }
 
+    /// A listener for a server object that needs the listener (its port) in its own init:
+    /// connections go to `handle` with the server once `attach` has named it (at the end of
+    /// the server's init); until then they are closed unanswered.
+    static func forServer<Server: AnyObject & Sendable>(
+        _ handle: @escaping @Sendable (Server, Connection) -> Void
+    ) throws -> (listener: LoopbackListener, attach: @Sendable (Server) -> Void) {
+        let slot = ServerSlot<Server>()
+        let listener = try LoopbackListener { connection in
+            if let server = slot.server.withLock({ $0 }) { handle(server, connection) }
+        }
+        return (listener, { server in slot.server.withLock { $0 = server } })
+    }
+
     public func stop() {
         let wasStopped = stopped.withLock { stopped -> Bool in
             defer { stopped = true }
@@ -148,4 +161,9 @@ public final class LoopbackListener: Sendable {
             }
         }
     }
+}
+
+/// Where LoopbackListener.forServer's connections find their server.
+private final class ServerSlot<Server: AnyObject & Sendable>: Sendable {
+    let server = Mutex<Server?>(nil)
 }
