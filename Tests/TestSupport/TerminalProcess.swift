@@ -9,18 +9,18 @@ import Glibc
 /// its stdin, stdout and stderr are the terminal; the test types with `send` and reads the
 /// screen's text with `waitFor`. It runs in a process group of its own, which `kill()` (and
 /// dropping the object) ends with SIGKILL, children included.
-public final class TerminalProcess: @unchecked Sendable {
-    public let pid: pid_t
+package final class TerminalProcess: @unchecked Sendable {
+    package let pid: pid_t
     private let master: Int32
     /// The terminal's slave side, kept open so that its modes can be read after the program ended.
-    public let slave: Int32
+    package let slave: Int32
     private final class Shared: Sendable {
         let text = Mutex("")
         let finished = Mutex<Termination?>(nil)
     }
     private let shared = Shared()
 
-    public init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    package init(_ arguments: [String], environment: [String: String] = [:]) throws {
         // posix_openpt, unlockpt and ptsname are hidden from Swift (no _XOPEN_SOURCE): the
         // Linux ioctls they wrap, TIOCSPTLCK and TIOCGPTN (_IOW/_IOR('T', 0x31/0x30, int)).
         let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
@@ -44,18 +44,6 @@ public final class TerminalProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for target in Int32(0)...2 { posix_spawn_file_actions_adddup2(&actions, slave, target) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
         var merged = ProcessInfo.processInfo.environment
         merged["TERM"] = "vt100"
         for (key, value) in environment { merged[key] = value }
@@ -65,7 +53,10 @@ public final class TerminalProcess: @unchecked Sendable {
         let argv = cStrings(arguments)
         let env = cStrings(envp)
         defer { for pointer in argv + env { free(pointer) } }
-        let result = posix_spawn(&child, arguments[0], &actions, &attributes, argv, env)
+        // A process group of its own, no signals blocked, rast's handled signals at their defaults.
+        let result = SpawnAttributes.with(flags: Int16(POSIX_SPAWN_SETPGROUP)) { attributes in
+            posix_spawn(&child, arguments[0], &actions, &attributes, argv, env)
+        }
         guard result == 0 else {
             close(master)
             close(slave)
@@ -106,18 +97,18 @@ public final class TerminalProcess: @unchecked Sendable {
     }
 
     /// Everything the program and its children wrote to the terminal so far.
-    public var output: String { shared.text.withLock { $0 } }
-    public var termination: Termination? { shared.finished.withLock { $0 } }
+    package var output: String { shared.text.withLock { $0 } }
+    package var termination: Termination? { shared.finished.withLock { $0 } }
 
     /// Types `text` (a person's Enter is "\r").
-    public func send(_ text: String) {
+    package func send(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
     }
 
     /// Waits until the output from byte offset `from` on contains `wanted`; returns the
     /// offset after it, or nil on timeout (or when the program ended without printing it).
-    public func waitFor(_ wanted: String, from: Int = 0, timeout: Double) -> Int? {
+    package func waitFor(_ wanted: String, from: Int = 0, timeout: Double) -> Int? {
         let deadline = Date().addingTimeInterval(timeout)
         func find() -> Int? {
             shared.text.withLock { all in
@@ -142,12 +133,12 @@ public final class TerminalProcess: @unchecked Sendable {
     }
 
     /// The output from byte offset `from` on.
-    public func output(from offset: Int) -> String {
+    package func output(from offset: Int) -> String {
         shared.text.withLock { String(decoding: Array($0.utf8).dropFirst(offset), as: UTF8.self) }
     }
 
     /// Waits for the program to end; nil on timeout.
-    public func wait(timeout: Double) -> Termination? {
+    package func wait(timeout: Double) -> Termination? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let termination { return termination }
@@ -157,7 +148,7 @@ public final class TerminalProcess: @unchecked Sendable {
     }
 
     /// SIGKILL to the program's process group.
-    public func kill() {
+    package func kill() {
         if termination == nil { Glibc.kill(-pid, SIGKILL) }
     }
 }
