@@ -5,26 +5,26 @@ import Glibc
 #endif
 
 /// Severity of a libalpm log line.
-public enum AlpmLogLevel: Sendable, Equatable, Comparable {
+package enum AlpmLogLevel: Sendable, Equatable, Comparable {
     case function, debug, warning, error
 }
 
 /// A package being installed, upgraded, downgraded, reinstalled or removed.
-public struct PackageOperation: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable { case install, upgrade, reinstall, downgrade, remove }
-    public var kind: Kind
-    public var name: String
-    public var oldVersion: String?
-    public var newVersion: String?
+package struct PackageOperation: Sendable, Equatable, CustomStringConvertible {
+    package enum Kind: String, Sendable { case install, upgrade, reinstall, downgrade, remove }
+    package var kind: Kind
+    package var name: String
+    package var oldVersion: String?
+    package var newVersion: String?
 
-    public init(kind: Kind, name: String, oldVersion: String?, newVersion: String?) {
+    package init(kind: Kind, name: String, oldVersion: String?, newVersion: String?) {
         self.kind = kind
         self.name = name
         self.oldVersion = oldVersion
         self.newVersion = newVersion
     }
 
-    public var description: String {
+    package var description: String {
         switch kind {
         case .install: return "install \(name) \(newVersion ?? "")"
         case .remove: return "remove \(name) \(oldVersion ?? "")"
@@ -34,7 +34,7 @@ public struct PackageOperation: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What libalpm reports while it works (`alpm_event_t`, decoded).
-public enum AlpmEvent: Sendable, Equatable {
+package enum AlpmEvent: Sendable, Equatable {
     case checkingDependencies(done: Bool)
     case checkingFileConflicts(done: Bool)
     case resolvingDependencies(done: Bool)
@@ -60,34 +60,34 @@ public enum AlpmEvent: Sendable, Equatable {
 }
 
 /// Progress of one step of a transaction (`alpm_cb_progress`).
-public struct AlpmProgress: Sendable, Equatable {
-    public enum Step: Sendable, Equatable {
+package struct AlpmProgress: Sendable, Equatable {
+    package enum Step: Sendable, Equatable {
         case install, upgrade, downgrade, reinstall, remove, conflicts, diskSpace, integrity, load, keyring
     }
-    public var step: Step
+    package var step: Step
     /// The package concerned, when the step is per package.
-    public var package: String?
-    public var percent: Int
+    package var package: String?
+    package var percent: Int
     /// This is target `current` of `total`.
-    public var current: Int
-    public var total: Int
+    package var current: Int
+    package var total: Int
 }
 
 /// Download progress (`alpm_cb_download`).
-public struct AlpmDownloadEvent: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct AlpmDownloadEvent: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         case started(optional: Bool)
         case progress(downloaded: Int64, total: Int64)
         case retry(resume: Bool)
         /// `result`: 0 downloaded, 1 already up to date, -1 failed.
         case completed(total: Int64, result: Int)
     }
-    public var file: String
-    public var kind: Kind
+    package var file: String
+    package var kind: Kind
 }
 
 /// A question libalpm asks during a transaction, as the policy saw it.
-public enum AlpmQuestion: Sendable, Equatable, CustomStringConvertible {
+package enum AlpmQuestion: Sendable, Equatable, CustomStringConvertible {
     case installIgnoredPackage(String)
     case replacePackage(old: String, new: String, repository: String?)
     case removeConflictingPackage(installing: String, conflicting: String)
@@ -97,7 +97,7 @@ public enum AlpmQuestion: Sendable, Equatable, CustomStringConvertible {
     case importKey(fingerprint: String, owner: String?)
     case other(UInt32)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .installIgnoredPackage(let name): return "install \(name) although it is ignored?"
         case .replacePackage(let old, let new, let repository):
@@ -120,21 +120,21 @@ public enum AlpmQuestion: Sendable, Equatable, CustomStringConvertible {
 /// renames packages), to deleting a corrupted package file and to importing a key; no to
 /// removing a conflicting package and to skipping packages whose dependencies cannot be
 /// resolved; the first provider offered.
-public struct AlpmQuestionPolicy: Sendable, Equatable {
-    public var installIgnoredPackages: Bool
+package struct AlpmQuestionPolicy: Sendable, Equatable {
+    package var installIgnoredPackages: Bool
     /// Replace installed packages named in a new package's replaces=.
-    public var replacePackages: Bool
+    package var replacePackages: Bool
     /// Remove installed packages that conflict with ones being installed.
-    public var removeConflictingPackages: Bool
+    package var removeConflictingPackages: Bool
     /// Delete corrupted package files from the cache (so a retry downloads them again).
-    public var deleteCorruptedPackages: Bool
+    package var deleteCorruptedPackages: Bool
     /// Drop targets whose dependencies cannot be resolved instead of failing.
-    public var skipUnresolvablePackages: Bool
+    package var skipUnresolvablePackages: Bool
     /// Import a missing PGP key that libalpm found (on a key server) into the keyring. An
     /// imported key still needs trust before its signatures count.
-    public var importKeys: Bool
+    package var importKeys: Bool
 
-    public init(installIgnoredPackages: Bool = true, replacePackages: Bool = true,
+    package init(installIgnoredPackages: Bool = true, replacePackages: Bool = true,
                 removeConflictingPackages: Bool = false, deleteCorruptedPackages: Bool = true,
                 skipUnresolvablePackages: Bool = false, importKeys: Bool = true) {
         self.installIgnoredPackages = installIgnoredPackages
@@ -146,21 +146,21 @@ public struct AlpmQuestionPolicy: Sendable, Equatable {
     }
 
     /// pacman --noconfirm's answers (the default).
-    public static let pacmanNoConfirm = AlpmQuestionPolicy()
+    package static let pacmanNoConfirm = AlpmQuestionPolicy()
 
     /// Answers no to everything that changes more than was asked for.
-    public static let conservative = AlpmQuestionPolicy(installIgnoredPackages: false, replacePackages: false,
+    package static let conservative = AlpmQuestionPolicy(installIgnoredPackages: false, replacePackages: false,
                                                         removeConflictingPackages: false, deleteCorruptedPackages: true,
                                                         skipUnresolvablePackages: false, importKeys: false)
 }
 
 /// One question and the answer given.
-public struct AnsweredQuestion: Sendable, Equatable {
-    public var question: AlpmQuestion
+package struct AnsweredQuestion: Sendable, Equatable {
+    package var question: AlpmQuestion
     /// Yes/no, or for provider selection whether a provider was chosen.
-    public var answer: Bool
+    package var answer: Bool
 
-    public init(question: AlpmQuestion, answer: Bool) {
+    package init(question: AlpmQuestion, answer: Bool) {
         self.question = question
         self.answer = answer
     }

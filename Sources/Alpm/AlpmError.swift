@@ -4,65 +4,65 @@ import Glibc
 #endif
 
 /// libalpm's error number (`alpm_errno_t`), with its name.
-public struct AlpmErrorCode: Sendable, Equatable, Hashable, CustomStringConvertible {
-    public let rawValue: UInt32
+package struct AlpmErrorCode: Sendable, Equatable, Hashable, CustomStringConvertible {
+    package let rawValue: UInt32
 
     init(_ code: alpm_errno_t) { rawValue = code.rawValue }
 
     /// libalpm's text for the code ("could not satisfy dependencies").
-    public var message: String {
+    package var message: String {
         string(alpm_strerror(alpm_errno_t(rawValue: rawValue))) ?? "unknown libalpm error \(rawValue)"
     }
 
-    public var description: String { message }
+    package var description: String { message }
 
-    public static let ok = AlpmErrorCode(ALPM_ERR_OK)
-    public static let system = AlpmErrorCode(ALPM_ERR_SYSTEM)
-    public static let wrongArguments = AlpmErrorCode(ALPM_ERR_WRONG_ARGS)
-    public static let diskSpace = AlpmErrorCode(ALPM_ERR_DISK_SPACE)
-    public static let handleLock = AlpmErrorCode(ALPM_ERR_HANDLE_LOCK)
-    public static let databaseOpen = AlpmErrorCode(ALPM_ERR_DB_OPEN)
-    public static let databaseNotFound = AlpmErrorCode(ALPM_ERR_DB_NOT_FOUND)
-    public static let databaseInvalid = AlpmErrorCode(ALPM_ERR_DB_INVALID)
-    public static let databaseInvalidSignature = AlpmErrorCode(ALPM_ERR_DB_INVALID_SIG)
-    public static let databaseVersion = AlpmErrorCode(ALPM_ERR_DB_VERSION)
-    public static let serverBadURL = AlpmErrorCode(ALPM_ERR_SERVER_BAD_URL)
-    public static let serverNone = AlpmErrorCode(ALPM_ERR_SERVER_NONE)
-    public static let transactionNotNull = AlpmErrorCode(ALPM_ERR_TRANS_NOT_NULL)
-    public static let duplicateTarget = AlpmErrorCode(ALPM_ERR_TRANS_DUP_TARGET)
-    public static let transactionAborted = AlpmErrorCode(ALPM_ERR_TRANS_ABORT)
-    public static let hookFailed = AlpmErrorCode(ALPM_ERR_TRANS_HOOK_FAILED)
-    public static let packageNotFound = AlpmErrorCode(ALPM_ERR_PKG_NOT_FOUND)
-    public static let packageIgnored = AlpmErrorCode(ALPM_ERR_PKG_IGNORED)
-    public static let packageInvalid = AlpmErrorCode(ALPM_ERR_PKG_INVALID)
-    public static let packageInvalidChecksum = AlpmErrorCode(ALPM_ERR_PKG_INVALID_CHECKSUM)
-    public static let packageInvalidSignature = AlpmErrorCode(ALPM_ERR_PKG_INVALID_SIG)
-    public static let packageMissingSignature = AlpmErrorCode(ALPM_ERR_PKG_MISSING_SIG)
-    public static let packageOpen = AlpmErrorCode(ALPM_ERR_PKG_OPEN)
-    public static let packageCannotRemove = AlpmErrorCode(ALPM_ERR_PKG_CANT_REMOVE)
-    public static let packageInvalidName = AlpmErrorCode(ALPM_ERR_PKG_INVALID_NAME)
-    public static let packageInvalidArchitecture = AlpmErrorCode(ALPM_ERR_PKG_INVALID_ARCH)
-    public static let signatureMissing = AlpmErrorCode(ALPM_ERR_SIG_MISSING)
-    public static let signatureInvalid = AlpmErrorCode(ALPM_ERR_SIG_INVALID)
-    public static let unsatisfiedDependencies = AlpmErrorCode(ALPM_ERR_UNSATISFIED_DEPS)
-    public static let conflictingDependencies = AlpmErrorCode(ALPM_ERR_CONFLICTING_DEPS)
-    public static let fileConflicts = AlpmErrorCode(ALPM_ERR_FILE_CONFLICTS)
-    public static let retrieve = AlpmErrorCode(ALPM_ERR_RETRIEVE)
-    public static let invalidRegex = AlpmErrorCode(ALPM_ERR_INVALID_REGEX)
-    public static let libarchive = AlpmErrorCode(ALPM_ERR_LIBARCHIVE)
-    public static let libcurl = AlpmErrorCode(ALPM_ERR_LIBCURL)
-    public static let gpgme = AlpmErrorCode(ALPM_ERR_GPGME)
+    package static let ok = AlpmErrorCode(ALPM_ERR_OK)
+    package static let system = AlpmErrorCode(ALPM_ERR_SYSTEM)
+    package static let wrongArguments = AlpmErrorCode(ALPM_ERR_WRONG_ARGS)
+    package static let diskSpace = AlpmErrorCode(ALPM_ERR_DISK_SPACE)
+    package static let handleLock = AlpmErrorCode(ALPM_ERR_HANDLE_LOCK)
+    package static let databaseOpen = AlpmErrorCode(ALPM_ERR_DB_OPEN)
+    package static let databaseNotFound = AlpmErrorCode(ALPM_ERR_DB_NOT_FOUND)
+    package static let databaseInvalid = AlpmErrorCode(ALPM_ERR_DB_INVALID)
+    package static let databaseInvalidSignature = AlpmErrorCode(ALPM_ERR_DB_INVALID_SIG)
+    package static let databaseVersion = AlpmErrorCode(ALPM_ERR_DB_VERSION)
+    package static let serverBadURL = AlpmErrorCode(ALPM_ERR_SERVER_BAD_URL)
+    package static let serverNone = AlpmErrorCode(ALPM_ERR_SERVER_NONE)
+    package static let transactionNotNull = AlpmErrorCode(ALPM_ERR_TRANS_NOT_NULL)
+    package static let duplicateTarget = AlpmErrorCode(ALPM_ERR_TRANS_DUP_TARGET)
+    package static let transactionAborted = AlpmErrorCode(ALPM_ERR_TRANS_ABORT)
+    package static let hookFailed = AlpmErrorCode(ALPM_ERR_TRANS_HOOK_FAILED)
+    package static let packageNotFound = AlpmErrorCode(ALPM_ERR_PKG_NOT_FOUND)
+    package static let packageIgnored = AlpmErrorCode(ALPM_ERR_PKG_IGNORED)
+    package static let packageInvalid = AlpmErrorCode(ALPM_ERR_PKG_INVALID)
+    package static let packageInvalidChecksum = AlpmErrorCode(ALPM_ERR_PKG_INVALID_CHECKSUM)
+    package static let packageInvalidSignature = AlpmErrorCode(ALPM_ERR_PKG_INVALID_SIG)
+    package static let packageMissingSignature = AlpmErrorCode(ALPM_ERR_PKG_MISSING_SIG)
+    package static let packageOpen = AlpmErrorCode(ALPM_ERR_PKG_OPEN)
+    package static let packageCannotRemove = AlpmErrorCode(ALPM_ERR_PKG_CANT_REMOVE)
+    package static let packageInvalidName = AlpmErrorCode(ALPM_ERR_PKG_INVALID_NAME)
+    package static let packageInvalidArchitecture = AlpmErrorCode(ALPM_ERR_PKG_INVALID_ARCH)
+    package static let signatureMissing = AlpmErrorCode(ALPM_ERR_SIG_MISSING)
+    package static let signatureInvalid = AlpmErrorCode(ALPM_ERR_SIG_INVALID)
+    package static let unsatisfiedDependencies = AlpmErrorCode(ALPM_ERR_UNSATISFIED_DEPS)
+    package static let conflictingDependencies = AlpmErrorCode(ALPM_ERR_CONFLICTING_DEPS)
+    package static let fileConflicts = AlpmErrorCode(ALPM_ERR_FILE_CONFLICTS)
+    package static let retrieve = AlpmErrorCode(ALPM_ERR_RETRIEVE)
+    package static let invalidRegex = AlpmErrorCode(ALPM_ERR_INVALID_REGEX)
+    package static let libarchive = AlpmErrorCode(ALPM_ERR_LIBARCHIVE)
+    package static let libcurl = AlpmErrorCode(ALPM_ERR_LIBCURL)
+    package static let gpgme = AlpmErrorCode(ALPM_ERR_GPGME)
 }
 
 /// A package that needs something no package in the transaction or the root provides.
-public struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
+package struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
     /// The package that has the dependency.
-    public var package: String
-    public var dependency: AlpmDependency
+    package var package: String
+    package var dependency: AlpmDependency
     /// For removals and conflicts: the package whose removal breaks the dependency.
-    public var causingPackage: String?
+    package var causingPackage: String?
 
-    public var description: String {
+    package var description: String {
         if let causingPackage {
             return "removing \(causingPackage) breaks dependency '\(dependency)' required by \(package)"
         }
@@ -71,13 +71,13 @@ public struct MissingDependency: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Two packages that cannot be installed together.
-public struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
-    public var package: String
-    public var otherPackage: String
+package struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
+    package var package: String
+    package var otherPackage: String
     /// The conflicts= entry behind it.
-    public var reason: AlpmDependency?
+    package var reason: AlpmDependency?
 
-    public var description: String {
+    package var description: String {
         var text = "\(package) conflicts with \(otherPackage)"
         if let reason, reason.name != otherPackage || reason.constraint != .any { text += " (\(reason))" }
         return text
@@ -85,24 +85,24 @@ public struct PackageConflict: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A file two packages (or a package and the filesystem) both claim.
-public struct FileConflict: Sendable, Equatable, CustomStringConvertible {
+package struct FileConflict: Sendable, Equatable, CustomStringConvertible {
     /// The package being installed.
-    public var package: String
+    package var package: String
     /// The absolute path in the root.
-    public var path: String
+    package var path: String
     /// The other package in the transaction (`.packages`), or the installed owner of a file
     /// already on disk (`.filesystem`; nil when no package owns it).
-    public var otherPackage: String?
-    public var inFilesystem: Bool
+    package var otherPackage: String?
+    package var inFilesystem: Bool
 
-    public init(package: String, path: String, otherPackage: String?, inFilesystem: Bool) {
+    package init(package: String, path: String, otherPackage: String?, inFilesystem: Bool) {
         self.package = package
         self.path = path
         self.otherPackage = otherPackage
         self.inFilesystem = inFilesystem
     }
 
-    public var description: String {
+    package var description: String {
         if !inFilesystem {
             return "\(path) exists in both \(package) and \(otherPackage ?? "?")"
         }
@@ -116,8 +116,8 @@ public struct FileConflict: Sendable, Equatable, CustomStringConvertible {
 /// A failed libalpm call: the function, what it worked on, libalpm's error code and text,
 /// the problems libalpm listed (missing dependencies, conflicts, file conflicts, invalid
 /// packages) and the error lines it logged while failing.
-public struct AlpmError: Error, CustomStringConvertible, Sendable {
-    public enum Problem: Sendable, Equatable, CustomStringConvertible {
+package struct AlpmError: Error, CustomStringConvertible, Sendable {
+    package enum Problem: Sendable, Equatable, CustomStringConvertible {
         case missingDependency(MissingDependency)
         case conflict(PackageConflict)
         case fileConflict(FileConflict)
@@ -129,7 +129,7 @@ public struct AlpmError: Error, CustomStringConvertible, Sendable {
         /// A target name no database knows (or, for removals, that is not installed).
         case targetNotFound(String)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .missingDependency(let missing): return missing.description
             case .conflict(let conflict): return conflict.description
@@ -141,15 +141,15 @@ public struct AlpmError: Error, CustomStringConvertible, Sendable {
         }
     }
 
-    public let function: String
+    package let function: String
     /// The package, file, database or directory the call was about.
-    public let subject: String?
-    public let code: AlpmErrorCode
-    public let problems: [Problem]
+    package let subject: String?
+    package let code: AlpmErrorCode
+    package let problems: [Problem]
     /// Error lines libalpm logged during the call ("hello: missing required signature").
-    public let details: [String]
+    package let details: [String]
 
-    public init(function: String, subject: String? = nil, code: AlpmErrorCode, problems: [Problem] = [],
+    package init(function: String, subject: String? = nil, code: AlpmErrorCode, problems: [Problem] = [],
                 details: [String] = []) {
         self.function = function
         self.subject = subject
@@ -159,27 +159,27 @@ public struct AlpmError: Error, CustomStringConvertible, Sendable {
     }
 
     /// libalpm's text for the error code.
-    public var message: String {
+    package var message: String {
         code == .ok ? "failed without an error code (see the details)" : code.message
     }
 
-    public var missingDependencies: [MissingDependency] {
+    package var missingDependencies: [MissingDependency] {
         problems.compactMap { if case .missingDependency(let value) = $0 { return value } else { return nil } }
     }
 
-    public var conflicts: [PackageConflict] {
+    package var conflicts: [PackageConflict] {
         problems.compactMap { if case .conflict(let value) = $0 { return value } else { return nil } }
     }
 
-    public var fileConflicts: [FileConflict] {
+    package var fileConflicts: [FileConflict] {
         problems.compactMap { if case .fileConflict(let value) = $0 { return value } else { return nil } }
     }
 
-    public var invalidPackages: [String] {
+    package var invalidPackages: [String] {
         problems.compactMap { if case .invalidPackage(let value) = $0 { return value } else { return nil } }
     }
 
-    public var description: String {
+    package var description: String {
         var text = "\(function) failed"
         if let subject { text += " on \(subject)" }
         text += ": \(message)"

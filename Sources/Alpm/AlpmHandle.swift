@@ -5,55 +5,55 @@ import Glibc
 #endif
 
 /// Signature checking levels (`alpm_siglevel_t`), as pacman.conf's SigLevel.
-public struct SigLevel: OptionSet, Sendable, Hashable {
-    public let rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
+package struct SigLevel: OptionSet, Sendable, Hashable {
+    package let rawValue: Int32
+    package init(rawValue: Int32) { self.rawValue = rawValue }
 
-    public static let package = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE.rawValue))
-    public static let packageOptional = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_OPTIONAL.rawValue))
-    public static let packageMarginalOK = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_MARGINAL_OK.rawValue))
-    public static let packageUnknownOK = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_UNKNOWN_OK.rawValue))
-    public static let database = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE.rawValue))
-    public static let databaseOptional = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_OPTIONAL.rawValue))
-    public static let databaseMarginalOK = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_MARGINAL_OK.rawValue))
-    public static let databaseUnknownOK = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_UNKNOWN_OK.rawValue))
+    package static let package = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE.rawValue))
+    package static let packageOptional = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_OPTIONAL.rawValue))
+    package static let packageMarginalOK = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_MARGINAL_OK.rawValue))
+    package static let packageUnknownOK = SigLevel(rawValue: Int32(ALPM_SIG_PACKAGE_UNKNOWN_OK.rawValue))
+    package static let database = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE.rawValue))
+    package static let databaseOptional = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_OPTIONAL.rawValue))
+    package static let databaseMarginalOK = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_MARGINAL_OK.rawValue))
+    package static let databaseUnknownOK = SigLevel(rawValue: Int32(ALPM_SIG_DATABASE_UNKNOWN_OK.rawValue))
     /// Use the handle's default level (for databases).
-    public static let useDefault = SigLevel(rawValue: Int32(ALPM_SIG_USE_DEFAULT.rawValue))
+    package static let useDefault = SigLevel(rawValue: Int32(ALPM_SIG_USE_DEFAULT.rawValue))
 
     /// `SigLevel = Never`: no signature is checked.
-    public static let never: SigLevel = []
+    package static let never: SigLevel = []
     /// `SigLevel = Required DatabaseOptional`, pacman's default.
-    public static let required: SigLevel = [.package, .databaseOptional]
+    package static let required: SigLevel = [.package, .databaseOptional]
     /// `SigLevel = Optional`: check signatures that exist.
-    public static let optional: SigLevel = [.package, .packageOptional, .database, .databaseOptional]
+    package static let optional: SigLevel = [.package, .packageOptional, .database, .databaseOptional]
 }
 
 /// Where a handle keeps everything. Every path is explicit so that a handle for a target
 /// root never reads or writes the host's pacman files by accident.
-public struct AlpmConfiguration: Sendable {
+package struct AlpmConfiguration: Sendable {
     /// The root packages are installed into.
-    public var root: String
+    package var root: String
     /// The package database (its `local/` and `sync/` directories); anywhere, e.g. inside a snapshot.
-    public var databasePath: String
-    public var cacheDirectories: [String]
-    public var hookDirectories: [String]
-    public var gpgDirectory: String
-    public var logFile: String
-    public var architectures: [String]
+    package var databasePath: String
+    package var cacheDirectories: [String]
+    package var hookDirectories: [String]
+    package var gpgDirectory: String
+    package var logFile: String
+    package var architectures: [String]
     /// Default SigLevel for databases registered with `.useDefault`.
-    public var defaultSigLevel: SigLevel
+    package var defaultSigLevel: SigLevel
     /// SigLevel for package files installed with `installFiles` (pacman's LocalFileSigLevel).
-    public var localFileSigLevel: SigLevel
+    package var localFileSigLevel: SigLevel
     /// SigLevel for package files fetched by URL (pacman's RemoteFileSigLevel).
-    public var remoteFileSigLevel: SigLevel
-    public var checkSpace: Bool
-    public var parallelDownloads: Int
-    public var disableDownloadTimeout: Bool
-    public var ignorePackages: [String]
-    public var noUpgrade: [String]
-    public var noExtract: [String]
+    package var remoteFileSigLevel: SigLevel
+    package var checkSpace: Bool
+    package var parallelDownloads: Int
+    package var disableDownloadTimeout: Bool
+    package var ignorePackages: [String]
+    package var noUpgrade: [String]
+    package var noExtract: [String]
 
-    public init(root: String, databasePath: String, cacheDirectories: [String], hookDirectories: [String],
+    package init(root: String, databasePath: String, cacheDirectories: [String], hookDirectories: [String],
                 gpgDirectory: String, logFile: String, architectures: [String] = [AlpmConfiguration.machineArchitecture],
                 defaultSigLevel: SigLevel = .required, localFileSigLevel: SigLevel = [.package, .packageOptional],
                 remoteFileSigLevel: SigLevel = .required, checkSpace: Bool = false, parallelDownloads: Int = 1,
@@ -80,7 +80,7 @@ public struct AlpmConfiguration: Sendable {
     /// pacman's layout inside `root`: database R/var/lib/pacman (or `databasePath`), cache
     /// R/var/cache/pacman/pkg, hooks R/etc/pacman.d/hooks, keyring R/etc/pacman.d/gnupg,
     /// log R/var/log/pacman.log.
-    public static func rooted(at root: String, databasePath: String? = nil, sigLevel: SigLevel = .required) -> AlpmConfiguration {
+    package static func rooted(at root: String, databasePath: String? = nil, sigLevel: SigLevel = .required) -> AlpmConfiguration {
         let base = root.hasSuffix("/") ? String(root.dropLast()) : root
         return AlpmConfiguration(root: root, databasePath: databasePath ?? base + "/var/lib/pacman",
                                  cacheDirectories: [base + "/var/cache/pacman/pkg"],
@@ -90,7 +90,7 @@ public struct AlpmConfiguration: Sendable {
     }
 
     /// `uname -m` ("x86_64"), what pacman's `Architecture = auto` means.
-    public static var machineArchitecture: String {
+    package static var machineArchitecture: String {
         var names = utsname()
         uname(&names)
         return withUnsafeBytes(of: names.machine) { raw in
@@ -100,21 +100,21 @@ public struct AlpmConfiguration: Sendable {
 }
 
 /// How a sync database may be used (`alpm_db_usage_t`).
-public struct DatabaseUsage: OptionSet, Sendable {
-    public let rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
-    public static let sync = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_SYNC.rawValue))
-    public static let search = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_SEARCH.rawValue))
-    public static let install = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_INSTALL.rawValue))
-    public static let upgrade = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_UPGRADE.rawValue))
-    public static let all: DatabaseUsage = [.sync, .search, .install, .upgrade]
+package struct DatabaseUsage: OptionSet, Sendable {
+    package let rawValue: Int32
+    package init(rawValue: Int32) { self.rawValue = rawValue }
+    package static let sync = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_SYNC.rawValue))
+    package static let search = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_SEARCH.rawValue))
+    package static let install = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_INSTALL.rawValue))
+    package static let upgrade = DatabaseUsage(rawValue: Int32(ALPM_DB_USAGE_UPGRADE.rawValue))
+    package static let all: DatabaseUsage = [.sync, .search, .install, .upgrade]
 }
 
 /// A libalpm handle (`alpm_handle_t`) for one root and database path. Not thread-safe:
 /// use one handle from one thread at a time. `deinit` releases it; `close()` reports errors.
-public final class AlpmHandle {
+package final class AlpmHandle {
     private let rawHandle: OpaquePointer
-    public let configuration: AlpmConfiguration
+    package let configuration: AlpmConfiguration
     let callbacks = CallbackContext()
     private var closed = false
     /// Set while an `AlpmTransaction` is open (libalpm allows one per handle).
@@ -128,7 +128,7 @@ public final class AlpmHandle {
 
     /// Creates the root, database, cache and log directories when missing, then
     /// initialises libalpm with every option set from `configuration`.
-    public init(_ configuration: AlpmConfiguration) throws {
+    package init(_ configuration: AlpmConfiguration) throws {
         self.configuration = configuration
         for directory in [configuration.root, configuration.databasePath] + configuration.cacheDirectories
             + [(configuration.logFile as NSString).deletingLastPathComponent] {
@@ -160,7 +160,7 @@ public final class AlpmHandle {
 
     /// Releases the handle. Release open transactions first (they keep the handle alive
     /// and need it to drop the database lock).
-    public func close() throws {
+    package func close() throws {
         guard !closed else { return }
         if transactionOpen {
             throw AlpmError(function: "alpm_release", subject: "\(configuration.databasePath) (a transaction is still open)",
@@ -208,52 +208,52 @@ public final class AlpmHandle {
     // MARK: Callbacks
 
     /// Receives every libalpm log line (debug and function levels included).
-    public var logHandler: ((AlpmLogLevel, String) -> Void)? {
+    package var logHandler: ((AlpmLogLevel, String) -> Void)? {
         get { callbacks.logHandler }
         set { callbacks.logHandler = newValue }
     }
 
-    public var eventHandler: ((AlpmEvent) -> Void)? {
+    package var eventHandler: ((AlpmEvent) -> Void)? {
         get { callbacks.eventHandler }
         set { callbacks.eventHandler = newValue }
     }
 
-    public var progressHandler: ((AlpmProgress) -> Void)? {
+    package var progressHandler: ((AlpmProgress) -> Void)? {
         get { callbacks.progressHandler }
         set { callbacks.progressHandler = newValue }
     }
 
-    public var downloadHandler: ((AlpmDownloadEvent) -> Void)? {
+    package var downloadHandler: ((AlpmDownloadEvent) -> Void)? {
         get { callbacks.downloadHandler }
         set { callbacks.downloadHandler = newValue }
     }
 
     /// How libalpm's questions are answered.
-    public var questionPolicy: AlpmQuestionPolicy {
+    package var questionPolicy: AlpmQuestionPolicy {
         get { callbacks.questionPolicy }
         set { callbacks.questionPolicy = newValue }
     }
 
     /// Every question asked so far, with the answer given.
-    public var answeredQuestions: [AnsweredQuestion] { callbacks.answeredQuestions }
+    package var answeredQuestions: [AnsweredQuestion] { callbacks.answeredQuestions }
 
     // MARK: Options read back
 
-    public var root: String { string(alpm_option_get_root(handle)) ?? configuration.root }
-    public var databasePath: String { string(alpm_option_get_dbpath(handle)) ?? configuration.databasePath }
-    public var lockFile: String { string(alpm_option_get_lockfile(handle)) ?? "" }
-    public var cacheDirectories: [String] { AlpmList.strings(alpm_option_get_cachedirs(handle)) }
-    public var hookDirectories: [String] { AlpmList.strings(alpm_option_get_hookdirs(handle)) }
-    public var gpgDirectory: String? { string(alpm_option_get_gpgdir(handle)) }
-    public var logFile: String? { string(alpm_option_get_logfile(handle)) }
-    public var architectures: [String] { AlpmList.strings(alpm_option_get_architectures(handle)) }
-    public var defaultSigLevel: SigLevel { SigLevel(rawValue: alpm_option_get_default_siglevel(handle)) }
+    package var root: String { string(alpm_option_get_root(handle)) ?? configuration.root }
+    package var databasePath: String { string(alpm_option_get_dbpath(handle)) ?? configuration.databasePath }
+    package var lockFile: String { string(alpm_option_get_lockfile(handle)) ?? "" }
+    package var cacheDirectories: [String] { AlpmList.strings(alpm_option_get_cachedirs(handle)) }
+    package var hookDirectories: [String] { AlpmList.strings(alpm_option_get_hookdirs(handle)) }
+    package var gpgDirectory: String? { string(alpm_option_get_gpgdir(handle)) }
+    package var logFile: String? { string(alpm_option_get_logfile(handle)) }
+    package var architectures: [String] { AlpmList.strings(alpm_option_get_architectures(handle)) }
+    package var defaultSigLevel: SigLevel { SigLevel(rawValue: alpm_option_get_default_siglevel(handle)) }
 
     /// libalpm's version ("13.0.2").
-    public static var libraryVersion: String { string(alpm_version()) ?? "?" }
+    package static var libraryVersion: String { string(alpm_version()) ?? "?" }
 
     /// Compares two versions as pacman does: negative, zero or positive.
-    public static func vercmp(_ a: String, _ b: String) -> Int {
+    package static func vercmp(_ a: String, _ b: String) -> Int {
         Int(alpm_pkg_vercmp(a, b))
     }
 
@@ -261,7 +261,7 @@ public final class AlpmHandle {
 
     /// Registers the sync database `name` (downloaded as `SERVER/NAME.db`). In server URLs
     /// `$repo` and `$arch` are replaced as pacman.conf does.
-    public func registerSyncDatabase(_ name: String, servers: [String], sigLevel: SigLevel = .useDefault,
+    package func registerSyncDatabase(_ name: String, servers: [String], sigLevel: SigLevel = .useDefault,
                                      usage: DatabaseUsage = .all) throws {
         guard let db = alpm_register_syncdb(handle, name, sigLevel.rawValue) else {
             throw error("alpm_register_syncdb", subject: name)
@@ -275,19 +275,19 @@ public final class AlpmHandle {
     }
 
     /// The registered sync databases, in order.
-    public var syncDatabases: [String] {
+    package var syncDatabases: [String] {
         AlpmList.packages(alpm_get_syncdbs(handle)).compactMap { string(alpm_db_get_name($0)) }
     }
 
     /// The servers of a sync database.
-    public func servers(of database: String) throws -> [String] {
+    package func servers(of database: String) throws -> [String] {
         AlpmList.strings(alpm_db_get_servers(try syncDatabase(database)))
     }
 
     /// Downloads the sync databases (`pacman -Sy`, or `-Syy` with `force`); returns whether
     /// any of them changed.
     @discardableResult
-    public func updateDatabases(force: Bool = false) throws -> Bool {
+    package func updateDatabases(force: Bool = false) throws -> Bool {
         let dbs = AlpmList.packages(alpm_get_syncdbs(handle))
         callbacks.startCapturing()
         let result = AlpmList.withPointers(dbs) { alpm_db_update(handle, $0, force ? 1 : 0) }
@@ -311,14 +311,14 @@ public final class AlpmHandle {
 
     /// Installed packages (`pacman -Q`), sorted by name. `details` adds required-by,
     /// optional-for and file lists.
-    public func installedPackages(details: Bool = false) -> [AlpmPackage] {
+    package func installedPackages(details: Bool = false) -> [AlpmPackage] {
         guard let local = localDatabase else { return [] }
         return AlpmList.packages(alpm_db_get_pkgcache(local)).map { AlpmPackage($0, details: details) }
             .sorted { $0.name < $1.name }
     }
 
     /// One installed package with all details (`pacman -Qi` and `-Ql`), or nil.
-    public func installedPackage(named name: String) -> AlpmPackage? {
+    package func installedPackage(named name: String) -> AlpmPackage? {
         guard let local = localDatabase, let pkg = alpm_db_get_pkg(local, name) else { return nil }
         return AlpmPackage(pkg, details: true)
     }
@@ -326,7 +326,7 @@ public final class AlpmHandle {
     /// The installed package named `target`, else the first installed package that satisfies
     /// it as a dependency (`sh` → the package that provides sh; `name>=1.2` works too), as
     /// `pacman -Q` and `-Qi` look a target up. With all details, or nil.
-    public func installedPackage(satisfying target: String) -> AlpmPackage? {
+    package func installedPackage(satisfying target: String) -> AlpmPackage? {
         if let named = installedPackage(named: target) { return named }
         guard let local = localDatabase, let pkg = alpm_find_satisfier(alpm_db_get_pkgcache(local), target) else { return nil }
         return AlpmPackage(pkg, details: true)
@@ -334,7 +334,7 @@ public final class AlpmHandle {
 
     /// A package in the sync databases (`pacman -Si`): the first database that has it, or
     /// the one named by `repository`.
-    public func syncPackage(named name: String, repository: String? = nil) throws -> AlpmPackage? {
+    package func syncPackage(named name: String, repository: String? = nil) throws -> AlpmPackage? {
         let dbs = try repository.map { [try syncDatabase($0)] } ?? AlpmList.packages(alpm_get_syncdbs(handle))
         for db in dbs {
             if let pkg = alpm_db_get_pkg(db, name) { return AlpmPackage(pkg, details: false) }
@@ -343,19 +343,19 @@ public final class AlpmHandle {
     }
 
     /// All packages of the sync databases, in database order.
-    public func syncPackages(repository: String? = nil) throws -> [AlpmPackage] {
+    package func syncPackages(repository: String? = nil) throws -> [AlpmPackage] {
         let dbs = try repository.map { [try syncDatabase($0)] } ?? AlpmList.packages(alpm_get_syncdbs(handle))
         return dbs.flatMap { AlpmList.packages(alpm_db_get_pkgcache($0)).map { AlpmPackage($0, details: false) } }
     }
 
     /// Searches names and descriptions of sync packages with regular expressions, all of
     /// which must match (`pacman -Ss`).
-    public func search(_ patterns: [String]) throws -> [AlpmPackage] {
+    package func search(_ patterns: [String]) throws -> [AlpmPackage] {
         try AlpmList.packages(alpm_get_syncdbs(handle)).flatMap { try search(database: $0, patterns) }
     }
 
     /// Searches installed packages (`pacman -Qs`).
-    public func searchInstalled(_ patterns: [String]) throws -> [AlpmPackage] {
+    package func searchInstalled(_ patterns: [String]) throws -> [AlpmPackage] {
         guard let local = localDatabase else { return [] }
         return try search(database: local, patterns)
     }
@@ -372,7 +372,7 @@ public final class AlpmHandle {
 
     /// Packages installed as dependencies that nothing requires or optionally requires any
     /// more (`pacman -Qdt`).
-    public func orphans() -> [AlpmPackage] {
+    package func orphans() -> [AlpmPackage] {
         guard let local = localDatabase else { return [] }
         return AlpmList.packages(alpm_db_get_pkgcache(local)).filter { pkg in
             guard alpm_pkg_get_reason(pkg) == ALPM_PKG_REASON_DEPEND else { return false }
@@ -387,7 +387,7 @@ public final class AlpmHandle {
     }
 
     /// Which installed package owns `path` (absolute in the root, or relative), or nil.
-    public func owner(of path: String) -> String? {
+    package func owner(of path: String) -> String? {
         guard let local = localDatabase else { return nil }
         var relative = Substring(path)
         let root = configuration.root.hasSuffix("/") ? configuration.root : configuration.root + "/"
@@ -402,7 +402,7 @@ public final class AlpmHandle {
     }
 
     /// Loads a package file without installing it (`pacman -Qip FILE`).
-    public func loadPackageFile(_ path: String) throws -> AlpmPackage {
+    package func loadPackageFile(_ path: String) throws -> AlpmPackage {
         var pkg: OpaquePointer?
         callbacks.startCapturing()
         let result = alpm_pkg_load(handle, path, 1, configuration.localFileSigLevel.rawValue, &pkg)
@@ -417,7 +417,7 @@ public final class AlpmHandle {
     // MARK: Transactions
 
     /// Starts a transaction (one at a time per handle).
-    public func transaction(flags: TransactionFlags = []) throws -> AlpmTransaction {
+    package func transaction(flags: TransactionFlags = []) throws -> AlpmTransaction {
         try AlpmTransaction(handle: self, flags: flags)
     }
 
@@ -425,7 +425,7 @@ public final class AlpmHandle {
     /// (`pacman -S`). Names may be `repo/name`, a version constraint ("hello>=1.1"), a
     /// provision or a group.
     @discardableResult
-    public func install(_ targets: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
+    package func install(_ targets: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
         try run(flags: flags) { transaction in
             for target in targets { try transaction.addSyncTarget(target) }
         }
@@ -433,7 +433,7 @@ public final class AlpmHandle {
 
     /// Installs package files (`pacman -U`).
     @discardableResult
-    public func installFiles(_ paths: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
+    package func installFiles(_ paths: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
         try run(flags: flags) { transaction in
             for path in paths { try transaction.addPackageFile(path) }
         }
@@ -441,7 +441,7 @@ public final class AlpmHandle {
 
     /// Removes installed packages (`pacman -R`, with `.cascade`, `.recurse`, `.noSave`, ...).
     @discardableResult
-    public func remove(_ names: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
+    package func remove(_ names: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
         try run(flags: flags) { transaction in
             for name in names { try transaction.removePackage(named: name) }
         }
@@ -450,7 +450,7 @@ public final class AlpmHandle {
     /// Upgrades every installed package that has a newer version in the sync databases
     /// (`pacman -Su`; `allowDowngrade` is `-Suu`).
     @discardableResult
-    public func sysupgrade(flags: TransactionFlags = [], allowDowngrade: Bool = false) throws -> TransactionSummary {
+    package func sysupgrade(flags: TransactionFlags = [], allowDowngrade: Bool = false) throws -> TransactionSummary {
         try run(flags: flags) { transaction in
             try transaction.sysupgrade(allowDowngrade: allowDowngrade)
         }

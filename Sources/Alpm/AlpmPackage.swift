@@ -4,18 +4,18 @@ import Glibc
 #endif
 
 /// A dependency, conflict, provision or replacement: `name[op version][: reason]`.
-public struct AlpmDependency: Sendable, Equatable, Hashable, CustomStringConvertible {
-    public enum Constraint: String, Sendable {
+package struct AlpmDependency: Sendable, Equatable, Hashable, CustomStringConvertible {
+    package enum Constraint: String, Sendable {
         case any = "", equal = "=", atLeast = ">=", atMost = "<=", greater = ">", less = "<"
     }
 
-    public var name: String
-    public var constraint: Constraint
-    public var version: String?
+    package var name: String
+    package var constraint: Constraint
+    package var version: String?
     /// The reason given with an optional dependency ("name: reason").
-    public var reason: String?
+    package var reason: String?
 
-    public init(name: String, constraint: Constraint = .any, version: String? = nil, reason: String? = nil) {
+    package init(name: String, constraint: Constraint = .any, version: String? = nil, reason: String? = nil) {
         self.name = name
         self.constraint = constraint
         self.version = version
@@ -23,7 +23,7 @@ public struct AlpmDependency: Sendable, Equatable, Hashable, CustomStringConvert
     }
 
     /// Parses "libfoo>=2" the way libalpm does.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         guard let raw = alpm_dep_from_string(text) else { return nil }
         defer { alpm_dep_free(raw) }
         self.init(raw)
@@ -44,7 +44,7 @@ public struct AlpmDependency: Sendable, Equatable, Hashable, CustomStringConvert
     }
 
     /// "libfoo>=2" (with ": reason" for optional dependencies).
-    public var description: String {
+    package var description: String {
         var text = name
         if constraint != .any, let version { text += constraint.rawValue + version }
         if let reason, !reason.isEmpty { text += ": " + reason }
@@ -57,67 +57,67 @@ public struct AlpmDependency: Sendable, Equatable, Hashable, CustomStringConvert
 }
 
 /// Why a package is installed.
-public enum InstallReason: Sendable, Equatable {
+package enum InstallReason: Sendable, Equatable {
     case explicit, dependency
 }
 
 /// A file a package owns. Directories end in "/".
-public struct AlpmFile: Sendable, Equatable {
+package struct AlpmFile: Sendable, Equatable {
     /// Relative to the root ("usr/bin/hello").
-    public var path: String
-    public var size: Int64
-    public var mode: UInt32
+    package var path: String
+    package var size: Int64
+    package var mode: UInt32
 }
 
 /// Where a package record came from.
-public enum PackageOrigin: Sendable, Equatable {
+package enum PackageOrigin: Sendable, Equatable {
     case file, localDatabase, syncDatabase
 }
 
 /// A snapshot of what libalpm knows about one package (installed, in a sync database, or a
 /// package file), copied out so it stays valid after the handle changes.
-public struct AlpmPackage: Sendable, Equatable {
-    public var name: String
-    public var base: String?
+package struct AlpmPackage: Sendable, Equatable {
+    package var name: String
+    package var base: String?
     /// `[epoch:]pkgver-pkgrel`.
-    public var version: String
+    package var version: String
     /// pkgdesc.
-    public var description: String
-    public var url: String?
-    public var architecture: String?
-    public var packager: String?
-    public var origin: PackageOrigin
+    package var description: String
+    package var url: String?
+    package var architecture: String?
+    package var packager: String?
+    package var origin: PackageOrigin
     /// The database it belongs to ("local" for installed packages).
-    public var repository: String?
+    package var repository: String?
     /// The package file name (sync and file packages).
-    public var fileName: String?
+    package var fileName: String?
     /// The SHA-256 of the package file, as the sync database lists it (sync packages).
-    public var sha256: String?
-    public var buildDate: Int64
-    public var installDate: Int64?
+    package var sha256: String?
+    package var buildDate: Int64
+    package var installDate: Int64?
     /// Compressed size (sync and file packages).
-    public var downloadSize: Int64
-    public var installedSize: Int64
+    package var downloadSize: Int64
+    package var installedSize: Int64
     /// Installed packages only.
-    public var reason: InstallReason?
-    public var licenses: [String]
-    public var groups: [String]
-    public var depends: [AlpmDependency]
-    public var optionalDepends: [AlpmDependency]
-    public var provides: [AlpmDependency]
-    public var conflicts: [AlpmDependency]
-    public var replaces: [AlpmDependency]
-    public var backup: [String]
-    public var hasInstallScript: Bool
+    package var reason: InstallReason?
+    package var licenses: [String]
+    package var groups: [String]
+    package var depends: [AlpmDependency]
+    package var optionalDepends: [AlpmDependency]
+    package var provides: [AlpmDependency]
+    package var conflicts: [AlpmDependency]
+    package var replaces: [AlpmDependency]
+    package var backup: [String]
+    package var hasInstallScript: Bool
     /// Packages that depend on this one (filled in for detailed queries).
-    public var requiredBy: [String]?
+    package var requiredBy: [String]?
     /// Packages that optionally depend on this one (filled in for detailed queries).
-    public var optionalFor: [String]?
+    package var optionalFor: [String]?
     /// The files it owns (filled in for detailed queries).
-    public var files: [AlpmFile]?
+    package var files: [AlpmFile]?
 
     /// "name version", as `pacman -Q` prints it.
-    public var nameAndVersion: String { "\(name) \(version)" }
+    package var nameAndVersion: String { "\(name) \(version)" }
 
     /// Copies a package's fields; `details` adds required-by, optional-for and files.
     init(_ pkg: OpaquePointer, details: Bool) {

@@ -5,40 +5,40 @@ import Glibc
 #endif
 
 /// Transaction flags (`alpm_transflag_t`).
-public struct TransactionFlags: OptionSet, Sendable, Hashable {
-    public let rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
+package struct TransactionFlags: OptionSet, Sendable, Hashable {
+    package let rawValue: Int32
+    package init(rawValue: Int32) { self.rawValue = rawValue }
 
     /// Skip dependency checks (`-d`).
-    public static let noDeps = flag(ALPM_TRANS_FLAG_NODEPS)
+    package static let noDeps = flag(ALPM_TRANS_FLAG_NODEPS)
     /// Delete files even if they are marked as backup (`-n`).
-    public static let noSave = flag(ALPM_TRANS_FLAG_NOSAVE)
+    package static let noSave = flag(ALPM_TRANS_FLAG_NOSAVE)
     /// Ignore versions when checking dependencies.
-    public static let noDepVersion = flag(ALPM_TRANS_FLAG_NODEPVERSION)
+    package static let noDepVersion = flag(ALPM_TRANS_FLAG_NODEPVERSION)
     /// Remove the packages that depend on the removed ones too (`-c`).
-    public static let cascade = flag(ALPM_TRANS_FLAG_CASCADE)
+    package static let cascade = flag(ALPM_TRANS_FLAG_CASCADE)
     /// Remove dependencies nothing else needs (`-s`).
-    public static let recurse = flag(ALPM_TRANS_FLAG_RECURSE)
+    package static let recurse = flag(ALPM_TRANS_FLAG_RECURSE)
     /// Change the database only, not the files (`--dbonly`).
-    public static let dbOnly = flag(ALPM_TRANS_FLAG_DBONLY)
+    package static let dbOnly = flag(ALPM_TRANS_FLAG_DBONLY)
     /// Mark every installed package as a dependency (`--asdeps`).
-    public static let allDependencies = flag(ALPM_TRANS_FLAG_ALLDEPS)
+    package static let allDependencies = flag(ALPM_TRANS_FLAG_ALLDEPS)
     /// Download packages without installing them (`-w`).
-    public static let downloadOnly = flag(ALPM_TRANS_FLAG_DOWNLOADONLY)
+    package static let downloadOnly = flag(ALPM_TRANS_FLAG_DOWNLOADONLY)
     /// Do not run install scriptlets (`--noscriptlet`).
-    public static let noScriptlet = flag(ALPM_TRANS_FLAG_NOSCRIPTLET)
+    package static let noScriptlet = flag(ALPM_TRANS_FLAG_NOSCRIPTLET)
     /// Ignore conflicts.
-    public static let noConflicts = flag(ALPM_TRANS_FLAG_NOCONFLICTS)
+    package static let noConflicts = flag(ALPM_TRANS_FLAG_NOCONFLICTS)
     /// Skip targets that are already up to date (`--needed`).
-    public static let needed = flag(ALPM_TRANS_FLAG_NEEDED)
+    package static let needed = flag(ALPM_TRANS_FLAG_NEEDED)
     /// Mark every installed package as explicitly installed (`--asexplicit`).
-    public static let allExplicit = flag(ALPM_TRANS_FLAG_ALLEXPLICIT)
+    package static let allExplicit = flag(ALPM_TRANS_FLAG_ALLEXPLICIT)
     /// Do not remove packages that others still need (`-u`).
-    public static let unneeded = flag(ALPM_TRANS_FLAG_UNNEEDED)
+    package static let unneeded = flag(ALPM_TRANS_FLAG_UNNEEDED)
     /// With `.recurse`, also remove explicitly installed dependencies (`-ss`).
-    public static let recurseAll = flag(ALPM_TRANS_FLAG_RECURSEALL)
+    package static let recurseAll = flag(ALPM_TRANS_FLAG_RECURSEALL)
     /// Do not take the database lock.
-    public static let noLock = flag(ALPM_TRANS_FLAG_NOLOCK)
+    package static let noLock = flag(ALPM_TRANS_FLAG_NOLOCK)
 
     private static func flag(_ value: alpm_transflag_t) -> TransactionFlags {
         TransactionFlags(rawValue: Int32(bitPattern: value.rawValue))
@@ -46,44 +46,44 @@ public struct TransactionFlags: OptionSet, Sendable, Hashable {
 }
 
 /// An installed package removed because a new one names it in replaces= (a rename).
-public struct PackageReplacement: Sendable, Equatable, CustomStringConvertible {
-    public var old: String
-    public var oldVersion: String?
-    public var new: String
-    public var newVersion: String?
+package struct PackageReplacement: Sendable, Equatable, CustomStringConvertible {
+    package var old: String
+    package var oldVersion: String?
+    package var new: String
+    package var newVersion: String?
 
-    public init(old: String, oldVersion: String?, new: String, newVersion: String?) {
+    package init(old: String, oldVersion: String?, new: String, newVersion: String?) {
         self.old = old
         self.oldVersion = oldVersion
         self.new = new
         self.newVersion = newVersion
     }
 
-    public var description: String {
+    package var description: String {
         "replace \(old)\(oldVersion.map { " \($0)" } ?? "") with \(new)\(newVersion.map { " \($0)" } ?? "")"
     }
 }
 
 /// What a prepared transaction will do (and, after commit, did).
-public struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
+package struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
     /// Packages installed, upgraded, downgraded or reinstalled (replacing packages included).
-    public var added: [PackageOperation]
+    package var added: [PackageOperation]
     /// Packages removed (replaced packages included).
-    public var removed: [PackageOperation]
+    package var removed: [PackageOperation]
     /// Which removals are replacements, and by what.
-    public var replacements: [PackageReplacement]
+    package var replacements: [PackageReplacement]
 
-    public init(added: [PackageOperation], removed: [PackageOperation], replacements: [PackageReplacement] = []) {
+    package init(added: [PackageOperation], removed: [PackageOperation], replacements: [PackageReplacement] = []) {
         self.added = added
         self.removed = removed
         self.replacements = replacements
     }
 
-    public var isEmpty: Bool { added.isEmpty && removed.isEmpty }
+    package var isEmpty: Bool { added.isEmpty && removed.isEmpty }
 
     /// One line per change, a replacement as one "replace OLD with NEW" line in place of the
     /// new package's install and the old one's removal.
-    public var lines: [String] {
+    package var lines: [String] {
         let replacing = Set(replacements.map(\.new))
         let replaced = Set(replacements.map(\.old))
         return added.filter { !($0.kind == .install && replacing.contains($0.name)) }.map(\.description)
@@ -91,7 +91,7 @@ public struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
             + removed.filter { !replaced.contains($0.name) }.map(\.description)
     }
 
-    public var description: String {
+    package var description: String {
         if isEmpty { return "nothing to do" }
         return lines.joined(separator: ", ")
     }
@@ -99,9 +99,9 @@ public struct TransactionSummary: Sendable, Equatable, CustomStringConvertible {
 
 /// A libalpm transaction: add targets, `prepare()`, `commit()`, `release()`. Holds the
 /// database lock while it exists; `deinit` releases it when `release()` was not called.
-public final class AlpmTransaction {
-    public let handle: AlpmHandle
-    public let flags: TransactionFlags
+package final class AlpmTransaction {
+    package let handle: AlpmHandle
+    package let flags: TransactionFlags
     private var released = false
     private var added = Set<String>()
 
@@ -127,7 +127,7 @@ public final class AlpmTransaction {
 
     /// Adds a package from the sync databases: a name, `repo/name`, a constraint such as
     /// "hello>=1.1" or a provision; failing those, every package of a group.
-    public func addSyncTarget(_ target: String) throws {
+    package func addSyncTarget(_ target: String) throws {
         try checkOpen("alpm_add_pkg")
         var dbs = AlpmList.packages(alpm_get_syncdbs(handle.handle))
         var name = target
@@ -152,7 +152,7 @@ public final class AlpmTransaction {
     }
 
     /// Adds a package file (`pacman -U`), checked with the handle's LocalFileSigLevel.
-    public func addPackageFile(_ path: String) throws {
+    package func addPackageFile(_ path: String) throws {
         try checkOpen("alpm_pkg_load")
         var pkg: OpaquePointer?
         handle.callbacks.startCapturing()
@@ -170,7 +170,7 @@ public final class AlpmTransaction {
     }
 
     /// Marks an installed package for removal.
-    public func removePackage(named name: String) throws {
+    package func removePackage(named name: String) throws {
         try checkOpen("alpm_remove_pkg")
         guard let local = handle.localDatabase, let pkg = alpm_db_get_pkg(local, name) else {
             throw AlpmError(function: "alpm_db_get_pkg", subject: "\(name) (not installed in \(handle.root))",
@@ -182,7 +182,7 @@ public final class AlpmTransaction {
     }
 
     /// Adds every available upgrade (`pacman -Su`).
-    public func sysupgrade(allowDowngrade: Bool = false) throws {
+    package func sysupgrade(allowDowngrade: Bool = false) throws {
         try checkOpen("alpm_sync_sysupgrade")
         handle.callbacks.startCapturing()
         let result = alpm_sync_sysupgrade(handle.handle, allowDowngrade ? 1 : 0)
@@ -201,7 +201,7 @@ public final class AlpmTransaction {
 
     /// Resolves dependencies and checks conflicts. Failures list the missing
     /// dependencies, conflicts or invalid architectures by package name.
-    public func prepare() throws {
+    package func prepare() throws {
         guard let failure = try run("alpm_trans_prepare", alpm_trans_prepare, problem: { code, item in
             switch code {
             case .packageInvalidArchitecture:
@@ -229,7 +229,7 @@ public final class AlpmTransaction {
     }
 
     /// The packages a prepared transaction adds and removes.
-    public var summary: TransactionSummary {
+    package var summary: TransactionSummary {
         let local = handle.localDatabase
         let added = AlpmList.packages(alpm_trans_get_add(handle.handle)).map { pkg -> PackageOperation in
             let name = string(alpm_pkg_get_name(pkg)) ?? "?"
@@ -266,7 +266,7 @@ public final class AlpmTransaction {
 
     /// Downloads, checks and applies the transaction. Failures list file conflicts and
     /// invalid (corrupted, bad checksum, bad signature) packages by name.
-    public func commit() throws {
+    package func commit() throws {
         let questionsBefore = handle.callbacks.answeredQuestions.count
         // libalpm chdir()s the whole process into the root while it extracts packages: the
         // directory our children start in must be known before that.
@@ -308,7 +308,7 @@ public final class AlpmTransaction {
     }
 
     /// Ends the transaction and drops the database lock.
-    public func release() throws {
+    package func release() throws {
         guard !released else { return }
         released = true
         handle.transactionOpen = false

@@ -4,13 +4,13 @@ import Glibc
 #endif
 
 /// Who owns an entry in an archive.
-public struct Ownership: Sendable, Equatable {
-    public var uid: Int64
-    public var gid: Int64
-    public var userName: String?
-    public var groupName: String?
+package struct Ownership: Sendable, Equatable {
+    package var uid: Int64
+    package var gid: Int64
+    package var userName: String?
+    package var groupName: String?
 
-    public init(uid: Int64, gid: Int64, userName: String? = nil, groupName: String? = nil) {
+    package init(uid: Int64, gid: Int64, userName: String? = nil, groupName: String? = nil) {
         self.uid = uid
         self.gid = gid
         self.userName = userName
@@ -18,28 +18,28 @@ public struct Ownership: Sendable, Equatable {
     }
 
     /// root:root (0:0), what packages carry.
-    public static let root = Ownership(uid: 0, gid: 0, userName: "root", groupName: "root")
+    package static let root = Ownership(uid: 0, gid: 0, userName: "root", groupName: "root")
 }
 
 /// The metadata of one archive entry, as listed by `bsdtar -tv`.
-public struct ArchiveEntry: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: Sendable, Equatable {
+package struct ArchiveEntry: Sendable, Equatable, CustomStringConvertible {
+    package enum Kind: Sendable, Equatable {
         case regular, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket
     }
 
-    public var path: String
-    public var kind: Kind
+    package var path: String
+    package var kind: Kind
     /// Size of the entry's data in bytes (0 for directories, links and hard links).
-    public var size: Int64
+    package var size: Int64
     /// Permission bits including setuid/setgid/sticky (`mode & 0o7777`).
-    public var permissions: UInt32
-    public var owner: Ownership
+    package var permissions: UInt32
+    package var owner: Ownership
     /// Modification time in seconds since the epoch.
-    public var modificationTime: Int64
+    package var modificationTime: Int64
     /// Target of a symlink, or the path a hard link refers to.
-    public var linkTarget: String?
+    package var linkTarget: String?
 
-    public init(path: String, kind: Kind, size: Int64 = 0, permissions: UInt32, owner: Ownership = .root,
+    package init(path: String, kind: Kind, size: Int64 = 0, permissions: UInt32, owner: Ownership = .root,
                 modificationTime: Int64 = 0, linkTarget: String? = nil) {
         self.path = path
         self.kind = kind
@@ -51,7 +51,7 @@ public struct ArchiveEntry: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The `ls -l` style mode column bsdtar prints ("-rwxr-xr-x", "hrw-r--r--" for hard links).
-    public var modeString: String {
+    package var modeString: String {
         let type: Character
         switch kind {
         case .regular: type = "-"
@@ -78,7 +78,7 @@ public struct ArchiveEntry: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 
-    public var description: String {
+    package var description: String {
         var text = "\(modeString) \(owner.userName ?? String(owner.uid))/\(owner.groupName ?? String(owner.gid)) \(size) \(path)"
         switch kind {
         case .symlink: text += " -> \(linkTarget ?? "")"

@@ -5,8 +5,8 @@ import Glibc
 
 /// A failed libarchive operation: the function, the archive (and entry) it worked on, and
 /// libarchive's own message.
-public struct ArchiveError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable, Equatable {
+package struct ArchiveError: Error, CustomStringConvertible, Sendable {
+    package enum Kind: Sendable, Equatable {
         /// libarchive reported an error (its message is in `message`).
         case library
         /// An entry would land outside the extraction directory (absolute path or `..`).
@@ -15,17 +15,17 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
         case system
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// The libarchive (or system) function that failed.
-    public let function: String
+    package let function: String
     /// The archive file, or a description of the in-memory archive.
-    public let archive: String
+    package let archive: String
     /// The entry being read or written, when there was one.
-    public let entry: String?
-    public let message: String
-    public let errno: Int32
+    package let entry: String?
+    package let message: String
+    package let errno: Int32
 
-    public init(kind: Kind = .library, function: String, archive: String, entry: String? = nil,
+    package init(kind: Kind = .library, function: String, archive: String, entry: String? = nil,
                 message: String, errno: Int32 = 0) {
         self.kind = kind
         self.function = function
@@ -35,7 +35,7 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
         self.errno = errno
     }
 
-    public var description: String {
+    package var description: String {
         let what = entry.map { "\(archive) (entry \($0))" } ?? archive
         return "\(function) failed on \(what): \(message)"
     }

@@ -4,13 +4,13 @@ import Glibc
 #endif
 
 /// How `ArchiveReader.extract(to:options:)` restores entries.
-public struct ExtractOptions: Sendable {
+package struct ExtractOptions: Sendable {
     /// Restore uid/gid from the archive (needs root); otherwise files belong to the caller.
-    public var preserveOwnership: Bool
+    package var preserveOwnership: Bool
     /// Restore extended attributes and ACLs.
-    public var preserveExtendedAttributes: Bool
+    package var preserveExtendedAttributes: Bool
 
-    public init(preserveOwnership: Bool = false, preserveExtendedAttributes: Bool = false) {
+    package init(preserveOwnership: Bool = false, preserveExtendedAttributes: Bool = false) {
         self.preserveOwnership = preserveOwnership
         self.preserveExtendedAttributes = preserveExtendedAttributes
     }
@@ -29,7 +29,7 @@ public struct ExtractOptions: Sendable {
 }
 
 /// What an extraction hook decides for one entry.
-public enum ExtractDecision: Sendable {
+package enum ExtractDecision: Sendable {
     case extract
     case skip
 }
@@ -63,7 +63,7 @@ extension ArchiveReader {
     /// hard links. Entries with absolute paths or `..` components are refused with
     /// `ArchiveError.Kind.unsafePath`, as are writes through symlinks. Returns the entries.
     @discardableResult
-    public func extract(to directory: String, options: ExtractOptions = ExtractOptions()) throws -> [ArchiveEntry] {
+    package func extract(to directory: String, options: ExtractOptions = ExtractOptions()) throws -> [ArchiveEntry] {
         try extract(to: directory, options: options) { _, _ in .extract }
     }
 
@@ -72,7 +72,7 @@ extension ArchiveReader {
     /// what the entry replaces) and skip the entry (a marker such as an OCI whiteout).
     /// Returns the entries extracted.
     @discardableResult
-    public func extract(to directory: String, options: ExtractOptions,
+    package func extract(to directory: String, options: ExtractOptions,
                         decide: (_ entry: ArchiveEntry, _ relativePath: String) throws -> ExtractDecision) throws -> [ArchiveEntry] {
         // The destination is resolved so that the symlink guard only judges archive entries.
         guard let resolved = realpath(directory, nil) else {
@@ -125,7 +125,7 @@ extension ArchiveReader {
 
     /// Extracts the archive at `path` into `directory`.
     @discardableResult
-    public static func extract(_ path: String, to directory: String, options: ExtractOptions = ExtractOptions()) throws -> [ArchiveEntry] {
+    package static func extract(_ path: String, to directory: String, options: ExtractOptions = ExtractOptions()) throws -> [ArchiveEntry] {
         try ArchiveReader(path: path).extract(to: directory, options: options)
     }
 }

@@ -6,10 +6,10 @@ import Glibc
 
 /// Reads an archive (any format and compression libarchive knows: tar with gzip, xz, zstd,
 /// ..., cpio, mtree) entry by entry. Owns the `struct archive`; `deinit` frees it.
-public final class ArchiveReader {
+package final class ArchiveReader {
     private let handle: OpaquePointer
     /// Names the archive in errors: its path, or "<memory>".
-    public let name: String
+    package let name: String
     /// Keeps in-memory input alive while libarchive reads it.
     private let buffer: UnsafeMutableRawBufferPointer?
     private var current: ArchiveEntry?
@@ -17,12 +17,12 @@ public final class ArchiveReader {
     private var finished = false
 
     /// Opens the archive file at `path`.
-    public convenience init(path: String) throws {
+    package convenience init(path: String) throws {
         try self.init(name: path, bytes: nil)
     }
 
     /// Reads an archive held in memory.
-    public convenience init(bytes: [UInt8], name: String = "<memory>") throws {
+    package convenience init(bytes: [UInt8], name: String = "<memory>") throws {
         try self.init(name: name, bytes: bytes)
     }
 
@@ -56,7 +56,7 @@ public final class ArchiveReader {
     }
 
     /// Advances to the next entry (skipping unread data); nil at the end of the archive.
-    public func next() throws -> ArchiveEntry? {
+    package func next() throws -> ArchiveEntry? {
         guard !finished else { return nil }
         var entry: OpaquePointer?
         let result = archive_read_next_header(handle, &entry)
@@ -77,7 +77,7 @@ public final class ArchiveReader {
     }
 
     /// Streams the current entry's data in blocks.
-    public func readData(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    package func readData(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let current else {
             throw ArchiveError(function: "archive_read_data_block", archive: name, message: "no current entry (call next() first)")
         }
@@ -105,7 +105,7 @@ public final class ArchiveReader {
     }
 
     /// The current entry's data.
-    public func readData() throws -> [UInt8] {
+    package func readData() throws -> [UInt8] {
         var bytes: [UInt8] = []
         if let current, current.size > 0 { bytes.reserveCapacity(Int(current.size)) }
         try readData { bytes.append(contentsOf: $0) }
@@ -137,14 +137,14 @@ public final class ArchiveReader {
     }
 
     /// Closes the archive, reporting errors libarchive only finds at the end.
-    public func close() throws {
+    package func close() throws {
         try check(archive_read_close(handle), handle, function: "archive_read_close", archive: name)
     }
 }
 
 extension ArchiveReader {
     /// Lists every entry of the archive at `path` (like `bsdtar -tvf`).
-    public static func list(_ path: String) throws -> [ArchiveEntry] {
+    package static func list(_ path: String) throws -> [ArchiveEntry] {
         let reader = try ArchiveReader(path: path)
         var entries: [ArchiveEntry] = []
         while let entry = try reader.next() { entries.append(entry) }
@@ -154,7 +154,7 @@ extension ArchiveReader {
 
     /// The bytes of the entry named `entryPath` (e.g. ".PKGINFO"), or nil when the archive
     /// has no such entry. A leading "./" is ignored on both sides.
-    public static func contents(of entryPath: String, inArchive path: String) throws -> [UInt8]? {
+    package static func contents(of entryPath: String, inArchive path: String) throws -> [UInt8]? {
         let reader = try ArchiveReader(path: path)
         let wanted = normalized(entryPath)
         while let entry = try reader.next() {

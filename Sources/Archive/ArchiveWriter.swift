@@ -6,11 +6,11 @@ import Glibc
 #endif
 
 /// The compression filter around an archive written by `ArchiveWriter`.
-public enum ArchiveCompression: String, Sendable, CaseIterable {
+package enum ArchiveCompression: String, Sendable, CaseIterable {
     case none, gzip, xz, zstd
 
     /// The compression a package file name implies (".pkg.tar.zst" -> zstd).
-    public init?(fileName: String) {
+    package init?(fileName: String) {
         if fileName.hasSuffix(".tar") { self = .none }
         else if fileName.hasSuffix(".gz") || fileName.hasSuffix(".tgz") { self = .gzip }
         else if fileName.hasSuffix(".xz") { self = .xz }
@@ -22,8 +22,8 @@ public enum ArchiveCompression: String, Sendable, CaseIterable {
 /// Writes tar (or mtree) streams to a file or to memory: explicit entries, files from disk,
 /// or whole directory trees. Owns the `struct archive`; `close()` finishes the stream and,
 /// for files, moves it to its final name (the file appears complete or not at all).
-public final class ArchiveWriter {
-    public enum Format: Sendable, Equatable {
+package final class ArchiveWriter {
+    package enum Format: Sendable, Equatable {
         /// POSIX tar with pax extensions only where needed (bsdtar's and makepkg's default).
         case paxRestricted
         case pax
@@ -38,27 +38,27 @@ public final class ArchiveWriter {
         }
 
         /// The mtree keywords makepkg writes into a package's .MTREE.
-        public static let makepkgMtree = Format.mtree(keywords: "!all,use-set,type,uid,gid,mode,time,size,md5,sha256,link")
+        package static let makepkgMtree = Format.mtree(keywords: "!all,use-set,type,uid,gid,mode,time,size,md5,sha256,link")
     }
 
     private let handle: OpaquePointer
     private let sink: OutputSink
     /// The destination path, or "<memory>".
-    public let name: String
+    package let name: String
     private let format: Format
     private var resolver: OpaquePointer?
     private var diskReader: OpaquePointer?
     private var closed = false
 
     /// Writes to `path`. Data goes to a temporary file beside it until `close()`.
-    public convenience init(path: String, format: Format = .paxRestricted, compression: ArchiveCompression = .none,
+    package convenience init(path: String, format: Format = .paxRestricted, compression: ArchiveCompression = .none,
                             compressionLevel: Int? = nil) throws {
         let sink = try OutputSink(finalPath: path)
         try self.init(name: path, sink: sink, format: format, compression: compression, compressionLevel: compressionLevel)
     }
 
     /// Writes into memory; read `bytes` after `close()`.
-    public convenience init(format: Format = .paxRestricted, compression: ArchiveCompression = .none,
+    package convenience init(format: Format = .paxRestricted, compression: ArchiveCompression = .none,
                             compressionLevel: Int? = nil) throws {
         try self.init(name: "<memory>", sink: OutputSink(), format: format, compression: compression,
                       compressionLevel: compressionLevel)
@@ -137,12 +137,12 @@ public final class ArchiveWriter {
     }
 
     /// The archive's bytes (memory writers, after `close()`).
-    public var bytes: [UInt8] { sink.bytes }
+    package var bytes: [UInt8] { sink.bytes }
 
     // MARK: Explicit entries
 
     /// Adds an entry; regular files take `data` (its size wins over `entry.size`).
-    public func add(_ entry: ArchiveEntry, data: [UInt8] = []) throws {
+    package func add(_ entry: ArchiveEntry, data: [UInt8] = []) throws {
         var entry = entry
         if entry.kind == .regular { entry.size = Int64(data.count) }
         let raw = try newEntry(for: entry.path)
@@ -156,28 +156,28 @@ public final class ArchiveWriter {
     }
 
     /// Adds a regular file with the given contents.
-    public func addFile(_ path: String, contents: [UInt8], permissions: UInt32 = 0o644, owner: Ownership = .root,
+    package func addFile(_ path: String, contents: [UInt8], permissions: UInt32 = 0o644, owner: Ownership = .root,
                         modificationTime: Int64 = Int64(time(nil))) throws {
         try add(ArchiveEntry(path: path, kind: .regular, permissions: permissions, owner: owner,
                              modificationTime: modificationTime), data: contents)
     }
 
     /// Adds a directory.
-    public func addDirectory(_ path: String, permissions: UInt32 = 0o755, owner: Ownership = .root,
+    package func addDirectory(_ path: String, permissions: UInt32 = 0o755, owner: Ownership = .root,
                              modificationTime: Int64 = Int64(time(nil))) throws {
         try add(ArchiveEntry(path: path, kind: .directory, permissions: permissions, owner: owner,
                              modificationTime: modificationTime))
     }
 
     /// Adds a symbolic link to `target`.
-    public func addSymlink(_ path: String, target: String, owner: Ownership = .root,
+    package func addSymlink(_ path: String, target: String, owner: Ownership = .root,
                            modificationTime: Int64 = Int64(time(nil))) throws {
         try add(ArchiveEntry(path: path, kind: .symlink, permissions: 0o777, owner: owner,
                              modificationTime: modificationTime, linkTarget: target))
     }
 
     /// Adds a hard link to the earlier entry `target`.
-    public func addHardlink(_ path: String, target: String, permissions: UInt32 = 0o644, owner: Ownership = .root,
+    package func addHardlink(_ path: String, target: String, permissions: UInt32 = 0o644, owner: Ownership = .root,
                             modificationTime: Int64 = Int64(time(nil))) throws {
         try add(ArchiveEntry(path: path, kind: .hardlink, permissions: permissions, owner: owner,
                              modificationTime: modificationTime, linkTarget: target))
@@ -188,7 +188,7 @@ public final class ArchiveWriter {
     /// Adds the file, directory or symlink at `source` under the name `archivePath`, with its
     /// metadata from disk (ownership and mtime optionally overridden). Files with several
     /// links become hard links to the first one added.
-    public func addFromDisk(_ source: String, as archivePath: String, owner: Ownership? = nil,
+    package func addFromDisk(_ source: String, as archivePath: String, owner: Ownership? = nil,
                             modificationTime: Int64? = nil) throws {
         var st = stat()
         guard lstat(source, &st) == 0 else {
@@ -253,7 +253,7 @@ public final class ArchiveWriter {
 
     /// Adds everything below `directory` (not the directory itself) in byte order of the
     /// path, named `prefix + relative path`. `include` can leave paths out (relative paths).
-    public func addTree(_ directory: String, prefix: String = "", owner: Ownership? = nil,
+    package func addTree(_ directory: String, prefix: String = "", owner: Ownership? = nil,
                         modificationTime: Int64? = nil, include: ((String) -> Bool)? = nil) throws {
         let paths = try Self.treePaths(directory, archive: name)
         for relative in paths where include?(relative) ?? true {
@@ -293,7 +293,7 @@ public final class ArchiveWriter {
     // MARK: Finishing
 
     /// Finishes the stream; a file writer fsyncs and renames its temporary file into place.
-    public func close() throws {
+    package func close() throws {
         guard !closed else { return }
         closed = true
         let result = archive_write_close(handle)
@@ -453,7 +453,7 @@ private func archiveWriteCallback(_ archive: OpaquePointer?, _ context: UnsafeMu
 
 extension ArchiveWriter {
     /// Writes everything below `directory` into a new archive file at `path`.
-    public static func writeTree(_ directory: String, to path: String, format: Format = .paxRestricted,
+    package static func writeTree(_ directory: String, to path: String, format: Format = .paxRestricted,
                                  compression: ArchiveCompression = .none, owner: Ownership? = nil,
                                  modificationTime: Int64? = nil) throws {
         let writer = try ArchiveWriter(path: path, format: format, compression: compression)

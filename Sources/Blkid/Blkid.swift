@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// A failed probe: the libblkid function, the device or file, the offset and the reason.
-public enum BlkidError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum BlkidError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A libblkid call failed; `errno` as libblkid left it (0 when it set none).
     case failed(function: String, path: String, offset: UInt64, errno: Int32)
     /// More than one filesystem signature was found; nothing is reported, to be safe.
@@ -19,7 +19,7 @@ public enum BlkidError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Opening the device or file failed.
     case open(path: String, errno: Int32)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .failed(let function, let path, let offset, let errno):
             let reason = errno == 0 ? "libblkid reported an error" : String(cString: strerror(errno))
@@ -39,16 +39,16 @@ public enum BlkidError: Error, CustomStringConvertible, Sendable, Equatable {
 }
 
 /// What the superblock of a filesystem (or other signature, such as swap) says.
-public struct FilesystemInfo: Sendable, Equatable {
+package struct FilesystemInfo: Sendable, Equatable {
     /// TYPE: btrfs, vfat, ext4, swap, ...
-    public let type: String
+    package let type: String
     /// UUID (for FAT the volume serial, such as "ABCD-1234").
-    public let uuid: String?
-    public let label: String?
+    package let uuid: String?
+    package let label: String?
     /// PARTUUID: the UUID of the partition entry holding the filesystem, when known.
-    public var partUUID: String? { values["PART_ENTRY_UUID"] }
+    package var partUUID: String? { values["PART_ENTRY_UUID"] }
     /// Every value libblkid reported (USAGE, VERSION, SEC_TYPE, UUID_SUB, PART_ENTRY_*, ...).
-    public let values: [String: String]
+    package let values: [String: String]
 
     init?(values: [String: String]) {
         guard let type = values["TYPE"] else { return nil }
@@ -58,38 +58,38 @@ public struct FilesystemInfo: Sendable, Equatable {
         self.values = values
     }
 
-    public subscript(key: String) -> String? { values[key] }
+    package subscript(key: String) -> String? { values[key] }
 }
 
 /// A partition table as libblkid reads it.
-public struct PartitionTableInfo: Sendable, Equatable {
+package struct PartitionTableInfo: Sendable, Equatable {
     /// PTTYPE: "gpt" or "dos" (or another scheme libblkid knows).
-    public let type: String
+    package let type: String
     /// PTUUID: the disk GUID (GPT) or 8-digit identifier (MBR).
-    public let id: String?
-    public let partitions: [PartitionEntry]
+    package let id: String?
+    package let partitions: [PartitionEntry]
 
-    public func partition(_ number: Int) -> PartitionEntry? {
+    package func partition(_ number: Int) -> PartitionEntry? {
         partitions.first { $0.number == number }
     }
 }
 
 /// One entry of a partition table as libblkid reads it.
-public struct PartitionEntry: Sendable, Equatable {
-    public let number: Int
+package struct PartitionEntry: Sendable, Equatable {
+    package let number: Int
     /// In 512-byte sectors, as libblkid counts.
-    public let startSector: UInt64
-    public let sizeSectors: UInt64
+    package let startSector: UInt64
+    package let sizeSectors: UInt64
     /// PARTUUID (for MBR tables "<disk id>-<number>").
-    public let uuid: String?
+    package let uuid: String?
     /// PARTLABEL (GPT only).
-    public let name: String?
+    package let name: String?
     /// The type GUID (GPT) or "0x83"-style code (MBR).
-    public let type: String
-    public let flags: UInt64
+    package let type: String
+    package let flags: UInt64
 
-    public var startBytes: UInt64 { startSector * 512 }
-    public var sizeBytes: UInt64 { sizeSectors * 512 }
+    package var startBytes: UInt64 { startSector * 512 }
+    package var sizeBytes: UInt64 { sizeSectors * 512 }
 
     /// The PART_ENTRY_* values blkid reports for a partition device.
     var values: [String: String] {
@@ -103,14 +103,14 @@ public struct PartitionEntry: Sendable, Equatable {
 }
 
 /// A libblkid probe on a device or file, optionally limited to `size` bytes from `offset`.
-public final class Probe {
-    public let path: String
-    public let offset: UInt64
+package final class Probe {
+    package let path: String
+    package let offset: UInt64
     private let probe: OpaquePointer
     /// Owned: the probe only borrows it. Closed in `deinit`.
     private let file: FileDescriptor
 
-    public init(path: String, offset: UInt64 = 0, size: UInt64? = nil) throws {
+    package init(path: String, offset: UInt64 = 0, size: UInt64? = nil) throws {
         let file: FileDescriptor
         do {
             file = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
@@ -140,7 +140,7 @@ public final class Probe {
     }
 
     /// The filesystem (or other signature) found, or nil when there is none.
-    public func filesystem() throws -> FilesystemInfo? {
+    package func filesystem() throws -> FilesystemInfo? {
         blkid_reset_probe(probe)
         blkid_probe_enable_superblocks(probe, 1)
         blkid_probe_set_superblocks_flags(probe, RAST_BLKID_SUPERBLOCK_FLAGS)
@@ -152,7 +152,7 @@ public final class Probe {
     }
 
     /// The partition table found, or nil when there is none.
-    public func partitionTable() throws -> PartitionTableInfo? {
+    package func partitionTable() throws -> PartitionTableInfo? {
         blkid_reset_probe(probe)
         blkid_probe_enable_superblocks(probe, 0)
         blkid_probe_enable_partitions(probe, 1)
@@ -218,21 +218,21 @@ public final class Probe {
 }
 
 /// One-call probing.
-public enum Blkid {
+package enum Blkid {
     /// The filesystem on `path` (at `offset`, limited to `size` bytes), or nil when none.
-    public static func filesystem(at path: String, offset: UInt64 = 0, size: UInt64? = nil) throws -> FilesystemInfo? {
+    package static func filesystem(at path: String, offset: UInt64 = 0, size: UInt64? = nil) throws -> FilesystemInfo? {
         try Probe(path: path, offset: offset, size: size).filesystem()
     }
 
     /// The partition table on `path`, or nil when none.
-    public static func partitionTable(at path: String) throws -> PartitionTableInfo? {
+    package static func partitionTable(at path: String) throws -> PartitionTableInfo? {
         try Probe(path: path).partitionTable()
     }
 
     /// The filesystem in partition `number` of the whole-disk image or device `path`,
     /// probed at the partition's offset (no loop device). PART_ENTRY_* values (and so
     /// `partUUID`) come from the partition table. Nil when the partition holds nothing.
-    public static func filesystem(inPartition number: Int, of path: String) throws -> FilesystemInfo? {
+    package static func filesystem(inPartition number: Int, of path: String) throws -> FilesystemInfo? {
         guard let table = try partitionTable(at: path), let entry = table.partition(number) else {
             throw BlkidError.noSuchPartition(number: number, path: path)
         }

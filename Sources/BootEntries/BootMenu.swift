@@ -2,19 +2,19 @@ import Foundation
 import SystemSupport
 
 /// One bootable deployment: a slot (`tmp` or `tmp0`) holding a copy of snapshot N.
-public struct BootEntry: Sendable, Equatable, Codable {
-    public var title: String
-    public var slot: String
-    public var snapshot: Int
+package struct BootEntry: Sendable, Equatable, Codable {
+    package var title: String
+    package var slot: String
+    package var snapshot: Int
     /// Kernel file name inside the slot's /boot (e.g. `vmlinuz-linux-rast-base`).
-    public var kernel: String
-    public var initrd: String?
+    package var kernel: String
+    package var initrd: String?
     /// Where Limine reads the kernel and initramfs: their copies on the ESP (`LimineLayout`),
     /// since Limine cannot read btrfs. Unused by GRUB, which reads the slot's /boot.
-    public var espKernel: String?
-    public var espInitrd: String?
+    package var espKernel: String?
+    package var espInitrd: String?
 
-    public init(title: String, slot: String, snapshot: Int, kernel: String, initrd: String? = nil,
+    package init(title: String, slot: String, snapshot: Int, kernel: String, initrd: String? = nil,
                 espKernel: String? = nil, espInitrd: String? = nil) {
         self.title = title
         self.slot = slot
@@ -41,21 +41,21 @@ public struct BootEntry: Sendable, Equatable, Codable {
 /// ```
 /// Content names make a copy reusable by both slots and never rewritten in place: a file under
 /// its final name is complete, and the menu only ever names complete files.
-public enum LimineLayout {
-    public static let configPath = "boot/limine/limine.conf"
-    public static let configDirectory = "boot/limine"
-    public static let stage3Path = "boot/limine/limine-bios.sys"
-    public static let efiDirectory = "EFI/BOOT"
-    public static let efiPath = "EFI/BOOT/BOOTX64.EFI"
-    public static let kernelDirectory = "rastos"
+package enum LimineLayout {
+    package static let configPath = "boot/limine/limine.conf"
+    package static let configDirectory = "boot/limine"
+    package static let stage3Path = "boot/limine/limine-bios.sys"
+    package static let efiDirectory = "EFI/BOOT"
+    package static let efiPath = "EFI/BOOT/BOOTX64.EFI"
+    package static let kernelDirectory = "rastos"
 
     /// The ESP path of a kernel or initramfs file `name` whose SHA-256 is `sha256`.
-    public static func kernelPath(name: String, sha256: String) -> String {
+    package static func kernelPath(name: String, sha256: String) -> String {
         "\(kernelDirectory)/\(sha256.prefix(16))-\(name)"
     }
 
     /// The SHA-256 prefix a kernel file's ESP name carries, or nil when it is not such a name.
-    public static func hashPrefix(ofKernelPath path: String) -> String? {
+    package static func hashPrefix(ofKernelPath path: String) -> String? {
         guard path.hasPrefix(kernelDirectory + "/") else { return nil }
         let name = path.dropFirst(kernelDirectory.count + 1)
         let prefix = name.prefix(16)
@@ -64,29 +64,29 @@ public enum LimineLayout {
     }
 }
 
-public enum BootLoader: String, Sendable, Codable, CaseIterable {
+package enum BootLoader: String, Sendable, Codable, CaseIterable {
     case grub, limine
 }
 
 /// The boot menu of a rastOS disk: what the boot loader configuration is generated from.
 /// The image builder and `rast deploy` both fill one of these and render it, so the first
 /// boot and every later deployment use the same code.
-public struct BootMenu: Sendable, Equatable, Codable {
-    public var distributor: String
+package struct BootMenu: Sendable, Equatable, Codable {
+    package var distributor: String
     /// The btrfs filesystem UUID (GRUB finds the root with it).
-    public var filesystemUUID: String
+    package var filesystemUUID: String
     /// The root partition's PARTUUID (the kernel cannot resolve `root=UUID=` without an initramfs).
-    public var rootPartitionUUID: String
+    package var rootPartitionUUID: String
     /// Extra kernel arguments (`console=ttyS0`, the recipe's kernel_cmdline).
-    public var kernelArguments: String
+    package var kernelArguments: String
     /// The first entry boots by default.
-    public var entries: [BootEntry]
-    public var timeoutSeconds: Int
-    public var serialConsole: Bool
+    package var entries: [BootEntry]
+    package var timeoutSeconds: Int
+    package var serialConsole: Bool
     /// The kernel's `root=` value; nil: `PARTUUID=rootPartitionUUID`.
-    public var rootDevice: String?
+    package var rootDevice: String?
 
-    public init(distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
+    package init(distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
                 kernelArguments: String = "console=ttyS0", entries: [BootEntry] = [], timeoutSeconds: Int = 3,
                 serialConsole: Bool = true) {
         self.distributor = distributor
@@ -99,12 +99,12 @@ public struct BootMenu: Sendable, Equatable, Codable {
     }
 
     /// The subvolume (path from the top level) that is the root of a slot.
-    public static func rootSubvolume(slot: String) -> String { "@.snapshots/rootfs/snapshot-\(slot)" }
+    package static func rootSubvolume(slot: String) -> String { "@.snapshots/rootfs/snapshot-\(slot)" }
     /// The subvolume holding a slot's /boot.
-    public static func bootSubvolume(slot: String) -> String { "@.snapshots/boot/boot-\(slot)" }
+    package static func bootSubvolume(slot: String) -> String { "@.snapshots/boot/boot-\(slot)" }
 
     /// The kernel command line of an entry.
-    public func commandLine(for entry: BootEntry) -> String {
+    package func commandLine(for entry: BootEntry) -> String {
         var parts = ["root=\(rootDevice ?? "PARTUUID=\(rootPartitionUUID)")", "rootflags=subvol=\(BootMenu.rootSubvolume(slot: entry.slot))",
                      "ro", "rootwait", "rast.slot=\(entry.slot)"]
         if !kernelArguments.isEmpty { parts.append(kernelArguments) }
@@ -112,13 +112,13 @@ public struct BootMenu: Sendable, Equatable, Codable {
     }
 }
 
-public enum BootTemplateError: Error, CustomStringConvertible {
+package enum BootTemplateError: Error, CustomStringConvertible {
     case missing(path: String)
     case unknownPlaceholder(template: String, name: String)
     case unsafeValue(field: String, value: String)
     case notOnESP(title: String, file: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missing(let path):
             return "boot loader template \(path) is missing (set RAST_DATA_DIR to the directory holding bootloader/)"
@@ -133,10 +133,10 @@ public enum BootTemplateError: Error, CustomStringConvertible {
 }
 
 /// The templates under `bootloader/` (in the repository, or /usr/share/rast/bootloader in an image).
-public struct BootTemplates: Sendable {
-    public let directory: String
+package struct BootTemplates: Sendable {
+    package let directory: String
 
-    public init(directory: String = DataDirectory.locate() + "/bootloader") {
+    package init(directory: String = DataDirectory.locate() + "/bootloader") {
         self.directory = directory
     }
 
@@ -167,11 +167,11 @@ public struct BootTemplates: Sendable {
 }
 
 /// Renders boot loader configurations from a `BootMenu`.
-public enum BootConfiguration {
+package enum BootConfiguration {
     static let generatedNote = "Generated by rast \(RastVersion.string); do not edit (changes are overwritten)."
 
     /// GRUB's grub.cfg (read from @boot/grub/grub.cfg by both the BIOS and the UEFI image).
-    public static func grub(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
+    package static func grub(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
         try validate(menu)
         let entryTemplate = try templates.load("grub/entry.cfg")
         var entries: [String] = []
@@ -191,13 +191,13 @@ public enum BootConfiguration {
     }
 
     /// The configuration embedded in GRUB's removable UEFI image.
-    public static func grubEarlyConfig(filesystemUUID: String, templates: BootTemplates = BootTemplates()) throws -> String {
+    package static func grubEarlyConfig(filesystemUUID: String, templates: BootTemplates = BootTemplates()) throws -> String {
         try BootTemplates.fill(try templates.load("grub/early.cfg"), name: "grub/early.cfg", values: ["fs_uuid": filesystemUUID])
     }
 
     /// Limine's limine.conf: each entry loads the copies of its slot's kernel and initramfs on
     /// the ESP (`BootEntry.espKernel`, `espInitrd`).
-    public static func limine(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
+    package static func limine(_ menu: BootMenu, templates: BootTemplates = BootTemplates()) throws -> String {
         try validate(menu)
         let entryTemplate = try templates.load("limine/entry.conf")
         var entries: [String] = []

@@ -18,7 +18,7 @@ import Glibc
 /// in their own process group and finish on their own). A power loss in the middle of a FAT
 /// directory update can still leave the temporary name behind; readers ignore those names and
 /// the next sync removes them.
-public protocol ESPVolume: AnyObject {
+package protocol ESPVolume: AnyObject {
     /// Where the volume is, for messages (`/run/rast/esp`, `disk.raw@@1048576`).
     var location: String { get }
     /// The entries of a directory (names; directories end in `/`); nil when it does not exist.
@@ -39,7 +39,7 @@ public protocol ESPVolume: AnyObject {
     func freeBytes() throws -> Int64
 }
 
-public enum ESPError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum ESPError: Error, CustomStringConvertible, Sendable, Equatable {
     /// An mtools program failed on the volume.
     case mtools(location: String, command: String, output: String)
     /// A file operation on the mounted volume failed.
@@ -47,7 +47,7 @@ public enum ESPError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The volume has no room for a file.
     case full(location: String, path: String, needed: Int64, free: Int64)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .mtools(let location, let command, let output):
             let detail = output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -62,14 +62,14 @@ public enum ESPError: Error, CustomStringConvertible, Sendable, Equatable {
 
 extension ESPVolume {
     /// Whether a file or directory exists.
-    public func exists(_ path: String) throws -> Bool {
+    package func exists(_ path: String) throws -> Bool {
         let (directory, name) = Self.split(path)
         guard let names = try entries(in: directory) else { return false }
         return names.contains(name) || names.contains(name + "/")
     }
 
     /// Creates `path` and its missing parents.
-    public func makeDirectories(_ path: String) throws {
+    package func makeDirectories(_ path: String) throws {
         var current = ""
         for component in path.split(separator: "/") {
             current = current.isEmpty ? String(component) : current + "/" + component
@@ -78,13 +78,13 @@ extension ESPVolume {
     }
 
     /// The file names (not directories) in a directory; [] when it does not exist.
-    public func files(in directory: String) throws -> [String] {
+    package func files(in directory: String) throws -> [String] {
         try (entries(in: directory) ?? []).filter { !$0.hasSuffix("/") }
     }
 
     /// Replaces `path` with `bytes`: the new content is written and synced as `path.new`, then
     /// renamed over `path`. A crash leaves the old file (and maybe a `.new` beside it) or the new one.
-    public func replace(_ path: String, with bytes: [UInt8]) throws {
+    package func replace(_ path: String, with bytes: [UInt8]) throws {
         let temporary = path + ESPNames.newSuffix
         try write(bytes, to: temporary)
         try rename(temporary, to: Self.split(path).name)
@@ -92,7 +92,7 @@ extension ESPVolume {
 
     /// Copies a local file in as `path` through `path.tmp`, so that `path` only ever names a
     /// complete copy. Checks the free space first (a half-copied kernel helps nobody).
-    public func install(_ local: String, as path: String) throws {
+    package func install(_ local: String, as path: String) throws {
         let size = try Files.size(local)
         let free = try freeBytes()
         if size > free { throw ESPError.full(location: location, path: path, needed: size, free: free) }
@@ -108,22 +108,22 @@ extension ESPVolume {
 }
 
 /// Names rast uses on the ESP.
-public enum ESPNames {
+package enum ESPNames {
     /// Suffix of a file being written to replace another (`limine.conf.new`).
-    public static let newSuffix = ".new"
+    package static let newSuffix = ".new"
     /// Suffix of a file being copied in (`rastos/…-vmlinuz-linux.tmp`).
-    public static let temporarySuffix = ".tmp"
+    package static let temporarySuffix = ".tmp"
 }
 
 /// The ESP mounted as vfat (the running system mounts it privately at /run/rast/esp).
-public final class MountedESP: ESPVolume {
-    public let directory: String
+package final class MountedESP: ESPVolume {
+    package let directory: String
 
-    public init(directory: String) {
+    package init(directory: String) {
         self.directory = directory
     }
 
-    public var location: String { directory }
+    package var location: String { directory }
 
     func full(_ path: String) -> String { path.isEmpty ? directory : directory + "/" + path }
 
@@ -131,22 +131,22 @@ public final class MountedESP: ESPVolume {
         .io(location: directory, operation: operation, path: path, reason: String(cString: strerror(code)))
     }
 
-    public func entries(in path: String) throws -> [String]? {
+    package func entries(in path: String) throws -> [String]? {
         let directory = full(path)
         guard Files.isDirectory(directory) else { return nil }
         return try FileManagerShim.contents(of: directory).map { Files.isDirectory(directory + "/" + $0) ? $0 + "/" : $0 }.sorted()
     }
 
-    public func makeDirectory(_ path: String) throws {
+    package func makeDirectory(_ path: String) throws {
         if mkdir(full(path), 0o755) != 0, errno != EEXIST { throw failure("mkdir", path) }
     }
 
-    public func read(_ path: String) throws -> [UInt8]? {
+    package func read(_ path: String) throws -> [UInt8]? {
         guard Files.exists(full(path)) else { return nil }
         return try Files.read(full(path))
     }
 
-    public func copy(from local: String, to path: String) throws {
+    package func copy(from local: String, to path: String) throws {
         let input = open(local, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw SystemError("open", path: local) }
         defer { close(input) }
@@ -165,7 +165,7 @@ public final class MountedESP: ESPVolume {
         }
     }
 
-    public func write(_ bytes: [UInt8], to path: String) throws {
+    package func write(_ bytes: [UInt8], to path: String) throws {
         try writeFile(path) { output in
             try bytes.withUnsafeBytes { try writeAll(output, $0, path: path) }
         }
@@ -196,7 +196,7 @@ public final class MountedESP: ESPVolume {
         }
     }
 
-    public func rename(_ path: String, to newName: String) throws {
+    package func rename(_ path: String, to newName: String) throws {
         let (parent, _) = Self.split(path)
         let target = parent.isEmpty ? newName : parent + "/" + newName
         if Glibc.rename(full(path), full(target)) != 0 { throw failure("rename to \(newName)", path) }
@@ -206,11 +206,11 @@ public final class MountedESP: ESPVolume {
         if fsync(fd) != 0 { throw failure("fsync", parent) }
     }
 
-    public func remove(_ path: String) throws {
+    package func remove(_ path: String) throws {
         if unlink(full(path)) != 0, errno != ENOENT { throw failure("unlink", path) }
     }
 
-    public func freeBytes() throws -> Int64 {
+    package func freeBytes() throws -> Int64 {
         var info = statvfs()
         guard statvfs(directory, &info) == 0 else { throw failure("statvfs", "") }
         return Int64(info.f_bavail) * Int64(info.f_frsize)
@@ -219,20 +219,20 @@ public final class MountedESP: ESPVolume {
 
 /// The ESP through mtools, on a block device (`/dev/loop3`) or on an image file at the
 /// partition's offset (`disk.raw@@1048576`): no mount, no vfat in the kernel needed.
-public final class MtoolsESP: ESPVolume {
-    public let image: String
-    public let offset: UInt64
+package final class MtoolsESP: ESPVolume {
+    package let image: String
+    package let offset: UInt64
 
-    public init(image: String, offset: UInt64 = 0) {
+    package init(image: String, offset: UInt64 = 0) {
         self.image = image
         self.offset = offset
     }
 
     /// mtools' name for the volume.
-    public var location: String { offset == 0 ? image : "\(image)@@\(offset)" }
+    package var location: String { offset == 0 ? image : "\(image)@@\(offset)" }
 
     /// The mtools programs it runs.
-    public static let tools = ["mdir", "mmd", "mcopy", "mren", "mdel"]
+    package static let tools = ["mdir", "mmd", "mcopy", "mren", "mdel"]
 
     /// `::/path`, mtools' name for a path on the volume.
     func drive(_ path: String) -> String { "::/" + path }
@@ -248,7 +248,7 @@ public final class MtoolsESP: ESPVolume {
         return result
     }
 
-    public func entries(in path: String) throws -> [String]? {
+    package func entries(in path: String) throws -> [String]? {
         let result = try run("mdir", ["-b", "-a", drive(path)], check: false)
         if result.status != 0 {
             if result.standardError.contains("not found") { return nil }
@@ -264,12 +264,12 @@ public final class MtoolsESP: ESPVolume {
         }.sorted()
     }
 
-    public func makeDirectory(_ path: String) throws {
+    package func makeDirectory(_ path: String) throws {
         if try exists(path) { return }
         try run("mmd", [drive(path)])
     }
 
-    public func read(_ path: String) throws -> [UInt8]? {
+    package func read(_ path: String) throws -> [UInt8]? {
         guard try exists(path) else { return nil }
         let local = try UnnamedFile()
         // -n: no question about overwriting the (empty) local file.
@@ -277,7 +277,7 @@ public final class MtoolsESP: ESPVolume {
         return try Files.read(local.path)
     }
 
-    public func copy(from local: String, to path: String) throws {
+    package func copy(from local: String, to path: String) throws {
         let result = try run("mcopy", ["-o", "-D", "o", local, drive(path)], check: false)
         if result.status != 0 {
             let output = result.standardError + result.standardOutput
@@ -288,23 +288,23 @@ public final class MtoolsESP: ESPVolume {
         }
     }
 
-    public func write(_ bytes: [UInt8], to path: String) throws {
+    package func write(_ bytes: [UInt8], to path: String) throws {
         let local = try UnnamedFile()
         try local.write(bytes)
         try copy(from: local.path, to: path)
     }
 
-    public func rename(_ path: String, to newName: String) throws {
+    package func rename(_ path: String, to newName: String) throws {
         // -D o: an existing file of the new name is replaced (without it, mren refuses).
         try run("mren", ["-D", "o", drive(path), newName])
     }
 
-    public func remove(_ path: String) throws {
+    package func remove(_ path: String) throws {
         guard try exists(path) else { return }
         try run("mdel", [drive(path)])
     }
 
-    public func freeBytes() throws -> Int64 {
+    package func freeBytes() throws -> Int64 {
         // The last line of a listing: "  66 046 464 bytes free" (digit grouping follows the locale).
         let output = try run("mdir", ["::/"]).standardOutput
         guard let line = output.split(separator: "\n").last(where: { $0.contains("bytes free") }) else {

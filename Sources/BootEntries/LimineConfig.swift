@@ -11,43 +11,43 @@ import Foundation
 ///     protocol: linux         options of the entry above
 ///     kernel_path: boot():/rastos/…-vmlinuz-linux
 /// ```
-public struct LimineConfig: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public var title: String
+package struct LimineConfig: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
+        package var title: String
         /// 1 for `/Title`, 2 for `//Title`, ...
-        public var depth: Int
-        public var line: Int
+        package var depth: Int
+        package var line: Int
         /// Option names in lower case, with their values in order (module_path may repeat).
-        public var options: [(key: String, value: String)]
+        package var options: [(key: String, value: String)]
 
-        public func value(_ key: String) -> String? { options.first { $0.key == key }?.value }
-        public func values(_ key: String) -> [String] { options.filter { $0.key == key }.map(\.value) }
+        package func value(_ key: String) -> String? { options.first { $0.key == key }?.value }
+        package func values(_ key: String) -> [String] { options.filter { $0.key == key }.map(\.value) }
 
         /// Files the entry loads: its kernel and modules (initramfs).
-        public var loadedPaths: [String] { values("kernel_path") + values("module_path") }
+        package var loadedPaths: [String] { values("kernel_path") + values("module_path") }
 
-        public static func == (lhs: Entry, rhs: Entry) -> Bool {
+        package static func == (lhs: Entry, rhs: Entry) -> Bool {
             lhs.title == rhs.title && lhs.depth == rhs.depth && lhs.line == rhs.line
                 && lhs.options.map(\.key) == rhs.options.map(\.key) && lhs.options.map(\.value) == rhs.options.map(\.value)
         }
     }
 
-    public var globals: [String: String]
-    public var entries: [Entry]
+    package var globals: [String: String]
+    package var entries: [Entry]
 
-    public struct ParseError: Error, CustomStringConvertible, Sendable, Equatable {
-        public let line: Int
-        public let message: String
-        public var description: String { "limine.conf line \(line): \(message)" }
+    package struct ParseError: Error, CustomStringConvertible, Sendable, Equatable {
+        package let line: Int
+        package let message: String
+        package var description: String { "limine.conf line \(line): \(message)" }
 
-        public init(line: Int, message: String) {
+        package init(line: Int, message: String) {
             self.line = line
             self.message = message
         }
     }
 
     /// Parses the text; a line that is none of the forms above is an error naming the line.
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         globals = [:]
         entries = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -88,7 +88,7 @@ public struct LimineConfig: Sendable, Equatable {
 
     /// The path on the boot partition of a Limine path of the form `boot():/path` (nil for paths
     /// on other partitions, which rast does not write).
-    public static func bootPartitionPath(_ value: String) -> String? {
+    package static func bootPartitionPath(_ value: String) -> String? {
         let prefix = "boot():/"
         guard value.hasPrefix(prefix) else { return nil }
         return String(value.dropFirst(prefix.count))

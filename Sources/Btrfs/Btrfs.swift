@@ -10,12 +10,12 @@ import Glibc
 #endif
 
 /// Subvolume and snapshot operations on mounted btrfs filesystems.
-public enum Btrfs {
+package enum Btrfs {
     /// The ID of a filesystem's top-level subvolume (BTRFS_FS_TREE_OBJECTID).
-    public static let topLevelID: UInt64 = 5
+    package static let topLevelID: UInt64 = 5
 
     /// Creates an empty subvolume at `path` (its parent directory must exist).
-    public static func createSubvolume(at path: String) throws {
+    package static func createSubvolume(at path: String) throws {
         try BtrfsError.check("btrfs_util_create_subvolume", path) {
             btrfs_util_create_subvolume(path, 0, nil, nil)
         }
@@ -23,7 +23,7 @@ public enum Btrfs {
 
     /// Snapshots subvolume `source` to the new path `destination`. `recursive` also
     /// snapshots the subvolumes nested in `source` (not atomically; see libbtrfsutil).
-    public static func createSnapshot(of source: String, at destination: String,
+    package static func createSnapshot(of source: String, at destination: String,
                                       readOnly: Bool = false, recursive: Bool = false) throws {
         var flags: Int32 = 0
         if readOnly { flags |= RAST_BTRFS_SNAPSHOT_READ_ONLY }
@@ -44,7 +44,7 @@ public enum Btrfs {
 
     /// Deletes the subvolume at `path`. Without `recursive` a subvolume that holds other
     /// subvolumes is refused (ENOTEMPTY); with it they are deleted first, deepest first.
-    public static func deleteSubvolume(at path: String, recursive: Bool = false) throws {
+    package static func deleteSubvolume(at path: String, recursive: Bool = false) throws {
         let flags: Int32 = recursive ? RAST_BTRFS_DELETE_RECURSIVE : 0
         try BtrfsError.check("btrfs_util_delete_subvolume", path) {
             btrfs_util_delete_subvolume(path, flags)
@@ -53,7 +53,7 @@ public enum Btrfs {
 
     /// Whether `path` is the root of a subvolume; false for other directories and for
     /// paths on other filesystems. Throws when `path` cannot be examined (missing).
-    public static func isSubvolume(_ path: String) throws -> Bool {
+    package static func isSubvolume(_ path: String) throws -> Bool {
         do {
             try BtrfsError.check("btrfs_util_is_subvolume", path) { btrfs_util_is_subvolume(path) }
             return true
@@ -63,7 +63,7 @@ public enum Btrfs {
     }
 
     /// The ID of the subvolume containing `path`.
-    public static func subvolumeID(_ path: String) throws -> UInt64 {
+    package static func subvolumeID(_ path: String) throws -> UInt64 {
         var id: UInt64 = 0
         try BtrfsError.check("btrfs_util_subvolume_id", path) { btrfs_util_subvolume_id(path, &id) }
         return id
@@ -71,7 +71,7 @@ public enum Btrfs {
 
     /// The path of subvolume `id` relative to the top level of the filesystem holding `fs`
     /// (no leading slash; "" for the top level itself).
-    public static func subvolumePath(fs: String, id: UInt64) throws -> String {
+    package static func subvolumePath(fs: String, id: UInt64) throws -> String {
         var result: UnsafeMutablePointer<CChar>?
         try BtrfsError.check("btrfs_util_subvolume_path", fs) { btrfs_util_subvolume_path(fs, id, &result) }
         defer { free(result) }
@@ -79,20 +79,20 @@ public enum Btrfs {
     }
 
     /// What btrfs records about the subvolume at `path`.
-    public static func subvolumeInfo(_ path: String) throws -> SubvolumeInfo {
+    package static func subvolumeInfo(_ path: String) throws -> SubvolumeInfo {
         try subvolumeInfo(fs: path, id: 0)
     }
 
     /// What btrfs records about subvolume `id` of the filesystem holding `fs`
     /// (0: the subvolume containing `fs`).
-    public static func subvolumeInfo(fs: String, id: UInt64) throws -> SubvolumeInfo {
+    package static func subvolumeInfo(fs: String, id: UInt64) throws -> SubvolumeInfo {
         var info = btrfs_util_subvolume_info()
         try BtrfsError.check("btrfs_util_subvolume_info", fs) { btrfs_util_subvolume_info(fs, id, &info) }
         return SubvolumeInfo(info)
     }
 
     /// Whether the subvolume at `path` is read-only.
-    public static func isReadOnly(_ path: String) throws -> Bool {
+    package static func isReadOnly(_ path: String) throws -> Bool {
         var readOnly = false
         try BtrfsError.check("btrfs_util_get_subvolume_read_only", path) {
             btrfs_util_get_subvolume_read_only(path, &readOnly)
@@ -101,33 +101,33 @@ public enum Btrfs {
     }
 
     /// Makes the subvolume at `path` read-only or writable.
-    public static func setReadOnly(_ path: String, _ readOnly: Bool) throws {
+    package static func setReadOnly(_ path: String, _ readOnly: Bool) throws {
         try BtrfsError.check("btrfs_util_set_subvolume_read_only", path) {
             btrfs_util_set_subvolume_read_only(path, readOnly)
         }
     }
 
     /// The ID of the subvolume mounted when no subvol option is given (the default).
-    public static func defaultSubvolumeID(fs: String) throws -> UInt64 {
+    package static func defaultSubvolumeID(fs: String) throws -> UInt64 {
         var id: UInt64 = 0
         try BtrfsError.check("btrfs_util_get_default_subvolume", fs) { btrfs_util_get_default_subvolume(fs, &id) }
         return id
     }
 
     /// Makes subvolume `id` of the filesystem holding `fs` the default.
-    public static func setDefaultSubvolume(id: UInt64, fs: String) throws {
+    package static func setDefaultSubvolume(id: UInt64, fs: String) throws {
         try BtrfsError.check("btrfs_util_set_default_subvolume", fs) { btrfs_util_set_default_subvolume(fs, id) }
     }
 
     /// Makes the subvolume at `path` the default of its filesystem.
-    public static func setDefaultSubvolume(_ path: String) throws {
+    package static func setDefaultSubvolume(_ path: String) throws {
         try setDefaultSubvolume(id: 0, fs: path)
     }
 
     /// Renames (moves) a subvolume, or any path, within one btrfs filesystem with
     /// rename(2). Refuses to replace an existing `destination` and to cross filesystems
     /// (checked by filesystem UUID, since every subvolume has its own st_dev).
-    public static func rename(from source: String, to destination: String) throws {
+    package static func rename(from source: String, to destination: String) throws {
         let sourceFS = try filesystemUUID(source, function: "rename")
         let destinationFS = try filesystemUUID(parentDirectory(of: destination), function: "rename")
         guard sourceFS == destinationFS else {
@@ -141,18 +141,18 @@ public enum Btrfs {
     }
 
     /// Commits the current transaction of the filesystem holding `path` and waits for it.
-    public static func sync(_ path: String) throws {
+    package static func sync(_ path: String) throws {
         try BtrfsError.check("btrfs_util_sync", path) { btrfs_util_sync(path) }
     }
 
     /// Every subvolume below the subvolume at `path` (or below subvolume `top`), with paths
     /// relative to it. For large trees prefer `SubvolumeIterator` to stream entries.
-    public static func subvolumes(below path: String, top: UInt64? = nil, postOrder: Bool = false) throws -> [SubvolumeEntry] {
+    package static func subvolumes(below path: String, top: UInt64? = nil, postOrder: Bool = false) throws -> [SubvolumeEntry] {
         try SubvolumeIterator(path: path, top: top, postOrder: postOrder).collect()
     }
 
     /// The UUID of the btrfs filesystem holding `path` (the UUID `blkid` shows).
-    public static func filesystemUUID(_ path: String) throws -> UUID {
+    package static func filesystemUUID(_ path: String) throws -> UUID {
         try filesystemUUID(path, function: "BTRFS_IOC_FS_INFO")
     }
 

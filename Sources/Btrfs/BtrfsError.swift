@@ -5,9 +5,9 @@ import Glibc
 
 /// A failed btrfs operation: libbtrfsutil's own message, the errno it left, the function
 /// that failed and the path (or paths) it failed on.
-public struct BtrfsError: Error, CustomStringConvertible, Sendable {
+package struct BtrfsError: Error, CustomStringConvertible, Sendable {
     /// What kind of failure, for callers that react to some (a path that is no subvolume).
-    public enum Kind: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         case notBtrfs
         case notSubvolume
         case subvolumeNotFound
@@ -20,17 +20,17 @@ public struct BtrfsError: Error, CustomStringConvertible, Sendable {
         case system
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// libbtrfsutil's message (btrfs_util_strerror), or strerror for the module's own calls.
-    public let message: String
-    public let errno: Int32
+    package let message: String
+    package let errno: Int32
     /// The C function that failed, such as `btrfs_util_create_snapshot`.
-    public let function: String
-    public let path: String
+    package let function: String
+    package let path: String
     /// The second path of two-path operations (the destination of a snapshot or rename).
-    public let destination: String?
+    package let destination: String?
 
-    public init(kind: Kind, message: String, errno: Int32, function: String, path: String, destination: String? = nil) {
+    package init(kind: Kind, message: String, errno: Int32, function: String, path: String, destination: String? = nil) {
         self.kind = kind
         self.message = message
         self.errno = errno
@@ -39,7 +39,7 @@ public struct BtrfsError: Error, CustomStringConvertible, Sendable {
         self.destination = destination
     }
 
-    public var description: String {
+    package var description: String {
         let subject = destination.map { "\(path) -> \($0)" } ?? path
         var text = "\(function) \(subject): \(message)"
         // libbtrfsutil sets errno for its own checks too (EINVAL for "not a subvolume"),

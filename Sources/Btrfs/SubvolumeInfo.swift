@@ -2,33 +2,33 @@ import CBtrfsUtil
 import Foundation
 
 /// What btrfs records about one subvolume (its root item and back reference).
-public struct SubvolumeInfo: Sendable, Equatable {
+package struct SubvolumeInfo: Sendable, Equatable {
     /// The subvolume ID, unique in the filesystem; the top level is 5.
-    public let id: UInt64
+    package let id: UInt64
     /// The ID of the subvolume that contains this one; 0 for the top level.
-    public let parentID: UInt64
+    package let parentID: UInt64
     /// The inode of the directory in the parent that holds this subvolume.
-    public let directoryID: UInt64
-    public let uuid: UUID
+    package let directoryID: UInt64
+    package let uuid: UUID
     /// The UUID of the subvolume this one is a snapshot of; nil when it is no snapshot.
-    public let parentUUID: UUID?
+    package let parentUUID: UUID?
     /// The UUID of the subvolume this one was received from (btrfs receive), if any.
-    public let receivedUUID: UUID?
+    package let receivedUUID: UUID?
     /// The on-disk root item flags (bit 0: read-only).
-    public let flags: UInt64
+    package let flags: UInt64
     /// The transaction ID of the subvolume root.
-    public let generation: UInt64
+    package let generation: UInt64
     /// The transaction ID of the last change to an inode in the subvolume.
-    public let changeTransaction: UInt64
+    package let changeTransaction: UInt64
     /// The transaction ID in which the subvolume was created.
-    public let creationTransaction: UInt64
+    package let creationTransaction: UInt64
     /// When an inode in the subvolume last changed.
-    public let changeTime: Date
+    package let changeTime: Date
     /// When the subvolume was created (for a snapshot: when it was taken).
-    public let creationTime: Date
+    package let creationTime: Date
 
     /// Whether the subvolume is read-only (BTRFS_ROOT_SUBVOL_RDONLY in the root item).
-    public var isReadOnly: Bool { flags & 1 != 0 }
+    package var isReadOnly: Bool { flags & 1 != 0 }
 
     init(_ info: btrfs_util_subvolume_info) {
         id = info.id
@@ -56,10 +56,10 @@ public struct SubvolumeInfo: Sendable, Equatable {
 }
 
 /// One subvolume found by a `SubvolumeIterator`.
-public struct SubvolumeEntry: Sendable, Equatable {
+package struct SubvolumeEntry: Sendable, Equatable {
     /// The path relative to the subvolume the listing started from (no leading slash).
-    public let path: String
-    public let info: SubvolumeInfo
+    package let path: String
+    package let info: SubvolumeInfo
 
-    public var id: UInt64 { info.id }
+    package var id: UInt64 { info.id }
 }

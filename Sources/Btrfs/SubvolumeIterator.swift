@@ -6,13 +6,13 @@ import Glibc
 /// Walks the subvolumes below one subvolume with libbtrfsutil's tree-search iterator
 /// (a few ioctls per entry, no processes), in pre-order (parents first) unless asked
 /// for post-order (children first, the order in which they can be deleted).
-public final class SubvolumeIterator {
+package final class SubvolumeIterator {
     private let handle: OpaquePointer
     private let path: String
 
     /// Lists below `path`'s own subvolume, or below subvolume `top` of `path`'s filesystem
     /// (5 lists the whole filesystem). Paths are relative to the subvolume listed below.
-    public init(path: String, top: UInt64? = nil, postOrder: Bool = false) throws {
+    package init(path: String, top: UInt64? = nil, postOrder: Bool = false) throws {
         var iterator: OpaquePointer?
         let flags: Int32 = postOrder ? RAST_BTRFS_ITERATOR_POST_ORDER : 0
         try BtrfsError.check("btrfs_util_create_subvolume_iterator", path) {
@@ -29,7 +29,7 @@ public final class SubvolumeIterator {
     deinit { btrfs_util_destroy_subvolume_iterator(handle) }
 
     /// The next subvolume, or nil when the listing is complete.
-    public func next() throws -> SubvolumeEntry? {
+    package func next() throws -> SubvolumeEntry? {
         var relative: UnsafeMutablePointer<CChar>?
         var info = btrfs_util_subvolume_info()
         let code = btrfs_util_subvolume_iterator_next_info(handle, &relative, &info)
@@ -44,7 +44,7 @@ public final class SubvolumeIterator {
     }
 
     /// All remaining entries.
-    public func collect() throws -> [SubvolumeEntry] {
+    package func collect() throws -> [SubvolumeEntry] {
         var entries: [SubvolumeEntry] = []
         while let entry = try next() { entries.append(entry) }
         return entries

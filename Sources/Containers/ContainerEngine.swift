@@ -228,7 +228,7 @@ package final class ContainerEngine {
     // MARK: - Supervised by s6
 
     /// The supervision a restart policy needs, or why there is none.
-    public func runningSupervision(_ options: RunOptions) throws -> RestartSupervision {
+    package func runningSupervision(_ options: RunOptions) throws -> RestartSupervision {
         let policy = options.restart?.description ?? "no"
         guard let supervision else {
             throw ContainerError.invalidOption("--restart \(policy)", reason: "containers below --data cannot be restarted: s6 supervises only the system's containers in /var/lib/rast")
@@ -263,7 +263,7 @@ package final class ContainerEngine {
     /// `rast container _supervised ID`, the run program of the container's s6 service: creates
     /// and starts the container, waits for it as its subreaper, records how it ended and
     /// returns its exit status (for the finish script's policy).
-    public func superviseRun(_ id: String) throws -> Int32 {
+    package func superviseRun(_ id: String) throws -> Int32 {
         // s6-svc -d signals this process; `rast container stop` stops the container itself
         // (with the image's stop signal and the timeout), so the signal is noted and waited out.
         signal(SIGTERM) { _ in }

@@ -18,7 +18,7 @@ import Glibc
 #endif
 
 /// When s6 starts a container again after it ended.
-public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible {
+package enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible {
     /// Never (the default): no supervision.
     case no
     /// After every exit, until `rast container stop` or `rm`.
@@ -27,7 +27,7 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
     case onFailure(maximum: Int?)
 
     /// Parses `no`, `always`, `on-failure` or `on-failure:MAX` (MAX at least 1).
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         switch text {
         case "no": self = .no
         case "always": self = .always
@@ -45,7 +45,7 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .no: return "no"
         case .always: return "always"
@@ -54,37 +54,37 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
     }
 
     /// Whether s6 supervises the container.
-    public var isSupervised: Bool { self != .no }
+    package var isSupervised: Bool { self != .no }
 
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         do { self = try RestartPolicy(parsing: text) } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(error)"))
         }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }
 }
 
 /// The s6 service directories of restarting containers.
-public struct RestartSupervision: Sendable {
-    public static let defaultScanDirectory = "/run/rast/service"
-    public static let searchPath = "/usr/local/bin:/usr/bin:/bin"
+package struct RestartSupervision: Sendable {
+    package static let defaultScanDirectory = "/run/rast/service"
+    package static let searchPath = "/usr/local/bin:/usr/bin:/bin"
 
-    public let scanDirectory: String
+    package let scanDirectory: String
 
-    public init(scanDirectory: String = RestartSupervision.defaultScanDirectory) {
+    package init(scanDirectory: String = RestartSupervision.defaultScanDirectory) {
         self.scanDirectory = scanDirectory
     }
 
     /// True when s6-svscan runs on the scan directory (its control pipe exists).
-    public var isRunning: Bool { Files.exists(scanDirectory + "/.s6-svscan/control") }
+    package var isRunning: Bool { Files.exists(scanDirectory + "/.s6-svscan/control") }
 
     /// Waits up to `seconds` for s6-svscan (the boot hook may just have started it).
-    public func waitUntilRunning(seconds: Double) -> Bool {
+    package func waitUntilRunning(seconds: Double) -> Bool {
         let deadline = Stopwatch.now() + seconds
         while !isRunning {
             guard Stopwatch.now() < deadline else { return false }
@@ -93,24 +93,24 @@ public struct RestartSupervision: Sendable {
         return true
     }
 
-    public static func serviceName(_ id: String) -> String { "container-" + id }
-    public func directory(_ id: String) -> String { scanDirectory + "/" + Self.serviceName(id) }
-    public func exists(_ id: String) -> Bool { Files.exists(directory(id) + "/run") }
+    package static func serviceName(_ id: String) -> String { "container-" + id }
+    package func directory(_ id: String) -> String { scanDirectory + "/" + Self.serviceName(id) }
+    package func exists(_ id: String) -> Bool { Files.exists(directory(id) + "/run") }
 
     /// How often s6 restarted the container (its finish script counts).
-    public func restarts(_ id: String) -> Int {
+    package func restarts(_ id: String) -> Int {
         Int(((try? Files.readString(directory(id) + "/data/restarts")) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     /// Whether s6 is to keep the container up (nil when it has no service or s6 does not say).
-    public func wantedUp(_ id: String) -> Bool? {
+    package func wantedUp(_ id: String) -> Bool? {
         guard exists(id), let result = try? Command("s6-svstat", ["-o", "wantedup", directory(id)]).run(check: false),
               result.status == 0 else { return nil }
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "true"
     }
 
     /// Whether s6 says the service's run program runs (nil when it does not say).
-    public func isUp(_ id: String) -> Bool? {
+    package func isUp(_ id: String) -> Bool? {
         guard exists(id), let result = try? Command("s6-svstat", ["-o", "up", directory(id)]).run(check: false),
               result.status == 0 else { return nil }
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "true"
@@ -119,7 +119,7 @@ public struct RestartSupervision: Sendable {
     // MARK: Scripts
 
     /// The service directory's files (relative path, contents, mode).
-    public static func files(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String,
+    package static func files(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String,
                              log: String) -> [(path: String, contents: String, mode: mode_t)] {
         [
             ("run", runScript(id: id, name: name, policy: policy, rast: rast, dataDirectory: dataDirectory, log: log), 0o755),
@@ -130,7 +130,7 @@ public struct RestartSupervision: Sendable {
 
     static let header = "# Generated by `rast container` for a container with a restart policy (docs/containers.md)."
 
-    public static func runScript(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String, log: String) -> String {
+    package static func runScript(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String, log: String) -> String {
         """
         #!/bin/sh
         # Container \(name) (\(id.prefix(12))), restart = \(policy): s6 runs it in the foreground.
@@ -146,7 +146,7 @@ public struct RestartSupervision: Sendable {
     /// s6-supervise runs it when `run` ended: $1 is its exit status (the container's, 128+N
     /// when signal N ended the container), 256 when signal $2 ended `run` itself. Exit 125
     /// tells s6 to leave the service down.
-    public static func finishScript(name: String, policy: RestartPolicy, log: String) -> String {
+    package static func finishScript(name: String, policy: RestartPolicy, log: String) -> String {
         var lines = [
             "#!/bin/sh",
             "# Container \(name): restart = \(policy).",
@@ -199,7 +199,7 @@ public struct RestartSupervision: Sendable {
 
     /// Writes the service directory (complete under a hidden name, which s6-svscan ignores,
     /// then renamed) and tells s6-svscan to pick it up.
-    public func install(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String, log: String) throws {
+    package func install(id: String, name: String, policy: RestartPolicy, rast: String, dataDirectory: String, log: String) throws {
         let final = directory(id)
         let staging = scanDirectory + "/." + Self.serviceName(id) + ".new"
         if Files.exists(staging) { try Files.removeTree(staging) }
@@ -215,14 +215,14 @@ public struct RestartSupervision: Sendable {
 
     /// Tells s6 not to start the container again (`s6-svc -d`; s6 signals `run`, which
     /// ignores it: the caller stops the container).
-    public func down(_ id: String) throws {
+    package func down(_ id: String) throws {
         guard exists(id) else { return }
         try Command("s6-svc", ["-d", directory(id)]).run()
     }
 
     /// Removes the service: hidden first (s6-svscan does not start a supervisor for it
     /// again), its supervisor told to exit, then the directory deleted.
-    public func remove(_ id: String) throws {
+    package func remove(_ id: String) throws {
         let final = directory(id)
         guard Files.exists(final) else { return }
         let hidden = scanDirectory + "/." + Self.serviceName(id) + ".removed"

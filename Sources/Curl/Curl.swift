@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 /// A failed transfer, naming the URL and saying why.
-public enum CurlError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum CurlError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The server answered with this HTTP status (>= 400, or a redirect not followed).
     case http(url: String, status: Int)
     /// libcurl failed: its error code and message (CURLOPT_ERRORBUFFER).
@@ -23,7 +23,7 @@ public enum CurlError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Setting up the transfer failed (libcurl could not allocate, or rejected an option).
     case setup(function: String, code: Int, message: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .http(let url, let status):
             return "\(url): the server answered with HTTP status \(status)"
@@ -39,70 +39,70 @@ public enum CurlError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// libcurl's error code for transfer failures (7: could not connect, 28: timeout, ...).
-    public var curlCode: Int? {
+    package var curlCode: Int? {
         if case .transfer(_, let code, _) = self { return code }
         return nil
     }
 }
 
 /// How a download behaves.
-public struct DownloadOptions: Sendable {
+package struct DownloadOptions: Sendable {
     /// Continue a partial file with a Range request instead of starting over.
-    public var resume = true
+    package var resume = true
     /// Retries after a transfer broke off (connection dropped, timeout), each resuming.
-    public var retries = 2
-    public var retryDelay: Duration = .milliseconds(500)
-    public var followRedirects = true
-    public var maxRedirects = 10
+    package var retries = 2
+    package var retryDelay: Duration = .milliseconds(500)
+    package var followRedirects = true
+    package var maxRedirects = 10
     /// Time allowed to connect; nil for libcurl's default (300 s).
-    public var connectTimeout: Duration? = .seconds(30)
+    package var connectTimeout: Duration? = .seconds(30)
     /// Time allowed for the whole transfer; nil for no limit.
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// A transfer slower than `bytesPerSecond` for `seconds` is given up as stalled.
-    public var stallLimit: (bytesPerSecond: Int, seconds: Int)? = (1, 60)
-    public var userAgent = "rastOS"
+    package var stallLimit: (bytesPerSecond: Int, seconds: Int)? = (1, 60)
+    package var userAgent = "rastOS"
     /// Extra request headers, each "Name: value" (e.g. "Accept: ...", "Authorization: Bearer ...").
     /// libcurl does not send them on to another host after a redirect.
-    public var headers: [String] = []
+    package var headers: [String] = []
 
-    public init() {}
+    package init() {}
 }
 
 /// How far a download is.
-public struct DownloadProgress: Sendable, Equatable {
+package struct DownloadProgress: Sendable, Equatable {
     /// Bytes in the file so far (including what a resumed download started from).
-    public let bytes: UInt64
+    package let bytes: UInt64
     /// The full size, once the server has said it.
-    public let total: UInt64?
+    package let total: UInt64?
 }
 
 /// What a finished download did.
-public struct DownloadResult: Sendable, Equatable {
+package struct DownloadResult: Sendable, Equatable {
     /// The URL after redirects.
-    public let effectiveURL: String
+    package let effectiveURL: String
     /// The final HTTP status (0 for file:// URLs).
-    public let status: Int
+    package let status: Int
     /// The size of the complete file.
-    public let bytes: UInt64
+    package let bytes: UInt64
     /// The offset the last request resumed from (0 when it started from the beginning).
-    public let resumedFrom: UInt64
+    package let resumedFrom: UInt64
     /// How many requests it took (1 plus the retries used).
-    public let attempts: Int
+    package let attempts: Int
 }
 
 /// One libcurl easy handle. Reusing it for several transfers keeps connections open.
 /// Not for use from several threads at once.
-public final class CurlTransfer {
+package final class CurlTransfer {
     private let easy: EasyHandle
 
-    public init() throws {
+    package init() throws {
         easy = try EasyHandle()
     }
 
     /// Downloads `url` to `path`. With `options.resume`, an existing file is taken as the
     /// beginning of the download and continued. `progress` may throw to cancel.
     @discardableResult
-    public func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
+    package func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
                          progress: ((DownloadProgress) throws -> Void)? = nil) throws -> DownloadResult {
         var attempt = 0
         while true {
@@ -118,7 +118,7 @@ public final class CurlTransfer {
     }
 
     /// Fetches `url` into memory (for indexes and small files), refusing more than `limit` bytes.
-    public func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
+    package func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
         let state = TransferState(handle: easy.raw, sink: .memory(limit: limit), resumeFrom: 0, progress: nil)
         _ = try perform(url, state: state, options: options, resumeFrom: 0)
         return state.memory
@@ -212,21 +212,21 @@ public final class CurlTransfer {
 }
 
 /// One-call downloads on a fresh handle.
-public enum Curl {
+package enum Curl {
     /// Downloads `url` to `path`, resuming a partial file; see `CurlTransfer.download`.
     @discardableResult
-    public static func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
+    package static func download(_ url: String, to path: String, options: DownloadOptions = DownloadOptions(),
                                 progress: ((DownloadProgress) throws -> Void)? = nil) throws -> DownloadResult {
         try CurlTransfer().download(url, to: path, options: options, progress: progress)
     }
 
     /// Fetches `url` into memory; see `CurlTransfer.get`.
-    public static func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
+    package static func get(_ url: String, limit: Int = 64 << 20, options: DownloadOptions = DownloadOptions()) throws -> [UInt8] {
         try CurlTransfer().get(url, limit: limit, options: options)
     }
 
     /// The libcurl version string ("7.88.1").
-    public static var version: String { String(cString: rast_curl_version()) }
+    package static var version: String { String(cString: rast_curl_version()) }
 }
 
 // MARK: - Callbacks and their shared state

@@ -7,18 +7,18 @@ import Glibc
 #endif
 
 /// One HTTP request.
-public struct HTTPRequest: Sendable {
-    public var method: String
-    public var url: String
+package struct HTTPRequest: Sendable {
+    package var method: String
+    package var url: String
     /// Sent as given, in order; libcurl adds Host and Content-Length.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
     /// Time allowed to connect.
-    public var connectTimeout: Duration = .seconds(15)
+    package var connectTimeout: Duration = .seconds(15)
     /// A transfer slower than `bytesPerSecond` for `seconds` is given up as stalled.
-    public var stallLimit: (bytesPerSecond: Int, seconds: Int) = (1, 60)
+    package var stallLimit: (bytesPerSecond: Int, seconds: Int) = (1, 60)
 
-    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    package init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -27,35 +27,35 @@ public struct HTTPRequest: Sendable {
 }
 
 /// What the server answered.
-public struct HTTPResponse: Sendable {
-    public let status: Int
+package struct HTTPResponse: Sendable {
+    package let status: Int
     /// Header names in lowercase, in the order received.
-    public let headers: [(name: String, value: String)]
+    package let headers: [(name: String, value: String)]
     /// The body, unless a sink consumed it.
-    public let body: [UInt8]
+    package let body: [UInt8]
 
     /// The first value of header `name` (case-insensitive).
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         let lower = name.lowercased()
         return headers.first { $0.name == lower }?.value
     }
 
-    public var isSuccess: Bool { (200..<300).contains(status) }
+    package var isSuccess: Bool { (200..<300).contains(status) }
 }
 
 /// A client with one libcurl easy handle, reused so that connections stay open.
 /// Not for use from several threads at once.
-public final class HTTPClient {
+package final class HTTPClient {
     private let easy: EasyHandle
 
-    public init() throws {
+    package init() throws {
         easy = try EasyHandle()
     }
 
     /// Sends `request`. The body of a successful (2xx) response goes to `sink` when one is
     /// given (streamed; what it throws ends the transfer), else into the response, up to
     /// `limit` bytes. Error bodies always come back in the response.
-    public func send(_ request: HTTPRequest, limit: Int = 64 << 20,
+    package func send(_ request: HTTPRequest, limit: Int = 64 << 20,
                      sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
         let state = RequestState(handle: easy.raw, body: request.body, limit: limit, sink: sink, url: request.url)
         let context = Unmanaged.passUnretained(state).toOpaque()
@@ -96,7 +96,7 @@ public final class HTTPClient {
 extension CurlError {
     /// Failures of the connection itself (refused, reset, timed out, cut short), after which
     /// the same request may succeed.
-    public var isTransient: Bool {
+    package var isTransient: Bool {
         guard case .transfer(_, let code, _) = self else { return false }
         let transient: [CURLcode] = [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_GOT_NOTHING, CURLE_SEND_ERROR,
                                      CURLE_RECV_ERROR, CURLE_PARTIAL_FILE, CURLE_HTTP2_STREAM, CURLE_HTTP2,

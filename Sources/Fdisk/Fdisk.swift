@@ -24,14 +24,14 @@ import Glibc
 #endif
 
 /// The kind of partition table.
-public enum PartitionTableKind: String, Sendable, CaseIterable {
+package enum PartitionTableKind: String, Sendable, CaseIterable {
     case gpt
     /// MBR, which libfdisk calls "dos".
     case dos
 }
 
 /// How large a new partition is.
-public enum PartitionSize: Sendable, Equatable {
+package enum PartitionSize: Sendable, Equatable {
     /// This many bytes, rounded up to whole sectors (the end stays aligned).
     case bytes(UInt64)
     /// Everything from the start to the end of the usable space.
@@ -39,19 +39,19 @@ public enum PartitionSize: Sendable, Equatable {
 }
 
 /// A partition to add to a table.
-public struct NewPartition: Sendable, Equatable {
-    public var type: PartitionType
-    public var size: PartitionSize
+package struct NewPartition: Sendable, Equatable {
+    package var type: PartitionType
+    package var size: PartitionSize
     /// The GPT partition name (PARTLABEL); not possible in MBR tables.
-    public var name: String?
+    package var name: String?
     /// A fixed GPT partition GUID (PARTUUID); random when nil.
-    public var uuid: UUID?
+    package var uuid: UUID?
     /// The first byte (a multiple of the sector size); nil: the first aligned free sector.
-    public var startBytes: UInt64?
+    package var startBytes: UInt64?
     /// The MBR active flag, or the GPT "legacy BIOS bootable" attribute.
-    public var bootable: Bool
+    package var bootable: Bool
 
-    public init(type: PartitionType, size: PartitionSize, name: String? = nil, uuid: UUID? = nil,
+    package init(type: PartitionType, size: PartitionSize, name: String? = nil, uuid: UUID? = nil,
                 startBytes: UInt64? = nil, bootable: Bool = false) {
         self.type = type
         self.size = size
@@ -63,30 +63,30 @@ public struct NewPartition: Sendable, Equatable {
 }
 
 /// A partition as the table records it.
-public struct Partition: Sendable, Equatable {
+package struct Partition: Sendable, Equatable {
     /// The partition number, from 1 (as in /dev/sda1).
-    public let number: Int
-    public let startSector: UInt64
-    public let sizeSectors: UInt64
-    public let sectorSize: UInt64
-    public let type: PartitionType
+    package let number: Int
+    package let startSector: UInt64
+    package let sizeSectors: UInt64
+    package let sectorSize: UInt64
+    package let type: PartitionType
     /// libfdisk's human-readable name of the type ("EFI System"), if it knows the type.
-    public let typeName: String?
+    package let typeName: String?
     /// The GPT partition name (PARTLABEL); nil in MBR tables.
-    public let name: String?
+    package let name: String?
     /// The PARTUUID as blkid and the kernel's root=PARTUUID= write it (lower case).
-    public let uuid: String?
-    public let bootable: Bool
+    package let uuid: String?
+    package let bootable: Bool
 
-    public var endSector: UInt64 { startSector + sizeSectors - 1 }
-    public var startBytes: UInt64 { startSector * sectorSize }
-    public var sizeBytes: UInt64 { sizeSectors * sectorSize }
+    package var endSector: UInt64 { startSector + sizeSectors - 1 }
+    package var startBytes: UInt64 { startSector * sectorSize }
+    package var sizeBytes: UInt64 { sizeSectors * sectorSize }
 }
 
 /// A partition table on a disk image or block device, owned through a libfdisk context.
-public final class PartitionTable {
+package final class PartitionTable {
     /// The image or device path.
-    public let path: String
+    package let path: String
     private let context: OpaquePointer
     /// Owned: libfdisk only borrows it. Closed in `deinit`.
     private let file: FileDescriptor
@@ -94,17 +94,17 @@ public final class PartitionTable {
     private let readOnly: Bool
 
     /// The default alignment of partition starts and ends.
-    public static let defaultAlignment: UInt64 = 1 << 20
+    package static let defaultAlignment: UInt64 = 1 << 20
 
     /// Opens the table on `path` (read-only unless `readOnly` is false, to add partitions).
-    public convenience init(path: String, readOnly: Bool = true, alignment: UInt64 = PartitionTable.defaultAlignment) throws {
+    package convenience init(path: String, readOnly: Bool = true, alignment: UInt64 = PartitionTable.defaultAlignment) throws {
         try self.init(opening: path, readOnly: readOnly, alignment: alignment)
     }
 
     /// Starts a new, empty table of `kind` on `path`, replacing whatever table was there
     /// once `write()` runs (old filesystem and table signatures are wiped then too).
     /// `diskID` fixes the disk GUID (GPT) or the 32-bit identifier (MBR, 8 hex digits).
-    public static func create(_ kind: PartitionTableKind, on path: String, diskID: String? = nil,
+    package static func create(_ kind: PartitionTableKind, on path: String, diskID: String? = nil,
                               alignment: UInt64 = PartitionTable.defaultAlignment) throws -> PartitionTable {
         let table = try PartitionTable(opening: path, readOnly: false, alignment: alignment)
         fdisk_enable_wipe(table.context, 1)
@@ -144,27 +144,27 @@ public final class PartitionTable {
     }
 
     /// The kind of table on the disk, or nil when there is none.
-    public var kind: PartitionTableKind? {
+    package var kind: PartitionTableKind? {
         guard fdisk_has_label(context) != 0, let label = fdisk_get_label(context, nil),
               let name = fdisk_label_get_name(label) else { return nil }
         return PartitionTableKind(rawValue: String(cString: name))
     }
 
     /// The logical sector size in bytes (512 for image files).
-    public var sectorSize: UInt64 { UInt64(fdisk_get_sector_size(context)) }
+    package var sectorSize: UInt64 { UInt64(fdisk_get_sector_size(context)) }
 
     /// The size of the whole disk in sectors.
-    public var sectorCount: UInt64 { fdisk_get_nsectors(context) }
+    package var sectorCount: UInt64 { fdisk_get_nsectors(context) }
 
     /// The first and last sector partitions may use.
-    public var usableSectors: ClosedRange<UInt64> {
+    package var usableSectors: ClosedRange<UInt64> {
         let first = fdisk_get_first_lba(context)
         return first...max(first, fdisk_get_last_lba(context))
     }
 
     /// The disk identifier as blkid shows it (PTUUID): a lower-case GUID for GPT, eight
     /// hex digits for MBR.
-    public func diskID() throws -> String {
+    package func diskID() throws -> String {
         var raw: UnsafeMutablePointer<CChar>?
         try call("fdisk_get_disklabel_id") { fdisk_get_disklabel_id(context, &raw) }
         defer { free(raw) }
@@ -173,7 +173,7 @@ public final class PartitionTable {
     }
 
     /// Sets the disk GUID (GPT) or the 32-bit disk identifier (MBR, 8 hex digits).
-    public func setDiskID(_ id: String) throws {
+    package func setDiskID(_ id: String) throws {
         let value: String
         switch try requireKind() {
         case .gpt:
@@ -193,7 +193,7 @@ public final class PartitionTable {
 
     /// Adds a partition (in memory) and returns it as the table now records it.
     @discardableResult
-    public func addPartition(_ spec: NewPartition) throws -> Partition {
+    package func addPartition(_ spec: NewPartition) throws -> Partition {
         let kind = try requireKind()
         guard let label = fdisk_get_label(context, nil) else { throw FdiskError.noPartitionTable(path: path) }
         guard let entry = fdisk_new_partition() else {
@@ -253,7 +253,7 @@ public final class PartitionTable {
     /// True when the table in memory differs from the disk. libfdisk also sets this when it
     /// opens a GPT disk whose backup header is not at the end (a disk image written to a larger
     /// disk): it moves the backup header and the last usable sector, and `write()` stores that.
-    public var hasUnwrittenChanges: Bool {
+    package var hasUnwrittenChanges: Bool {
         guard let label = fdisk_get_label(context, nil) else { return false }
         return fdisk_label_is_changed(label) != 0
     }
@@ -263,7 +263,7 @@ public final class PartitionTable {
     /// A size that does not fit the free space after the partition is an error, not silently
     /// shrunk.
     @discardableResult
-    public func resizePartition(_ number: Int, to size: PartitionSize) throws -> Partition {
+    package func resizePartition(_ number: Int, to size: PartitionSize) throws -> Partition {
         _ = try requireKind()
         let current = try partition(number: number)
         let sectorSize = self.sectorSize
@@ -294,7 +294,7 @@ public final class PartitionTable {
     }
 
     /// Gives partition `number` a new GPT partition GUID (its PARTUUID).
-    public func setPartitionUUID(_ number: Int, _ uuid: UUID) throws {
+    package func setPartitionUUID(_ number: Int, _ uuid: UUID) throws {
         let kind = try requireKind()
         guard kind == .gpt else { throw FdiskError.unsupported("a partition GUID", table: kind.rawValue, path: path) }
         _ = try partition(number: number)
@@ -307,7 +307,7 @@ public final class PartitionTable {
     }
 
     /// The partition with this number (from 1), or an error naming the disk.
-    public func partition(number: Int) throws -> Partition {
+    package func partition(number: Int) throws -> Partition {
         guard let found = try partitions().first(where: { $0.number == number }) else {
             throw FdiskError.invalidValue(String(number), reason: "\(path) has no partition \(number)")
         }
@@ -315,7 +315,7 @@ public final class PartitionTable {
     }
 
     /// The partitions in the table (in memory, including unwritten changes), by number.
-    public func partitions() throws -> [Partition] {
+    package func partitions() throws -> [Partition] {
         _ = try requireKind()
         var table: OpaquePointer?
         try call("fdisk_get_partitions") { fdisk_get_partitions(context, &table) }
@@ -331,7 +331,7 @@ public final class PartitionTable {
 
     /// Writes the table to the disk and flushes it to stable storage (fsync). Until this
     /// returns, the file still holds what it held before.
-    public func write() throws {
+    package func write() throws {
         guard !readOnly else { throw FdiskError.readOnly(path: path) }
         try call("fdisk_write_disklabel") { fdisk_write_disklabel(context) }
         // swift-system has no fsync.
@@ -339,7 +339,7 @@ public final class PartitionTable {
     }
 
     /// The messages libfdisk printed (warnings and information), oldest first.
-    public var libraryMessages: [String] { messages.all }
+    package var libraryMessages: [String] { messages.all }
 
     // MARK: - Internals
 

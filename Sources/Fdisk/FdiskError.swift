@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// A failed partitioning step, naming the disk image, the partition and the reason.
-public enum FdiskError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum FdiskError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A libfdisk call failed: its errno and the last warning libfdisk printed, if any.
     case library(function: String, path: String, errno: Int32, message: String?)
     /// A partition type string that is neither a known name, a GUID nor an MBR code.
@@ -23,7 +23,7 @@ public enum FdiskError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A system call made by this module (open, fsync).
     case system(function: String, path: String, errno: Int32)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .library(let function, let path, let errno, let message):
             var text = "\(function) failed on \(path): \(String(cString: strerror(errno)))"

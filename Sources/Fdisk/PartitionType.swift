@@ -2,13 +2,13 @@ import Foundation
 
 /// A partition type: a GPT type GUID, an MBR type code, or one of the named types that
 /// have both (EFI system, Linux).
-public struct PartitionType: Sendable, Hashable, CustomStringConvertible {
+package struct PartitionType: Sendable, Hashable, CustomStringConvertible {
     /// The GPT type GUID in upper case; nil for types that only exist in MBR tables.
-    public let gptGUID: String?
+    package let gptGUID: String?
     /// The MBR (dos) type code; nil for types that only exist in GPT.
-    public let mbrCode: UInt8?
+    package let mbrCode: UInt8?
     /// The short name this type was made from ("esp"), if it is a named type.
-    public let name: String?
+    package let name: String?
 
     init(gptGUID: String?, mbrCode: UInt8?, name: String?) {
         self.gptGUID = gptGUID
@@ -17,16 +17,16 @@ public struct PartitionType: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// BIOS boot partition: where GRUB's core image lives on a GPT disk booted by a BIOS.
-    public static let biosBoot = PartitionType(gptGUID: "21686148-6449-6E6F-744E-656564454649", mbrCode: nil, name: "bios-boot")
+    package static let biosBoot = PartitionType(gptGUID: "21686148-6449-6E6F-744E-656564454649", mbrCode: nil, name: "bios-boot")
     /// EFI system partition (ESP).
-    public static let efiSystem = PartitionType(gptGUID: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", mbrCode: 0xEF, name: "esp")
+    package static let efiSystem = PartitionType(gptGUID: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", mbrCode: 0xEF, name: "esp")
     /// Linux root for x86-64 (Discoverable Partitions Specification).
-    public static let linuxRootX86_64 = PartitionType(gptGUID: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", mbrCode: 0x83, name: "linux-root-x86-64")
+    package static let linuxRootX86_64 = PartitionType(gptGUID: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", mbrCode: 0x83, name: "linux-root-x86-64")
     /// Generic Linux filesystem data.
-    public static let linuxFilesystem = PartitionType(gptGUID: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", mbrCode: 0x83, name: "linux")
+    package static let linuxFilesystem = PartitionType(gptGUID: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", mbrCode: 0x83, name: "linux")
 
     /// Names accepted by `init(parsing:)`, with their aliases.
-    public static let named: [String: PartitionType] = [
+    package static let named: [String: PartitionType] = [
         "bios-boot": .biosBoot, "bios": .biosBoot,
         "esp": .efiSystem, "efi-system": .efiSystem, "efi": .efiSystem,
         "linux-root-x86-64": .linuxRootX86_64, "root-x86-64": .linuxRootX86_64, "root": .linuxRootX86_64,
@@ -34,7 +34,7 @@ public struct PartitionType: Sendable, Hashable, CustomStringConvertible {
     ]
 
     /// A GPT type given by its GUID.
-    public static func gpt(_ guid: String) throws -> PartitionType {
+    package static func gpt(_ guid: String) throws -> PartitionType {
         guard let uuid = UUID(uuidString: guid) else {
             throw FdiskError.invalidType(guid, reason: "not a GUID (expected 8-4-4-4-12 hexadecimal digits)")
         }
@@ -44,13 +44,13 @@ public struct PartitionType: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// An MBR type given by its code (0x83 Linux, 0xEF EFI system, ...).
-    public static func mbr(_ code: UInt8) -> PartitionType {
+    package static func mbr(_ code: UInt8) -> PartitionType {
         PartitionType(gptGUID: nil, mbrCode: code, name: nil)
     }
 
     /// A type as a recipe writes it: a name ("bios-boot", "esp", "linux-root-x86-64",
     /// "linux"), a GPT GUID, or an MBR code in hexadecimal ("0x83", "83").
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if let known = PartitionType.named[trimmed.lowercased()] {
             self = known
@@ -66,7 +66,7 @@ public struct PartitionType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         if let name { return name }
         if let gptGUID { return gptGUID }
         return mbrCode.map { "0x" + String($0, radix: 16) } ?? "unknown"

@@ -6,9 +6,9 @@
 import CGit2
 
 /// Process-wide libgit2 settings.
-public enum Git {
+package enum Git {
     /// The libgit2 version ("1.5.1").
-    public static var version: String {
+    package static var version: String {
         var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
         ensureInitialized()
         git_libgit2_version(&major, &minor, &patch)
@@ -17,7 +17,7 @@ public enum Git {
 
     /// Whether repositories owned by another user are refused (libgit2's default, like
     /// git's safe.directory). rast runs as root on build directories owned by the build user.
-    public static func setOwnerValidation(_ enabled: Bool) throws {
+    package static func setOwnerValidation(_ enabled: Bool) throws {
         ensureInitialized()
         try GitError.check("git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION)", String(enabled)) {
             rast_git_set_owner_validation(enabled ? 1 : 0)
@@ -26,7 +26,7 @@ public enum Git {
 
     /// Reads global (user) configuration from `directory` instead of $HOME, so the host's
     /// ~/.gitconfig cannot change what rast does.
-    public static func setGlobalConfigurationDirectory(_ directory: String) throws {
+    package static func setGlobalConfigurationDirectory(_ directory: String) throws {
         ensureInitialized()
         try GitError.check("git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH)", directory) {
             rast_git_set_search_path(GIT_CONFIG_LEVEL_GLOBAL, directory)
@@ -41,28 +41,28 @@ public enum Git {
 private let libgit2Initialized: Int32 = git_libgit2_init()
 
 /// Where HEAD points.
-public struct Head: Sendable, Equatable {
+package struct Head: Sendable, Equatable {
     /// The commit HEAD resolves to; nil in a repository without commits.
-    public let commitID: String?
+    package let commitID: String?
     /// The branch HEAD is attached to; nil when HEAD is detached.
-    public let branch: String?
+    package let branch: String?
 
-    public var isDetached: Bool { branch == nil }
+    package var isDetached: Bool { branch == nil }
 
-    public init(commitID: String?, branch: String?) {
+    package init(commitID: String?, branch: String?) {
         self.commitID = commitID
         self.branch = branch
     }
 }
 
 /// A git repository on disk, owned through a libgit2 git_repository handle.
-public final class Repository {
+package final class Repository {
     /// The path the repository was opened or cloned at.
-    public let path: String
+    package let path: String
     private let pointer: OpaquePointer
 
     /// Opens the repository at `path` (a working tree, its .git directory or a bare repository).
-    public init(opening path: String) throws {
+    package init(opening path: String) throws {
         Git.ensureInitialized()
         var repository: OpaquePointer?
         try GitError.check("git_repository_open", path) { git_repository_open(&repository, path) }
@@ -80,7 +80,7 @@ public final class Repository {
 
     /// Clones `url` (a path, file:// or http(s)://) into the new directory `path`, checking
     /// out `branch` (default: the remote's HEAD), or nothing when `bare`.
-    public static func clone(from url: String, to path: String, branch: String? = nil, bare: Bool = false) throws -> Repository {
+    package static func clone(from url: String, to path: String, branch: String? = nil, bare: Bool = false) throws -> Repository {
         Git.ensureInitialized()
         var options = git_clone_options()
         try GitError.check("git_clone_options_init", url) { rast_git_clone_options_init(&options) }
@@ -95,19 +95,19 @@ public final class Repository {
     }
 
     /// The working tree directory (with a trailing slash); nil for a bare repository.
-    public var workingDirectory: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
+    package var workingDirectory: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
 
-    public var isBare: Bool { git_repository_is_bare(pointer) == 1 }
+    package var isBare: Bool { git_repository_is_bare(pointer) == 1 }
 
     /// The URL of remote `name`.
-    public func remoteURL(_ name: String = "origin") throws -> String {
+    package func remoteURL(_ name: String = "origin") throws -> String {
         let remote = try lookupRemote(name)
         return git_remote_url(remote.pointer).map { String(cString: $0) } ?? ""
     }
 
     /// Fetches from remote `name` with its configured refspecs (remote-tracking branches
     /// and the tags that point into what was fetched).
-    public func fetch(remote name: String = "origin") throws {
+    package func fetch(remote name: String = "origin") throws {
         let remote = try lookupRemote(name)
         var options = git_fetch_options()
         try GitError.check("git_fetch_options_init", name) { rast_git_fetch_options_init(&options) }
@@ -116,13 +116,13 @@ public final class Repository {
 
     /// The commit ID (40 hex digits) a revision names: a branch, remote-tracking branch, tag
     /// (annotated tags are peeled), abbreviated or full commit ID, or any git revision syntax.
-    public func resolve(_ revision: String) throws -> String {
+    package func resolve(_ revision: String) throws -> String {
         let commit = try commitObject(revision)
         return objectID(commit.pointer)
     }
 
     /// Where HEAD points: its commit, and the branch unless detached.
-    public func head() throws -> Head {
+    package func head() throws -> Head {
         var reference: OpaquePointer?
         git_error_clear()
         let result = git_repository_head(&reference, pointer)
@@ -150,7 +150,7 @@ public final class Repository {
     /// created from it and set to track it, as `git checkout name` does. `force` discards
     /// local changes that would be overwritten; without it they make the checkout fail
     /// and nothing changes.
-    public func checkout(branch name: String, force: Bool = false) throws {
+    package func checkout(branch name: String, force: Bool = false) throws {
         if let local = try lookupBranch(name, GIT_BRANCH_LOCAL) {
             let commit = try peelToCommit(local.pointer, subject: name)
             try checkoutTree(commit, force: force, subject: name)
@@ -177,7 +177,7 @@ public final class Repository {
     }
 
     /// Checks out `revision` (branch, tag, commit ID, ...) with a detached HEAD.
-    public func checkout(detached revision: String, force: Bool = false) throws {
+    package func checkout(detached revision: String, force: Bool = false) throws {
         let commit = try commitObject(revision)
         try checkoutTree(commit, force: force, subject: revision)
         try GitError.check("git_repository_set_head_detached", revision) {
@@ -188,7 +188,7 @@ public final class Repository {
     /// Creates branch `newBranch` at `revision` and switches to it (`git checkout -b`);
     /// `moveExisting` moves a branch of that name, even the current one, instead of
     /// failing (`git checkout -B`).
-    public func checkout(_ revision: String, newBranch: String, moveExisting: Bool = false, force: Bool = false) throws {
+    package func checkout(_ revision: String, newBranch: String, moveExisting: Bool = false, force: Bool = false) throws {
         let commit = try commitObject(revision)
         let existing = try lookupBranch(newBranch, GIT_BRANCH_LOCAL)
         if existing != nil, !moveExisting {
@@ -214,7 +214,7 @@ public final class Repository {
     }
 
     /// The names of the local branches.
-    public func branches() throws -> [String] {
+    package func branches() throws -> [String] {
         var iterator: OpaquePointer?
         try GitError.check("git_branch_iterator_new", path) { git_branch_iterator_new(&iterator, pointer, GIT_BRANCH_LOCAL) }
         let owner = try owned(iterator, git_branch_iterator_free, "git_branch_iterator_new", path)
@@ -234,7 +234,7 @@ public final class Repository {
     }
 
     /// The names of the tags.
-    public func tags() throws -> [String] {
+    package func tags() throws -> [String] {
         var list = git_strarray()
         try GitError.check("git_tag_list", path) { git_tag_list(&list, pointer) }
         defer { git_strarray_dispose(&list) }

@@ -2,16 +2,16 @@ import CGit2
 
 /// A failed libgit2 call: its return code, libgit2's own message and error class
 /// (git_error_last), the function and what it worked on (a path, URL or revision).
-public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
     /// libgit2's return code (GIT_ENOTFOUND = -3, GIT_ECONFLICT = -13, ...).
-    public let code: Int32
+    package let code: Int32
     /// libgit2's error class (GIT_ERROR_NET = 12, ...); see `className`.
-    public let errorClass: Int32
-    public let message: String
-    public let function: String
-    public let subject: String
+    package let errorClass: Int32
+    package let message: String
+    package let function: String
+    package let subject: String
 
-    public init(code: Int32, errorClass: Int32, message: String, function: String, subject: String) {
+    package init(code: Int32, errorClass: Int32, message: String, function: String, subject: String) {
         self.code = code
         self.errorClass = errorClass
         self.message = message
@@ -20,12 +20,12 @@ public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// The requested object, reference, remote or branch does not exist.
-    public var isNotFound: Bool { code == GIT_ENOTFOUND.rawValue }
+    package var isNotFound: Bool { code == GIT_ENOTFOUND.rawValue }
     /// Local changes would be overwritten by a checkout.
-    public var isConflict: Bool { code == GIT_ECONFLICT.rawValue }
+    package var isConflict: Bool { code == GIT_ECONFLICT.rawValue }
 
     /// The error class as libgit2 names it ("net", "reference", "checkout", ...).
-    public var className: String {
+    package var className: String {
         let names = ["none", "nomemory", "os", "invalid", "reference", "zlib", "repository", "config", "regex",
                      "odb", "index", "object", "net", "tag", "tree", "indexer", "ssl", "submodule", "thread",
                      "stash", "checkout", "fetchhead", "merge", "ssh", "filter", "revert", "callback",
@@ -34,7 +34,7 @@ public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
         return names.indices.contains(Int(errorClass)) ? names[Int(errorClass)] : "class \(errorClass)"
     }
 
-    public var description: String {
+    package var description: String {
         "\(function) \(subject): \(message) (libgit2 \(className) error, code \(code))"
     }
 

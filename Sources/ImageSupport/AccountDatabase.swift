@@ -4,13 +4,13 @@ import SystemSupport
 
 /// The account files of a root (/etc/passwd, shadow, group, gshadow), edited as text the way
 /// useradd would, so that the configure stage needs no tools inside the image.
-public struct AccountDatabase: Sendable, Equatable {
-    public var passwd: [[String]]
-    public var shadow: [[String]]
-    public var group: [[String]]
-    public var gshadow: [[String]]
+package struct AccountDatabase: Sendable, Equatable {
+    package var passwd: [[String]]
+    package var shadow: [[String]]
+    package var group: [[String]]
+    package var gshadow: [[String]]
 
-    public init(passwd: String, shadow: String, group: String, gshadow: String) {
+    package init(passwd: String, shadow: String, group: String, gshadow: String) {
         func rows(_ text: String, fields: Int) -> [[String]] {
             text.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("#") }.map { line in
                 var parts = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
@@ -25,13 +25,13 @@ public struct AccountDatabase: Sendable, Equatable {
     }
 
     /// Reads the four files of `etc` (missing files count as empty).
-    public static func load(etc: String) -> AccountDatabase {
+    package static func load(etc: String) -> AccountDatabase {
         func read(_ name: String) -> String { (try? Files.readString(etc + "/" + name)) ?? "" }
         return AccountDatabase(passwd: read("passwd"), shadow: read("shadow"), group: read("group"), gshadow: read("gshadow"))
     }
 
     /// Writes them back atomically with the usual modes.
-    public func save(etc: String) throws {
+    package func save(etc: String) throws {
         func text(_ rows: [[String]]) -> String { rows.map { $0.joined(separator: ":") }.joined(separator: "\n") + "\n" }
         try Files.writeAtomically(etc + "/passwd", string: text(passwd), mode: 0o644)
         try Files.writeAtomically(etc + "/group", string: text(group), mode: 0o644)
@@ -39,16 +39,16 @@ public struct AccountDatabase: Sendable, Equatable {
         try Files.writeAtomically(etc + "/gshadow", string: text(gshadow), mode: 0o600)
     }
 
-    public func user(_ name: String) -> [String]? { passwd.first { $0[0] == name } }
-    public func groupEntry(_ name: String) -> [String]? { group.first { $0[0] == name } }
+    package func user(_ name: String) -> [String]? { passwd.first { $0[0] == name } }
+    package func groupEntry(_ name: String) -> [String]? { group.first { $0[0] == name } }
 
     /// Sets root's password hash, or locks root (`!*`) when there is none.
-    public mutating func setRootPassword(hash: String?) {
+    package mutating func setRootPassword(hash: String?) {
         setPassword(user: "root", hash: hash ?? "!*")
     }
 
     /// Sets a user's password hash, adding a shadow entry when the user has none.
-    public mutating func setPassword(user: String, hash: String) {
+    package mutating func setPassword(user: String, hash: String) {
         if let index = shadow.firstIndex(where: { $0[0] == user }) {
             shadow[index][1] = hash
         } else {
@@ -60,7 +60,7 @@ public struct AccountDatabase: Sendable, Equatable {
 
     /// Adds a group (with a free gid from 1000) unless it exists; returns its gid.
     @discardableResult
-    public mutating func ensureGroup(_ name: String, gid: Int? = nil) -> Int {
+    package mutating func ensureGroup(_ name: String, gid: Int? = nil) -> Int {
         if let existing = groupEntry(name), let id = Int(existing[2]) { return id }
         let used = Set(group.compactMap { Int($0[2]) })
         var id = gid ?? 1000
@@ -71,7 +71,7 @@ public struct AccountDatabase: Sendable, Equatable {
     }
 
     /// Adds `user` as a member of group `name`.
-    public mutating func addMember(_ user: String, to name: String) {
+    package mutating func addMember(_ user: String, to name: String) {
         ensureGroup(name)
         guard let index = group.firstIndex(where: { $0[0] == name }) else { return }
         var members = group[index][3].split(separator: ",").map(String.init)
@@ -86,7 +86,7 @@ public struct AccountDatabase: Sendable, Equatable {
     /// dropbear, refuse even key logins to locked accounts).
     /// Returns (uid, gid).
     @discardableResult
-    public mutating func addUser(_ spec: UserSpec) throws -> (uid: Int, gid: Int) {
+    package mutating func addUser(_ spec: UserSpec) throws -> (uid: Int, gid: Int) {
         guard user(spec.name) == nil else {
             throw UserError("user \(spec.name) already exists in the image's /etc/passwd")
         }

@@ -5,13 +5,13 @@ import SystemSupport
 
 /// The names rast-build gives the partitions of a disk; rast-install and the boot loader
 /// installer find partitions by them.
-public enum PartitionName {
+package enum PartitionName {
     /// GRUB's core.img or Limine's stage 2 (when the image boots with BIOS).
-    public static let biosBoot = "BIOS boot"
+    package static let biosBoot = "BIOS boot"
     /// The FAT32 EFI system partition.
-    public static let esp = "EFI system"
+    package static let esp = "EFI system"
     /// The btrfs filesystem with the snapshot layout.
-    public static let root = "rastOS root"
+    package static let root = "rastOS root"
 }
 
 /// A partitioned, formatted disk image whose ESP and root partition are attached to loop
@@ -19,35 +19,35 @@ public enum PartitionName {
 /// parser and GRUB cannot find the start of partitions announced with BLKPG on a loop device
 /// (HDIO_GETGEO fails there), so each partition gets its own loop device and the whole disk
 /// is attached only for grub-install.
-public final class AttachedDisk {
-    public struct PartitionRecord: Sendable, Codable, Equatable {
-        public let number: Int
-        public let name: String
-        public let type: String
-        public let startBytes: UInt64
-        public let sizeBytes: UInt64
-        public let partitionUUID: String
-        public var filesystem: String?
-        public var filesystemUUID: String?
+package final class AttachedDisk {
+    package struct PartitionRecord: Sendable, Codable, Equatable {
+        package let number: Int
+        package let name: String
+        package let type: String
+        package let startBytes: UInt64
+        package let sizeBytes: UInt64
+        package let partitionUUID: String
+        package var filesystem: String?
+        package var filesystemUUID: String?
     }
 
-    public let imagePath: String
-    public let diskGUID: String
-    public private(set) var partitions: [PartitionRecord]
+    package let imagePath: String
+    package let diskGUID: String
+    package private(set) var partitions: [PartitionRecord]
     private var loops: [Int: LoopDevice] = [:]
 
     /// A disk (image file or block device) with this partition table; nothing is attached yet.
-    public init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
+    package init(imagePath: String, diskGUID: String, partitions: [PartitionRecord]) {
         self.imagePath = imagePath
         self.diskGUID = diskGUID
         self.partitions = partitions
     }
 
-    public func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
+    package func partition(named name: String) -> PartitionRecord? { partitions.first { $0.name == name } }
 
     /// Attaches a partition to its own loop device (once).
     @discardableResult
-    public func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
+    package func attach(_ partition: PartitionRecord, teardown: Teardown) throws -> String {
         if let loop = loops[partition.number] { return loop.path }
         let loop = try LoopDevice(file: imagePath, offset: partition.startBytes, sizeLimit: partition.sizeBytes)
         loops[partition.number] = loop
@@ -56,17 +56,17 @@ public final class AttachedDisk {
     }
 
     /// The loop device of an attached partition.
-    public func device(of partition: PartitionRecord) -> String {
+    package func device(of partition: PartitionRecord) -> String {
         loops[partition.number]?.path ?? "(partition \(partition.number) is not attached)"
     }
 
     /// Detaches every partition's loop device.
-    public func detach() {
+    package func detach() {
         for loop in loops.values { loop.detach() }
         loops.removeAll()
     }
 
-    public var root: PartitionRecord {
+    package var root: PartitionRecord {
         get throws {
             guard let root = partition(named: PartitionName.root) else { throw UserError("the image has no root partition") }
             return root
@@ -83,7 +83,7 @@ public final class AttachedDisk {
 
 extension AttachedDisk.PartitionRecord {
     /// The record of a partition as the table lists it, with the filesystem on it when known.
-    public init(_ partition: Partition, filesystem: String? = nil, filesystemUUID: String? = nil) {
+    package init(_ partition: Partition, filesystem: String? = nil, filesystemUUID: String? = nil) {
         self.init(number: partition.number, name: partition.name ?? "", type: partition.type.description,
                   startBytes: partition.startBytes, sizeBytes: partition.sizeBytes,
                   partitionUUID: partition.uuid ?? "", filesystem: filesystem, filesystemUUID: filesystemUUID)
@@ -94,7 +94,7 @@ extension AttachedDisk {
     /// A new sparse image of `disk.size` bytes at `imagePath` with rastOS's GPT, written through
     /// libfdisk: a BIOS boot partition when `biosBoot`, the ESP and the root partition (the rest
     /// of the disk), named as `PartitionName` says. Nothing is formatted or attached yet.
-    public static func partitioned(_ imagePath: String, as disk: DiskSpec, biosBoot: Bool) throws -> AttachedDisk {
+    package static func partitioned(_ imagePath: String, as disk: DiskSpec, biosBoot: Bool) throws -> AttachedDisk {
         try Command("truncate", ["-s", String(disk.size), imagePath]).run()
         let table = try PartitionTable.create(.gpt, on: imagePath)
         if biosBoot {

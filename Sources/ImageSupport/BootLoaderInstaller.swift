@@ -17,29 +17,29 @@ import SystemSupport
 ///   `limine bios-install DISK N`, which writes stage 1 to the MBR and stage 2 into the BIOS
 ///   boot partition N (not into the GPT's entry array, which partition-table writes such as
 ///   rast-install's would overwrite).
-public struct BootLoaderInstaller {
-    public static let grubEFIModules = [
+package struct BootLoaderInstaller {
+    package static let grubEFIModules = [
         "part_gpt", "part_msdos", "btrfs", "fat", "search", "search_fs_uuid", "search_label", "configfile", "normal",
         "linux", "serial", "terminal", "echo", "test", "boot", "all_video", "gzio", "zstd", "reboot", "halt",
     ]
 
     /// The boot loader and the firmware it is installed for (the recipe's disk.bootloader and disk.firmware).
-    public let bootloader: Bootloader
-    public let firmware: [Firmware]
-    public let disk: AttachedDisk
-    public let layout: Layout
-    public let templates: BootTemplates
-    public let workDirectory: String
-    public let progress: ProgressReporter
+    package let bootloader: Bootloader
+    package let firmware: [Firmware]
+    package let disk: AttachedDisk
+    package let layout: Layout
+    package let templates: BootTemplates
+    package let workDirectory: String
+    package let progress: ProgressReporter
 
-    public init(recipe: Recipe, disk: AttachedDisk, layout: Layout, templates: BootTemplates, workDirectory: String,
+    package init(recipe: Recipe, disk: AttachedDisk, layout: Layout, templates: BootTemplates, workDirectory: String,
                 progress: ProgressReporter) {
         self.init(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware, disk: disk, layout: layout,
                   templates: templates, workDirectory: workDirectory, progress: progress)
     }
 
     /// The installer without a recipe (rast-install reinstalls the loaders of a built image).
-    public init(bootloader: Bootloader, firmware: [Firmware], disk: AttachedDisk, layout: Layout, templates: BootTemplates,
+    package init(bootloader: Bootloader, firmware: [Firmware], disk: AttachedDisk, layout: Layout, templates: BootTemplates,
                 workDirectory: String, progress: ProgressReporter) {
         self.bootloader = bootloader
         self.firmware = firmware
@@ -51,7 +51,7 @@ public struct BootLoaderInstaller {
     }
 
     /// Fails early when `bootloader` cannot be installed for `firmware` on this machine.
-    public static func preflight(bootloader: Bootloader, firmware: [Firmware]) throws {
+    package static func preflight(bootloader: Bootloader, firmware: [Firmware]) throws {
         switch bootloader {
         case .grub:
             var tools = ["mmd", "mcopy"]
@@ -71,7 +71,7 @@ public struct BootLoaderInstaller {
 
     /// Fails early when a recipe that boots with Limine has no Limine to install from: the
     /// image's own `limine` package, or the `limine` program on this machine.
-    public static func preflight(_ recipe: Recipe) throws {
+    package static func preflight(_ recipe: Recipe) throws {
         try preflight(bootloader: recipe.disk.bootloader, firmware: recipe.disk.firmware)
         if recipe.disk.bootloader == .limine, !recipe.packagesToInstall.contains("limine"), Command.find("limine") == nil {
             throw UserError("""
@@ -80,7 +80,7 @@ public struct BootLoaderInstaller {
         }
     }
 
-    public func run() throws {
+    package func run() throws {
         guard let esp = disk.partition(named: PartitionName.esp) else { throw UserError("the image has no ESP") }
         let espDevice = disk.device(of: esp)
         switch bootloader {
@@ -177,16 +177,16 @@ public struct BootLoaderInstaller {
 /// `/usr/share/limine` in the deployed root: recipes/pkgbuilds/limine builds it from the release
 /// vendored in bootloader/limine/vendor, and on Arch it is the `limine` package), when its tool
 /// runs on this machine; then the `limine` program on this machine with its data directory.
-public struct LimineInstallation: Sendable {
-    public let tool: String
-    public let dataDirectory: String
-    public let version: String
+package struct LimineInstallation: Sendable {
+    package let tool: String
+    package let dataDirectory: String
+    package let version: String
     /// "the image" or "this machine", for messages.
-    public let origin: String
+    package let origin: String
 
-    public static let requiredFiles = ["limine-bios.sys", "BOOTX64.EFI"]
+    package static let requiredFiles = ["limine-bios.sys", "BOOTX64.EFI"]
 
-    public static func locate(imageRoot: String?) throws -> LimineInstallation {
+    package static func locate(imageRoot: String?) throws -> LimineInstallation {
         var tried: [String] = []
         if let imageRoot {
             let tool = imageRoot + "/usr/bin/limine"

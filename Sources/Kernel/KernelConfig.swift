@@ -3,32 +3,32 @@ import SystemSupport
 
 /// One assignment in a kernel configuration fragment: `CONFIG_FOO=y`, `CONFIG_BAR="text"` or
 /// `# CONFIG_BAZ is not set` (value `n`), with where it came from.
-public struct ConfigOption: Sendable, Equatable {
-    public let symbol: String        // without the CONFIG_ prefix
-    public let value: String         // y, m, n, a number or a quoted string as written
-    public let file: String
-    public let line: Int
+package struct ConfigOption: Sendable, Equatable {
+    package let symbol: String        // without the CONFIG_ prefix
+    package let value: String         // y, m, n, a number or a quoted string as written
+    package let file: String
+    package let line: Int
 
     /// The line as it appears in a .config.
-    public init(symbol: String, value: String, file: String, line: Int) {
+    package init(symbol: String, value: String, file: String, line: Int) {
         self.symbol = symbol
         self.value = value
         self.file = file
         self.line = line
     }
 
-    public var configLine: String {
+    package var configLine: String {
         value == "n" ? "# CONFIG_\(symbol) is not set" : "CONFIG_\(symbol)=\(value)"
     }
 }
 
-public enum KernelConfigError: CausedError, CustomStringConvertible, Sendable {
+package enum KernelConfigError: CausedError, CustomStringConvertible, Sendable {
     case unreadable(file: String, cause: any Error)
     case syntax(file: String, line: Int, text: String, reason: String)
     case unknownSymbols([ConfigOption])
     case optionsChanged([ConfigReport.Change])
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unreadable(let file, let cause):
             return "cannot read kernel configuration fragment \(file): \(cause)"
@@ -44,7 +44,7 @@ public enum KernelConfigError: CausedError, CustomStringConvertible, Sendable {
     }
 
     /// Why a fragment could not be read.
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         if case .unreadable(_, let cause) = self { return cause }
         return nil
     }
@@ -53,24 +53,24 @@ public enum KernelConfigError: CausedError, CustomStringConvertible, Sendable {
 /// Parses and merges configuration fragments the way scripts/kconfig/merge_config.sh does:
 /// later fragments override earlier ones (each override is recorded), and the merged list
 /// becomes KCONFIG_ALLCONFIG for `allnoconfig`, followed by `olddefconfig`.
-public struct ConfigFragmentSet: Sendable {
-    public struct Override: Sendable, CustomStringConvertible {
-        public let symbol: String
-        public let previous: ConfigOption
-        public let replacement: ConfigOption
-        public var description: String {
+package struct ConfigFragmentSet: Sendable {
+    package struct Override: Sendable, CustomStringConvertible {
+        package let symbol: String
+        package let previous: ConfigOption
+        package let replacement: ConfigOption
+        package var description: String {
             "CONFIG_\(symbol) redefined by \((replacement.file as NSString).lastPathComponent):\(replacement.line): \(previous.value) -> \(replacement.value)"
         }
     }
 
     /// The final requested value of every symbol, in first-mention order.
-    public private(set) var options: [ConfigOption] = []
-    public private(set) var overrides: [Override] = []
+    package private(set) var options: [ConfigOption] = []
+    package private(set) var overrides: [Override] = []
     private var index: [String: Int] = [:]
 
-    public init() {}
+    package init() {}
 
-    public mutating func add(_ option: ConfigOption) {
+    package mutating func add(_ option: ConfigOption) {
         if let position = index[option.symbol] {
             let previous = options[position]
             if previous.value != option.value {
@@ -83,7 +83,7 @@ public struct ConfigFragmentSet: Sendable {
         }
     }
 
-    public mutating func add(fragmentAt path: String) throws {
+    package mutating func add(fragmentAt path: String) throws {
         let text: String
         do {
             text = try Files.readString(path)
@@ -93,18 +93,18 @@ public struct ConfigFragmentSet: Sendable {
         for option in try ConfigFragmentSet.parse(text, file: path) { add(option) }
     }
 
-    public subscript(symbol: String) -> ConfigOption? {
+    package subscript(symbol: String) -> ConfigOption? {
         index[symbol].map { options[$0] }
     }
 
     /// The merged fragment, the input of `make KCONFIG_ALLCONFIG=... allnoconfig`.
-    public var mergedText: String {
+    package var mergedText: String {
         options.map(\.configLine).joined(separator: "\n") + "\n"
     }
 
     /// Parses a fragment (or a whole .config). Comments other than "is not set" and blank
     /// lines are skipped; anything else that is not an assignment is a syntax error.
-    public static func parse(_ text: String, file: String) throws -> [ConfigOption] {
+    package static func parse(_ text: String, file: String) throws -> [ConfigOption] {
         var result: [ConfigOption] = []
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
@@ -153,13 +153,13 @@ public struct ConfigFragmentSet: Sendable {
 }
 
 /// What happened to each requested option in the final .config.
-public struct ConfigReport: Sendable {
-    public struct Change: Sendable, CustomStringConvertible {
-        public let option: ConfigOption
+package struct ConfigReport: Sendable {
+    package struct Change: Sendable, CustomStringConvertible {
+        package let option: ConfigOption
         /// The final value, `n` when the symbol ended up unset.
-        public let actual: String
+        package let actual: String
 
-        public var description: String {
+        package var description: String {
             let origin = "\((option.file as NSString).lastPathComponent):\(option.line)"
             if actual == "n" {
                 return "CONFIG_\(option.symbol) was dropped: requested \(option.value), not set in the final .config (\(origin)); an unmet dependency usually causes this"
@@ -168,13 +168,13 @@ public struct ConfigReport: Sendable {
         }
     }
 
-    public let requested: Int
-    public let changes: [Change]
+    package let requested: Int
+    package let changes: [Change]
 
-    public var isClean: Bool { changes.isEmpty }
+    package var isClean: Bool { changes.isEmpty }
 
     /// Compares every requested option with the final configuration.
-    public init(requested: ConfigFragmentSet, finalConfig: String) throws {
+    package init(requested: ConfigFragmentSet, finalConfig: String) throws {
         var final: [String: String] = [:]
         for option in try ConfigFragmentSet.parse(finalConfig, file: ".config") {
             final[option.symbol] = option.value
@@ -189,8 +189,8 @@ public struct ConfigReport: Sendable {
 
 /// The configuration symbols a kernel source tree defines, read from its Kconfig files, so
 /// that a misspelt or nonexistent option is an error instead of a silent no-op.
-public enum KconfigSymbols {
-    public static func scan(sourceTree: String) throws -> Set<String> {
+package enum KconfigSymbols {
+    package static func scan(sourceTree: String) throws -> Set<String> {
         var symbols = Set<String>()
         guard let enumerator = FileManager.default.enumerator(atPath: sourceTree) else {
             throw UserError("cannot read the kernel source tree \(sourceTree)")

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Where a kernel's source comes from.
-public enum KernelSource: Sendable, Equatable, CustomStringConvertible {
+package enum KernelSource: Sendable, Equatable, CustomStringConvertible {
     /// A tarball (.tar.xz/.gz/.zst/...) or an unpacked source directory on this machine.
     case local(path: String)
     /// A tarball over https, verified against the recipe's SHA-256.
@@ -13,7 +13,7 @@ public enum KernelSource: Sendable, Equatable, CustomStringConvertible {
     /// A git repository (path, file://, http(s)://) at a branch, tag or commit.
     case git(url: String, ref: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .local(let path): return path
         case .https(let url, _): return url
@@ -23,23 +23,23 @@ public enum KernelSource: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A source tree ready to build, and the identity the cache keys on.
-public struct PreparedSource: Sendable {
+package struct PreparedSource: Sendable {
     /// The top of the unpacked tree (holds the kernel's Makefile).
-    public let tree: String
+    package let tree: String
     /// `sha256:...` of a tarball, `git:COMMIT` for git, `dir:...` for a directory.
-    public let identity: String
+    package let identity: String
     /// VERSION.PATCHLEVEL.SUBLEVEL from the Makefile.
-    public let version: String
+    package let version: String
 }
 
-public enum KernelSourceError: CausedError, CustomStringConvertible, Sendable {
+package enum KernelSourceError: CausedError, CustomStringConvertible, Sendable {
     case missing(String)
     case notAKernelTree(String)
     case checksumMismatch(url: String, expected: String, actual: String)
     /// `cause` is the error behind the reason, when there is one.
     case fetch(source: String, reason: String, cause: (any Error)? = nil)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missing(let path):
             return "kernel source \(path) does not exist (for Debian's kernel source: apt-get install linux-source-6.1)"
@@ -52,7 +52,7 @@ public enum KernelSourceError: CausedError, CustomStringConvertible, Sendable {
         }
     }
 
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         if case .fetch(_, _, let cause) = self { return cause }
         return nil
     }
@@ -60,7 +60,7 @@ public enum KernelSourceError: CausedError, CustomStringConvertible, Sendable {
 
 /// Fetches remote sources. The kernel stage is given one (libcurl and libgit2 behind it) so that
 /// this module stays free of network policy.
-public protocol SourceFetcher: Sendable {
+package protocol SourceFetcher: Sendable {
     /// Downloads `url` to `destination` (resuming a partial file), reporting progress.
     func download(url: String, to destination: String, progress: ProgressReporter) throws
     /// Clones or fetches `url` into `directory`, checks out `ref` (detached) and returns the commit id.
@@ -68,19 +68,19 @@ public protocol SourceFetcher: Sendable {
 }
 
 /// Unpacks and identifies kernel sources under `cacheDirectory/sources`.
-public struct SourcePreparer {
-    public let cacheDirectory: String
-    public let fetcher: SourceFetcher?
-    public let progress: ProgressReporter
+package struct SourcePreparer {
+    package let cacheDirectory: String
+    package let fetcher: SourceFetcher?
+    package let progress: ProgressReporter
 
-    public init(cacheDirectory: String, fetcher: SourceFetcher?, progress: ProgressReporter) {
+    package init(cacheDirectory: String, fetcher: SourceFetcher?, progress: ProgressReporter) {
         self.cacheDirectory = cacheDirectory
         self.fetcher = fetcher
         self.progress = progress
     }
 
     /// The identity alone (for the cache key), without unpacking when it can be avoided.
-    public func identity(of source: KernelSource) throws -> String {
+    package func identity(of source: KernelSource) throws -> String {
         switch source {
         case .local(let path):
             guard Files.exists(path) else { throw KernelSourceError.missing(path) }
@@ -95,7 +95,7 @@ public struct SourcePreparer {
     }
 
     /// Unpacks (once per identity) and returns the tree.
-    public func prepare(_ source: KernelSource) throws -> PreparedSource {
+    package func prepare(_ source: KernelSource) throws -> PreparedSource {
         switch source {
         case .local(let path):
             guard Files.exists(path) else { throw KernelSourceError.missing(path) }
@@ -234,7 +234,7 @@ public struct SourcePreparer {
     }
 
     /// VERSION.PATCHLEVEL.SUBLEVEL of a tree.
-    public func kernelVersion(tree: String) throws -> String {
+    package func kernelVersion(tree: String) throws -> String {
         guard let makefile = try? Files.readString(tree + "/Makefile") else { throw KernelSourceError.notAKernelTree(tree) }
         var parts: [String: String] = [:]
         for line in makefile.split(separator: "\n").prefix(10) {

@@ -6,22 +6,22 @@ import Glibc
 #endif
 
 /// What the kernel stage is asked to build.
-public struct KernelBuildRequest: Sendable {
-    public var source: KernelSource
+package struct KernelBuildRequest: Sendable {
+    package var source: KernelSource
     /// Profile fragments (kernel-profiles/NAME.config), base first.
-    public var profiles: [String]
+    package var profiles: [String]
     /// Further fragments named by the recipe.
-    public var fragments: [String]
+    package var fragments: [String]
     /// Inline options from the recipe, applied last (file/line say where they were written).
-    public var options: [ConfigOption]
+    package var options: [ConfigOption]
     /// A requested option that olddefconfig dropped or changed fails the build.
-    public var strict: Bool
+    package var strict: Bool
     /// The Arch package name, e.g. `linux-rast-base`.
-    public var packageName: String
+    package var packageName: String
     /// Parallel jobs for make; defaults to the number of online cores.
-    public var jobs: Int
+    package var jobs: Int
 
-    public init(source: KernelSource, profiles: [String], fragments: [String] = [], options: [ConfigOption] = [],
+    package init(source: KernelSource, profiles: [String], fragments: [String] = [], options: [ConfigOption] = [],
                 strict: Bool = false, packageName: String, jobs: Int? = nil) {
         self.source = source
         self.profiles = profiles
@@ -34,19 +34,19 @@ public struct KernelBuildRequest: Sendable {
 }
 
 /// The outcome: an Arch package holding the kernel, its modules, config and System.map.
-public struct KernelBuildResult: Sendable, Codable {
-    public let packagePath: String
-    public let packageName: String
-    public let packageVersion: String
+package struct KernelBuildResult: Sendable, Codable {
+    package let packagePath: String
+    package let packageName: String
+    package let packageVersion: String
     /// `uname -r` of the built kernel, e.g. `6.1.192-rast`.
-    public let kernelRelease: String
-    public let cacheKey: String
-    public var cacheHit: Bool
+    package let kernelRelease: String
+    package let cacheKey: String
+    package var cacheHit: Bool
     /// Requested options that did not make it into the final .config.
-    public let droppedOptions: [String]
-    public let overrides: [String]
-    public let buildSeconds: Double
-    public let logPath: String?
+    package let droppedOptions: [String]
+    package let overrides: [String]
+    package let buildSeconds: Double
+    package let logPath: String?
 }
 
 /// The kernel stage: merge the profile fragments, check the result, build out of tree with
@@ -61,13 +61,13 @@ public struct KernelBuildResult: Sendable, Codable {
 /// packages/KEY/            result.json + the package, one per cache key
 /// lock                     serialises concurrent builds
 /// ```
-public final class KernelStage {
-    public let cacheDirectory: String
-    public let logDirectory: String
-    public let progress: ProgressReporter
-    public let fetcher: SourceFetcher?
+package final class KernelStage {
+    package let cacheDirectory: String
+    package let logDirectory: String
+    package let progress: ProgressReporter
+    package let fetcher: SourceFetcher?
 
-    public init(cacheDirectory: String = Files.cacheDirectory + "/kernel", logDirectory: String,
+    package init(cacheDirectory: String = Files.cacheDirectory + "/kernel", logDirectory: String,
                 fetcher: SourceFetcher?, progress: ProgressReporter) {
         self.cacheDirectory = cacheDirectory
         self.logDirectory = logDirectory
@@ -82,12 +82,12 @@ public final class KernelStage {
     // MARK: Configuration
 
     /// Unpacks (once) and identifies the request's source.
-    public func preparedSource(_ request: KernelBuildRequest) throws -> PreparedSource {
+    package func preparedSource(_ request: KernelBuildRequest) throws -> PreparedSource {
         try preparer.prepare(request.source)
     }
 
     /// Merges the request's fragments in order (profiles, fragments, inline options).
-    public func mergedFragments(_ request: KernelBuildRequest) throws -> ConfigFragmentSet {
+    package func mergedFragments(_ request: KernelBuildRequest) throws -> ConfigFragmentSet {
         var set = ConfigFragmentSet()
         for path in request.profiles + request.fragments { try set.add(fragmentAt: path) }
         for option in request.options { set.add(option) }
@@ -95,7 +95,7 @@ public final class KernelStage {
     }
 
     /// The cache key: the inputs that decide the build's output, hashed.
-    public func cacheKey(_ request: KernelBuildRequest, merged: ConfigFragmentSet, sourceIdentity: String) throws -> String {
+    package func cacheKey(_ request: KernelBuildRequest, merged: ConfigFragmentSet, sourceIdentity: String) throws -> String {
         var text = "rast kernel cache v1\n"
         text += "source \(sourceIdentity)\n"
         text += "package \(request.packageName)\n"
@@ -109,7 +109,7 @@ public final class KernelStage {
 
     /// Configures a build directory for the request: allnoconfig with the merged fragments
     /// as KCONFIG_ALLCONFIG, then olddefconfig. Returns the report of requested options.
-    public func configure(_ request: KernelBuildRequest, source: PreparedSource, merged: ConfigFragmentSet,
+    package func configure(_ request: KernelBuildRequest, source: PreparedSource, merged: ConfigFragmentSet,
                           buildDirectory: String, log: LogFile?) throws -> ConfigReport {
         try checkSymbols(merged, source: source)
         try Files.createDirectory(buildDirectory)
@@ -144,7 +144,7 @@ public final class KernelStage {
     // MARK: Build
 
     /// Builds (or finds in the cache) the kernel package.
-    public func build(_ request: KernelBuildRequest) throws -> KernelBuildResult {
+    package func build(_ request: KernelBuildRequest) throws -> KernelBuildResult {
         let stopwatch = Stopwatch()
         let merged = try mergedFragments(request)
         for override in merged.overrides { progress.note("kernel: \(override)") }
@@ -285,8 +285,8 @@ public final class KernelStage {
 }
 
 /// The compiler and linker versions that decide what the build produces.
-public enum Toolchain {
-    public static func fingerprint() throws -> String {
+package enum Toolchain {
+    package static func fingerprint() throws -> String {
         let gcc = try Command("gcc", ["--version"]).output().split(separator: "\n").first.map(String.init) ?? "?"
         let ld = try Command("ld", ["--version"]).output().split(separator: "\n").first.map(String.init) ?? "?"
         return "\(gcc) | \(ld)"

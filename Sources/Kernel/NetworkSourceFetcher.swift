@@ -5,10 +5,10 @@ import SystemSupport
 
 /// Fetches kernel sources with libcurl (https tarballs, resumed after interruptions) and
 /// libgit2 (clone once, then fetch; check out the ref detached).
-public struct NetworkSourceFetcher: SourceFetcher {
-    public init() {}
+package struct NetworkSourceFetcher: SourceFetcher {
+    package init() {}
 
-    public func download(url: String, to destination: String, progress: ProgressReporter) throws {
+    package func download(url: String, to destination: String, progress: ProgressReporter) throws {
         progress.begin("kernel: downloading \(url)")
         let stopwatch = Stopwatch()
         _ = try Curl.download(url, to: destination) { update in
@@ -19,7 +19,7 @@ public struct NetworkSourceFetcher: SourceFetcher {
         progress.end("kernel: download", summary: "done in \(stopwatch.formatted)")
     }
 
-    public func checkout(url: String, ref: String, into directory: String, progress: ProgressReporter) throws -> String {
+    package func checkout(url: String, ref: String, into directory: String, progress: ProgressReporter) throws -> String {
         let repository: Repository
         if Files.exists(directory + "/.git") {
             progress.note("kernel: fetching \(url)")

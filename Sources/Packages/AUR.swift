@@ -21,24 +21,24 @@ import Git
 import SystemSupport
 
 /// A .SRCINFO file.
-public struct SourceInfo: Sendable, Equatable {
-    public struct Package: Sendable, Equatable {
-        public var name: String
-        public var depends: [String]
+package struct SourceInfo: Sendable, Equatable {
+    package struct Package: Sendable, Equatable {
+        package var name: String
+        package var depends: [String]
     }
 
-    public var base: String
+    package var base: String
     /// `[epoch:]pkgver-pkgrel`.
-    public var version: String
-    public var architectures: [String]
-    public var makeDepends: [String]
-    public var checkDepends: [String]
-    public var packages: [Package]
+    package var version: String
+    package var architectures: [String]
+    package var makeDepends: [String]
+    package var checkDepends: [String]
+    package var packages: [Package]
 
-    public func package(named name: String) -> Package? { packages.first { $0.name == name } }
+    package func package(named name: String) -> Package? { packages.first { $0.name == name } }
 
     /// Parses .SRCINFO; `architecture` picks the `depends_ARCH` lines that apply.
-    public static func parse(_ text: String, file: String, architecture: String = "x86_64") throws -> SourceInfo {
+    package static func parse(_ text: String, file: String, architecture: String = "x86_64") throws -> SourceInfo {
         var base: String?
         var pkgver: String?
         var pkgrel: String?
@@ -93,20 +93,20 @@ public struct SourceInfo: Sendable, Equatable {
 }
 
 /// One package built from the AUR.
-public struct AURBuild: Sendable, Equatable {
-    public let name: String
-    public let version: String
+package struct AURBuild: Sendable, Equatable {
+    package let name: String
+    package let version: String
     /// The package file, in the destination directory.
-    public let file: String
+    package let file: String
 
-    public init(name: String, version: String, file: String) {
+    package init(name: String, version: String, file: String) {
         self.name = name
         self.version = version
         self.file = file
     }
 }
 
-public enum AURError: Error, CustomStringConvertible, Sendable {
+package enum AURError: Error, CustomStringConvertible, Sendable {
     case notFound(package: String, url: String)
     case malformedSourceInfo(file: String, line: Int?, reason: String)
     case missingSourceInfo(package: String, url: String)
@@ -117,7 +117,7 @@ public enum AURError: Error, CustomStringConvertible, Sendable {
     case build(package: String, error: MakepkgError)
     case noPackageFile(package: String, version: String, built: [String])
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .notFound(let package, let url):
             return "\(package) is in no repository and not in the AUR (\(url) has no PKGBUILD)"
@@ -142,25 +142,25 @@ public enum AURError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Fetches AUR package bases with libgit2 and builds them with makepkg.
-public struct AURClient: Sendable {
-    public static let defaultBaseURL = "https://aur.archlinux.org"
+package struct AURClient: Sendable {
+    package static let defaultBaseURL = "https://aur.archlinux.org"
 
     /// Where the AUR's git repositories are (`BASE/NAME.git`).
-    public var baseURL: String
-    public var makepkg: Makepkg
-    public var architecture: String
+    package var baseURL: String
+    package var makepkg: Makepkg
+    package var architecture: String
 
-    public init(baseURL: String = AURClient.defaultBaseURL, makepkg: Makepkg = Makepkg(), architecture: String = "x86_64") {
+    package init(baseURL: String = AURClient.defaultBaseURL, makepkg: Makepkg = Makepkg(), architecture: String = "x86_64") {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.makepkg = makepkg
         self.architecture = architecture
     }
 
     /// The git URL of a package base.
-    public func repositoryURL(_ name: String) -> String { baseURL + "/" + name + ".git" }
+    package func repositoryURL(_ name: String) -> String { baseURL + "/" + name + ".git" }
 
     /// Clones `name` into `workDirectory/name` and reads its .SRCINFO.
-    public func fetch(_ name: String, into workDirectory: String) throws -> (directory: String, info: SourceInfo) {
+    package func fetch(_ name: String, into workDirectory: String) throws -> (directory: String, info: SourceInfo) {
         let url = repositoryURL(name)
         let directory = workDirectory + "/" + name
         if Files.exists(directory) { try Files.removeTree(directory) }
@@ -187,7 +187,7 @@ public struct AURClient: Sendable {
     /// Fetches `names` and every AUR package they need (a dependency `isProvided` does not
     /// know), builds them, dependencies first, and returns the built packages in that order.
     /// Package files go to `destination`.
-    public func build(_ names: [String], workDirectory: String, destination: String,
+    package func build(_ names: [String], workDirectory: String, destination: String,
                       isProvided: (String) -> Bool, progress: ProgressReporter) throws -> [AURBuild] {
         var fetched: [String: (directory: String, info: SourceInfo)] = [:]
         var order: [String] = []

@@ -8,16 +8,16 @@ import SystemSupport
 /// A keyring package ships, in `/usr/share/pacman/keyrings`, `NAME.gpg` (the public keys),
 /// `NAME-trusted` (`FINGERPRINT:LEVEL:` lines, the keys to trust) and `NAME-revoked`
 /// (fingerprints to disable).
-public struct PacmanKeyring: Sendable {
+package struct PacmanKeyring: Sendable {
     /// The keyring directory on this machine (a root's /etc/pacman.d/gnupg).
-    public let directory: String
+    package let directory: String
 
-    public init(directory: String) {
+    package init(directory: String) {
         self.directory = directory
     }
 
     /// Deletes the keyring and makes a new one with a fresh local master key.
-    public func reinitialize() throws {
+    package func reinitialize() throws {
         try stopAgent()
         if Files.exists(directory) { try Files.removeTree(directory) }
         try Files.createDirectory(directory, mode: 0o755)
@@ -47,7 +47,7 @@ public struct PacmanKeyring: Sendable {
     /// Imports every keyring in `keyringDirectory`, certifies its trusted keys with the master
     /// key and disables its revoked ones. Returns the keyring names.
     @discardableResult
-    public func populate(from keyringDirectory: String) throws -> [String] {
+    package func populate(from keyringDirectory: String) throws -> [String] {
         guard Files.isDirectory(keyringDirectory) else {
             throw KeyringError(operation: "populating the keyring", detail: "\(keyringDirectory) does not exist (install the distribution's keyring package, e.g. archlinux-keyring)")
         }
@@ -82,7 +82,7 @@ public struct PacmanKeyring: Sendable {
     }
 
     /// Stops the gpg-agent a keyring operation started (it would keep files open in the root).
-    public func stopAgent() throws {
+    package func stopAgent() throws {
         guard Files.isDirectory(directory) else { return }
         _ = try? Command("gpgconf", ["--homedir", directory, "--kill", "all"]).run(check: false)
     }
@@ -110,9 +110,9 @@ public struct PacmanKeyring: Sendable {
     }
 }
 
-public struct KeyringError: Error, CustomStringConvertible, Sendable {
-    public let operation: String
-    public let detail: String
+package struct KeyringError: Error, CustomStringConvertible, Sendable {
+    package let operation: String
+    package let detail: String
 
-    public var description: String { "\(operation) failed: \(detail)" }
+    package var description: String { "\(operation) failed: \(detail)" }
 }

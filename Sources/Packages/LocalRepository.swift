@@ -9,20 +9,20 @@ import Glibc
 /// A pacman repository in a directory: package files plus `NAME.db.tar.gz` (and the
 /// `NAME.db` link libalpm downloads) maintained with `repo-add`. Serve the directory over
 /// HTTP or use it as `file://DIRECTORY`.
-public struct LocalRepository: Sendable {
+package struct LocalRepository: Sendable {
     /// The repository name, as a pacman.conf section or `AlpmHandle.registerSyncDatabase`.
-    public let name: String
-    public let directory: String
+    package let name: String
+    package let directory: String
 
     /// The database repo-add maintains.
-    public var databasePath: String { directory + "/" + name + ".db.tar.gz" }
+    package var databasePath: String { directory + "/" + name + ".db.tar.gz" }
 
     /// The repository as a libalpm server URL.
-    public var fileURL: String { "file://" + directory }
+    package var fileURL: String { "file://" + directory }
 
     /// Opens (creating when needed) the repository `name` in `directory`. A new repository
     /// gets an empty database so that clients can sync it before any package is added.
-    public init(name: String, directory: String) throws {
+    package init(name: String, directory: String) throws {
         guard !name.isEmpty, !name.hasPrefix("."), name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw RepositoryError.invalidName(name)
         }
@@ -38,7 +38,7 @@ public struct LocalRepository: Sendable {
     /// adds them to the database. An older version of a package is replaced: its entry is
     /// dropped and its file deleted (`repo-add --remove`). Returns the paths in the repository.
     @discardableResult
-    public func add(_ packageFiles: [String]) throws -> [String] {
+    package func add(_ packageFiles: [String]) throws -> [String] {
         guard !packageFiles.isEmpty else { return [] }
         var inRepository: [String] = []
         for file in packageFiles {
@@ -58,7 +58,7 @@ public struct LocalRepository: Sendable {
     }
 
     /// Removes packages (by name) from the database and deletes their files.
-    public func remove(_ packageNames: [String]) throws {
+    package func remove(_ packageNames: [String]) throws {
         guard !packageNames.isEmpty else { return }
         let files = try packages().filter { packageNames.contains($0.name) }.map { directory + "/" + $0.fileName }
         try runRepoTool("repo-remove", ["--quiet", "--nocolor", databasePath] + packageNames)
@@ -69,7 +69,7 @@ public struct LocalRepository: Sendable {
     }
 
     /// The packages the database lists, sorted by name.
-    public func packages() throws -> [RepositoryPackage] {
+    package func packages() throws -> [RepositoryPackage] {
         let reader = try ArchiveReader(path: databasePath)
         var result: [RepositoryPackage] = []
         while let entry = try reader.next() {
@@ -91,7 +91,7 @@ public struct LocalRepository: Sendable {
     }
 
     /// The package files present in the directory (whether or not the database lists them).
-    public func packageFiles() throws -> [String] {
+    package func packageFiles() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory)
             .filter { $0.contains(".pkg.tar") && !$0.hasSuffix(".sig") && !$0.hasPrefix(".") }
             .sorted()
@@ -138,26 +138,26 @@ public struct LocalRepository: Sendable {
 }
 
 /// One package as a repository database lists it.
-public struct RepositoryPackage: Sendable, Equatable {
-    public let name: String
+package struct RepositoryPackage: Sendable, Equatable {
+    package let name: String
     /// `[epoch:]pkgver-pkgrel`.
-    public let version: String
-    public let fileName: String
-    public let architecture: String
-    public let description: String
-    public let depends: [String]
-    public let provides: [String]
-    public let conflicts: [String]
-    public let sha256: String?
+    package let version: String
+    package let fileName: String
+    package let architecture: String
+    package let description: String
+    package let depends: [String]
+    package let provides: [String]
+    package let conflicts: [String]
+    package let sha256: String?
 }
 
-public enum RepositoryError: Error, CustomStringConvertible, Sendable {
+package enum RepositoryError: Error, CustomStringConvertible, Sendable {
     case invalidName(String)
     case missingPackage(String)
     case malformedDatabase(path: String, entry: String)
     case toolFailed(repository: String, error: CommandError)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidName(let name):
             return "'\(name)' cannot name a repository (letters, digits, '-', '_' and '.' only)"

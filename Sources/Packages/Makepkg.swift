@@ -18,23 +18,23 @@ import Glibc
 /// target's database is only filled later by libalpm). libalpm resolves `depends=` when the
 /// packages are installed; makepkg only has to record them in .PKGINFO, which it still does.
 /// Build tools (`makedepends`) come from the host.
-public struct Makepkg: Sendable {
+package struct Makepkg: Sendable {
     /// The system user builds run as when we are root; created when missing.
-    public var buildUser: String
+    package var buildUser: String
     /// Parallel jobs for `make` (MAKEFLAGS=-jN).
-    public var jobs: Int
+    package var jobs: Int
     /// Where each build's log is kept (`NAME.makepkg.log`); nil keeps it in the destination.
-    public var logDirectory: String?
+    package var logDirectory: String?
     /// The directory that holds the temporary build areas (default: $TMPDIR or /tmp).
-    public var buildRoot: String?
+    package var buildRoot: String?
     /// PACKAGER recorded in .PKGINFO.
-    public var packager: String
+    package var packager: String
     /// SOURCE_DATE_EPOCH for reproducible timestamps; nil lets makepkg use the PKGBUILD's mtime.
-    public var sourceDateEpoch: Int64?
+    package var sourceDateEpoch: Int64?
     /// Keep the build area after a failure (its path is in the error) for inspection.
-    public var keepFailedBuilds: Bool
+    package var keepFailedBuilds: Bool
 
-    public init(buildUser: String = "rast-build", jobs: Int = ProcessInfo.processInfo.activeProcessorCount,
+    package init(buildUser: String = "rast-build", jobs: Int = ProcessInfo.processInfo.activeProcessorCount,
                 logDirectory: String? = nil, buildRoot: String? = nil,
                 packager: String = "rastOS build <rast-build@localhost>", sourceDateEpoch: Int64? = nil,
                 keepFailedBuilds: Bool = false) {
@@ -48,16 +48,16 @@ public struct Makepkg: Sendable {
     }
 
     /// What a successful build produced.
-    public struct Result: Sendable {
+    package struct Result: Sendable {
         /// The package files, now in the destination directory, sorted.
-        public let packages: [String]
+        package let packages: [String]
         /// makepkg's complete output.
-        public let logFile: String
+        package let logFile: String
     }
 
     /// Builds the PKGBUILD in `pkgbuildDirectory` and moves the packages into `destination`.
     /// `output` receives makepkg's lines as they come (they also go to the log file).
-    public func build(_ pkgbuildDirectory: String, into destination: String,
+    package func build(_ pkgbuildDirectory: String, into destination: String,
                       output: ((String) -> Void)? = nil) throws -> Result {
         let source = (pkgbuildDirectory as NSString).standardizingPath
         guard Files.exists(source + "/PKGBUILD") else {
@@ -150,14 +150,14 @@ public struct Makepkg: Sendable {
 }
 
 /// A makepkg build that did not produce packages.
-public enum MakepkgError: CausedError, CustomStringConvertible, Sendable {
+package enum MakepkgError: CausedError, CustomStringConvertible, Sendable {
     case missingPKGBUILD(directory: String)
     case failed(pkgbuildDirectory: String, status: Int32, logFile: String, tail: String, buildArea: String?)
     case noPackages(pkgbuildDirectory: String, logFile: String)
     /// `cause` is the error behind the reason, when there is one.
     case buildUser(name: String, reason: String, cause: (any Error)? = nil)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missingPKGBUILD(let directory):
             return "\(directory) has no PKGBUILD"
@@ -171,7 +171,7 @@ public enum MakepkgError: CausedError, CustomStringConvertible, Sendable {
         }
     }
 
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         if case .buildUser(_, _, let cause) = self { return cause }
         return nil
     }

@@ -3,31 +3,31 @@ import Foundation
 import SystemSupport
 
 /// A repository as pacman.conf describes it.
-public struct RepositoryConfig: Sendable, Equatable {
-    public var name: String
+package struct RepositoryConfig: Sendable, Equatable {
+    package var name: String
     /// Server URLs with `$repo` and `$arch` already substituted or not (both work).
-    public var servers: [String]
+    package var servers: [String]
     /// pacman's SigLevel words ("Required DatabaseOptional", "Never"); nil: the default.
-    public var sigLevel: [String]?
+    package var sigLevel: [String]?
     /// What the repository is used for (pacman.conf's Usage).
-    public var usage: DatabaseUsage
+    package var usage: DatabaseUsage
 
-    public init(name: String, servers: [String], sigLevel: [String]? = nil, usage: DatabaseUsage = .all) {
+    package init(name: String, servers: [String], sigLevel: [String]? = nil, usage: DatabaseUsage = .all) {
         self.name = name
         self.servers = servers
         self.sigLevel = sigLevel
         self.usage = usage
     }
 
-    public static func == (lhs: RepositoryConfig, rhs: RepositoryConfig) -> Bool {
+    package static func == (lhs: RepositoryConfig, rhs: RepositoryConfig) -> Bool {
         lhs.name == rhs.name && lhs.servers == rhs.servers && lhs.sigLevel == rhs.sigLevel && lhs.usage.rawValue == rhs.usage.rawValue
     }
 }
 
-public enum SigLevelParser {
+package enum SigLevelParser {
     /// Parses pacman's SigLevel words on top of `base` (pacman.conf semantics: Package*/
     /// Database* prefixes limit a word to one kind; TrustAll/TrustedOnly set the trust flags).
-    public static func parse(_ words: [String], base: SigLevel = .required) throws -> SigLevel {
+    package static func parse(_ words: [String], base: SigLevel = .required) throws -> SigLevel {
         var level = base
         for word in words {
             var kinds: [(SigLevel, SigLevel, SigLevel, SigLevel)] = [
@@ -51,7 +51,7 @@ public enum SigLevelParser {
         return level
     }
 
-    public static func requiresSignatures(_ level: SigLevel) -> Bool {
+    package static func requiresSignatures(_ level: SigLevel) -> Bool {
         level.contains(.package) || level.contains(.database)
     }
 }
@@ -59,19 +59,19 @@ public enum SigLevelParser {
 /// libalpm working on one root: the image builder's snapshot 0, or a working copy that
 /// `rast` changes. Repositories are registered, progress goes to a `ProgressReporter`, and
 /// every transaction either commits or leaves the root's database untouched.
-public final class PackageSession {
-    public let handle: AlpmHandle
-    public let progress: ProgressReporter
-    public let repositories: [RepositoryConfig]
+package final class PackageSession {
+    package let handle: AlpmHandle
+    package let progress: ProgressReporter
+    package let repositories: [RepositoryConfig]
 
     /// Treat an install scriptlet that exits non-zero as a failed transaction (pacman only
     /// prints "command failed to execute correctly"). rast sets it: its transactions run in a
     /// working copy that is thrown away on failure, so a half-configured package never lands.
-    public var failOnScriptletErrors = false {
+    package var failOnScriptletErrors = false {
         didSet { installLogHandler() }
     }
     /// Scriptlets that failed during the last commit.
-    public internal(set) var scriptletFailures: [ScriptletFailure] = []
+    package internal(set) var scriptletFailures: [ScriptletFailure] = []
     /// The package libalpm is working on, for naming a failing scriptlet.
     var currentPackage: String?
     /// The last lines scriptlets printed, for the error message.
@@ -82,7 +82,7 @@ public final class PackageSession {
     ///   - databasePath: the package database (inside the root for rast's snapshots).
     ///   - cacheDirectory: where downloaded packages are kept.
     ///   - gpgDirectory: the keyring for signature checks.
-    public init(root: String, databasePath: String, cacheDirectory: String, gpgDirectory: String, logFile: String,
+    package init(root: String, databasePath: String, cacheDirectory: String, gpgDirectory: String, logFile: String,
                 repositories: [RepositoryConfig], progress: ProgressReporter) throws {
         for directory in [databasePath, cacheDirectory, (logFile as NSString).deletingLastPathComponent] {
             try Files.createDirectory(directory)
@@ -104,7 +104,7 @@ public final class PackageSession {
 
     /// A session with every libalpm setting given (from a pacman.conf: see `PacmanConfig`).
     /// Each repository's SigLevel words apply on top of pacman's default SigLevel.
-    public init(configuration: AlpmConfiguration, repositories: [RepositoryConfig], progress: ProgressReporter) throws {
+    package init(configuration: AlpmConfiguration, repositories: [RepositoryConfig], progress: ProgressReporter) throws {
         for directory in configuration.cacheDirectories + [configuration.databasePath, (configuration.logFile as NSString).deletingLastPathComponent] {
             try Files.createDirectory(directory)
         }
@@ -177,7 +177,7 @@ public final class PackageSession {
     }
 
     /// Refreshes the repositories' databases, naming the repository that does not answer.
-    public func refresh(force: Bool = false) throws {
+    package func refresh(force: Bool = false) throws {
         progress.begin("packages: synchronising \(repositories.map(\.name).joined(separator: ", "))")
         do {
             _ = try handle.updateDatabases(force: force)
@@ -188,7 +188,7 @@ public final class PackageSession {
 
     /// Installs `targets` with their dependencies; a target no repository has is named.
     @discardableResult
-    public func install(_ targets: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
+    package func install(_ targets: [String], flags: TransactionFlags = []) throws -> TransactionSummary {
         let stopwatch = Stopwatch()
         progress.begin("packages: installing \(targets.joined(separator: " "))")
         let summary = try handle.install(targets, flags: flags)
@@ -197,18 +197,18 @@ public final class PackageSession {
     }
 
     /// Installed packages with their versions, sorted by name.
-    public func installed() -> [(name: String, version: String)] {
+    package func installed() -> [(name: String, version: String)] {
         handle.installedPackages().map { ($0.name, $0.version) }
     }
 }
 
 /// An install scriptlet that exited non-zero.
-public struct ScriptletFailure: Sendable, Equatable, CustomStringConvertible {
-    public let package: String
+package struct ScriptletFailure: Sendable, Equatable, CustomStringConvertible {
+    package let package: String
     /// What the scriptlets printed just before (the last lines).
-    public let output: [String]
+    package let output: [String]
 
-    public var description: String {
+    package var description: String {
         "the install scriptlet of \(package) failed" + (output.isEmpty ? "" : ":\n    " + output.joined(separator: "\n    "))
     }
 }

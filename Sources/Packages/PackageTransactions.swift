@@ -6,18 +6,18 @@ import Glibc
 #endif
 
 /// What one libalpm transaction should do: pacman's -S, -U, -R and -Su in one description.
-public struct PackageRequest: Sendable, Equatable {
+package struct PackageRequest: Sendable, Equatable {
     /// Names from the repositories (`name`, `repo/name`, `name>=1.0`, provisions, groups).
-    public var install: [String]
+    package var install: [String]
     /// Package files (`pacman -U`).
-    public var files: [String]
+    package var files: [String]
     /// Installed packages to remove. Not combined with additions.
-    public var remove: [String]
+    package var remove: [String]
     /// Add every available upgrade (`-Su`).
-    public var upgradeAll: Bool
-    public var flags: TransactionFlags
+    package var upgradeAll: Bool
+    package var flags: TransactionFlags
 
-    public init(install: [String] = [], files: [String] = [], remove: [String] = [], upgradeAll: Bool = false,
+    package init(install: [String] = [], files: [String] = [], remove: [String] = [], upgradeAll: Bool = false,
                 flags: TransactionFlags = []) {
         self.install = install
         self.files = files
@@ -26,10 +26,10 @@ public struct PackageRequest: Sendable, Equatable {
         self.flags = flags
     }
 
-    public var isEmpty: Bool { install.isEmpty && files.isEmpty && remove.isEmpty && !upgradeAll }
+    package var isEmpty: Bool { install.isEmpty && files.isEmpty && remove.isEmpty && !upgradeAll }
 
     /// "install hello, upgrade everything", for messages.
-    public var label: String {
+    package var label: String {
         var parts: [String] = []
         if !install.isEmpty || !files.isEmpty {
             parts.append("install " + (install + files.map { ($0 as NSString).lastPathComponent }).joined(separator: " "))
@@ -42,18 +42,18 @@ public struct PackageRequest: Sendable, Equatable {
 
 /// A transaction that failed: what was asked, libalpm's error (missing dependencies,
 /// conflicts, file conflicts and invalid packages, each by name) or the scriptlets that failed.
-public enum PackageTransactionError: CausedError, CustomStringConvertible, Sendable {
+package enum PackageTransactionError: CausedError, CustomStringConvertible, Sendable {
     case alpm(request: String, error: AlpmError)
     case scriptlets(request: String, failures: [ScriptletFailure])
     case notFound(request: String, targets: [String], hint: String?)
 
     /// libalpm's error, when the transaction failed there.
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         if case .alpm(_, let error) = self { return error }
         return nil
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .alpm(let request, let error):
             return "\(request) failed: \(error)"
@@ -65,7 +65,7 @@ public enum PackageTransactionError: CausedError, CustomStringConvertible, Senda
     }
 
     /// The libalpm error behind it, if any.
-    public var alpmError: AlpmError? {
+    package var alpmError: AlpmError? {
         if case .alpm(_, let error) = self { return error }
         return nil
     }
@@ -75,7 +75,7 @@ extension PackageSession {
     /// Resolves `request` (dependencies, conflicts) and, unless `dryRun`, downloads, checks and
     /// applies it. Returns what the transaction adds and removes (empty: nothing to do).
     @discardableResult
-    public func run(_ request: PackageRequest, dryRun: Bool = false, quiet: Bool = false) throws -> TransactionSummary {
+    package func run(_ request: PackageRequest, dryRun: Bool = false, quiet: Bool = false) throws -> TransactionSummary {
         let label = request.label
         let transaction: AlpmTransaction
         do {
@@ -136,7 +136,7 @@ extension PackageSession {
     /// pacman.conf), leaving the others as they are, as `pacman -S` would find them. Call it
     /// before opening the session that uses them: libalpm decides whether a database exists
     /// when it is registered.
-    public static func downloadMissingDatabases(configuration: AlpmConfiguration, repositories: [RepositoryConfig],
+    package static func downloadMissingDatabases(configuration: AlpmConfiguration, repositories: [RepositoryConfig],
                                                 progress: ProgressReporter) throws {
         let syncDirectory = configuration.databasePath + "/sync"
         let missing = repositories.filter { !Files.exists(syncDirectory + "/" + $0.name + ".db") }
@@ -147,30 +147,30 @@ extension PackageSession {
     }
 
     /// Installed packages with every detail (`pacman -Qi`).
-    public func installedPackages(details: Bool = false) -> [AlpmPackage] {
+    package func installedPackages(details: Bool = false) -> [AlpmPackage] {
         handle.installedPackages(details: details)
     }
 
     /// Where a repository package of this name comes from, or nil.
-    public func repositoryPackage(_ name: String) -> AlpmPackage? {
+    package func repositoryPackage(_ name: String) -> AlpmPackage? {
         (try? handle.syncPackage(named: name)) ?? nil
     }
 
     /// Whether some repository has a package named `dependency`'s name or providing it.
-    public func repositoriesProvide(_ dependency: String) -> Bool {
+    package func repositoriesProvide(_ dependency: String) -> Bool {
         let name = AlpmDependency(parsing: dependency)?.name ?? dependency
         guard let packages = try? handle.syncPackages() else { return false }
         return packages.contains { $0.name == name || $0.provides.contains { $0.name == name } }
     }
 
     /// Whether an installed package is named `dependency`'s name or provides it.
-    public func installedProvides(_ dependency: String) -> Bool {
+    package func installedProvides(_ dependency: String) -> Bool {
         let name = AlpmDependency(parsing: dependency)?.name ?? dependency
         return handle.installedPackages().contains { $0.name == name || $0.provides.contains { $0.name == name } }
     }
 
     /// Installed dependencies nothing needs any more (`pacman -Qdtq`).
-    public func unusedDependencies() -> [String] {
+    package func unusedDependencies() -> [String] {
         handle.orphans().map(\.name)
     }
 }
@@ -178,11 +178,11 @@ extension PackageSession {
 /// A package database that libalpm may lock and refresh while the real one stays untouched:
 /// `local` points at the real installed-package database, `sync` is a copy. For dry runs on
 /// read-only snapshots.
-public final class ScratchDatabase {
-    public let path: String
+package final class ScratchDatabase {
+    package let path: String
     private let directory: TemporaryDirectory
 
-    public init(copying databasePath: String) throws {
+    package init(copying databasePath: String) throws {
         directory = try TemporaryDirectory(prefix: "rast-dbpath")
         path = directory.path
         let local = databasePath + "/local"
@@ -200,9 +200,9 @@ public final class ScratchDatabase {
 
 /// The package cache (pacman's CacheDir, on rastOS the shared /var/cache/pacman/pkg): every
 /// package file any snapshot installed, downloaded or built.
-public enum PackageCache {
+package enum PackageCache {
     /// Copies `file` into `directory` (atomically; its .sig too) and returns the new path.
-    public static func store(_ file: String, in directory: String) throws -> String {
+    package static func store(_ file: String, in directory: String) throws -> String {
         try Files.createDirectory(directory)
         let target = directory + "/" + (file as NSString).lastPathComponent
         if target != file {
@@ -213,7 +213,7 @@ public enum PackageCache {
     }
 
     /// The cached file of package `name` at `version` (`NAME-VERSION-ARCH.pkg.tar.*`), if any.
-    public static func find(name: String, version: String, in directories: [String]) -> String? {
+    package static func find(name: String, version: String, in directories: [String]) -> String? {
         let prefix = name + "-" + version + "-"
         for directory in directories {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { continue }
@@ -232,7 +232,7 @@ public enum PackageCache {
 extension PackageSession {
     /// Names every repository package has or provides, and the groups, for deciding which
     /// targets the repositories can satisfy without asking per target.
-    public func repositoryIndex() throws -> (names: Set<String>, groups: Set<String>) {
+    package func repositoryIndex() throws -> (names: Set<String>, groups: Set<String>) {
         var names = Set<String>()
         var groups = Set<String>()
         let packages: [AlpmPackage]
@@ -250,7 +250,7 @@ extension PackageSession {
     }
 
     /// Names every installed package has or provides.
-    public func installedIndex() -> Set<String> {
+    package func installedIndex() -> Set<String> {
         var names = Set<String>()
         for package in handle.installedPackages() {
             names.insert(package.name)
@@ -261,7 +261,7 @@ extension PackageSession {
 
     /// Records installed packages as dependencies (`pacman -D --asdeps`): a database-only
     /// reinstall of the same files with every reason set to "dependency".
-    public func markAsDependencies(install: [String], files: [String]) throws {
+    package func markAsDependencies(install: [String], files: [String]) throws {
         guard !install.isEmpty || !files.isEmpty else { return }
         let request = PackageRequest(install: install, files: files, flags: [.dbOnly, .noScriptlet, .allDependencies])
         try run(request, quiet: true)

@@ -21,80 +21,80 @@ import Glibc
 #endif
 
 /// A mistake in pacman.conf, named by file and line.
-public struct PacmanConfigError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let file: String
+package struct PacmanConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    package let file: String
     /// 1-based; nil when the whole file is concerned (it cannot be read).
-    public let line: Int?
-    public let message: String
+    package let line: Int?
+    package let message: String
 
-    public init(file: String, line: Int?, message: String) {
+    package init(file: String, line: Int?, message: String) {
         self.file = file
         self.line = line
         self.message = message
     }
 
-    public var description: String {
+    package var description: String {
         "\(file)\(line.map { ":\($0)" } ?? ""): \(message)"
     }
 }
 
 /// The settings of one pacman.conf (with its includes) that libalpm needs.
-public struct PacmanConfig: Sendable, Equatable {
+package struct PacmanConfig: Sendable, Equatable {
     /// One `[name]` section.
-    public struct Repository: Sendable, Equatable {
-        public var name: String
+    package struct Repository: Sendable, Equatable {
+        package var name: String
         /// Server URLs with `$repo` and `$arch` substituted, in file order.
-        public var servers: [String]
+        package var servers: [String]
         /// The section's SigLevel words, applied on top of the global SigLevel.
-        public var sigLevel: [String]
+        package var sigLevel: [String]
         /// Usage words (Sync Search Install Upgrade All); empty means All.
-        public var usage: [String]
+        package var usage: [String]
         /// Where the section starts, for messages.
-        public var file: String
-        public var line: Int
+        package var file: String
+        package var line: Int
     }
 
-    public var rootDirectory: String?
-    public var databasePath: String?
-    public var cacheDirectories: [String] = []
-    public var hookDirectories: [String] = []
-    public var gpgDirectory: String?
-    public var logFile: String?
+    package var rootDirectory: String?
+    package var databasePath: String?
+    package var cacheDirectories: [String] = []
+    package var hookDirectories: [String] = []
+    package var gpgDirectory: String?
+    package var logFile: String?
     /// `auto` is replaced by the machine's architecture.
-    public var architectures: [String] = []
-    public var sigLevel: [String] = []
-    public var localFileSigLevel: [String] = []
-    public var remoteFileSigLevel: [String] = []
-    public var holdPackages: [String] = []
-    public var ignorePackages: [String] = []
-    public var ignoreGroups: [String] = []
-    public var noUpgrade: [String] = []
-    public var noExtract: [String] = []
-    public var parallelDownloads: Int?
-    public var checkSpace = false
-    public var disableDownloadTimeout = false
-    public var repositories: [Repository] = []
+    package var architectures: [String] = []
+    package var sigLevel: [String] = []
+    package var localFileSigLevel: [String] = []
+    package var remoteFileSigLevel: [String] = []
+    package var holdPackages: [String] = []
+    package var ignorePackages: [String] = []
+    package var ignoreGroups: [String] = []
+    package var noUpgrade: [String] = []
+    package var noExtract: [String] = []
+    package var parallelDownloads: Int?
+    package var checkSpace = false
+    package var disableDownloadTimeout = false
+    package var repositories: [Repository] = []
     /// Directives pacman would warn about (unknown keys), as "file:line: text".
-    public var warnings: [String] = []
+    package var warnings: [String] = []
 
-    public init() {}
+    package init() {}
 
     /// pacman's SigLevel when pacman.conf sets none.
-    public static let defaultSigLevel: SigLevel = [.package, .packageOptional, .database, .databaseOptional]
+    package static let defaultSigLevel: SigLevel = [.package, .packageOptional, .database, .databaseOptional]
 
     // MARK: Loading
 
     /// Reads `path` (a path on this machine) and its includes. `resolve` turns a path written
     /// in the file (absolute, in the system the file configures) into a path on this machine;
     /// the default takes paths as they are.
-    public static func load(path: String, resolve: @escaping (String) -> String = { $0 }) throws -> PacmanConfig {
+    package static func load(path: String, resolve: @escaping (String) -> String = { $0 }) throws -> PacmanConfig {
         var parser = Parser(resolve: resolve)
         try parser.parseFile(path, depth: 0)
         return try parser.finish()
     }
 
     /// Parses `text` as the contents of `path` (includes are read through `resolve`).
-    public static func parse(_ text: String, path: String, resolve: @escaping (String) -> String = { $0 }) throws -> PacmanConfig {
+    package static func parse(_ text: String, path: String, resolve: @escaping (String) -> String = { $0 }) throws -> PacmanConfig {
         var parser = Parser(resolve: resolve)
         try parser.parse(text, file: path, depth: 0)
         return try parser.finish()
@@ -103,21 +103,21 @@ public struct PacmanConfig: Sendable, Equatable {
     // MARK: Resolved values
 
     /// The global SigLevel.
-    public func resolvedSigLevel() throws -> SigLevel {
+    package func resolvedSigLevel() throws -> SigLevel {
         try SigLevelParser.parse(sigLevel, base: Self.defaultSigLevel)
     }
 
     /// LocalFileSigLevel, on top of the global SigLevel (as pacman merges them).
-    public func resolvedLocalFileSigLevel() throws -> SigLevel {
+    package func resolvedLocalFileSigLevel() throws -> SigLevel {
         try SigLevelParser.parse(localFileSigLevel, base: try resolvedSigLevel())
     }
 
-    public func resolvedRemoteFileSigLevel() throws -> SigLevel {
+    package func resolvedRemoteFileSigLevel() throws -> SigLevel {
         try SigLevelParser.parse(remoteFileSigLevel, base: try resolvedSigLevel())
     }
 
     /// The repositories as `PackageSession` takes them (each SigLevel resolved against the global one).
-    public func repositoryConfigs() -> [RepositoryConfig] {
+    package func repositoryConfigs() -> [RepositoryConfig] {
         repositories.map { repository in
             var usage: DatabaseUsage = []
             for word in repository.usage {
@@ -135,7 +135,7 @@ public struct PacmanConfig: Sendable, Equatable {
     }
 
     /// The architectures, `auto` (or none) meaning this machine's.
-    public var effectiveArchitectures: [String] {
+    package var effectiveArchitectures: [String] {
         architectures.isEmpty ? [AlpmConfiguration.machineArchitecture] : architectures
     }
 }

@@ -15,23 +15,23 @@ import Glibc
 /// rebuilt the package under the same name) is dropped. After a successful transaction,
 /// `keep` adds the files that were downloaded. Only packages of the given remote repositories
 /// are ever kept: never those of the build's local repository.
-public struct RemotePackageCache {
-    public let directory: String
+package struct RemotePackageCache {
+    package let directory: String
 
-    public init(directory: String) {
+    package init(directory: String) {
         self.directory = directory
     }
 
     /// What `seed` found: files linked into the build's cache, and stale files dropped.
-    public struct SeedResult: Sendable, Equatable {
-        public var reused: [String] = []
-        public var dropped: [String] = []
-        public var reusedBytes: Int64 = 0
+    package struct SeedResult: Sendable, Equatable {
+        package var reused: [String] = []
+        package var dropped: [String] = []
+        package var reusedBytes: Int64 = 0
     }
 
     /// Links (or copies) the cached files of `packages` into `cacheDirectory` where their
     /// SHA-256 matches the database's.
-    public func seed(_ cacheDirectory: String, packages: [AlpmPackage]) throws -> SeedResult {
+    package func seed(_ cacheDirectory: String, packages: [AlpmPackage]) throws -> SeedResult {
         var result = SeedResult()
         guard Files.isDirectory(directory) else { return result }
         for package in packages {
@@ -59,7 +59,7 @@ public struct RemotePackageCache {
     /// Adds the files of `packages` that `cacheDirectory` holds and this cache does not (call
     /// it after the transaction succeeded: libalpm has checked them). Returns their names.
     @discardableResult
-    public func keep(from cacheDirectory: String, packages: [AlpmPackage]) throws -> [String] {
+    package func keep(from cacheDirectory: String, packages: [AlpmPackage]) throws -> [String] {
         var kept: [String] = []
         for package in packages {
             guard let name = package.fileName, Self.isPlainName(name) else { continue }

@@ -3,34 +3,34 @@ import SystemSupport
 import VirtualMachine
 
 /// What a boot test expects the guest to report.
-public struct BootExpectation: Sendable, Codable, Equatable {
+package struct BootExpectation: Sendable, Codable, Equatable {
     /// The snapshot `rast current` must print.
-    public var current: Int?
+    package var current: Int?
     /// The lines `rast tree` must print.
-    public var tree: [String]?
+    package var tree: [String]?
 
-    public init(current: Int?, tree: [String]?) {
+    package init(current: Int?, tree: [String]?) {
         self.current = current
         self.tree = tree
     }
 }
 
 /// One boot of an image in QEMU, checked from inside the guest.
-public struct BootTestResult: Sendable, Codable {
-    public let image: String
-    public let format: String
-    public let firmware: String
-    public let passed: Bool
-    public let seconds: Double
-    public let accelerator: String
-    public let outcome: String
-    public let consoleLog: String
-    public let reportedCurrent: String?
-    public let reportedTree: [String]
+package struct BootTestResult: Sendable, Codable {
+    package let image: String
+    package let format: String
+    package let firmware: String
+    package let passed: Bool
+    package let seconds: Double
+    package let accelerator: String
+    package let outcome: String
+    package let consoleLog: String
+    package let reportedCurrent: String?
+    package let reportedTree: [String]
     /// `RAST-REPORT` lines the extra checks printed.
-    public let otherReports: [String]
+    package let otherReports: [String]
     /// The SSH login check, when the test had one.
-    public var login: LoginResult? = nil
+    package var login: LoginResult? = nil
 }
 
 /// An SSH login from this machine into the booted guest: QEMU user networking with
@@ -38,16 +38,16 @@ public struct BootTestResult: Sendable, Codable {
 /// either way). The host logs in as `user` with `identity` (the private half of a key the image
 /// authorises), runs `commands`, and checks that a password login (with a password the guest
 /// sets for the check) and a root login (with the same key authorised for root) are refused.
-public struct LoginCheck: Sendable {
-    public var user: String
+package struct LoginCheck: Sendable {
+    package var user: String
     /// The private key.
-    public var identity: String
-    public var guestPort: Int
+    package var identity: String
+    package var guestPort: Int
     /// Run over SSH as `user`, in order; their output is in the result, and one that fails
     /// fails the test.
-    public var commands: [String]
+    package var commands: [String]
 
-    public init(user: String, identity: String, guestPort: Int = 22, commands: [String] = ["rast tree", "rast service list"]) {
+    package init(user: String, identity: String, guestPort: Int = 22, commands: [String] = ["rast tree", "rast service list"]) {
         self.user = user
         self.identity = identity
         self.guestPort = guestPort
@@ -55,26 +55,26 @@ public struct LoginCheck: Sendable {
     }
 
     /// The password the guest gives `user` for the duration of the check.
-    public static let checkPassword = "rast-login-check-Passw0rd"
+    package static let checkPassword = "rast-login-check-Passw0rd"
 }
 
 /// What the login check found.
-public struct LoginResult: Sendable, Codable {
-    public struct CommandOutput: Sendable, Codable {
-        public let command: String
-        public let status: Int32
-        public let output: String
+package struct LoginResult: Sendable, Codable {
+    package struct CommandOutput: Sendable, Codable {
+        package let command: String
+        package let status: Int32
+        package let output: String
     }
 
     /// Seconds from QEMU's start to the first successful login.
-    public var secondsToLogin: Double?
+    package var secondsToLogin: Double?
     /// The methods the server offers before authentication ("publickey").
-    public var offeredAuthentications: [String] = []
-    public var passwordLoginRefused = false
-    public var rootLoginRefused = false
-    public var commands: [CommandOutput] = []
+    package var offeredAuthentications: [String] = []
+    package var passwordLoginRefused = false
+    package var rootLoginRefused = false
+    package var commands: [CommandOutput] = []
     /// Why the check failed; nil when it passed.
-    public var failure: String?
+    package var failure: String?
 }
 
 /// The boot test (DESIGN.md, "In-guest checks"): QEMU boots the image with a serial console;
@@ -85,37 +85,37 @@ public struct LoginResult: Sendable, Codable {
 /// guest says PASS and what it reported matches the expectation; a kernel panic, QEMU
 /// exiting early or a timeout fail it. The image is booted with `snapshot=on`: the test
 /// never changes it.
-public struct BootTest: Sendable {
-    public static let successMarker = "RAST-CHECK: PASS"
-    public static let failurePrefix = "RAST-CHECK: FAIL"
+package struct BootTest: Sendable {
+    package static let successMarker = "RAST-CHECK: PASS"
+    package static let failurePrefix = "RAST-CHECK: FAIL"
 
-    public var image: String
-    public var format: String
-    public var firmware: MachineConfiguration.Firmware
-    public var timeout: Double
-    public var memory: String
-    public var expectation: BootExpectation
+    package var image: String
+    package var format: String
+    package var firmware: MachineConfiguration.Firmware
+    package var timeout: Double
+    package var memory: String
+    package var expectation: BootExpectation
     /// Shell lines run in the guest after the reports and before PASS (a failing command fails the check).
-    public var extraChecks: String
+    package var extraChecks: String
     /// Run the check on the image itself instead of a throw-away overlay (for tests that boot again).
-    public var persistent: Bool
+    package var persistent: Bool
     /// How the guest ends after PASS: `poweroff -f`, or `reboot -f` (QEMU runs with -no-reboot,
     /// so a reboot ends this run and the next boot is the next run on the same image).
-    public var finish: String
+    package var finish: String
     /// More disks after the image (/dev/vdb, /dev/vdc, ...), e.g. a package repository for the guest.
-    public var extraDisks: [MachineConfiguration.Disk]
-    public var consoleLog: String
+    package var extraDisks: [MachineConfiguration.Disk]
+    package var consoleLog: String
     /// The image's kernel (bzImage), for proving that KVM boots it before the first boot.
-    public var probeKernel: String?
+    package var probeKernel: String?
     /// The QEMU program (nil: `$RAST_QEMU` or qemu-system-x86_64).
-    public var qemu: String?
+    package var qemu: String?
     /// The image's name in the result and progress lines, when `image` is a temporary file
     /// that is renamed to it after the test (nil: `image`).
-    public var imageName: String?
+    package var imageName: String?
     /// An SSH login into the guest while it runs (nil: the guest has no network card).
-    public var login: LoginCheck? = nil
+    package var login: LoginCheck? = nil
 
-    public init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
+    package init(image: String, format: String, firmware: MachineConfiguration.Firmware, timeout: Double = 300,
                 memory: String = "512M", expectation: BootExpectation = BootExpectation(current: nil, tree: nil),
                 extraChecks: String = "", persistent: Bool = false, finish: String = "poweroff -f",
                 extraDisks: [MachineConfiguration.Disk] = [], consoleLog: String) {
@@ -133,7 +133,7 @@ public struct BootTest: Sendable {
     }
 
     /// The script the guest runs.
-    public var checkScript: String {
+    package var checkScript: String {
         var script = """
             #!/bin/sh
             # rast-build boot test, run by /etc/rc.d/50-rast-check.sh in the guest.
@@ -190,7 +190,7 @@ public struct BootTest: Sendable {
             """
     }
 
-    public func run(progress: ProgressReporter = SilentProgress()) throws -> BootTestResult {
+    package func run(progress: ProgressReporter = SilentProgress()) throws -> BootTestResult {
         if let login { return try runWithLogin(login, progress: progress) }
         let scratch = try TemporaryDirectory(prefix: "rast-boot")
         defer { try? scratch.remove() }

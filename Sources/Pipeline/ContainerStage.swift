@@ -9,15 +9,15 @@ import SystemSupport
 /// containers to start at boot to snapshot 0's /etc/rast/containers.json with the boot hook
 /// that starts them (/etc/rc.d/45-rast-containers.sh). Runs before the snapshot tree is made
 /// from snapshot 0.
-public struct ContainerStage {
-    public let recipe: Recipe
+package struct ContainerStage {
+    package let recipe: Recipe
     /// The @var subvolume of the image being built.
-    public let variable: String
+    package let variable: String
     /// Snapshot 0's root.
-    public let base: String
-    public let progress: ProgressReporter
+    package let base: String
+    package let progress: ProgressReporter
 
-    public func run() throws -> [String] {
+    package func run() throws -> [String] {
         // A restart policy needs s6 in the image (it supervises such containers).
         for (index, spec) in recipe.containers.enumerated() where spec.name != nil && spec.restart != "no" {
             guard Files.exists(base + "/usr/bin/s6-svscan") else {

@@ -8,16 +8,16 @@ import SystemSupport
 /// The disk stage: a sparse raw image with a GPT written through libfdisk (BIOS boot when
 /// the recipe boots with BIOS, the ESP, the root partition), attached to a loop device with
 /// its partitions announced to the kernel, the ESP formatted FAT32 and the root btrfs.
-public struct DiskStage {
-    public static let biosName = PartitionName.biosBoot
-    public static let espName = PartitionName.esp
-    public static let rootName = PartitionName.root
+package struct DiskStage {
+    package static let biosName = PartitionName.biosBoot
+    package static let espName = PartitionName.esp
+    package static let rootName = PartitionName.root
 
-    public let disk: DiskSpec
-    public let imagePath: String
-    public let progress: ProgressReporter
+    package let disk: DiskSpec
+    package let imagePath: String
+    package let progress: ProgressReporter
 
-    public func run(teardown: Teardown) throws -> AttachedDisk {
+    package func run(teardown: Teardown) throws -> AttachedDisk {
         try HostTools.require(["mkfs.btrfs", "mkfs.fat"], for: "the disk stage")
         progress.begin("disk: partitioning a \(ByteCount.format(disk.size)) GPT image")
         let attached = try AttachedDisk.partitioned(imagePath, as: disk, biosBoot: disk.hasBIOSBootPartition)

@@ -12,21 +12,21 @@ import SystemSupport
 import VirtualMachine
 
 /// How to run a build (the recipe says what to build).
-public struct BuildOptions: Sendable {
+package struct BuildOptions: Sendable {
     /// Kernel builds, makepkg results and downloaded packages (`~/.cache/rast`).
-    public var cacheDirectory: String
+    package var cacheDirectory: String
     /// Where kernel-profiles/ and bootloader/ are.
-    public var dataDirectory: String
+    package var dataDirectory: String
     /// The rast executable the `rast` package carries.
-    public var rastBinary: String?
+    package var rastBinary: String?
     /// Run the boot test (nil: as the recipe says).
-    public var bootTest: Bool?
+    package var bootTest: Bool?
     /// Boots run at the same time in the boot test (nil: one per core).
-    public var bootTestJobs: Int?
-    public var jobs: Int
-    public var progress: ProgressReporter
+    package var bootTestJobs: Int?
+    package var jobs: Int
+    package var progress: ProgressReporter
 
-    public init(cacheDirectory: String = Files.cacheDirectory, dataDirectory: String = DataDirectory.locate(),
+    package init(cacheDirectory: String = Files.cacheDirectory, dataDirectory: String = DataDirectory.locate(),
                 rastBinary: String? = RastBinary.locate(), bootTest: Bool? = nil,
                 jobs: Int = ProcessInfo.processInfo.activeProcessorCount, progress: ProgressReporter = TerminalProgress()) {
         self.cacheDirectory = cacheDirectory
@@ -40,8 +40,8 @@ public struct BuildOptions: Sendable {
 
 /// Finds the rast executable to put into images: `$RAST_BINARY`, else a `rast` next to the
 /// running program (both are built into the same directory).
-public enum RastBinary {
-    public static func locate() -> String? {
+package enum RastBinary {
+    package static func locate() -> String? {
         if let path = ProcessInfo.processInfo.environment["RAST_BINARY"], !path.isEmpty { return path }
         guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
         let sibling = (executable as NSString).deletingLastPathComponent + "/rast"
@@ -50,10 +50,10 @@ public enum RastBinary {
 }
 
 /// What a finished build produced.
-public struct BuildResult: Sendable {
-    public let outputs: [String]
-    public let manifest: Manifest
-    public let manifestPath: String
+package struct BuildResult: Sendable {
+    package let outputs: [String]
+    package let manifest: Manifest
+    package let manifestPath: String
 }
 
 /// Runs the stages of DESIGN.md for one recipe:
@@ -64,12 +64,12 @@ public struct BuildResult: Sendable {
 /// the boot test included, succeeded. Mounts and loop devices are released on every path
 /// out (errors and SIGINT too; rast-build also runs in its own mount namespace), and the
 /// work directory is removed.
-public final class ImageBuilder {
-    public let recipe: Recipe
-    public let options: BuildOptions
+package final class ImageBuilder {
+    package let recipe: Recipe
+    package let options: BuildOptions
     private var timings: [Manifest.StageTiming] = []
 
-    public init(recipe: Recipe, options: BuildOptions) {
+    package init(recipe: Recipe, options: BuildOptions) {
         self.recipe = recipe
         self.options = options
     }
@@ -78,7 +78,7 @@ public final class ImageBuilder {
     var templates: BootTemplates { BootTemplates(directory: options.dataDirectory + "/bootloader") }
 
     /// Checks what can be checked before hours of work: root, tools, files the recipe names.
-    public func preflight() throws {
+    package func preflight() throws {
         try Privileges.requireRoot(for: "rast-build (it mounts filesystems and attaches loop devices)")
         try HostTools.require(["mkfs.btrfs", "mkfs.fat", "makepkg", "repo-add", "ldd"], for: "building an image")
         try BootLoaderInstaller.preflight(recipe)
@@ -100,7 +100,7 @@ public final class ImageBuilder {
     // MARK: Kernel
 
     /// The kernel stage alone (`rast-build kernel`); nil when the recipe takes a packaged kernel.
-    public func buildKernel() throws -> KernelBuildResult? {
+    package func buildKernel() throws -> KernelBuildResult? {
         guard let spec = recipe.kernel, spec.isBuilt else { return nil }
         let source: KernelSource
         switch spec.source {
@@ -126,7 +126,7 @@ public final class ImageBuilder {
 
     // MARK: The whole build
 
-    public func build() throws -> BuildResult {
+    package func build() throws -> BuildResult {
         try preflight()
         try Files.createDirectory(recipe.output.directory)
         let work = try TemporaryDirectory(prefix: Mounts.workDirectoryPrefix + recipe.name, in: recipe.output.directory)

@@ -17,28 +17,28 @@ import SystemSupport
 /// data bootloader   inputs/share/bootloader (a directory of rast's data files)
 /// host /usr/bin/crun  a program of the build machine: inputs/bin/crun and its libraries in inputs/lib/*
 /// ```
-public struct LocalPackagesStage {
-    public struct Output: Sendable {
-        public let repository: LocalRepository
+package struct LocalPackagesStage {
+    package struct Output: Sendable {
+        package let repository: LocalRepository
         /// name -> package file in the repository.
-        public let packages: [String: String]
-        public let cacheHits: Int
+        package let packages: [String: String]
+        package let cacheHits: Int
     }
 
-    public let pkgbuilds: [String]
-    public let extraPackages: [String]
-    public let workDirectory: String
+    package let pkgbuilds: [String]
+    package let extraPackages: [String]
+    package let workDirectory: String
     /// Where makepkg's logs are kept (they outlive a failed build).
-    public let logDirectory: String
-    public let cacheDirectory: String
-    public let dataDirectory: String
-    public let rastBinary: String?
-    public let jobs: Int
-    public let progress: ProgressReporter
+    package let logDirectory: String
+    package let cacheDirectory: String
+    package let dataDirectory: String
+    package let rastBinary: String?
+    package let jobs: Int
+    package let progress: ProgressReporter
 
-    public static let repositoryName = "rast-local"
+    package static let repositoryName = "rast-local"
 
-    public func run() throws -> Output {
+    package func run() throws -> Output {
         let repository = try LocalRepository(name: Self.repositoryName, directory: workDirectory + "/repo")
         var files: [String] = extraPackages
         var hits = 0
@@ -186,8 +186,8 @@ public struct LocalPackagesStage {
 }
 
 /// The shared libraries a binary needs, found with ldd, with their sonames.
-public enum SharedLibraries {
-    public static func closure(of binary: String) throws -> [(soname: String, path: String)] {
+package enum SharedLibraries {
+    package static func closure(of binary: String) throws -> [(soname: String, path: String)] {
         let output = try Command("ldd", [binary]).output()
         var result: [(String, String)] = []
         for line in output.split(separator: "\n") {

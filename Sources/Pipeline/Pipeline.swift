@@ -3,4 +3,4 @@
 import ImageSupport
 
 /// The boot loader stage is ImageSupport's installer, which rast-install runs too.
-public typealias BootLoaderStage = BootLoaderInstaller
+package typealias BootLoaderStage = BootLoaderInstaller

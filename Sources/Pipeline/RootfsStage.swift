@@ -10,27 +10,27 @@ import SystemSupport
 /// The root filesystem stage: the btrfs root partition mounted at its top level, the astOS
 /// layout created, and the recipe's packages installed by libalpm, in process, into the
 /// working copy of snapshot 0, with the package database inside the snapshot.
-public struct RootfsStage {
-    public struct Output {
-        public let store: SnapshotStore
-        public let base: String
-        public let installed: [(name: String, version: String)]
+package struct RootfsStage {
+    package struct Output {
+        package let store: SnapshotStore
+        package let base: String
+        package let installed: [(name: String, version: String)]
     }
 
     /// Where each snapshot keeps its package database (pacman.conf's DBPath in the image).
-    public static let databasePath = "/usr/share/rast/db"
+    package static let databasePath = "/usr/share/rast/db"
 
-    public let recipe: Recipe
-    public let disk: AttachedDisk
-    public let mountPoint: String
-    public let localRepository: LocalRepository
-    public let workDirectory: String
-    public let templates: BootTemplates
+    package let recipe: Recipe
+    package let disk: AttachedDisk
+    package let mountPoint: String
+    package let localRepository: LocalRepository
+    package let workDirectory: String
+    package let templates: BootTemplates
     /// Remote repositories' package files kept across builds (nil: download everything).
-    public let remotePackageCache: RemotePackageCache?
-    public let progress: ProgressReporter
+    package let remotePackageCache: RemotePackageCache?
+    package let progress: ProgressReporter
 
-    public func run(teardown: Teardown) throws -> Output {
+    package func run(teardown: Teardown) throws -> Output {
         let root = try disk.root
         try Files.createDirectory(mountPoint)
         var options = ["subvolid=5", "noatime"]
@@ -110,14 +110,14 @@ public struct RootfsStage {
 /// The configure stage: host name, os-release, time zone, locale, accounts with SSH keys,
 /// network settings and service definitions, pacman.conf, file overlays; then snapshot 0 is committed, the recipe's snapshot tree is
 /// made and the recipe's snapshot is deployed (which writes fstab and the boot entries).
-public struct ConfigureStage {
-    public let recipe: Recipe
-    public let store: SnapshotStore
-    public let base: String
-    public let disk: AttachedDisk
-    public let progress: ProgressReporter
+package struct ConfigureStage {
+    package let recipe: Recipe
+    package let store: SnapshotStore
+    package let base: String
+    package let disk: AttachedDisk
+    package let progress: ProgressReporter
 
-    public func run() throws -> BootMenuSettings {
+    package func run() throws -> BootMenuSettings {
         progress.begin("configure: snapshot 0 and the snapshot tree")
         let etc = base + "/etc"
         try Files.write(etc + "/hostname", string: recipe.system.hostname + "\n")

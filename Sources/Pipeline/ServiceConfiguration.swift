@@ -14,13 +14,13 @@ import SystemSupport
 /// The defaults (DHCP and sshd when the recipe has no `[network]`) apply where the image can
 /// honour them: without s6, udhcpc or an SSH server they are skipped with a note, while the
 /// same settings written in the recipe are errors.
-public struct ServiceConfiguration {
-    public let recipe: Recipe
+package struct ServiceConfiguration {
+    package let recipe: Recipe
     /// The root of snapshot 0 being configured.
-    public let root: String
-    public let progress: ProgressReporter
+    package let root: String
+    package let progress: ProgressReporter
 
-    public init(recipe: Recipe, root: String, progress: ProgressReporter = SilentProgress()) {
+    package init(recipe: Recipe, root: String, progress: ProgressReporter = SilentProgress()) {
         self.recipe = recipe
         self.root = root
         self.progress = progress
@@ -45,32 +45,32 @@ public struct ServiceConfiguration {
 
     var hasUDHCPC: Bool { Files.exists(root + "/usr/bin/udhcpc") || Files.exists(root + "/usr/sbin/udhcpc") }
 
-    public enum Supervisor: Equatable {
+    package enum Supervisor: Equatable {
         case s6
         case systemd
         case none
     }
 
     /// What supervises services in the image.
-    public var supervisor: Supervisor {
+    package var supervisor: Supervisor {
         if Files.exists(root + "/usr/bin/s6-svscan") { return .s6 }
         if Files.exists(root + "/usr/lib/systemd/systemd") { return .systemd }
         return .none
     }
 
-    public enum SSHServer: Equatable {
+    package enum SSHServer: Equatable {
         case dropbear
         case openssh
     }
 
-    public var sshServer: SSHServer? {
+    package var sshServer: SSHServer? {
         if Files.exists(root + "/usr/lib/dropbear/rast-sshd") { return .dropbear }
         if Files.exists(root + "/usr/bin/sshd") || Files.exists(root + "/usr/sbin/sshd") { return .openssh }
         return nil
     }
 
     /// The definitions snapshot 0 gets: `network` (DHCP), `sshd`, then the recipe's.
-    public func definitions() throws -> [ServiceDefinition] {
+    package func definitions() throws -> [ServiceDefinition] {
         let network = self.network
         var definitions: [ServiceDefinition] = []
         if network.mode == .dhcp {
@@ -103,7 +103,7 @@ public struct ServiceConfiguration {
     }
 
     /// Writes everything into snapshot 0.
-    public func write() throws {
+    package func write() throws {
         let network = self.network
         if network.mode != recipe.network.mode {
             progress.note("configure: no DHCP service (the image has no \(supervisor == .none ? "s6 to supervise it" : "udhcpc")); add a [network] table to choose")
@@ -141,7 +141,7 @@ public struct ServiceConfiguration {
     }
 
     /// /etc/rast/network.conf: shell variables the boot script reads.
-    public func networkConf() -> String {
+    package func networkConf() -> String {
         let network = self.network
         var lines = [
             "# The recipe's [network], read by /etc/init.d/rcS (written by rast-build).",

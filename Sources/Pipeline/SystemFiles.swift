@@ -3,9 +3,9 @@ import Recipe
 import SystemSupport
 
 /// Small text files the configure stage writes.
-public enum SystemFiles {
+package enum SystemFiles {
     /// /usr/lib/os-release (with /etc/os-release pointing at it).
-    public static func osRelease(recipe: Recipe) -> String {
+    package static func osRelease(recipe: Recipe) -> String {
         """
         NAME="rastOS"
         PRETTY_NAME="rastOS (\(recipe.name))"
@@ -20,7 +20,7 @@ public enum SystemFiles {
     }
 
     /// pacman.conf of the image: the package database lives inside each snapshot.
-    public static func pacmanConf(repositories: [RepositorySpec], localRepository: (name: String, url: String)?) -> String {
+    package static func pacmanConf(repositories: [RepositorySpec], localRepository: (name: String, url: String)?) -> String {
         var text = """
             # pacman.conf of a rastOS image, written by rast-build. The package database lives
             # inside each snapshot (DBPath), so every snapshot knows its own packages while

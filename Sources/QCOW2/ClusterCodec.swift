@@ -2,7 +2,7 @@ import CZstd
 import Zlib
 
 /// How data clusters are compressed.
-public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConvertible {
+package enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Data clusters stored as they are.
     case none
     /// Raw deflate with a 4 KiB window (compression_type 0, readable by every QEMU).
@@ -10,13 +10,13 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
     /// One zstd frame per cluster (compression_type 1, QEMU 5.1 and later).
     case zstd
 
-    public var description: String { rawValue }
+    package var description: String { rawValue }
 
     /// The level used when the caller names none. Measured on a system image with 64 KiB
     /// clusters (bench/README.md): zlib 5 costs about 20 percent less CPU than QEMU's 6 for half
     /// a percent more size; zstd 4 costs the same CPU as QEMU's 3 (both are zstd's "dfast"
     /// strategy for inputs this small) and is 1.6 percent smaller.
-    public var defaultLevel: Int {
+    package var defaultLevel: Int {
         switch self {
         case .none: return 0
         case .zlib: return 5
@@ -25,7 +25,7 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
     }
 
     /// Valid levels.
-    public var levels: ClosedRange<Int> {
+    package var levels: ClosedRange<Int> {
         switch self {
         case .none: return 0...0
         case .zlib: return 1...9
@@ -35,13 +35,13 @@ public enum QCOW2Compression: String, Sendable, CaseIterable, CustomStringConver
 }
 
 /// A failed libzstd call: the function and zstd's own error name.
-public struct ZstdError: Error, CustomStringConvertible, Sendable {
+package struct ZstdError: Error, CustomStringConvertible, Sendable {
     /// The libzstd function that failed.
-    public let function: String
+    package let function: String
     /// zstd's error name.
-    public let message: String
+    package let message: String
 
-    public var description: String { "zstd \(function) failed: \(message)" }
+    package var description: String { "zstd \(function) failed: \(message)" }
 
     static func check(_ function: String, _ code: Int) throws -> Int {
         if ZSTD_isError(code) != 0 {

@@ -1,8 +1,8 @@
 /// A QCOW2 image that cannot be read or written: what is wrong, in which field or at which
 /// file offset, and in which file.
-public struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
+package struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
     /// What sort of problem it is.
-    public enum Kind: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         /// The file ends before a structure it declares (header, table, cluster).
         case truncated
         /// Not a QCOW2 file (magic number).
@@ -22,17 +22,17 @@ public struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
         case invalidArgument
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// The header field or table ("l1_table_offset", "L2 entry"), when one is to blame.
-    public let field: String?
+    package let field: String?
     /// The file offset involved, when there is one.
-    public let offset: UInt64?
+    package let offset: UInt64?
     /// One sentence about the problem.
-    public let message: String
+    package let message: String
     /// The image file, when known.
-    public var path: String?
+    package var path: String?
 
-    public init(_ kind: Kind, field: String? = nil, offset: UInt64? = nil, _ message: String, path: String? = nil) {
+    package init(_ kind: Kind, field: String? = nil, offset: UInt64? = nil, _ message: String, path: String? = nil) {
         self.kind = kind
         self.field = field
         self.offset = offset
@@ -40,7 +40,7 @@ public struct QCOW2Error: Error, CustomStringConvertible, Sendable, Equatable {
         self.path = path
     }
 
-    public var description: String {
+    package var description: String {
         (path.map { "\($0): " } ?? "") + message
     }
 

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Where one virtual cluster's data is.
-public enum QCOW2ClusterMapping: Equatable, Sendable {
+package enum QCOW2ClusterMapping: Equatable, Sendable {
     /// No data: reads as zeros (no backing files here).
     case unallocated
     /// Marked as reading zeros (v3 zero flag).
@@ -17,15 +17,15 @@ public enum QCOW2ClusterMapping: Equatable, Sendable {
 }
 
 /// What `QCOW2Reader.convert(toRaw:)` wrote.
-public struct QCOW2RawSummary: Sendable, Equatable {
+package struct QCOW2RawSummary: Sendable, Equatable {
     /// The raw file or device written.
-    public var path: String
+    package var path: String
     /// Size of the disk written.
-    public var virtualSize: Int64
+    package var virtualSize: Int64
     /// Bytes written (data); the rest of the disk was left as holes or zeroed.
-    public var bytesWritten: Int64
+    package var bytesWritten: Int64
     /// Wall-clock duration.
-    public var seconds: Double
+    package var seconds: Double
 }
 
 /// The bytes of an image: a file read with pread, or an array (tests, fuzzing). Reading is
@@ -63,19 +63,19 @@ private enum ImageSource: Sendable {
 /// compressed (zlib, zstd), zero and unallocated clusters. Malformed images throw
 /// `QCOW2Error`s that name the field or offset at fault; every table and buffer the reader
 /// allocates is bounded by the file size and QEMU's own limits. Not thread-safe.
-public final class QCOW2Reader {
+package final class QCOW2Reader {
     /// The image file (nil for an image read from memory).
-    public let path: String?
+    package let path: String?
     /// Size of the virtual disk in bytes.
-    public let virtualSize: Int64
+    package let virtualSize: Int64
     /// Cluster size in bytes.
-    public let clusterSize: Int
+    package let clusterSize: Int
     /// Compression type of the compressed clusters (zlib also for images without any).
-    public let compression: QCOW2Compression
+    package let compression: QCOW2Compression
     /// Format version: 2 or 3.
-    public let version: Int
+    package let version: Int
     /// Size of the image file.
-    public let fileSize: Int64
+    package let fileSize: Int64
 
     let header: QCOW2Header
     private let source: ImageSource
@@ -92,13 +92,13 @@ public final class QCOW2Reader {
     private var cachedCompressed: (offset: UInt64, size: Int)?
 
     /// Opens and validates the image at `path`.
-    public convenience init(path: String) throws {
+    package convenience init(path: String) throws {
         let file = try ImageFile(path: path, mode: .readOnly)
         try self.init(source: .file(file), fileSize: try file.size(), path: path)
     }
 
     /// Validates an image held in memory.
-    public convenience init(bytes: [UInt8]) throws {
+    package convenience init(bytes: [UInt8]) throws {
         try self.init(source: .memory(bytes), fileSize: Int64(bytes.count), path: nil)
     }
 
@@ -339,7 +339,7 @@ public final class QCOW2Reader {
     }
 
     /// Where virtual cluster `index` is stored.
-    public func mapping(ofCluster index: Int64) throws -> QCOW2ClusterMapping {
+    package func mapping(ofCluster index: Int64) throws -> QCOW2ClusterMapping {
         guard index >= 0, index < (virtualSize + Int64(clusterSize) - 1) / Int64(clusterSize) else {
             throw QCOW2Error(.invalidArgument, "cluster \(index) is outside the virtual disk", path: path)
         }
@@ -411,7 +411,7 @@ public final class QCOW2Reader {
     }
 
     /// Reads `count` bytes of the virtual disk at `offset` into `buffer`.
-    public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+    package func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let count = buffer.count
         guard offset >= 0, count >= 0, offset <= virtualSize, Int64(count) <= virtualSize - offset else {
             throw QCOW2Error(.invalidArgument, "cannot read \(count) bytes at \(offset) from a virtual disk of \(virtualSize) bytes", path: path)
@@ -440,7 +440,7 @@ public final class QCOW2Reader {
     }
 
     /// Reads `count` bytes of the virtual disk at `offset`.
-    public func read(at offset: Int64, count: Int) throws -> [UInt8] {
+    package func read(at offset: Int64, count: Int) throws -> [UInt8] {
         guard count >= 0, Int64(count) <= virtualSize else {
             throw QCOW2Error(.invalidArgument, "cannot read \(count) bytes from a virtual disk of \(virtualSize) bytes", path: path)
         }
@@ -457,7 +457,7 @@ public final class QCOW2Reader {
     /// (written in place, zero ranges written as zeros). Clusters are read and decompressed
     /// on `threads` threads (nil: one per core) and written in order.
     @discardableResult
-    public func convert(toRaw destination: String, progress: any ProgressReporter = SilentProgress(),
+    package func convert(toRaw destination: String, progress: any ProgressReporter = SilentProgress(),
                         durable: Bool = true, threads: Int? = nil) throws -> QCOW2RawSummary {
         let stopwatch = Stopwatch()
         let type = fileType(destination)
@@ -620,7 +620,7 @@ public final class QCOW2Reader {
     }
 
     /// True when the file at `path` starts with the QCOW2 magic number.
-    public static func isQCOW2(path: String) -> Bool {
+    package static func isQCOW2(path: String) -> Bool {
         guard let file = try? ImageFile(path: path, mode: .readOnly) else { return false }
         var magic = [UInt8](repeating: 0, count: 4)
         let got = (try? magic.withUnsafeMutableBytes { raw -> Int in

@@ -5,19 +5,19 @@ import Glibc
 #endif
 
 /// How `QCOW2Writer` writes an image.
-public struct QCOW2Options: Sendable, Equatable {
+package struct QCOW2Options: Sendable, Equatable {
     /// How data clusters are compressed.
-    public var compression: QCOW2Compression
+    package var compression: QCOW2Compression
     /// Cluster size in bytes: a power of two from 512 B to 2 MiB.
-    public var clusterSize: Int
+    package var clusterSize: Int
     /// Compression level; nil takes the compression's `defaultLevel`.
-    public var level: Int?
+    package var level: Int?
     /// Compression threads; nil uses every online core.
-    public var threads: Int?
+    package var threads: Int?
     /// fsync the image before renaming it into place (and the directory after).
-    public var durable: Bool
+    package var durable: Bool
 
-    public init(compression: QCOW2Compression = .none, clusterSize: Int = 64 << 10, level: Int? = nil,
+    package init(compression: QCOW2Compression = .none, clusterSize: Int = 64 << 10, level: Int? = nil,
                 threads: Int? = nil, durable: Bool = true) {
         self.compression = compression
         self.clusterSize = clusterSize
@@ -27,7 +27,7 @@ public struct QCOW2Options: Sendable, Equatable {
     }
 
     /// The level in effect.
-    public var effectiveLevel: Int { level ?? compression.defaultLevel }
+    package var effectiveLevel: Int { level ?? compression.defaultLevel }
 
     var clusterBits: Int { clusterSize.trailingZeroBitCount }
 
@@ -47,29 +47,29 @@ public struct QCOW2Options: Sendable, Equatable {
 }
 
 /// What a conversion produced.
-public struct QCOW2Summary: Sendable, Equatable, CustomStringConvertible {
+package struct QCOW2Summary: Sendable, Equatable, CustomStringConvertible {
     /// The image written.
-    public var path: String
+    package var path: String
     /// Size of the virtual disk (the source's size rounded up to 512 bytes).
-    public var virtualSize: Int64
+    package var virtualSize: Int64
     /// Size of the image file.
-    public var fileSize: Int64
+    package var fileSize: Int64
     /// Cluster size in bytes.
-    public var clusterSize: Int
+    package var clusterSize: Int
     /// How data clusters were compressed.
-    public var compression: QCOW2Compression
+    package var compression: QCOW2Compression
     /// Bytes read from the source's data extents (holes are not read).
-    public var bytesRead: Int64
+    package var bytesRead: Int64
     /// Clusters stored compressed.
-    public var compressedClusters: Int
+    package var compressedClusters: Int
     /// Clusters stored as they are (compression off, or not worth it).
-    public var uncompressedClusters: Int
+    package var uncompressedClusters: Int
     /// Clusters of the source that held only zeros and were left unallocated.
-    public var zeroClusters: Int
+    package var zeroClusters: Int
     /// Wall-clock duration.
-    public var seconds: Double
+    package var seconds: Double
 
-    public var description: String {
+    package var description: String {
         "\(path): \(ByteCount.format(fileSize)) for a \(ByteCount.format(virtualSize)) disk"
             + " (\(compressedClusters) compressed, \(uncompressedClusters) uncompressed, \(zeroClusters) zero clusters skipped)"
             + String(format: " in %.1f s", seconds)
@@ -83,7 +83,7 @@ public struct QCOW2Summary: Sendable, Equatable, CustomStringConvertible {
 /// source order right after the header cluster; L2 tables, the L1 table and the refcounts
 /// follow the data, and the header is written last. The image appears under its final name
 /// only when complete.
-public enum QCOW2Writer {
+package enum QCOW2Writer {
     /// Size of one piece of work: big enough for large sequential reads and writes, small
     /// enough that every thread has several in flight.
     static let unitBytes = 1 << 20
@@ -92,7 +92,7 @@ public enum QCOW2Writer {
     @discardableResult
     /// `displayPath` names the output in progress lines when `destination` is a temporary
     /// place it is renamed from later.
-    public static func convert(raw source: String, to destination: String, options: QCOW2Options = QCOW2Options(),
+    package static func convert(raw source: String, to destination: String, options: QCOW2Options = QCOW2Options(),
                                progress: any ProgressReporter = SilentProgress(), displayPath: String? = nil) throws -> QCOW2Summary {
         do {
             return try write(source: source, destination: destination, displayPath: displayPath ?? destination,

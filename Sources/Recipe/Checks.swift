@@ -4,7 +4,7 @@ import TOML
 /// Checks of single values. Each returns nil when the value is fine, or the sentence that
 /// says what is wrong (without the key, which the caller adds). Public for rast-install,
 /// which checks its options the way recipes are checked.
-public enum Checks {
+package enum Checks {
     static func isLowerAlphanumeric(_ c: Character) -> Bool {
         c.isASCII && (c.isLowercase || c.isNumber)
     }
@@ -18,7 +18,7 @@ public enum Checks {
     }
 
     /// RFC 1123 host name label.
-    public static func hostname(_ name: String) -> String? {
+    package static func hostname(_ name: String) -> String? {
         let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
         guard !name.isEmpty, name.count <= 63, allowed, !name.hasPrefix("-"), !name.hasSuffix("-") else {
             return "'\(name)' is not a valid host name: use 1 to 63 letters, digits and hyphens, not starting or ending with a hyphen (RFC 1123)"
@@ -26,7 +26,7 @@ public enum Checks {
         return nil
     }
 
-    public static func timezone(_ zone: String) -> String? {
+    package static func timezone(_ zone: String) -> String? {
         let parts = zone.split(separator: "/", omittingEmptySubsequences: false)
         let valid = !zone.isEmpty && parts.allSatisfy { part in
             !part.isEmpty && part != "." && part != ".."
@@ -46,7 +46,7 @@ public enum Checks {
     }
 
     /// Linux user and group names as useradd accepts them by default.
-    public static func accountName(_ name: String, what: String) -> String? {
+    package static func accountName(_ name: String, what: String) -> String? {
         guard let first = name.first, first.isASCII, first.isLowercase || first == "_", name.count <= 32,
               name.allSatisfy({ isLowerAlphanumeric($0) || $0 == "_" || $0 == "-" }) else {
             return "'\(name)' is not a valid \(what) name: use up to 32 lower-case letters, digits, '_' and '-', starting with a letter or '_'"
@@ -103,7 +103,7 @@ public enum Checks {
 
     /// crypt(3) hashes: `$ID$[PARAMS$]SALT$HASH`, with the length of HASH each scheme has
     /// (a hash cut short can never match a password). The value is not repeated in the message.
-    public static func cryptHash(_ hash: String) -> String? {
+    package static func cryptHash(_ hash: String) -> String? {
         let problem = "the value does not look like a crypt(3) hash ($ID$SALT$HASH with ID 1, 2b, 5, 6, y or gy); make one with `openssl passwd -6`"
         let fields = hash.split(separator: "$", omittingEmptySubsequences: false)
         // Characters of the encoded hash per scheme; bcrypt's last field is salt and hash.
@@ -136,7 +136,7 @@ public enum Checks {
     ]
 
     /// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, whose body names the same type.
-    public static func sshKey(_ line: String) -> String? {
+    package static func sshKey(_ line: String) -> String? {
         let fields = line.split(maxSplits: 2, whereSeparator: { $0 == " " || $0 == "\t" })
         guard fields.count >= 2 else {
             return "an SSH public key has the form 'TYPE BASE64 [COMMENT]', as in ~/.ssh/id_ed25519.pub"

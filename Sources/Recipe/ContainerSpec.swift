@@ -3,41 +3,41 @@ import TOML
 
 /// One `[[containers]]` table: an image pulled into the image's container store at build
 /// time, and, when it has a `name`, a container of that image started at every boot.
-public struct ContainerSpec: Sendable, Equatable {
+package struct ContainerSpec: Sendable, Equatable {
     /// A registry reference (`REGISTRY/REPOSITORY[:TAG]`) or `oci:DIR[:REF]`; a relative DIR
     /// is made absolute against the recipe's directory.
-    public var image: String
+    package var image: String
     /// The name the image gets in the store (default: the reference, or DIRNAME:REF).
-    public var imageName: String?
+    package var imageName: String?
     /// The container to start at boot, if any.
-    public var name: String?
-    public var command: [String] = []
-    public var environment: [String] = []
+    package var name: String?
+    package var command: [String] = []
+    package var environment: [String] = []
     /// `HOST:CONTAINER[:ro]`.
-    public var volumes: [String] = []
-    public enum Network: String, Sendable, CaseIterable {
+    package var volumes: [String] = []
+    package enum Network: String, Sendable, CaseIterable {
         /// A network namespace of its own with only the loopback interface.
         case none
         /// The host's network namespace.
         case host
     }
 
-    public var network = Network.none
-    public var memory: Int64?
-    public var cpus: Double?
-    public var pidsLimit: Int64?
-    public var readOnly = false
-    public var user: String?
+    package var network = Network.none
+    package var memory: Int64?
+    package var cpus: Double?
+    package var pidsLimit: Int64?
+    package var readOnly = false
+    package var user: String?
     /// When s6 starts the boot container again: no (the default), always, on-failure or
     /// on-failure:MAX (the image needs s6).
-    public var restart = "no"
+    package var restart = "no"
 
-    public init(image: String) {
+    package init(image: String) {
         self.image = image
     }
 
     /// Whether a container is started at boot.
-    public var startsAtBoot: Bool { name != nil }
+    package var startsAtBoot: Bool { name != nil }
 }
 
 extension RecipeDecoder {

@@ -10,7 +10,7 @@ extension Recipe {
     /// Where kernel profiles are looked for, in order: `kernel-profiles` beside the recipe's
     /// folder (the repository layout: recipes/ and kernel-profiles/ side by side), inside it,
     /// in the current directory, and the installed copy.
-    public func profilesDirectoryCandidates(workingDirectory: String? = nil) -> [String] {
+    package func profilesDirectoryCandidates(workingDirectory: String? = nil) -> [String] {
         let cwd = workingDirectory ?? Recipe.currentDirectory()
         let candidates = [
             Paths.resolve("../kernel-profiles", relativeTo: baseDirectory),
@@ -22,14 +22,14 @@ extension Recipe {
     }
 
     /// The first existing directory of `profilesDirectoryCandidates`, or nil.
-    public func findProfilesDirectory(workingDirectory: String? = nil) -> String? {
+    package func findProfilesDirectory(workingDirectory: String? = nil) -> String? {
         profilesDirectoryCandidates(workingDirectory: workingDirectory).first(where: Files.isDirectory)
     }
 
     /// Problems outside the recipe text: files and directories it names that do not exist,
     /// kernel profiles missing from `profilesDirectory`. Each points at the key that names
     /// the missing thing. A nil `profilesDirectory` means none was found.
-    public func environmentProblems(profilesDirectory: String?) -> [RecipeError] {
+    package func environmentProblems(profilesDirectory: String?) -> [RecipeError] {
         var problems: [RecipeError] = []
         func report(_ keyPath: String, _ message: String) {
             let position = position(of: keyPath) ?? TOMLPosition(file: file, line: 1, column: 1)
@@ -112,7 +112,7 @@ extension Recipe {
     }
 
     /// Throws `RecipeErrors` when `environmentProblems` finds any.
-    public func validateEnvironment(profilesDirectory: String?) throws(RecipeErrors) {
+    package func validateEnvironment(profilesDirectory: String?) throws(RecipeErrors) {
         let problems = environmentProblems(profilesDirectory: profilesDirectory)
         if !problems.isEmpty { throw RecipeErrors(problems) }
     }

@@ -2,9 +2,9 @@ import SystemSupport
 
 /// One stage of a build as `rast-build plan` shows it: what it will do with this recipe,
 /// or why it is skipped.
-public struct PlannedStage: Sendable, Equatable {
+package struct PlannedStage: Sendable, Equatable {
     /// The stages in the order they run.
-    public enum Kind: String, Sendable, CaseIterable {
+    package enum Kind: String, Sendable, CaseIterable {
         case kernel
         case packages
         case disk
@@ -15,18 +15,18 @@ public struct PlannedStage: Sendable, Equatable {
         case bootTest = "boot test"
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// False when the stage has nothing to do; `summary` then says why.
-    public let runs: Bool
+    package let runs: Bool
     /// One sentence.
-    public let summary: String
+    package let summary: String
     /// Further lines: the values the stage uses.
-    public let details: [String]
+    package let details: [String]
 }
 
 extension Recipe {
     /// The stages of a build of this recipe, in order, each with what it will do.
-    public func plan() -> [PlannedStage] {
+    package func plan() -> [PlannedStage] {
         [kernelStage(), packagesStage(), diskStage(), rootfsStage(), configureStage(), bootLoaderStage(),
          outputsStage(), bootTestStage()]
     }
@@ -197,7 +197,7 @@ extension Recipe {
 
 extension Recipe {
     /// A size for people: "2 GiB", "64 MiB", "512 KiB" for whole units, otherwise rounded ("1.5 GiB").
-    public static func describeSize(_ bytes: Int64) -> String {
+    package static func describeSize(_ bytes: Int64) -> String {
         for (unit, factor) in [("TiB", Int64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
             where bytes >= factor && bytes % factor == 0 {
             return "\(bytes / factor) \(unit)"

@@ -6,7 +6,7 @@ extension Recipe {
     /// Reads and validates the recipe at `path`. Relative paths in the recipe are resolved
     /// against its directory; `output.directory` against `workingDirectory` (default: the
     /// current directory). Throws `RecipeErrors` with every problem, or the error of reading.
-    public static func load(path: String, workingDirectory: String? = nil) throws -> Recipe {
+    package static func load(path: String, workingDirectory: String? = nil) throws -> Recipe {
         let bytes = try Files.read(path)
         let cwd = workingDirectory ?? currentDirectory()
         let absolute = Paths.resolve(path, relativeTo: cwd)
@@ -14,13 +14,13 @@ extension Recipe {
     }
 
     /// Parses and validates recipe text; `file` names it in errors.
-    public static func parse(text: String, file: String, baseDirectory: String,
+    package static func parse(text: String, file: String, baseDirectory: String,
                              workingDirectory: String? = nil) throws(RecipeErrors) -> Recipe {
         try parse(bytes: Array(text.utf8), file: file, baseDirectory: baseDirectory, workingDirectory: workingDirectory)
     }
 
     /// Parses and validates the bytes of a recipe file (which must be UTF-8).
-    public static func parse(bytes: [UInt8], file: String, baseDirectory: String,
+    package static func parse(bytes: [UInt8], file: String, baseDirectory: String,
                              workingDirectory: String? = nil) throws(RecipeErrors) -> Recipe {
         let document: TOMLTable
         do {

@@ -4,61 +4,61 @@ import TOML
 
 /// A parsed and validated recipe: what `rast-build` builds. Every path is absolute.
 /// The format is documented in docs/recipe.md.
-public struct Recipe: Sendable {
+package struct Recipe: Sendable {
     /// Lower-case letters, digits and hyphens; names the outputs (`output/NAME.raw`).
-    public var name: String
-    public var description: String?
+    package var name: String
+    package var description: String?
     /// The recipe file as it was named (used in error positions).
-    public var file: String
+    package var file: String
     /// The absolute directory of the recipe file; relative paths in the recipe start here.
-    public var baseDirectory: String
+    package var baseDirectory: String
     /// SHA-256 (lower-case hex) of the recipe file's bytes, for caches and the manifest.
-    public var recipeHash: String
+    package var recipeHash: String
     /// The kernel to build or take from a repository; nil when the recipe has no [kernel].
-    public var kernel: KernelSpec?
-    public var packages: PackageSpec
-    public var repositories: [RepositorySpec]
-    public var system: SystemSpec
-    public var users: [UserSpec]
-    public var files: [FileOverlay]
-    public var snapshots: SnapshotSpec
-    public var disk: DiskSpec
-    public var output: OutputSpec
-    public var bootTest: BootTestSpec
+    package var kernel: KernelSpec?
+    package var packages: PackageSpec
+    package var repositories: [RepositorySpec]
+    package var system: SystemSpec
+    package var users: [UserSpec]
+    package var files: [FileOverlay]
+    package var snapshots: SnapshotSpec
+    package var disk: DiskSpec
+    package var output: OutputSpec
+    package var bootTest: BootTestSpec
     /// `[[containers]]`: images stored at build time, containers started at boot.
-    public var containers: [ContainerSpec] = []
+    package var containers: [ContainerSpec] = []
     /// How the image reaches the network, and whether it runs an SSH server.
-    public var network: NetworkSpec = NetworkSpec()
+    package var network: NetworkSpec = NetworkSpec()
     /// Services defined in snapshot 0 (`/etc/rast/services/NAME.toml`), beside the ones
     /// `network` makes.
-    public var services: [ServiceDefinition] = []
+    package var services: [ServiceDefinition] = []
     /// Where each key was written, by key path ("disk.size", "users[0].name", "packages.local[1]").
     var positions: [String: TOMLPosition]
 
     /// Where `keyPath` (for example "kernel.source" or "users[0].ssh_keys[1]") is written in
     /// the recipe, so later stages can point at the line that caused a problem.
-    public func position(of keyPath: String) -> TOMLPosition? {
+    package func position(of keyPath: String) -> TOMLPosition? {
         positions[keyPath]
     }
 
     /// The packages to install into snapshot 0: `packages.install`, plus the kernel package
     /// when the recipe has a kernel and does not list it.
-    public var packagesToInstall: [String] {
+    package var packagesToInstall: [String] {
         var names = packages.install
         if let kernel, !names.contains(kernel.package) { names.append(kernel.package) }
         return names
     }
 
     /// The file an output format is written to: `output.directory/NAME.raw` or `.qcow2`.
-    public func outputPath(for format: OutputFormat) -> String {
+    package func outputPath(for format: OutputFormat) -> String {
         output.directory + "/" + name + "." + format.rawValue
     }
 }
 
 /// The `[kernel]` table: build a kernel from source with a profile, or take a packaged one.
-public struct KernelSpec: Sendable, Equatable {
+package struct KernelSpec: Sendable, Equatable {
     /// Where the kernel comes from.
-    public enum Source: Sendable, Equatable {
+    package enum Source: Sendable, Equatable {
         /// A local tarball or unpacked source directory (absolute path).
         case local(path: String)
         /// A tarball downloaded over HTTPS and checked against its SHA-256 (lower-case hex).
@@ -69,30 +69,30 @@ public struct KernelSpec: Sendable, Equatable {
         case packaged(name: String)
     }
 
-    public var source: Source
+    package var source: Source
     /// The profile named in the recipe ("base" when not given).
-    public var profile: String
+    package var profile: String
     /// The profiles merged in order: always "base", then the named profile if it is another.
-    public var profiles: [String]
+    package var profiles: [String]
     /// Extra config fragments (absolute paths), merged after the profiles.
-    public var fragments: [String]
+    package var fragments: [String]
     /// Options applied last, in the order written.
-    public var options: [KernelOption]
+    package var options: [KernelOption]
     /// When true, a requested option that the kernel's config drops or changes fails the build.
-    public var strict: Bool
+    package var strict: Bool
     /// The package the kernel is installed as ("linux-rast-PROFILE", or the packaged name).
-    public var package: String
+    package var package: String
 
     /// True when the kernel stage builds this kernel (false for a packaged kernel).
-    public var isBuilt: Bool {
+    package var isBuilt: Bool {
         if case .packaged = source { return false }
         return true
     }
 }
 
 /// One `CONFIG_...` option of `kernel.options`.
-public struct KernelOption: Sendable, Equatable {
-    public enum Value: Sendable, Equatable {
+package struct KernelOption: Sendable, Equatable {
+    package enum Value: Sendable, Equatable {
         case yes
         case module
         case no
@@ -102,16 +102,16 @@ public struct KernelOption: Sendable, Equatable {
     }
 
     /// The full option name, `CONFIG_...`.
-    public var name: String
-    public var value: Value
+    package var name: String
+    package var value: Value
 
-    public init(name: String, value: Value) {
+    package init(name: String, value: Value) {
         self.name = name
         self.value = value
     }
 
     /// The option as a line of a kernel `.config` file.
-    public var configLine: String {
+    package var configLine: String {
         switch value {
         case .yes: return "\(name)=y"
         case .module: return "\(name)=m"
@@ -126,37 +126,37 @@ public struct KernelOption: Sendable, Equatable {
 }
 
 /// The `[packages]` table.
-public struct PackageSpec: Sendable, Equatable {
-    public init(local: [String] = [], aur: [String] = [], install: [String]) {
+package struct PackageSpec: Sendable, Equatable {
+    package init(local: [String] = [], aur: [String] = [], install: [String]) {
         self.local = local
         self.aur = aur
         self.install = install
     }
 
     /// PKGBUILD directories (absolute) built with makepkg into the build's local repository.
-    public var local: [String]
+    package var local: [String]
     /// AUR package names, cloned from the AUR's git repositories and built like local ones.
-    public var aur: [String]
+    package var aur: [String]
     /// Packages installed into snapshot 0 (never empty).
-    public var install: [String]
+    package var install: [String]
 }
 
 /// One `[[repositories]]` entry: a remote pacman repository.
-public struct RepositorySpec: Sendable, Equatable {
-    public init(name: String, servers: [String], sigLevel: [String]? = nil) {
+package struct RepositorySpec: Sendable, Equatable {
+    package init(name: String, servers: [String], sigLevel: [String]? = nil) {
         self.name = name
         self.servers = servers
         self.sigLevel = sigLevel
     }
 
-    public var name: String
+    package var name: String
     /// Server URLs in order; `$repo` and `$arch` are replaced as in pacman.conf.
-    public var servers: [String]
+    package var servers: [String]
     /// The SigLevel tokens as written ("Required", "DatabaseOptional"); nil means pacman's default.
-    public var sigLevel: [String]?
+    package var sigLevel: [String]?
 
     /// The server URLs with `$repo` and `$arch` filled in.
-    public func serverURLs(architecture: String = "x86_64") -> [String] {
+    package func serverURLs(architecture: String = "x86_64") -> [String] {
         servers.map {
             $0.replacingOccurrences(of: "$repo", with: name).replacingOccurrences(of: "$arch", with: architecture)
         }
@@ -164,19 +164,19 @@ public struct RepositorySpec: Sendable, Equatable {
 }
 
 /// The `[system]` table.
-public struct SystemSpec: Sendable, Equatable {
-    public var hostname: String
-    public var timezone: String
-    public var locale: String
+package struct SystemSpec: Sendable, Equatable {
+    package var hostname: String
+    package var timezone: String
+    package var locale: String
     /// Extra kernel command line arguments (may be empty).
-    public var kernelCommandLine: String
+    package var kernelCommandLine: String
     /// A crypt(3) hash for root; nil leaves root locked.
-    public var rootPasswordHash: String?
+    package var rootPasswordHash: String?
 }
 
 /// One `[[users]]` entry.
-public struct UserSpec: Sendable, Equatable {
-    public init(name: String, uid: Int? = nil, groups: [String] = [], shell: String = "/bin/sh", passwordHash: String? = nil, sshKeys: [String] = []) {
+package struct UserSpec: Sendable, Equatable {
+    package init(name: String, uid: Int? = nil, groups: [String] = [], shell: String = "/bin/sh", passwordHash: String? = nil, sshKeys: [String] = []) {
         self.name = name
         self.uid = uid
         self.groups = groups
@@ -185,60 +185,60 @@ public struct UserSpec: Sendable, Equatable {
         self.sshKeys = sshKeys
     }
 
-    public var name: String
+    package var name: String
     /// Nil lets useradd choose.
-    public var uid: Int?
-    public var groups: [String]
-    public var shell: String
+    package var uid: Int?
+    package var groups: [String]
+    package var shell: String
     /// A crypt(3) hash; nil means no password (log in with an SSH key).
-    public var passwordHash: String?
+    package var passwordHash: String?
     /// OpenSSH public keys for `~/.ssh/authorized_keys`.
-    public var sshKeys: [String]
+    package var sshKeys: [String]
 }
 
 /// One `[[files]]` entry: a file or directory copied into snapshot 0.
-public struct FileOverlay: Sendable, Equatable {
-    public init(source: String, destination: String, mode: UInt32? = nil) {
+package struct FileOverlay: Sendable, Equatable {
+    package init(source: String, destination: String, mode: UInt32? = nil) {
         self.source = source
         self.destination = destination
         self.mode = mode
     }
 
     /// Absolute path on the build machine.
-    public var source: String
+    package var source: String
     /// Absolute path inside the image.
-    public var destination: String
+    package var destination: String
     /// Permission bits; nil keeps the source's.
-    public var mode: UInt32?
+    package var mode: UInt32?
 }
 
 /// The `[snapshots]` table: the tree of snapshots the image starts with.
-public struct SnapshotSpec: Sendable, Equatable {
-    public init(tree: [Node], deploy: Int) {
+package struct SnapshotSpec: Sendable, Equatable {
+    package init(tree: [Node], deploy: Int) {
         self.tree = tree
         self.deploy = deploy
     }
 
     /// One snapshot of the tree; snapshot 0 (the base) is implicit.
-    public struct Node: Sendable, Equatable {
-        public init(id: Int, parent: Int, description: String = "") {
+    package struct Node: Sendable, Equatable {
+        package init(id: Int, parent: Int, description: String = "") {
             self.id = id
             self.parent = parent
             self.description = description
         }
 
-        public var id: Int
-        public var parent: Int
-        public var description: String
+        package var id: Int
+        package var parent: Int
+        package var description: String
     }
 
     /// In the order written; every parent is 0 or another node's id, and there are no cycles.
-    public var tree: [Node]
+    package var tree: [Node]
     /// The snapshot deployed in the image (0 or an id of the tree).
-    public var deploy: Int
+    package var deploy: Int
 
     /// The tree in an order where every parent comes before its children.
-    public var creationOrder: [Node] {
+    package var creationOrder: [Node] {
         var created: Set<Int> = [0]
         var remaining = tree
         var ordered: [Node] = []
@@ -255,41 +255,41 @@ public struct SnapshotSpec: Sendable, Equatable {
 }
 
 /// Firmware a disk image boots with.
-public enum Firmware: String, Sendable, CaseIterable, Equatable {
+package enum Firmware: String, Sendable, CaseIterable, Equatable {
     case bios
     case uefi
 }
 
-public enum Bootloader: String, Sendable, CaseIterable, Equatable {
+package enum Bootloader: String, Sendable, CaseIterable, Equatable {
     case grub
     case limine
 }
 
 /// btrfs transparent compression, as in the `compress=` mount option.
-public struct BtrfsCompression: Sendable, Equatable, CustomStringConvertible {
-    public init(algorithm: Algorithm, level: Int? = nil) {
+package struct BtrfsCompression: Sendable, Equatable, CustomStringConvertible {
+    package init(algorithm: Algorithm, level: Int? = nil) {
         self.algorithm = algorithm
         self.level = level
     }
 
-    public enum Algorithm: String, Sendable, CaseIterable {
+    package enum Algorithm: String, Sendable, CaseIterable {
         case none
         case zlib
         case lzo
         case zstd
     }
 
-    public var algorithm: Algorithm
+    package var algorithm: Algorithm
     /// zlib 1...9, zstd 1...15; nil for the default level.
-    public var level: Int?
+    package var level: Int?
 
     /// "zstd:3", "lzo", "none".
-    public var description: String {
+    package var description: String {
         level.map { "\(algorithm.rawValue):\($0)" } ?? algorithm.rawValue
     }
 
     /// The mount option (`compress=zstd:3`), or nil for no compression.
-    public var mountOption: String? {
+    package var mountOption: String? {
         algorithm == .none ? nil : "compress=\(description)"
     }
 }
@@ -297,8 +297,8 @@ public struct BtrfsCompression: Sendable, Equatable, CustomStringConvertible {
 /// The `[disk]` table. The GPT disk holds, in order: 1 MiB for the table and alignment,
 /// the BIOS boot partition (when booting with BIOS), the ESP, the btrfs root (the rest),
 /// and 1 MiB for the backup GPT.
-public struct DiskSpec: Sendable, Equatable {
-    public init(size: Int64, biosBootSize: Int64, espSize: Int64, filesystemLabel: String, compression: BtrfsCompression, bootloader: Bootloader, firmware: [Firmware]) {
+package struct DiskSpec: Sendable, Equatable {
+    package init(size: Int64, biosBootSize: Int64, espSize: Int64, filesystemLabel: String, compression: BtrfsCompression, bootloader: Bootloader, firmware: [Firmware]) {
         self.size = size
         self.biosBootSize = biosBootSize
         self.espSize = espSize
@@ -308,62 +308,62 @@ public struct DiskSpec: Sendable, Equatable {
         self.firmware = firmware
     }
 
-    public static let mebibyte: Int64 = 1 << 20
+    package static let mebibyte: Int64 = 1 << 20
     /// Space before the first partition (protective MBR, GPT, alignment).
-    public static let leadingSpace: Int64 = 1 << 20
+    package static let leadingSpace: Int64 = 1 << 20
     /// Space after the last partition (backup GPT).
-    public static let trailingSpace: Int64 = 1 << 20
-    public static let minimumRootSize: Int64 = 256 << 20
+    package static let trailingSpace: Int64 = 1 << 20
+    package static let minimumRootSize: Int64 = 256 << 20
     /// FAT32 needs at least 65525 clusters; 32 MiB is the smallest ESP that formats as FAT32.
-    public static let minimumESPSize: Int64 = 32 << 20
+    package static let minimumESPSize: Int64 = 32 << 20
 
     /// Size of the whole image in bytes.
-    public var size: Int64
+    package var size: Int64
     /// Size of the BIOS boot partition; it exists only when `firmware` contains `.bios`.
-    public var biosBootSize: Int64
-    public var espSize: Int64
-    public var filesystemLabel: String
-    public var compression: BtrfsCompression
-    public var bootloader: Bootloader
-    public var firmware: [Firmware]
+    package var biosBootSize: Int64
+    package var espSize: Int64
+    package var filesystemLabel: String
+    package var compression: BtrfsCompression
+    package var bootloader: Bootloader
+    package var firmware: [Firmware]
 
     /// True when the disk gets a BIOS boot partition.
-    public var hasBIOSBootPartition: Bool { firmware.contains(.bios) }
+    package var hasBIOSBootPartition: Bool { firmware.contains(.bios) }
 
     /// The root partition's size: everything the other partitions and the GPT leave.
-    public var rootSize: Int64 {
+    package var rootSize: Int64 {
         size - DiskSpec.leadingSpace - (hasBIOSBootPartition ? biosBootSize : 0) - espSize - DiskSpec.trailingSpace
     }
 }
 
-public enum OutputFormat: String, Sendable, CaseIterable, Equatable {
+package enum OutputFormat: String, Sendable, CaseIterable, Equatable {
     case raw
     case qcow2
 }
 
-public enum QCOW2Compression: String, Sendable, CaseIterable, Equatable {
+package enum QCOW2Compression: String, Sendable, CaseIterable, Equatable {
     case none
     case zlib
     case zstd
 }
 
 /// The `[output]` table.
-public struct OutputSpec: Sendable, Equatable {
+package struct OutputSpec: Sendable, Equatable {
     /// Absolute; written relative to the current directory in the recipe.
-    public var directory: String
-    public var formats: [OutputFormat]
-    public var qcow2Compression: QCOW2Compression
+    package var directory: String
+    package var formats: [OutputFormat]
+    package var qcow2Compression: QCOW2Compression
     /// A power of two from 512 bytes to 2 MiB.
-    public var qcow2ClusterSize: Int64
+    package var qcow2ClusterSize: Int64
 }
 
 /// The `[boot_test]` table.
-public struct BootTestSpec: Sendable, Equatable {
-    public var enabled: Bool
+package struct BootTestSpec: Sendable, Equatable {
+    package var enabled: Bool
     /// A subset of `disk.firmware`.
-    public var firmware: [Firmware]
+    package var firmware: [Firmware]
     /// Seconds before a boot that has not reported success counts as failed.
-    public var timeout: Int
+    package var timeout: Int
     /// Guest memory in bytes.
-    public var memory: Int64
+    package var memory: Int64
 }

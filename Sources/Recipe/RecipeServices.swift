@@ -2,8 +2,8 @@ import Services
 import TOML
 
 /// The `[network]` table: how the first interface is configured at boot, and the SSH server.
-public struct NetworkSpec: Sendable, Equatable {
-    public enum Mode: String, Sendable, CaseIterable {
+package struct NetworkSpec: Sendable, Equatable {
+    package enum Mode: String, Sendable, CaseIterable {
         /// busybox udhcpc, supervised as the service `network`.
         case dhcp
         /// A fixed address set by the boot scripts.
@@ -12,17 +12,17 @@ public struct NetworkSpec: Sendable, Equatable {
         case none
     }
 
-    public var mode: Mode
-    public var interface: String
+    package var mode: Mode
+    package var interface: String
     /// `ADDRESS/PREFIX` (static only).
-    public var address: String?
-    public var gateway: String?
-    public var dns: [String]
+    package var address: String?
+    package var gateway: String?
+    package var dns: [String]
     /// An SSH server (the service `sshd`): key logins only, no root login.
-    public var sshd: Bool
-    public var sshPort: Int
+    package var sshd: Bool
+    package var sshPort: Int
 
-    public init(mode: Mode = .dhcp, interface: String = "eth0", address: String? = nil, gateway: String? = nil,
+    package init(mode: Mode = .dhcp, interface: String = "eth0", address: String? = nil, gateway: String? = nil,
                 dns: [String] = [], sshd: Bool = true, sshPort: Int = 22) {
         self.mode = mode
         self.interface = interface
@@ -34,7 +34,7 @@ public struct NetworkSpec: Sendable, Equatable {
     }
 
     /// The services the image builder defines for this table (beside the recipe's own).
-    public var serviceNames: [String] {
+    package var serviceNames: [String] {
         (mode == .dhcp ? ["network"] : []) + (sshd ? ["sshd"] : [])
     }
 }

@@ -2,11 +2,11 @@ import Foundation
 import TOML
 
 /// Edits of definition files that keep everything else as written (comments, order).
-public enum DefinitionEditing {
+package enum DefinitionEditing {
     /// The text with `enabled` set: the value of an existing top-level `enabled` key is
     /// replaced where it is written; otherwise `enabled = VALUE` is added after the leading
     /// comments (top-level keys must come before any table header).
-    public static func settingEnabled(_ enabled: Bool, in text: String, file: String) throws(ServiceErrors) -> String {
+    package static func settingEnabled(_ enabled: Bool, in text: String, file: String) throws(ServiceErrors) -> String {
         let document: TOMLTable
         do {
             document = try TOMLDocument.parse(text, file: file)

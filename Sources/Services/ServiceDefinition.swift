@@ -4,16 +4,16 @@ import TOML
 /// by its policy, and logs. A definition is a TOML file `/etc/rast/services/NAME.toml` in a
 /// snapshot (so every snapshot has its own set), or a `[[services]]` table of a recipe.
 /// The format is documented in docs/services.md.
-public struct ServiceDefinition: Sendable, Equatable {
+package struct ServiceDefinition: Sendable, Equatable {
     /// How the program is given.
-    public enum Program: Sendable, Equatable {
+    package enum Program: Sendable, Equatable {
         /// An argument vector: the program (a path, or a name looked up in PATH) and its arguments.
         case arguments([String])
         /// A command line run by `/bin/sh -c`.
         case shell(String)
     }
 
-    public enum RestartPolicy: String, Sendable, CaseIterable, Codable {
+    package enum RestartPolicy: String, Sendable, CaseIterable, Codable {
         /// Restart whenever the program ends.
         case always
         /// Restart when it fails (exit status other than 0, or killed by a signal).
@@ -23,7 +23,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     /// How rast learns that a started service is ready (its dependents wait for this).
-    public enum Readiness: Sendable, Equatable {
+    package enum Readiness: Sendable, Equatable {
         /// A listening TCP socket on this port (IPv4 or IPv6, any address).
         case tcp(port: Int)
         /// A command (run by `/bin/sh -c`) that exits 0 once the service is ready.
@@ -31,43 +31,43 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     /// Rotation of the service's log, `/var/log/NAME/current` and the archived files beside it.
-    public struct Logging: Sendable, Equatable {
+    package struct Logging: Sendable, Equatable {
         /// Rotate when `current` reaches this many bytes.
-        public var maxSize: Int64
+        package var maxSize: Int64
         /// How many rotated files to keep.
-        public var keep: Int
+        package var keep: Int
 
-        public init(maxSize: Int64 = 1 << 20, keep: Int = 10) {
+        package init(maxSize: Int64 = 1 << 20, keep: Int = 10) {
             self.maxSize = maxSize
             self.keep = keep
         }
     }
 
     /// The file name without `.toml`: lower-case letters, digits, `-` and `_`.
-    public var name: String
-    public var description: String
-    public var program: Program
+    package var name: String
+    package var description: String
+    package var program: Program
     /// Nil runs the program as root.
-    public var user: String?
+    package var user: String?
     /// Environment variables, in the order written.
-    public var environment: [(name: String, value: String)]
+    package var environment: [(name: String, value: String)]
     /// Absolute; nil starts in `/`.
-    public var workingDirectory: String?
+    package var workingDirectory: String?
     /// Services that must be up and ready before this one starts.
-    public var depends: [String]
-    public var restart: RestartPolicy
+    package var depends: [String]
+    package var restart: RestartPolicy
     /// The delay before the first restart after a failure, in milliseconds; it doubles with
     /// every further failure in a row, up to `restartDelayMax`.
-    public var restartDelay: Int
-    public var restartDelayMax: Int
+    package var restartDelay: Int
+    package var restartDelayMax: Int
     /// How long a stopping service gets after SIGTERM before SIGKILL, in milliseconds.
-    public var stopTimeout: Int
-    public var readiness: Readiness?
-    public var logging: Logging
+    package var stopTimeout: Int
+    package var readiness: Readiness?
+    package var logging: Logging
     /// False: defined but not started at boot.
-    public var enabled: Bool
+    package var enabled: Bool
 
-    public init(name: String, description: String = "", program: Program, user: String? = nil,
+    package init(name: String, description: String = "", program: Program, user: String? = nil,
                 environment: [(name: String, value: String)] = [], workingDirectory: String? = nil, depends: [String] = [],
                 restart: RestartPolicy = .always, restartDelay: Int = 1000, restartDelayMax: Int = 30_000,
                 stopTimeout: Int = 10_000, readiness: Readiness? = nil, logging: Logging = Logging(), enabled: Bool = true) {
@@ -87,7 +87,7 @@ public struct ServiceDefinition: Sendable, Equatable {
         self.enabled = enabled
     }
 
-    public static func == (lhs: ServiceDefinition, rhs: ServiceDefinition) -> Bool {
+    package static func == (lhs: ServiceDefinition, rhs: ServiceDefinition) -> Bool {
         lhs.name == rhs.name && lhs.description == rhs.description && lhs.program == rhs.program && lhs.user == rhs.user
             && lhs.environment.map(\.name) == rhs.environment.map(\.name) && lhs.environment.map(\.value) == rhs.environment.map(\.value)
             && lhs.workingDirectory == rhs.workingDirectory && lhs.depends == rhs.depends && lhs.restart == rhs.restart
@@ -96,7 +96,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     /// The program as one line, for listings.
-    public var commandLine: String {
+    package var commandLine: String {
         switch program {
         case .shell(let text): return text
         case .arguments(let words): return words.map(ShellQuoting.quoteIfNeeded).joined(separator: " ")
@@ -104,7 +104,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     /// Service names: what s6 and the file system accept without surprises.
-    public static func nameProblem(_ name: String) -> String? {
+    package static func nameProblem(_ name: String) -> String? {
         guard let first = name.first else { return "a service name cannot be empty" }
         if name.count > 64 { return "'\(name)' is too long for a service name (at most 64 characters)" }
         let allowed = name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
@@ -115,7 +115,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     /// The keys a definition may have.
-    public static let keys = [
+    package static let keys = [
         "description", "command", "user", "environment", "working_directory", "depends", "restart",
         "restart_delay", "restart_delay_max", "stop_timeout", "ready", "log", "enabled",
     ]
@@ -123,39 +123,39 @@ public struct ServiceDefinition: Sendable, Equatable {
 
 /// A definition as read from a file, with where its parts were written (for errors that
 /// involve other definitions, such as an unknown dependency or a cycle).
-public struct LocatedDefinition: Sendable {
-    public var definition: ServiceDefinition
+package struct LocatedDefinition: Sendable {
+    package var definition: ServiceDefinition
     /// The file it came from (or the recipe).
-    public var file: String
+    package var file: String
     /// Where the definition starts (1:1 of its file, or its `[[services]]` header).
-    public var position: TOMLPosition
+    package var position: TOMLPosition
     /// The position of each `depends` entry, in order.
-    public var dependsPositions: [TOMLPosition]
+    package var dependsPositions: [TOMLPosition]
     /// The key path prefix of errors ("" for a file, "services[2]." in a recipe).
-    public var keyPrefix: String
+    package var keyPrefix: String
 
-    public var name: String { definition.name }
+    package var name: String { definition.name }
 }
 
 extension LocatedDefinition {
     /// A stand-in for a service that no definition file describes (a recipe's `[network]`
     /// makes sshd and dhcp): others may depend on it; it is placed at 1:1 of `file`, and its
     /// problems are keyed under `keyPrefix`.
-    public init(standIn name: String, file: String, keyPrefix: String) {
+    package init(standIn name: String, file: String, keyPrefix: String) {
         self.init(definition: ServiceDefinition(name: name, program: .shell("true")), file: file,
                   position: TOMLPosition(file: file, line: 1, column: 1), dependsPositions: [], keyPrefix: keyPrefix)
     }
 }
 
 /// Quoting for the generated shell scripts.
-public enum ShellQuoting {
+package enum ShellQuoting {
     /// `'text'`, with embedded single quotes written as `'\''`.
-    public static func quote(_ text: String) -> String {
+    package static func quote(_ text: String) -> String {
         "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The word as it is when it needs no quoting, else quoted.
-    public static func quoteIfNeeded(_ text: String) -> String {
+    package static func quoteIfNeeded(_ text: String) -> String {
         let plain = !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0)) }
         return plain ? text : quote(text)
     }

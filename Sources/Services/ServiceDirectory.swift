@@ -2,25 +2,25 @@ import Foundation
 import SystemSupport
 
 /// Where the supervision tree lives on a running system.
-public struct SupervisionPaths: Sendable, Equatable {
+package struct SupervisionPaths: Sendable, Equatable {
     /// s6-svscan's scan directory: one service directory per started service.
-    public var scanDirectory: String
+    package var scanDirectory: String
     /// Each service logs into `logDirectory/NAME/` (`current` and rotated files).
-    public var logDirectory: String
+    package var logDirectory: String
     /// PATH of the generated scripts.
-    public var searchPath: String
+    package var searchPath: String
 
-    public init(scanDirectory: String = "/run/rast/service", logDirectory: String = "/var/log",
+    package init(scanDirectory: String = "/run/rast/service", logDirectory: String = "/var/log",
                 searchPath: String = "/usr/local/bin:/usr/bin:/bin") {
         self.scanDirectory = scanDirectory
         self.logDirectory = logDirectory
         self.searchPath = searchPath
     }
 
-    public static let system = SupervisionPaths()
+    package static let system = SupervisionPaths()
 
-    public func serviceDirectory(_ name: String) -> String { scanDirectory + "/" + name }
-    public func logDirectory(_ name: String) -> String { logDirectory + "/" + name }
+    package func serviceDirectory(_ name: String) -> String { scanDirectory + "/" + name }
+    package func logDirectory(_ name: String) -> String { logDirectory + "/" + name }
 }
 
 /// Turns a definition into an s6 service directory (the layout s6-supervise runs):
@@ -42,15 +42,15 @@ public struct SupervisionPaths: Sendable, Equatable {
 /// NAME/log/run            s6-log into LOGDIR/NAME with size-based rotation
 /// NAME/supervise, NAME/log/supervise   made readable, so `rast service list` works unprivileged
 /// ```
-public enum ServiceDirectory {
-    public struct File: Sendable, Equatable {
-        public let path: String
-        public let contents: String
-        public let mode: mode_t
+package enum ServiceDirectory {
+    package struct File: Sendable, Equatable {
+        package let path: String
+        package let contents: String
+        package let mode: mode_t
     }
 
     /// Every file of the service directory, with paths relative to it.
-    public static func files(for definition: ServiceDefinition, source: String, definitionText: String,
+    package static func files(for definition: ServiceDefinition, source: String, definitionText: String,
                              paths: SupervisionPaths) -> [File] {
         var files = [
             File(path: "run", contents: runScript(definition, source: source, paths: paths), mode: 0o755),
@@ -70,7 +70,7 @@ public enum ServiceDirectory {
 
     /// Writes the service directory of `definition` into the scan directory: complete under
     /// a hidden name first (s6-svscan ignores names starting with a dot), then renamed.
-    public static func write(_ definition: ServiceDefinition, source: String, definitionText: String,
+    package static func write(_ definition: ServiceDefinition, source: String, definitionText: String,
                              paths: SupervisionPaths) throws {
         let final = paths.serviceDirectory(definition.name)
         let staging = paths.scanDirectory + "/." + definition.name + ".new"

@@ -4,7 +4,7 @@ import TOML
 extension ServiceDefinition {
     /// Reads the definition file `file` (its text in `bytes`) of the service `name`.
     /// Throws every problem, each with file:line:column and key.
-    public static func parse(bytes: [UInt8], file: String, name: String) throws(ServiceErrors) -> LocatedDefinition {
+    package static func parse(bytes: [UInt8], file: String, name: String) throws(ServiceErrors) -> LocatedDefinition {
         let document: TOMLTable
         do {
             document = try TOMLDocument.parse(bytes: bytes, file: file)
@@ -24,7 +24,7 @@ extension ServiceDefinition {
     /// Reads a definition from a table (a file's document, or a recipe's `[[services]]`
     /// entry, whose `name` key the caller has read: pass it in `extraKeys`). Problems are
     /// appended to `errors`; nil when a required part is missing or wrong.
-    public static func decode(_ table: TOMLTable, name: String, file: String, keyPrefix: String,
+    package static func decode(_ table: TOMLTable, name: String, file: String, keyPrefix: String,
                               extraKeys: [String] = [], errors: inout [ServiceError]) -> LocatedDefinition? {
         var reader = DefinitionReader(table: table, prefix: keyPrefix, errors: errors)
         defer { errors = reader.errors }
@@ -116,7 +116,7 @@ extension ServiceDefinition {
     }
 
     /// "1s", "250ms", "2m", for messages and rendered files.
-    public static func formatDuration(_ milliseconds: Int) -> String {
+    package static func formatDuration(_ milliseconds: Int) -> String {
         if milliseconds % 3_600_000 == 0, milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
         if milliseconds % 60_000 == 0, milliseconds > 0 { return "\(milliseconds / 60_000)m" }
         if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }

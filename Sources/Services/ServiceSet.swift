@@ -5,26 +5,26 @@ import TOML
 /// The definitions of one snapshot (or one recipe), checked together: every dependency must
 /// name a defined service, an enabled service cannot depend on a disabled one, and the
 /// dependencies form no cycle.
-public struct ServiceSet: Sendable {
+package struct ServiceSet: Sendable {
     /// By name.
-    public let services: [String: LocatedDefinition]
+    package let services: [String: LocatedDefinition]
 
     /// Where a snapshot keeps its definitions, relative to its root.
-    public static let directory = "/etc/rast/services"
+    package static let directory = "/etc/rast/services"
 
-    public init(_ definitions: [LocatedDefinition]) {
+    package init(_ definitions: [LocatedDefinition]) {
         var byName: [String: LocatedDefinition] = [:]
         for definition in definitions { byName[definition.name] = definition }
         services = byName
     }
 
-    public var names: [String] { services.keys.sorted() }
-    public subscript(name: String) -> LocatedDefinition? { services[name] }
-    public var isEmpty: Bool { services.isEmpty }
+    package var names: [String] { services.keys.sorted() }
+    package subscript(name: String) -> LocatedDefinition? { services[name] }
+    package var isEmpty: Bool { services.isEmpty }
 
     /// Reads every `NAME.toml` in `directory` (a missing directory is an empty set). Files
     /// that do not parse are returned as errors; the set holds the others.
-    public static func load(directory: String, displayDirectory: String? = nil) -> (set: ServiceSet, errors: [ServiceError]) {
+    package static func load(directory: String, displayDirectory: String? = nil) -> (set: ServiceSet, errors: [ServiceError]) {
         guard Files.isDirectory(directory) else { return (ServiceSet([]), []) }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".toml") }.sorted()
         var definitions: [LocatedDefinition] = []
@@ -46,7 +46,7 @@ public struct ServiceSet: Sendable {
 
     /// Problems between definitions: unknown dependencies, dependencies on disabled services,
     /// cycles. Each is reported at the `depends` entry that causes it.
-    public func problems() -> [ServiceError] {
+    package func problems() -> [ServiceError] {
         var errors: [ServiceError] = []
         let defined = names
         for name in defined {
@@ -71,7 +71,7 @@ public struct ServiceSet: Sendable {
     }
 
     /// Throws every problem of the set (and `extra` problems found while loading).
-    public func validate(extra: [ServiceError] = []) throws(ServiceErrors) {
+    package func validate(extra: [ServiceError] = []) throws(ServiceErrors) {
         let all = extra + problems()
         if !all.isEmpty { throw ServiceErrors(all) }
     }
@@ -107,7 +107,7 @@ public struct ServiceSet: Sendable {
     /// The enabled services in an order where every service comes after its dependencies
     /// (alphabetical among those that are free to start); services caught in a cycle or
     /// depending on a missing or disabled service are left out.
-    public var startOrder: [String] {
+    package var startOrder: [String] {
         var started: [String] = []
         var remaining = names.filter { services[$0]?.definition.enabled == true }
         while true {

@@ -3,14 +3,14 @@ import SystemSupport
 import TOML
 
 /// What `rast service setup` did at boot.
-public struct SetupReport: Sendable {
+package struct SetupReport: Sendable {
     /// The supervised services, in dependency order.
-    public var supervised: [String]
+    package var supervised: [String]
     /// Enabled services that were not set up, with the reason.
-    public var refused: [(name: String, reason: String)]
+    package var refused: [(name: String, reason: String)]
     /// Every problem in the definitions (file:line:column).
-    public var problems: [ServiceError]
-    public var disabled: [String]
+    package var problems: [ServiceError]
+    package var disabled: [String]
 }
 
 extension Supervisor {
@@ -18,7 +18,7 @@ extension Supervisor {
     /// /etc/rast/services) into service directories in the scan directory, which s6-svscan
     /// then supervises. A definition with a problem is reported (file:line:column) and left
     /// out, and so are the services that depend on it; the others are set up.
-    public func setUp(definitionsDirectory: String = ServiceSet.directory, passwd: String = "/etc/passwd") throws -> SetupReport {
+    package func setUp(definitionsDirectory: String = ServiceSet.directory, passwd: String = "/etc/passwd") throws -> SetupReport {
         let existing = supervisedNames()
         guard existing.isEmpty else {
             throw UserError("services are set up already in \(paths.scanDirectory) (\(existing.joined(separator: ", "))); setup runs once, at boot")
@@ -56,7 +56,7 @@ extension Supervisor {
 extension ServiceDefinition {
     /// The definition as a TOML file (what the image builder writes for a recipe's
     /// `[[services]]`); parsing it gives the definition back.
-    public var tomlText: String {
+    package var tomlText: String {
         func string(_ text: String) -> String { TOMLDocument.basicString(text) }
         var lines: [String] = []
         if !description.isEmpty { lines.append("description = \(string(description))") }

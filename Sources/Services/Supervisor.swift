@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// What a service is doing, as `rast service list` shows it.
-public enum ServiceState: String, Sendable, Codable {
+package enum ServiceState: String, Sendable, Codable {
     /// Up and ready.
     case running
     /// Up, waiting for its dependencies or for its readiness check.
@@ -24,36 +24,36 @@ public enum ServiceState: String, Sendable, Codable {
 }
 
 /// The supervisor's view of one service (s6-svstat plus what the finish script recorded).
-public struct RuntimeStatus: Sendable, Codable, Equatable {
-    public var up: Bool
-    public var wantedUp: Bool
-    public var ready: Bool
-    public var pid: Int?
+package struct RuntimeStatus: Sendable, Codable, Equatable {
+    package var up: Bool
+    package var wantedUp: Bool
+    package var ready: Bool
+    package var pid: Int?
     /// Seconds since the service last went up or down.
-    public var seconds: Int
+    package var seconds: Int
     /// Restarts since boot (every time the finish script let s6 start the program again).
-    public var restarts: Int
+    package var restarts: Int
     /// Failures in a row (what the backoff grows with).
-    public var consecutiveFailures: Int
+    package var consecutiveFailures: Int
     /// The last run's exit status, or nil when a signal ended it (then `lastSignal`).
-    public var lastExitStatus: Int?
-    public var lastSignal: Int?
+    package var lastExitStatus: Int?
+    package var lastSignal: Int?
     /// The last run ended because it was stopped (`rast service stop`), not by itself.
-    public var stoppedOnRequest: Bool = false
+    package var stoppedOnRequest: Bool = false
 
-    public var lastRunFailed: Bool {
+    package var lastRunFailed: Bool {
         if let status = lastExitStatus { return status != 0 }
         return lastSignal != nil
     }
 
     /// "exited with status 3", "killed by signal 9 (SIGKILL)", or nil before the first exit.
-    public var lastExit: String? {
+    package var lastExit: String? {
         if let status = lastExitStatus { return "exited with status \(status)" }
         if let signal = lastSignal { return "killed by signal \(signal)\(signalName(signal).map { " (\($0))" } ?? "")" }
         return nil
     }
 
-    public var state: ServiceState {
+    package var state: ServiceState {
         if up { return ready ? .running : .starting }
         if stoppedOnRequest, !wantedUp { return .stopped }
         if lastRunFailed { return .failed }
@@ -67,11 +67,11 @@ func signalName(_ number: Int) -> String? {
     return names[number]
 }
 
-public enum SupervisorError: Error, CustomStringConvertible, Sendable {
+package enum SupervisorError: Error, CustomStringConvertible, Sendable {
     case notSupervised(name: String, scanDirectory: String)
     case timedOut(name: String, action: String, seconds: Double, state: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .notSupervised(let name, let scan):
             return "service '\(name)' is not supervised in this boot (no \(scan)/\(name)); `rast service list` shows what is"
@@ -83,24 +83,24 @@ public enum SupervisorError: Error, CustomStringConvertible, Sendable {
 
 /// The running supervision tree: s6-svscan on `paths.scanDirectory`, one s6-supervise per
 /// service, controlled with s6-svc and read with s6-svstat.
-public struct Supervisor: Sendable {
-    public let paths: SupervisionPaths
+package struct Supervisor: Sendable {
+    package let paths: SupervisionPaths
 
-    public init(paths: SupervisionPaths = .system) {
+    package init(paths: SupervisionPaths = .system) {
         self.paths = paths
     }
 
     /// True when the supervision tree runs (s6-svscan's control pipe exists).
-    public var isRunning: Bool {
+    package var isRunning: Bool {
         Files.exists(paths.scanDirectory + "/.s6-svscan/control")
     }
 
-    public func isSupervised(_ name: String) -> Bool {
+    package func isSupervised(_ name: String) -> Bool {
         Files.exists(paths.serviceDirectory(name) + "/run")
     }
 
     /// Names of the service directories in the scan directory.
-    public func supervisedNames() -> [String] {
+    package func supervisedNames() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.scanDirectory)) ?? []
         // Containers with a restart policy have service directories too (data/container): `rast
         // container` manages those.
@@ -111,7 +111,7 @@ public struct Supervisor: Sendable {
 
     /// The status of a supervised service; nil when it has no service directory, or its
     /// supervisor has not started yet.
-    public func status(_ name: String) throws -> RuntimeStatus? {
+    package func status(_ name: String) throws -> RuntimeStatus? {
         let directory = paths.serviceDirectory(name)
         // No status file yet: s6-supervise has not started on it (or is just starting).
         guard isSupervised(name), Files.exists(directory + "/supervise/status") else { return nil }
@@ -139,14 +139,14 @@ public struct Supervisor: Sendable {
     }
 
     /// Brings a service up and waits until it is up (and ready, unless `ready` is false).
-    public func start(_ name: String, timeout: Double = 30) throws {
+    package func start(_ name: String, timeout: Double = 30) throws {
         let directory = try supervisedDirectory(name)
         try Command("s6-svc", ["-u", directory]).run()
         try wait(name, until: { $0.up && $0.ready }, action: "become ready", timeout: timeout)
     }
 
     /// Stops a service (SIGTERM, SIGKILL after its stop timeout) and waits until it is down.
-    public func stop(_ name: String, timeout: Double = 60) throws {
+    package func stop(_ name: String, timeout: Double = 60) throws {
         let directory = try supervisedDirectory(name)
         try Files.write(directory + "/data/stop-requested", string: "")
         try Command("s6-svc", ["-d", directory]).run()
@@ -157,7 +157,7 @@ public struct Supervisor: Sendable {
     }
 
     /// Stops and starts a service again (a restart asked for is not counted as a failure).
-    public func restart(_ name: String, timeout: Double = 60) throws {
+    package func restart(_ name: String, timeout: Double = 60) throws {
         let directory = try supervisedDirectory(name)
         guard let before = try status(name) else { throw SupervisorError.notSupervised(name: name, scanDirectory: paths.scanDirectory) }
         if before.up {
@@ -176,7 +176,7 @@ public struct Supervisor: Sendable {
     }
 
     /// Polls the status until `condition` holds.
-    public func wait(_ name: String, until condition: (RuntimeStatus) -> Bool, action: String, timeout: Double) throws {
+    package func wait(_ name: String, until condition: (RuntimeStatus) -> Bool, action: String, timeout: Double) throws {
         let stopwatch = Stopwatch()
         var last: RuntimeStatus?
         while stopwatch.elapsed < timeout {
@@ -190,11 +190,11 @@ public struct Supervisor: Sendable {
 
     // MARK: Logs
 
-    public func logFile(_ name: String) -> String { paths.logDirectory(name) + "/current" }
+    package func logFile(_ name: String) -> String { paths.logDirectory(name) + "/current" }
 
     /// The last `count` lines of the service's log (from the rotated files too when `current`
     /// has fewer).
-    public func logLines(_ name: String, count: Int) -> [String] {
+    package func logLines(_ name: String, count: Int) -> [String] {
         guard count > 0 else { return [] }
         let directory = paths.logDirectory(name)
         var files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("@") }.sorted()
@@ -210,7 +210,7 @@ public struct Supervisor: Sendable {
 
     /// Prints the lines written to the log from now on (after rotations too) until `stop`
     /// returns true or the process is interrupted.
-    public func follow(_ name: String, output: (String) -> Void, stop: () -> Bool = { false }) throws {
+    package func follow(_ name: String, output: (String) -> Void, stop: () -> Bool = { false }) throws {
         let path = logFile(name)
         var offset = (try? Files.size(path)) ?? 0
         var pending: [UInt8] = []

@@ -25,32 +25,32 @@ import Glibc
 /// runs. With `commit`, what the machine's deployed slot holds when it stops becomes a new
 /// snapshot branched from N (a working copy of N filled with the slot's files, committed by
 /// `SnapshotStore.commitWorkingCopy`); without it the disk is deleted with its writes.
-public struct SnapshotMachine {
-    public struct Options: Sendable {
-        public var firmware: MachineConfiguration.Firmware = .bios
-        public var memory = "1G"
-        public var cpus = 2
-        public var commit = false
-        public var sshPort: Int?
-        public init() {}
+package struct SnapshotMachine {
+    package struct Options: Sendable {
+        package var firmware: MachineConfiguration.Firmware = .bios
+        package var memory = "1G"
+        package var cpus = 2
+        package var commit = false
+        package var sshPort: Int?
+        package init() {}
     }
 
     /// What a run did.
-    public struct Outcome: Sendable {
+    package struct Outcome: Sendable {
         /// The snapshot `commit` made.
-        public var committed: Int?
-        public var termination: Termination
+        package var committed: Int?
+        package var termination: Termination
     }
 
-    public let store: SnapshotStore
-    public let snapshot: Int
-    public let options: Options
-    public let progress: ProgressReporter
+    package let store: SnapshotStore
+    package let snapshot: Int
+    package let options: Options
+    package let progress: ProgressReporter
     /// Takes and releases the source tree's lock (held while N is read and while a commit writes).
-    public let lock: () throws -> Void
-    public let unlock: () -> Void
+    package let lock: () throws -> Void
+    package let unlock: () -> Void
 
-    public init(store: SnapshotStore, snapshot: Int, options: Options, progress: ProgressReporter,
+    package init(store: SnapshotStore, snapshot: Int, options: Options, progress: ProgressReporter,
                 lock: @escaping () throws -> Void, unlock: @escaping () -> Void) {
         self.store = store
         self.snapshot = snapshot
@@ -70,7 +70,7 @@ public struct SnapshotMachine {
         }
     }
 
-    public func run() throws -> Outcome {
+    package func run() throws -> Outcome {
         let scratch = try TemporaryDirectory(prefix: "rast-vm")
         defer { try? scratch.remove() }
         let diskPath = scratch.appending("snapshot-\(snapshot).raw")

@@ -3,35 +3,35 @@ import Foundation
 import SystemSupport
 
 /// The tree compared with the subvolumes on disk.
-public struct CheckReport: Sendable, Codable, Equatable {
+package struct CheckReport: Sendable, Codable, Equatable {
     /// In the tree, missing on disk (with the missing path).
-    public var dangling: [Int: [String]] = [:]
+    package var dangling: [Int: [String]] = [:]
     /// Complete snapshot triples on disk that the tree does not know.
-    public var orphans: [Int] = []
+    package var orphans: [Int] = []
     /// Parts of snapshots (or unknown names) on disk that belong to nothing.
-    public var strays: [String] = []
+    package var strays: [String] = []
     /// Working copies (`rast tmp` removes them).
-    public var workingCopies: [String] = []
+    package var workingCopies: [String] = []
     /// Deployment slots recorded in the state but missing on disk.
-    public var missingSlots: [String] = []
+    package var missingSlots: [String] = []
     /// Slots that boot entries point at but that do not exist.
-    public var brokenBootEntries: [String] = []
+    package var brokenBootEntries: [String] = []
     /// The default subvolume is not the slot that boots next.
-    public var defaultMismatch: String?
+    package var defaultMismatch: String?
     /// Snapshots whose parent is not in the tree.
-    public var unknownParents: [Int] = []
+    package var unknownParents: [Int] = []
     /// The boot menu's first (default) entry does not boot the slot that boots next.
-    public var firstEntryMismatch: String?
+    package var firstEntryMismatch: String?
     /// Kernels and initramfs images boot entries load that do not exist.
-    public var missingBootFiles: [String] = []
+    package var missingBootFiles: [String] = []
     /// Snapshots (committed, so meant to be read-only) with a writable subvolume.
-    public var writableSnapshots: [Int: [String]] = [:]
+    package var writableSnapshots: [Int: [String]] = [:]
     /// Limine: the menu on the ESP is missing or unreadable, or an entry's kernel or initramfs
     /// is missing or damaged there.
-    public var bootMenuProblems: [String] = []
+    package var bootMenuProblems: [String] = []
     /// Limine: ESP files an interrupted deploy left (kernels no entry loads, `.tmp` and
     /// `.new` files); harmless, removed by the next deploy, rollback, `rast boot` or repair.
-    public var bootLeftovers: [String] = []
+    package var bootLeftovers: [String] = []
     /// ESP copies to be replaced by a repair (missing or damaged).
     var damagedBootFiles: [String] = []
 
@@ -42,13 +42,13 @@ public struct CheckReport: Sendable, Codable, Equatable {
 
     /// Consistent: everything in the tree exists, nothing unknown but working copies remains,
     /// snapshots are read-only, and the boot entries boot the next slot with files that exist.
-    public var isConsistent: Bool {
+    package var isConsistent: Bool {
         dangling.isEmpty && orphans.isEmpty && strays.isEmpty && missingSlots.isEmpty
             && brokenBootEntries.isEmpty && defaultMismatch == nil && unknownParents.isEmpty
             && firstEntryMismatch == nil && missingBootFiles.isEmpty && writableSnapshots.isEmpty && bootMenuProblems.isEmpty
     }
 
-    public var lines: [String] {
+    package var lines: [String] {
         var lines: [String] = []
         for (id, paths) in dangling.sorted(by: { $0.key < $1.key }) {
             lines.append("dangling: snapshot \(id) is in the tree but \(paths.joined(separator: ", ")) missing on disk")
@@ -74,7 +74,7 @@ public struct CheckReport: Sendable, Codable, Equatable {
 extension SnapshotStore {
     /// Compares the tree with the disk. Call under the lock (an interrupted change is
     /// completed first) to see the state a user will see.
-    public func check() throws -> CheckReport {
+    package func check() throws -> CheckReport {
         let state = try state()
         var report = CheckReport()
         let known = Set(state.snapshots.map(\.id))
@@ -188,7 +188,7 @@ extension SnapshotStore {
     /// forgotten, and the boot entries and default subvolume are regenerated.
     /// Working copies are left for `rast tmp`. Returns the actions taken.
     @discardableResult
-    public func repair() throws -> [String] {
+    package func repair() throws -> [String] {
         requireLock()
         let report = try check()
         var state = try state()

@@ -11,7 +11,7 @@ extension SnapshotStore {
     /// Order of the journal's steps, so that a crash at any point still boots: the menu and
     /// the default first fall back to the running slot alone, then the target slot is
     /// replaced, then the menu and the default point at the new deployment.
-    public func deploy(_ id: Int) throws {
+    package func deploy(_ id: Int) throws {
         requireLock()
         var state = try state()
         try requireSnapshot(id, in: state)
@@ -64,7 +64,7 @@ extension SnapshotStore {
     /// or (when the running deployment is also the next one) switches to the other slot.
     /// Returns the snapshot that now boots next.
     @discardableResult
-    public func rollback() throws -> Int {
+    package func rollback() throws -> Int {
         requireLock()
         var state = try state()
         guard let running = runningSlot(state) else { throw SnapshotError.noPreviousDeployment }
@@ -82,7 +82,7 @@ extension SnapshotStore {
     }
 
     /// Regenerates the boot entries from the deployments (astOS's `boot`).
-    public func updateBootEntries() throws {
+    package func updateBootEntries() throws {
         requireLock()
         let state = try state()
         guard let next = state.next, let record = state.slot(next) else {
@@ -95,7 +95,7 @@ extension SnapshotStore {
     }
 
     /// The boot menu for these deployments, first entry = default.
-    public func bootMenu(state: TreeState, entries: [(slot: String, snapshot: Int)],
+    package func bootMenu(state: TreeState, entries: [(slot: String, snapshot: Int)],
                          kernelSource: [String: String] = [:]) throws -> BootMenu? {
         guard let settings = state.boot else { return nil }
         var menu = BootMenu(distributor: settings.distributor, filesystemUUID: settings.filesystemUUID,
@@ -171,8 +171,8 @@ extension SnapshotStore {
 }
 
 /// /etc/fstab of a deployment slot (astOS's layout; only / is read-only).
-public enum FSTab {
-    public static func render(settings: BootMenuSettings, slot: String) -> String {
+package enum FSTab {
+    package static func render(settings: BootMenuSettings, slot: String) -> String {
         let uuid = "UUID=\(settings.filesystemUUID)"
         let options = settings.mountOptions
         return """
@@ -190,7 +190,7 @@ public enum FSTab {
     /// `table` with every deployment slot it mounts (`@.snapshots/rootfs/snapshot-SLOT`,
     /// `etc/etc-SLOT`, `boot/boot-SLOT`) changed to `slot`, every other line kept: what
     /// astOS's deploy did with sed, for an adopted system's own fstab.
-    public static func rewrite(_ table: String, slot: String) -> String {
+    package static func rewrite(_ table: String, slot: String) -> String {
         var output = ""
         var rest = Substring(table)
         let prefixes = ["@.snapshots/rootfs/snapshot-", "@.snapshots/etc/etc-", "@.snapshots/boot/boot-"]

@@ -2,7 +2,7 @@ import SystemSupport
 
 /// Everything that can go wrong with the snapshot tree, said so that a person can act on it.
 /// Where a reason explains another error, that error is the `cause`.
-public enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equatable {
+package enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equatable {
     case notRastFilesystem(path: String)
     case corruptState(path: String, reason: String, cause: (any Error)? = nil)
     case noSuchSnapshot(Int)
@@ -19,7 +19,7 @@ public enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equat
     case interrupted(operation: String)
     case astosImport(path: String, reason: String, cause: (any Error)? = nil)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .notRastFilesystem(let path):
             return "\(path) is not the top level of a rastOS btrfs filesystem (no @.snapshots/rast/state.json and no astOS tree to adopt)"
@@ -52,7 +52,7 @@ public enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equat
         }
     }
 
-    public var cause: (any Error)? {
+    package var cause: (any Error)? {
         switch self {
         case .corruptState(_, _, let cause), .journalFailed(_, _, let cause), .astosImport(_, _, let cause): cause
         default: nil
@@ -61,7 +61,7 @@ public enum SnapshotError: CausedError, CustomStringConvertible, Sendable, Equat
 
     /// Equal when they say the same: every case's description shows all it carries (a cause
     /// through its reason).
-    public static func == (lhs: SnapshotError, rhs: SnapshotError) -> Bool {
+    package static func == (lhs: SnapshotError, rhs: SnapshotError) -> Bool {
         lhs.description == rhs.description
     }
 }

@@ -5,35 +5,35 @@ import SystemSupport
 /// limine.conf, and grub.cfg as astOS's installer and `ast` leave it (grub-mkconfig output
 /// with the slot names edited in). Only what rast needs: each entry's title, the slot its
 /// `rootflags=subvol=` selects, the kernel and initramfs paths and the kernel arguments.
-public struct InstalledBootConfig: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public var title: String
+package struct InstalledBootConfig: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
+        package var title: String
         /// `tmp` or `tmp0` (or another name) from `rootflags=subvol=@.snapshots/rootfs/snapshot-SLOT`.
-        public var slot: String?
+        package var slot: String?
         /// GRUB: the `linux` path (from the filesystem's top level); Limine: the `kernel_path`.
-        public var kernelPath: String?
-        public var initrdPaths: [String] = []
+        package var kernelPath: String?
+        package var initrdPaths: [String] = []
         /// Kernel arguments, in order.
-        public var arguments: [String] = []
+        package var arguments: [String] = []
         /// The filesystem UUID of the entry's `search --fs-uuid`.
-        public var searchUUID: String?
+        package var searchUUID: String?
 
         /// The value of the first kernel argument `name=VALUE`.
-        public func argument(_ name: String) -> String? {
+        package func argument(_ name: String) -> String? {
             arguments.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
         }
     }
 
-    public var entries: [Entry] = []
+    package var entries: [Entry] = []
     /// GRUB's `set timeout=N` (Limine's `timeout: N`).
-    public var timeoutSeconds: Int?
+    package var timeoutSeconds: Int?
     /// GRUB sets up a serial terminal (`serial`, `terminal_output serial`); Limine's `serial: yes`.
-    public var serialConsole = false
+    package var serialConsole = false
 
     static let slotMarker = "rootflags=subvol=@.snapshots/rootfs/snapshot-"
 
     /// Parses a grub.cfg: every `menuentry` (also inside submenus), in order.
-    public static func grub(_ text: String) -> InstalledBootConfig {
+    package static func grub(_ text: String) -> InstalledBootConfig {
         var config = InstalledBootConfig()
         var current: Entry?
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -74,7 +74,7 @@ public struct InstalledBootConfig: Sendable, Equatable {
     }
 
     /// Parses a limine.conf: entries (`/Title`) with `kernel_path`, `module_path`, `cmdline`.
-    public static func limine(_ text: String) -> InstalledBootConfig {
+    package static func limine(_ text: String) -> InstalledBootConfig {
         var config = InstalledBootConfig()
         var current: Entry?
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {

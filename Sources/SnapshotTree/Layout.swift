@@ -19,63 +19,63 @@ import Foundation
 /// ```
 /// Snapshot N is the triple (snapshot-N, etc-N, boot-N); etc-N is authoritative for /etc,
 /// as in astOS, and is copied into a working copy's root when the copy is made.
-public struct Layout: Sendable {
-    public static let slots = ["tmp", "tmp0"]
-    public static let workingCopyMarker = "-chr"
+package struct Layout: Sendable {
+    package static let slots = ["tmp", "tmp0"]
+    package static let workingCopyMarker = "-chr"
 
     /// The mount point of the filesystem's top level.
-    public let top: String
+    package let top: String
     /// Where @.snapshots is: below `top`, or its own mount (/.snapshots on a running system,
     /// enough for the commands that only read the tree).
-    public let snapshots: String
+    package let snapshots: String
 
-    public init(top: String) {
+    package init(top: String) {
         self.top = top.count > 1 && top.hasSuffix("/") ? String(top.dropLast()) : top
         snapshots = self.top + "/@.snapshots"
     }
 
     /// A read-only view through a mounted @.snapshots (no access to the top level).
-    public init(mountedSnapshots: String) {
+    package init(mountedSnapshots: String) {
         top = mountedSnapshots
         snapshots = mountedSnapshots
     }
 
-    public var stateDirectory: String { snapshots + "/rast" }
-    public var stateFile: String { stateDirectory + "/state.json" }
-    public var journalFile: String { stateDirectory + "/journal.json" }
-    public var lockFile: String { stateDirectory + "/lock" }
-    public var home: String { top + "/@home" }
-    public var variable: String { top + "/@var" }
-    public var bootLoader: String { top + "/@boot" }
-    public var grubConfig: String { bootLoader + "/grub/grub.cfg" }
+    package var stateDirectory: String { snapshots + "/rast" }
+    package var stateFile: String { stateDirectory + "/state.json" }
+    package var journalFile: String { stateDirectory + "/journal.json" }
+    package var lockFile: String { stateDirectory + "/lock" }
+    package var home: String { top + "/@home" }
+    package var variable: String { top + "/@var" }
+    package var bootLoader: String { top + "/@boot" }
+    package var grubConfig: String { bootLoader + "/grub/grub.cfg" }
     /// A limine.conf in @boot, as an installation made by other tools may have it; rast's own
     /// Limine menu is on the ESP (`LimineLayout.configPath`), since Limine reads FAT only.
-    public var limineConfig: String { bootLoader + "/limine.conf" }
+    package var limineConfig: String { bootLoader + "/limine.conf" }
 
     /// astOS's own state, read when adopting an astOS installation.
-    public var astosDirectory: String { snapshots + "/ast" }
+    package var astosDirectory: String { snapshots + "/ast" }
 
-    public func root(_ name: String) -> String { snapshots + "/rootfs/snapshot-\(name)" }
-    public func etc(_ name: String) -> String { snapshots + "/etc/etc-\(name)" }
-    public func boot(_ name: String) -> String { snapshots + "/boot/boot-\(name)" }
+    package func root(_ name: String) -> String { snapshots + "/rootfs/snapshot-\(name)" }
+    package func etc(_ name: String) -> String { snapshots + "/etc/etc-\(name)" }
+    package func boot(_ name: String) -> String { snapshots + "/boot/boot-\(name)" }
 
     /// The three subvolumes of a snapshot, slot or working copy.
-    public func triple(_ name: String) -> [String] { [root(name), etc(name), boot(name)] }
+    package func triple(_ name: String) -> [String] { [root(name), etc(name), boot(name)] }
 
-    public func root(_ id: Int) -> String { root(String(id)) }
-    public func etc(_ id: Int) -> String { etc(String(id)) }
-    public func boot(_ id: Int) -> String { boot(String(id)) }
-    public func triple(_ id: Int) -> [String] { triple(String(id)) }
+    package func root(_ id: Int) -> String { root(String(id)) }
+    package func etc(_ id: Int) -> String { etc(String(id)) }
+    package func boot(_ id: Int) -> String { boot(String(id)) }
+    package func triple(_ id: Int) -> [String] { triple(String(id)) }
 
     /// Names of working copies.
-    public static func workingCopy(of id: Int) -> String { "chr\(id)" }
+    package static func workingCopy(of id: Int) -> String { "chr\(id)" }
     static func commitCopy(of id: Int) -> String { "chr\(id).commit" }
     static func deployCopy(slot: String) -> String { "chrdeploy.\(slot)" }
 
     /// Path from the top level, as GRUB and rootflags=subvol= want it.
-    public func relative(_ path: String) -> String {
+    package func relative(_ path: String) -> String {
         path.hasPrefix(top + "/") ? String(path.dropFirst(top.count + 1)) : path
     }
 
-    public static func otherSlot(_ slot: String) -> String { slot == "tmp" ? "tmp0" : "tmp" }
+    package static func otherSlot(_ slot: String) -> String { slot == "tmp" ? "tmp0" : "tmp" }
 }

@@ -5,19 +5,19 @@ import SystemSupport
 /// What the ESP must hold for one Limine menu: the menu and the kernel and initramfs copies
 /// its entries load (see `LimineLayout` for the ESP's layout). A journal step, so that an
 /// interrupted sync is completed by the next rast command.
-public struct ESPContents: Codable, Sendable, Equatable {
-    public struct File: Codable, Sendable, Equatable {
+package struct ESPContents: Codable, Sendable, Equatable {
+    package struct File: Codable, Sendable, Equatable {
         /// The path on the ESP (`rastos/HASH-vmlinuz-…`).
-        public var path: String
+        package var path: String
         /// The file in the btrfs filesystem it is copied from (the slot's /boot, where it is
         /// once the journal's earlier steps ran).
-        public var source: String
+        package var source: String
         /// The start of its SHA-256, as its name carries it.
-        public var sha256Prefix: String
+        package var sha256Prefix: String
     }
 
-    public var config: String
-    public var files: [File]
+    package var config: String
+    package var files: [File]
 }
 
 /// Brings an ESP in step with an `ESPContents`. Idempotent, and safe to interrupt at any

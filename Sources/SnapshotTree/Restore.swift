@@ -8,12 +8,12 @@ import SystemSupport
 extension SnapshotStore {
     /// Where restores receive their subvolumes (below @.snapshots, so that a rename moves
     /// them into place). What a killed restore left there is removed by the next one.
-    public var restoreScratch: String { layout.stateDirectory + "/restore" }
+    package var restoreScratch: String { layout.stateDirectory + "/restore" }
 
     /// Lays out an empty rastOS filesystem (@.snapshots with an empty tree, @home, @var,
     /// @boot) on a filesystem that has none, for a whole tree restored onto a new disk.
     /// Refuses a filesystem that already holds a tree.
-    public static func initializeEmpty(_ layout: Layout) throws {
+    package static func initializeEmpty(_ layout: Layout) throws {
         guard !isInitialized(layout) else { throw UserError("\(layout.top) holds a snapshot tree already") }
         for subvolume in [layout.snapshots, layout.home, layout.variable, layout.bootLoader] where !Files.exists(subvolume) {
             try Btrfs.createSubvolume(at: subvolume)
@@ -27,7 +27,7 @@ extension SnapshotStore {
     /// Adds snapshot `record.id` whose root, etc and boot subvolumes (read-only, in that
     /// order) were received below `restoreScratch`. Never replaces anything: the id must be
     /// free in the tree and on disk.
-    public func addReceivedSnapshot(_ record: SnapshotRecord, subvolumes: [String]) throws {
+    package func addReceivedSnapshot(_ record: SnapshotRecord, subvolumes: [String]) throws {
         requireLock()
         var state = try state()
         guard !state.contains(record.id) else {
@@ -59,7 +59,7 @@ extension SnapshotStore {
     }
 
     /// Removes what earlier restores left in `restoreScratch`.
-    public func clearRestoreScratch() throws {
+    package func clearRestoreScratch() throws {
         requireLock()
         guard Files.exists(restoreScratch) else { return }
         func clear(_ directory: String) throws {

@@ -7,7 +7,7 @@ extension SnapshotStore {
     /// anything else discards it (astOS's rule, which `chroot` and `run` share). The mounts
     /// are released in every case. Returns the command's exit status.
     @discardableResult
-    public func run(in id: Int, _ arguments: [String], output: Command.Output = .inherit, interactive: Bool = false,
+    package func run(in id: Int, _ arguments: [String], output: Command.Output = .inherit, interactive: Bool = false,
                     allowBase: Bool = false, command: String = "run") throws -> Int32 {
         let root = try prepareWorkingCopy(id, allowBase: allowBase, command: command)
         let status: Int32
@@ -30,13 +30,13 @@ extension SnapshotStore {
     }
 
     /// The shell to start in a snapshot: bash when it has one, else sh.
-    public func shell(in id: Int) -> String {
+    package func shell(in id: Int) -> String {
         Files.exists(layout.root(id) + "/bin/bash") ? "/bin/bash" : "/bin/sh"
     }
 
     /// Runs `arguments` in `id` and each of its descendants (parents first); each snapshot is
     /// committed only where the command succeeded. Returns the snapshots where it failed.
-    public func treeRun(_ id: Int, _ arguments: [String], output: Command.Output = .inherit,
+    package func treeRun(_ id: Int, _ arguments: [String], output: Command.Output = .inherit,
                         onEach: ((Int, Int32) -> Void)? = nil) throws -> [Int] {
         let state = try state()
         guard state.contains(id) else { throw SnapshotError.noSuchSnapshot(id) }

@@ -13,20 +13,20 @@ import Glibc
 /// that boots next stands in for the running one). Mutating operations take the lock, replay
 /// an interrupted journal, then build their result under working-copy names and commit it
 /// through the journal.
-public final class SnapshotStore {
-    public let layout: Layout
+package final class SnapshotStore {
+    package let layout: Layout
     /// The slot the running system booted from; nil when working on an image.
-    public let bootedSlot: String?
+    package let bootedSlot: String?
     let templates: BootTemplates
     var cachedState: TreeState?
     /// Opens the ESP when a Limine menu must be written or checked (see `espVolume()`).
-    public var espProvider: (() throws -> ESPVolume)? {
+    package var espProvider: (() throws -> ESPVolume)? {
         didSet { resolvedESP = nil }
     }
     var resolvedESP: ESPVolume?
     private var lock: FileLock?
 
-    public init(layout: Layout, bootedSlot: String? = nil, templates: BootTemplates = BootTemplates()) {
+    package init(layout: Layout, bootedSlot: String? = nil, templates: BootTemplates = BootTemplates()) {
         self.layout = layout
         self.bootedSlot = bootedSlot
         self.templates = templates
@@ -35,14 +35,14 @@ public final class SnapshotStore {
     // MARK: State and locking
 
     /// Whether `top` holds a rast (or adoptable astOS) tree.
-    public static func isInitialized(_ layout: Layout) -> Bool {
+    package static func isInitialized(_ layout: Layout) -> Bool {
         Files.exists(layout.stateFile) || Files.exists(layout.astosDirectory + "/fstree")
     }
 
     /// The current state: the journal's state while a change is pending (that change is
     /// committed; it is only not yet fully applied), else state.json; an astOS tree is read
     /// from astOS's files until rast first writes its own state.
-    public func state() throws -> TreeState {
+    package func state() throws -> TreeState {
         if let cachedState { return cachedState }
         if Files.exists(layout.journalFile), let bytes = try? Files.read(layout.journalFile),
            let journal = try? JSONDecoder().decode(Journal.self, from: Data(bytes)) {
@@ -61,7 +61,7 @@ public final class SnapshotStore {
 
     /// Takes the lock for a mutating operation and completes an interrupted change first.
     /// The lock is held until `unlock()` (or the store goes away).
-    public func acquire(wait: Bool, onWait: (() -> Void)? = nil) throws {
+    package func acquire(wait: Bool, onWait: (() -> Void)? = nil) throws {
         guard lock == nil else { return }
         try Files.createDirectory(layout.stateDirectory)
         lock = try FileLock(path: layout.lockFile, wait: wait, onWait: onWait)
@@ -84,7 +84,7 @@ public final class SnapshotStore {
         }
     }
 
-    public func unlock() {
+    package func unlock() {
         lock?.unlock()
         lock = nil
     }
@@ -96,19 +96,19 @@ public final class SnapshotStore {
     // MARK: Queries
 
     /// The slot treated as running: the booted one, or on an image the one that boots next.
-    public func runningSlot(_ state: TreeState) -> String? {
+    package func runningSlot(_ state: TreeState) -> String? {
         bootedSlot ?? state.next
     }
 
     /// The snapshot the running system booted (astOS's `current`).
-    public func currentSnapshot() throws -> Int? {
+    package func currentSnapshot() throws -> Int? {
         let state = try state()
         guard let slot = runningSlot(state) else { return nil }
         return state.slot(slot)?.snapshot
     }
 
     /// The snapshot that boots next.
-    public func nextSnapshot() throws -> Int? {
+    package func nextSnapshot() throws -> Int? {
         let state = try state()
         return state.next.flatMap { state.slot($0)?.snapshot }
     }
@@ -126,7 +126,7 @@ public final class SnapshotStore {
     /// This is astOS's clone (parent nil), branch (parent = source), cbranch (parent =
     /// source's parent) and ubranch (any parent).
     @discardableResult
-    public func copy(_ source: Int, as id: Int? = nil, parent: Int?, description: String) throws -> Int {
+    package func copy(_ source: Int, as id: Int? = nil, parent: Int?, description: String) throws -> Int {
         requireLock()
         var state = try state()
         try requireSnapshot(source, in: state)
@@ -144,7 +144,7 @@ public final class SnapshotStore {
     /// Copies `source` and all its descendants; the copy of `source` goes under `parent`.
     /// Returns the new ids, in the order of the copied subtree.
     @discardableResult
-    public func copyTree(_ source: Int, parent: Int?) throws -> [Int: Int] {
+    package func copyTree(_ source: Int, parent: Int?) throws -> [Int: Int] {
         requireLock()
         var state = try state()
         try requireSnapshot(source, in: state)
@@ -180,7 +180,7 @@ public final class SnapshotStore {
         return steps
     }
 
-    public func setDescription(_ id: Int, _ text: String) throws {
+    package func setDescription(_ id: Int, _ text: String) throws {
         requireLock()
         var state = try state()
         guard let index = state.snapshots.firstIndex(where: { $0.id == id }) else { throw SnapshotError.noSuchSnapshot(id) }
@@ -191,7 +191,7 @@ public final class SnapshotStore {
     // MARK: Deleting
 
     /// Why `id` may not be deleted, or nil.
-    public func deletionRefusal(_ id: Int) throws -> String? {
+    package func deletionRefusal(_ id: Int) throws -> String? {
         let state = try state()
         if id == 0 { return "it is the base snapshot" }
         guard state.contains(id) else { throw SnapshotError.noSuchSnapshot(id) }
@@ -210,7 +210,7 @@ public final class SnapshotStore {
 
     /// Deletes `id` and all its descendants. Returns the deleted ids.
     @discardableResult
-    public func delete(_ id: Int) throws -> [Int] {
+    package func delete(_ id: Int) throws -> [Int] {
         requireLock()
         if let reason = try deletionRefusal(id) { throw SnapshotError.refusingToDelete(id: id, reason: reason) }
         var state = try state()
@@ -227,7 +227,7 @@ public final class SnapshotStore {
     // MARK: Working copies
 
     /// Makes the writable working copy of `id` (which doubles as its lock) and returns its root.
-    public func prepareWorkingCopy(_ id: Int, allowBase: Bool = false, command: String) throws -> String {
+    package func prepareWorkingCopy(_ id: Int, allowBase: Bool = false, command: String) throws -> String {
         requireLock()
         if id == 0, !allowBase { throw SnapshotError.baseSnapshotIsReadOnly(command: command) }
         let state = try state()
@@ -249,7 +249,7 @@ public final class SnapshotStore {
     /// free id: `commitWorkingCopy(id, adding:)` adds it to the tree, `discardWorkingCopy(id)`
     /// drops it, and until then the tree does not change. A working copy left under that id by
     /// a killed command is removed first (the lock is held, so no other command can own it).
-    public func prepareNewSnapshot(from source: Int) throws -> (id: Int, root: String) {
+    package func prepareNewSnapshot(from source: Int) throws -> (id: Int, root: String) {
         requireLock()
         let state = try state()
         try requireSnapshot(source, in: state)
@@ -267,7 +267,7 @@ public final class SnapshotStore {
     /// Turns the working copy of `id` into snapshot `id`: the new read-only triple is complete
     /// before the old one is replaced. `record` adds a snapshot made by `prepareNewSnapshot` to
     /// the tree in the same journal step.
-    public func commitWorkingCopy(_ id: Int, adding record: SnapshotRecord? = nil) throws {
+    package func commitWorkingCopy(_ id: Int, adding record: SnapshotRecord? = nil) throws {
         requireLock()
         var state = try state()
         if let record {
@@ -290,7 +290,7 @@ public final class SnapshotStore {
     }
 
     /// Deletes the working copy of `id` (discarding its changes; also `rast unlock`).
-    public func discardWorkingCopy(_ id: Int) throws {
+    package func discardWorkingCopy(_ id: Int) throws {
         requireLock()
         for path in layout.triple(Layout.workingCopy(of: id)) + layout.triple(Layout.commitCopy(of: id)) where Files.exists(path) {
             try Subvolume.delete(path)
@@ -298,7 +298,7 @@ public final class SnapshotStore {
     }
 
     /// Every working copy on disk (`…-chr…` subvolumes), as paths.
-    public func workingCopies() throws -> [String] {
+    package func workingCopies() throws -> [String] {
         var result: [String] = []
         for (directory, prefix) in [("rootfs", "snapshot-"), ("etc", "etc-"), ("boot", "boot-")] {
             let path = layout.snapshots + "/" + directory
@@ -312,7 +312,7 @@ public final class SnapshotStore {
 
     /// Deletes every working copy (astOS's `tmp`). Returns what was deleted.
     @discardableResult
-    public func removeWorkingCopies() throws -> [String] {
+    package func removeWorkingCopies() throws -> [String] {
         requireLock()
         let copies = try workingCopies()
         for path in copies { try Subvolume.delete(path) }
@@ -323,7 +323,7 @@ public final class SnapshotStore {
 
     /// Creates the layout's subvolumes on an empty filesystem and the working copy of
     /// snapshot 0, whose root is returned for the image builder to fill.
-    public func beginBase() throws -> String {
+    package func beginBase() throws -> String {
         try Files.createDirectory(layout.top)
         for subvolume in [layout.snapshots, layout.home, layout.variable, layout.bootLoader] where !Files.exists(subvolume) {
             try Btrfs.createSubvolume(at: subvolume)
@@ -341,7 +341,7 @@ public final class SnapshotStore {
     }
 
     /// Commits the filled working copy as snapshot 0 and records the boot settings.
-    public func commitBase(description: String = "base snapshot", boot: BootMenuSettings?) throws {
+    package func commitBase(description: String = "base snapshot", boot: BootMenuSettings?) throws {
         requireLock()
         cachedState = TreeState(snapshots: [SnapshotRecord(id: 0, parent: nil, description: description)], boot: boot)
         try commitWorkingCopy(0)
@@ -350,7 +350,7 @@ public final class SnapshotStore {
     /// Records new boot settings (a new filesystem UUID or root PARTUUID after the disk was
     /// given new identifiers). Boot entries and fstab follow at the next deploy or
     /// `updateBootEntries()`.
-    public func setBootSettings(_ settings: BootMenuSettings) throws {
+    package func setBootSettings(_ settings: BootMenuSettings) throws {
         requireLock()
         var state = try state()
         state.boot = settings
@@ -360,7 +360,7 @@ public final class SnapshotStore {
     // MARK: Helpers
 
     /// Replaces the contents of directory `target` with those of `source` (reflinked copies).
-    public static func replaceContents(of target: String, with source: String) throws {
+    package static func replaceContents(of target: String, with source: String) throws {
         guard Files.isDirectory(source) else { return }
         if Files.exists(target) {
             for name in try FileManagerShim.contents(of: target) { try Files.removeTree(target + "/" + name) }

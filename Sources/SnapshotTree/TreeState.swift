@@ -3,14 +3,14 @@ import Foundation
 import SystemSupport
 
 /// One snapshot in the tree.
-public struct SnapshotRecord: Codable, Sendable, Equatable {
-    public var id: Int
+package struct SnapshotRecord: Codable, Sendable, Equatable {
+    package var id: Int
     /// nil for the root of a tree (snapshot 0 and every `clone`/`new`).
-    public var parent: Int?
-    public var description: String
-    public var created: String
+    package var parent: Int?
+    package var description: String
+    package var created: String
 
-    public init(id: Int, parent: Int?, description: String, created: String = TreeState.timestamp()) {
+    package init(id: Int, parent: Int?, description: String, created: String = TreeState.timestamp()) {
         self.id = id
         self.parent = parent
         self.description = description
@@ -19,25 +19,25 @@ public struct SnapshotRecord: Codable, Sendable, Equatable {
 }
 
 /// What a deployment slot holds.
-public struct SlotRecord: Codable, Sendable, Equatable {
-    public var slot: String
-    public var snapshot: Int
-    public var deployed: String
+package struct SlotRecord: Codable, Sendable, Equatable {
+    package var slot: String
+    package var snapshot: Int
+    package var deployed: String
 }
 
 /// rast's persistent state, one JSON file written atomically.
-public struct TreeState: Codable, Sendable, Equatable {
-    public static let currentFormat = 1
+package struct TreeState: Codable, Sendable, Equatable {
+    package static let currentFormat = 1
 
-    public var format: Int
-    public var snapshots: [SnapshotRecord]
-    public var slots: [SlotRecord]
+    package var format: Int
+    package var snapshots: [SnapshotRecord]
+    package var slots: [SlotRecord]
     /// The slot that boots next (also the btrfs default subvolume and GRUB's entry 0).
-    public var next: String?
+    package var next: String?
     /// What boot entries are generated from; nil until an image is made bootable.
-    public var boot: BootMenuSettings?
+    package var boot: BootMenuSettings?
 
-    public init(snapshots: [SnapshotRecord] = [], slots: [SlotRecord] = [], next: String? = nil, boot: BootMenuSettings? = nil) {
+    package init(snapshots: [SnapshotRecord] = [], slots: [SlotRecord] = [], next: String? = nil, boot: BootMenuSettings? = nil) {
         self.format = TreeState.currentFormat
         self.snapshots = snapshots
         self.slots = slots
@@ -45,7 +45,7 @@ public struct TreeState: Codable, Sendable, Equatable {
         self.boot = boot
     }
 
-    public static func timestamp(_ date: Date = Date()) -> String {
+    package static func timestamp(_ date: Date = Date()) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: date)
@@ -53,14 +53,14 @@ public struct TreeState: Codable, Sendable, Equatable {
 
     // MARK: Queries
 
-    public func record(_ id: Int) -> SnapshotRecord? { snapshots.first { $0.id == id } }
-    public func contains(_ id: Int) -> Bool { record(id) != nil }
-    public func children(of id: Int?) -> [SnapshotRecord] {
+    package func record(_ id: Int) -> SnapshotRecord? { snapshots.first { $0.id == id } }
+    package func contains(_ id: Int) -> Bool { record(id) != nil }
+    package func children(of id: Int?) -> [SnapshotRecord] {
         snapshots.filter { $0.parent == id }.sorted { $0.id < $1.id }
     }
 
     /// `id` and all its descendants, parents before children.
-    public func subtree(_ id: Int) -> [Int] {
+    package func subtree(_ id: Int) -> [Int] {
         var result = [id]
         var index = 0
         while index < result.count {
@@ -71,16 +71,16 @@ public struct TreeState: Codable, Sendable, Equatable {
     }
 
     /// The lowest free id above 0 (astOS's findnew).
-    public func nextFreeID(excluding taken: Set<Int> = []) -> Int {
+    package func nextFreeID(excluding taken: Set<Int> = []) -> Int {
         let used = Set(snapshots.map(\.id)).union(taken)
         var candidate = 1
         while used.contains(candidate) { candidate += 1 }
         return candidate
     }
 
-    public func slot(_ name: String) -> SlotRecord? { slots.first { $0.slot == name } }
+    package func slot(_ name: String) -> SlotRecord? { slots.first { $0.slot == name } }
 
-    public mutating func setSlot(_ name: String, snapshot: Int, deployed: Date = Date()) {
+    package mutating func setSlot(_ name: String, snapshot: Int, deployed: Date = Date()) {
         slots.removeAll { $0.slot == name }
         slots.append(SlotRecord(slot: name, snapshot: snapshot, deployed: TreeState.timestamp(deployed)))
         slots.sort { $0.slot < $1.slot }
@@ -88,13 +88,13 @@ public struct TreeState: Codable, Sendable, Equatable {
 
     // MARK: Encoding
 
-    public func encoded() throws -> [UInt8] {
+    package func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return Array(try encoder.encode(self)) + [10]
     }
 
-    public static func decode(_ bytes: [UInt8], path: String) throws -> TreeState {
+    package static func decode(_ bytes: [UInt8], path: String) throws -> TreeState {
         struct Version: Decodable { let format: Int }
         let data = Data(bytes)
         guard let version = try? JSONDecoder().decode(Version.self, from: data) else {
@@ -112,28 +112,28 @@ public struct TreeState: Codable, Sendable, Equatable {
 }
 
 /// The parts of the boot menu that do not change between deployments.
-public struct BootMenuSettings: Codable, Sendable, Equatable {
-    public var loader: BootLoader
-    public var distributor: String
-    public var filesystemUUID: String
-    public var rootPartitionUUID: String
-    public var kernelArguments: String
-    public var timeoutSeconds: Int
+package struct BootMenuSettings: Codable, Sendable, Equatable {
+    package var loader: BootLoader
+    package var distributor: String
+    package var filesystemUUID: String
+    package var rootPartitionUUID: String
+    package var kernelArguments: String
+    package var timeoutSeconds: Int
     /// btrfs mount options of every fstab line (compression from the recipe).
-    public var mountOptions: String
+    package var mountOptions: String
     /// The kernel's `root=` value when it is not `PARTUUID=rootPartitionUUID`: an adopted
     /// astOS system boots through an initramfs with `root=UUID=...`.
-    public var rootDevice: String?
+    package var rootDevice: String?
     /// The kernel and initramfs file names to boot when a slot's /boot holds several.
-    public var kernel: String?
-    public var initrd: String?
+    package var kernel: String?
+    package var initrd: String?
     /// Deploy rewrites the slot names in the deployed snapshot's own /etc/fstab (keeping its
     /// other lines, as astOS did) instead of writing rast's.
-    public var rewritesFSTab: Bool?
+    package var rewritesFSTab: Bool?
     /// GRUB also talks on the first serial port (nil: yes, as on rast's images).
-    public var serialConsole: Bool?
+    package var serialConsole: Bool?
 
-    public init(loader: BootLoader, distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
+    package init(loader: BootLoader, distributor: String = "rastOS", filesystemUUID: String, rootPartitionUUID: String,
                 kernelArguments: String, timeoutSeconds: Int = 3, mountOptions: String = "compress=zstd,noatime") {
         self.mountOptions = mountOptions
         self.loader = loader

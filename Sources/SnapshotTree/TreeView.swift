@@ -5,18 +5,18 @@ import Glibc
 #endif
 
 /// The tree as a person (or a script, with `--json`) reads it.
-public struct TreeView: Codable, Sendable {
-    public struct Node: Codable, Sendable {
-        public var id: Int
-        public var description: String
-        public var booted: Bool
-        public var next: Bool
-        public var children: [Node]
+package struct TreeView: Codable, Sendable {
+    package struct Node: Codable, Sendable {
+        package var id: Int
+        package var description: String
+        package var booted: Bool
+        package var next: Bool
+        package var children: [Node]
     }
 
-    public var trees: [Node]
+    package var trees: [Node]
 
-    public init(state: TreeState, current: Int?, next: Int?) {
+    package init(state: TreeState, current: Int?, next: Int?) {
         func node(_ record: SnapshotRecord) -> Node {
             Node(id: record.id, description: record.description, booted: record.id == current, next: record.id == next,
                  children: state.children(of: record.id).map(node))
@@ -26,7 +26,7 @@ public struct TreeView: Codable, Sendable {
 
     /// astOS's rendering: `root`, then each snapshot as `N - description`, the booted one
     /// marked `*` and the one that boots next marked `(next boot)`.
-    public func render() -> String {
+    package func render() -> String {
         var lines = ["root"]
         func walk(_ nodes: [Node], prefix: String) {
             for (index, node) in nodes.enumerated() {
@@ -44,22 +44,22 @@ public struct TreeView: Codable, Sendable {
 }
 
 /// `rast status`: what is booted, what boots next, locks and space.
-public struct StatusReport: Codable, Sendable {
-    public var bootedSlot: String?
-    public var bootedSnapshot: Int?
-    public var nextSlot: String?
-    public var nextSnapshot: Int?
-    public var slots: [SlotRecord]
-    public var snapshotCount: Int
-    public var workingCopies: [String]
-    public var pendingJournal: Bool
+package struct StatusReport: Codable, Sendable {
+    package var bootedSlot: String?
+    package var bootedSnapshot: Int?
+    package var nextSlot: String?
+    package var nextSnapshot: Int?
+    package var slots: [SlotRecord]
+    package var snapshotCount: Int
+    package var workingCopies: [String]
+    package var pendingJournal: Bool
     /// Whether another rast command holds the lock; nil when that cannot be seen (the lock
     /// file is not readable for this user).
-    public var lockHeld: Bool?
-    public var bytesTotal: Int64
-    public var bytesUsed: Int64
+    package var lockHeld: Bool?
+    package var bytesTotal: Int64
+    package var bytesUsed: Int64
 
-    public var lines: [String] {
+    package var lines: [String] {
         var lines: [String] = []
         lines.append("booted:  " + (bootedSnapshot.map { "snapshot \($0) (slot \(bootedSlot ?? "?"))" } ?? "nothing deployed"))
         lines.append("next:    " + (nextSnapshot.map { "snapshot \($0) (slot \(nextSlot ?? "?"))" } ?? "nothing deployed"))
@@ -80,11 +80,11 @@ public struct StatusReport: Codable, Sendable {
 }
 
 extension SnapshotStore {
-    public func treeView() throws -> TreeView {
+    package func treeView() throws -> TreeView {
         TreeView(state: try state(), current: try currentSnapshot(), next: try nextSnapshot())
     }
 
-    public func status() throws -> StatusReport {
+    package func status() throws -> StatusReport {
         let state = try state()
         var info = statvfs()
         let statOK = statvfs(layout.top, &info) == 0
@@ -104,13 +104,13 @@ extension SnapshotStore {
 
 /// The per-snapshot configuration, astOS's `key::value` lines (`aur::True`), parsed robustly:
 /// blank lines and `#` comments are skipped, whitespace is trimmed, values are kept whole.
-public struct SnapshotConfig: Sendable, Equatable {
-    public static let path = "/etc/rast.conf"
-    public static let astosPath = "/etc/ast.conf"
+package struct SnapshotConfig: Sendable, Equatable {
+    package static let path = "/etc/rast.conf"
+    package static let astosPath = "/etc/ast.conf"
 
-    public private(set) var values: [(key: String, value: String)] = []
+    package private(set) var values: [(key: String, value: String)] = []
 
-    public init(text: String) {
+    package init(text: String) {
         for rawLine in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             guard !line.isEmpty, !line.hasPrefix("#"), let separator = line.range(of: "::") else { continue }
@@ -123,22 +123,22 @@ public struct SnapshotConfig: Sendable, Equatable {
     }
 
     /// Reads /etc/rast.conf, or astOS's /etc/ast.conf, of an etc directory.
-    public static func load(etcDirectory: String) -> SnapshotConfig {
+    package static func load(etcDirectory: String) -> SnapshotConfig {
         for name in ["rast.conf", "ast.conf"] {
             if let text = try? Files.readString(etcDirectory + "/" + name) { return SnapshotConfig(text: text) }
         }
         return SnapshotConfig(text: "")
     }
 
-    public subscript(key: String) -> String? { values.last { $0.key == key }?.value }
+    package subscript(key: String) -> String? { values.last { $0.key == key }?.value }
 
     /// astOS wrote booleans as Python's True/False.
-    public func flag(_ key: String) -> Bool {
+    package func flag(_ key: String) -> Bool {
         guard let value = self[key]?.lowercased() else { return false }
         return ["true", "yes", "1", "on"].contains(value)
     }
 
-    public static func == (lhs: SnapshotConfig, rhs: SnapshotConfig) -> Bool {
+    package static func == (lhs: SnapshotConfig, rhs: SnapshotConfig) -> Bool {
         lhs.values.map { "\($0.key)=\($0.value)" } == rhs.values.map { "\($0.key)=\($0.value)" }
     }
 }

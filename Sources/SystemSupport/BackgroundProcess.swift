@@ -9,9 +9,9 @@ import Glibc
 /// process group: its stdout and stderr arrive line by line on a reader thread, `stop()` ends
 /// the whole group (SIGTERM, then SIGKILL after a grace period), and `wait()` collects the
 /// exit status. Dropping the last reference stops it. `Command.run` is for programs we wait for.
-public final class BackgroundProcess: Sendable {
-    public let pid: pid_t
-    public let commandLine: String
+package final class BackgroundProcess: Sendable {
+    package let pid: pid_t
+    package let commandLine: String
     private let shared = Shared()
 
     /// What the reader thread and the owner share.
@@ -22,7 +22,7 @@ public final class BackgroundProcess: Sendable {
 
     /// Starts `command` (its environment and working directory apply); `lines` is called on
     /// a reader thread for every line of output, stdout and stderr together.
-    public init(_ command: Command, lines: @escaping @Sendable (String) -> Void) throws {
+    package init(_ command: Command, lines: @escaping @Sendable (String) -> Void) throws {
         guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
@@ -82,12 +82,12 @@ public final class BackgroundProcess: Sendable {
     }
 
     /// The exit status once the program ended (and its output was read), else nil.
-    public var exitStatus: Int32? { shared.status.withLock { $0 } }
-    public var isRunning: Bool { exitStatus == nil }
+    package var exitStatus: Int32? { shared.status.withLock { $0 } }
+    package var isRunning: Bool { exitStatus == nil }
 
     /// Waits until the program ended (up to `timeout` seconds); returns its exit status.
     @discardableResult
-    public func wait(timeout: Double? = nil) -> Int32? {
+    package func wait(timeout: Double? = nil) -> Int32? {
         if let status = exitStatus { return status }
         if let timeout {
             guard shared.finished.wait(timeout: .now() + timeout) == .success else { return nil }
@@ -100,7 +100,7 @@ public final class BackgroundProcess: Sendable {
 
     /// Ends the process group: `signal` now, SIGKILL after `grace` seconds; returns the status.
     @discardableResult
-    public func stop(signal: Int32 = SIGTERM, grace: Double = 5) -> Int32? {
+    package func stop(signal: Int32 = SIGTERM, grace: Double = 5) -> Int32? {
         guard isRunning else { return exitStatus }
         kill(-pid, signal)
         kill(pid, signal)

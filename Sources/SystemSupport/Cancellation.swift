@@ -11,8 +11,8 @@ import Glibc
 /// and the code that waits for the child throws. Long loops call `checkCancelled()`. Cleanup
 /// then runs through the ordinary `defer`/`catch` paths: mounts are released and loop devices
 /// detached before the program exits.
-public final class Cancellation: Sendable {
-    public static let shared = Cancellation()
+package final class Cancellation: Sendable {
+    package static let shared = Cancellation()
 
     private struct State {
         var cancelled = false
@@ -21,12 +21,12 @@ public final class Cancellation: Sendable {
     }
     private let state = Mutex(State())
 
-    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+    package var isCancelled: Bool { state.withLock { $0.cancelled } }
     /// The signal that cancelled the process (0 when none did).
-    public var signal: Int32 { state.withLock { $0.signal } }
+    package var signal: Int32 { state.withLock { $0.signal } }
 
     /// Installs the handlers. Call once from an executable's entry point.
-    public func installSignalHandlers() {
+    package func installSignalHandlers() {
         let queue = DispatchQueue(label: "rast.signals")
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGINT, SIGTERM, SIGHUP] {
@@ -40,7 +40,7 @@ public final class Cancellation: Sendable {
     }
 
     /// Marks the process cancelled and asks every running child process group to stop.
-    public func cancel(signal: Int32 = SIGINT) {
+    package func cancel(signal: Int32 = SIGINT) {
         let children = state.withLock { state -> Set<pid_t> in
             state.cancelled = true
             if state.signal == 0 { state.signal = signal }
@@ -61,7 +61,7 @@ public final class Cancellation: Sendable {
     }
 
     /// Throws `CancellationError` once a signal arrived.
-    public func check() throws {
+    package func check() throws {
         if isCancelled { throw InterruptedError(signal: signal) }
     }
 }
@@ -70,14 +70,14 @@ public final class Cancellation: Sendable {
 nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
 
 /// Thrown when SIGINT/SIGTERM interrupted the work.
-public struct InterruptedError: Error, CustomStringConvertible, Sendable {
-    public let signal: Int32
-    public var description: String {
+package struct InterruptedError: Error, CustomStringConvertible, Sendable {
+    package let signal: Int32
+    package var description: String {
         signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted"
     }
 }
 
 /// Shorthand for `Cancellation.shared.check()`.
-public func checkCancelled() throws {
+package func checkCancelled() throws {
     try Cancellation.shared.check()
 }

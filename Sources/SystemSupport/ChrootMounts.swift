@@ -5,11 +5,11 @@ import Foundation
 /// a fresh /run and /tmp, plus any extra binds (shared /var and /home). `release()` unmounts
 /// in reverse order; rast-build and rast run in their own mount namespace, so even a killed
 /// process leaves nothing mounted on the host.
-public final class ChrootMounts {
-    public let root: String
+package final class ChrootMounts {
+    package let root: String
     private var mounted: [String] = []
 
-    public init(root: String, binds: [(source: String, target: String)] = []) throws {
+    package init(root: String, binds: [(source: String, target: String)] = []) throws {
         self.root = root
         do {
             try Mounts.bind(root, on: root)
@@ -41,7 +41,7 @@ public final class ChrootMounts {
     }
 
     /// Unmounts everything below the root, deepest first, and the root's self-bind.
-    public func release() {
+    package func release() {
         guard !mounted.isEmpty else { return }
         try? Mounts.unmountAll(under: root)
         mounted.removeAll()

@@ -5,15 +5,15 @@ import Glibc
 #endif
 
 /// An external program to run: argv, environment changes, working directory, input.
-public struct Command: Sendable, CustomStringConvertible {
-    public enum Input: Sendable {
+package struct Command: Sendable, CustomStringConvertible {
+    package enum Input: Sendable {
         case null
         case inherit
         case bytes([UInt8])
     }
 
     /// How the child's stdout and stderr are handled.
-    public enum Output: @unchecked Sendable {
+    package enum Output: @unchecked Sendable {
         /// Collected and returned in the result.
         case capture
         /// Passed through to our own stdout/stderr (interactive programs).
@@ -29,15 +29,15 @@ public struct Command: Sendable, CustomStringConvertible {
         case watch(interval: Double, (String?) -> Bool)
     }
 
-    public var arguments: [String]
-    public var environment: [String: String]
-    public var removedEnvironment: [String]
-    public var workingDirectory: String?
-    public var input: Input
+    package var arguments: [String]
+    package var environment: [String: String]
+    package var removedEnvironment: [String]
+    package var workingDirectory: String?
+    package var input: Input
     /// The signal a timeout or a `linesUntil` handler stops the program with.
-    public var stopSignal: Int32 = SIGTERM
+    package var stopSignal: Int32 = SIGTERM
 
-    public init(_ program: String, _ arguments: [String] = [], environment: [String: String] = [:],
+    package init(_ program: String, _ arguments: [String] = [], environment: [String: String] = [:],
                 workingDirectory: String? = nil, input: Input = .null) {
         self.arguments = [program] + arguments
         self.environment = environment
@@ -46,16 +46,16 @@ public struct Command: Sendable, CustomStringConvertible {
         self.input = input
     }
 
-    public var program: String { arguments[0] }
+    package var program: String { arguments[0] }
 
-    public var description: String {
+    package var description: String {
         arguments.map { arg in
             arg.isEmpty || arg.contains(where: { " \"'$\\".contains($0) }) ? "'\(arg)'" : arg
         }.joined(separator: " ")
     }
 
     /// The absolute path of `name` in `PATH` (or `name` itself when it contains a slash).
-    public static func find(_ name: String) -> String? {
+    package static func find(_ name: String) -> String? {
         if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
         var dirs = path.split(separator: ":").map(String.init)
@@ -71,7 +71,7 @@ public struct Command: Sendable, CustomStringConvertible {
     /// With `timeout` (seconds), the program is stopped when it runs longer and the result's
     /// `timedOut` is set.
     @discardableResult
-    public func run(output: Output = .capture, check: Bool = true, timeout: Double? = nil) throws -> CommandResult {
+    package func run(output: Output = .capture, check: Bool = true, timeout: Double? = nil) throws -> CommandResult {
         guard let executable = Command.find(program) else {
             throw CommandError.notFound(program: program)
         }
@@ -90,7 +90,7 @@ public struct Command: Sendable, CustomStringConvertible {
     }
 
     /// Runs the command and returns its stdout with the trailing newline removed.
-    public func output() throws -> String {
+    package func output() throws -> String {
         var text = try run().standardOutput
         while text.hasSuffix("\n") { text.removeLast() }
         return text
@@ -396,26 +396,26 @@ private struct OutputCollector {
 }
 
 /// How a child process ended.
-public enum Termination: Sendable, Equatable, CustomStringConvertible {
+package enum Termination: Sendable, Equatable, CustomStringConvertible {
     /// It called exit() (or returned from main) with this status.
     case exited(Int32)
     /// A signal ended it.
     case signalled(Int32)
 
     /// Decodes a status from waitpid(2).
-    public init(waitStatus status: Int32) {
+    package init(waitStatus status: Int32) {
         self = status & 0x7f == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
     }
 
     /// The status a shell would show in `$?`: the exit status, or 128 + the signal number.
-    public var shellStatus: Int32 {
+    package var shellStatus: Int32 {
         switch self {
         case .exited(let code): return code
         case .signalled(let signal): return 128 + signal
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .exited(let code): return "exited with status \(code)"
         case .signalled(let signal):
@@ -428,19 +428,19 @@ public enum Termination: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What a finished command left behind.
-public struct CommandResult: Sendable {
+package struct CommandResult: Sendable {
     /// Whether the program exited (and with which status) or was killed by a signal.
-    public let termination: Termination
-    public let standardOutput: String
-    public let standardError: String
+    package let termination: Termination
+    package let standardOutput: String
+    package let standardError: String
     /// The program ran past its timeout and was stopped.
-    public var timedOut = false
+    package var timedOut = false
     /// A `linesUntil` handler asked for the program to stop.
-    public var stoppedByHandler = false
+    package var stoppedByHandler = false
     /// How many bytes of `.bytes` input the program read before it ended or closed its input.
-    public var inputWritten = 0
+    package var inputWritten = 0
 
-    public init(termination: Termination, standardOutput: String, standardError: String,
+    package init(termination: Termination, standardOutput: String, standardError: String,
                 timedOut: Bool = false, stoppedByHandler: Bool = false, inputWritten: Int = 0) {
         self.termination = termination
         self.standardOutput = standardOutput
@@ -452,22 +452,22 @@ public struct CommandResult: Sendable {
 
     /// The status as a shell shows it (`$?`): the exit status, or 128 + the signal number.
     /// Use `termination` to tell `exit 130` from SIGINT.
-    public var status: Int32 { termination.shellStatus }
+    package var status: Int32 { termination.shellStatus }
 
     /// The last lines of stderr (or stdout when stderr is empty), for error messages.
-    public func combinedTail(lines: Int) -> String {
+    package func combinedTail(lines: Int) -> String {
         let source = standardError.isEmpty ? standardOutput : standardError
         let all = source.split(separator: "\n", omittingEmptySubsequences: true)
         return all.suffix(lines).joined(separator: "\n")
     }
 }
 
-public enum CommandError: Error, CustomStringConvertible, Sendable {
+package enum CommandError: Error, CustomStringConvertible, Sendable {
     case notFound(program: String)
     case failed(command: String, termination: Termination, output: String)
     case timedOut(command: String, seconds: Double, output: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .notFound(let program):
             return "\(program) was not found in PATH; install it (see `make deps`)"

@@ -3,10 +3,10 @@ import Foundation
 /// Where rast's data files live (boot-loader templates, kernel profiles, PKGBUILDs):
 /// `$RAST_DATA_DIR`; else the source checkout the running executable was built in (found by
 /// walking up from the executable); else `/usr/share/rast`, where the rast package installs them.
-public enum DataDirectory {
-    public static let installed = "/usr/share/rast"
+package enum DataDirectory {
+    package static let installed = "/usr/share/rast"
 
-    public static func locate(containing marker: String = "bootloader/grub/grub.cfg") -> String {
+    package static func locate(containing marker: String = "bootloader/grub/grub.cfg") -> String {
         if let dir = ProcessInfo.processInfo.environment["RAST_DATA_DIR"], !dir.isEmpty { return dir }
         var url = URL(fileURLWithPath: CommandLine.arguments.first.map(resolve) ?? "/")
         for _ in 0..<6 {

@@ -11,12 +11,12 @@ import Glibc
 
 extension SystemError {
     /// The error for an `Errno` that swift-system threw while doing `operation` on `path`.
-    public init(_ operation: String, path: String? = nil, errno: Errno) {
+    package init(_ operation: String, path: String? = nil, errno: Errno) {
         self.init(operation, path: path, errno: errno.rawValue)
     }
 
     /// Runs `body`; an `Errno` it throws becomes a `SystemError` for `operation` on `path`.
-    public static func wrapping<R>(_ operation: String, path: String? = nil, _ body: () throws -> R) throws -> R {
+    package static func wrapping<R>(_ operation: String, path: String? = nil, _ body: () throws -> R) throws -> R {
         do {
             return try body()
         } catch let error as Errno {
@@ -27,7 +27,7 @@ extension SystemError {
 
 extension FileDescriptor {
     /// Opens `path`, always close-on-exec. A failure is a `SystemError` for `operation`.
-    public static func open(path: String, _ mode: AccessMode, options: OpenOptions = [],
+    package static func open(path: String, _ mode: AccessMode, options: OpenOptions = [],
                             permissions: FilePermissions? = nil, operation: String = "open") throws -> FileDescriptor {
         try SystemError.wrapping(operation, path: path) {
             try FileDescriptor.open(FilePath(path), mode, options: options.union(.closeOnExec), permissions: permissions)
@@ -37,7 +37,7 @@ extension FileDescriptor {
     /// Creates a new file named `prefix` followed by six random letters and digits, as
     /// mkstemp(3) does: never an existing file, open for reading and writing, close-on-exec.
     /// A failure is a `SystemError` for `operation` on `reportedPath` (the prefix by default).
-    public static func createUnique(prefix: String, permissions: FilePermissions = .ownerReadWrite,
+    package static func createUnique(prefix: String, permissions: FilePermissions = .ownerReadWrite,
                                     operation: String = "create a temporary file", reportedPath: String? = nil)
         throws -> (descriptor: FileDescriptor, path: String) {
         let characters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -59,7 +59,7 @@ extension FileDescriptor {
 
     /// Runs `body`, then closes the descriptor whatever happened. When `body` succeeded, a
     /// failing close is an error too: a delayed write error shows up there.
-    public func closeAfter<R>(path: String, _ body: () throws -> R) throws -> R {
+    package func closeAfter<R>(path: String, _ body: () throws -> R) throws -> R {
         let result: R
         do {
             result = try body()
@@ -73,13 +73,13 @@ extension FileDescriptor {
 
     /// Reads from the current offset until `buffer` is full or the file ends; returns the
     /// number of bytes read.
-    public func read(filling buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
+    package func read(filling buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
         try fill(buffer, path: path) { rest, _ in try read(into: rest) }
     }
 
     /// Reads at `offset` (pread: the file offset stays, so several threads may share the
     /// descriptor) until `buffer` is full or the file ends; returns the number of bytes read.
-    public func read(filling buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64,
+    package func read(filling buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64,
                      path: String) throws -> Int {
         try fill(buffer, path: path) { rest, done in try read(fromAbsoluteOffset: offset + Int64(done), into: rest) }
     }
@@ -98,7 +98,7 @@ extension FileDescriptor {
     }
 
     /// Everything from the current offset to the end of the file.
-    public func readToEnd(path: String) throws -> [UInt8] {
+    package func readToEnd(path: String) throws -> [UInt8] {
         var result: [UInt8] = []
         let chunk = 1 << 16
         while true {
@@ -115,41 +115,41 @@ extension FileDescriptor {
     }
 
     /// Writes all of `bytes` at the current offset.
-    public func writeAll<Bytes: Sequence<UInt8>>(_ bytes: Bytes, path: String) throws {
+    package func writeAll<Bytes: Sequence<UInt8>>(_ bytes: Bytes, path: String) throws {
         try SystemError.wrapping("write", path: path) { _ = try writeAll(bytes) }
     }
 
     /// Writes all of `bytes` at `offset` (pwrite: the file offset stays).
-    public func writeAll<Bytes: Sequence<UInt8>>(toAbsoluteOffset offset: Int64, _ bytes: Bytes, path: String) throws {
+    package func writeAll<Bytes: Sequence<UInt8>>(toAbsoluteOffset offset: Int64, _ bytes: Bytes, path: String) throws {
         try SystemError.wrapping("write", path: path) { _ = try writeAll(toAbsoluteOffset: offset, bytes) }
     }
 
     /// Flushes the file's data and metadata to stable storage (fsync).
-    public func sync(path: String) throws {
+    package func sync(path: String) throws {
         while fsync(rawValue) != 0 {
             if errno != EINTR { throw SystemError("fsync", path: path) }
         }
     }
 
     /// Sets the file's permission bits (fchmod; the umask does not apply).
-    public func setPermissions(_ mode: mode_t, path: String) throws {
+    package func setPermissions(_ mode: mode_t, path: String) throws {
         try SystemError.check("chmod", path: path) { fchmod(rawValue, mode) }
     }
 
     /// Makes the file `size` bytes long (ftruncate).
-    public func resize(to size: Int64, path: String) throws {
+    package func resize(to size: Int64, path: String) throws {
         try SystemError.wrapping("truncate", path: path) { try resize(to: size) }
     }
 
     /// The size in bytes; for a block device, its capacity.
-    public func size(path: String) throws -> Int64 {
+    package func size(path: String) throws -> Int64 {
         try SystemError.wrapping("seek to the end of", path: path) { try seek(offset: 0, from: .end) }
     }
 
     /// The data extents of the first `size` bytes, in order (SEEK_DATA and SEEK_HOLE, which
     /// swift-system names only on Darwin and FreeBSD); everything else is a hole and reads as
     /// zeros. A file system or device that cannot tell (EINVAL) has only data.
-    public func dataExtents(size: Int64, path: String) throws -> [Range<Int64>] {
+    package func dataExtents(size: Int64, path: String) throws -> [Range<Int64>] {
         // Linux's whence values; Swift's Glibc module is built without _GNU_SOURCE.
         let nextData = SeekOrigin(rawValue: 3), nextHole = SeekOrigin(rawValue: 4)
         var extents: [Range<Int64>] = []

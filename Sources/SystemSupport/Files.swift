@@ -5,30 +5,30 @@ import Glibc
 #endif
 
 /// Small, careful file operations: atomic replacement, fsync, existence checks.
-public enum Files {
-    public static func exists(_ path: String) -> Bool {
+package enum Files {
+    package static func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0
     }
 
-    public static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    public static func size(_ path: String) throws -> Int64 {
+    package static func size(_ path: String) throws -> Int64 {
         var st = stat()
         try SystemError.check("stat", path: path) { stat(path, &st) }
         return Int64(st.st_size)
     }
 
-    public static func read(_ path: String) throws -> [UInt8] {
+    package static func read(_ path: String) throws -> [UInt8] {
         let file = try FileDescriptor.open(path: path, .readOnly)
         return try file.closeAfter(path: path) { try file.readToEnd(path: path) }
     }
 
     /// The first `count` bytes of a file (fewer when it is shorter).
-    public static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+    package static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
         let file = try FileDescriptor.open(path: path, .readOnly)
         var buffer = [UInt8](repeating: 0, count: count)
         let got = try file.closeAfter(path: path) {
@@ -37,14 +37,14 @@ public enum Files {
         return Array(buffer.prefix(got))
     }
 
-    public static func readString(_ path: String) throws -> String {
+    package static func readString(_ path: String) throws -> String {
         String(decoding: try read(path), as: UTF8.self)
     }
 
     /// Replaces `path` atomically: a temporary file in the same directory is written and
     /// fsynced, renamed over `path`, and the directory is fsynced. A crash at any moment
     /// leaves either the old content or the new one.
-    public static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
+    package static func writeAtomically(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let (file, tempPath) = try FileDescriptor.createUnique(prefix: "\(directory.isEmpty ? "." : directory)/.\(base).tmp-",
@@ -63,12 +63,12 @@ public enum Files {
         try syncDirectory(directory.isEmpty ? "." : directory)
     }
 
-    public static func writeAtomically(_ path: String, string: String, mode: mode_t = 0o644) throws {
+    package static func writeAtomically(_ path: String, string: String, mode: mode_t = 0o644) throws {
         try writeAtomically(path, bytes: Array(string.utf8), mode: mode)
     }
 
     /// Writes a file in place (no atomicity), creating parent directories.
-    public static func write(_ path: String, string: String, mode: mode_t = 0o644) throws {
+    package static func write(_ path: String, string: String, mode: mode_t = 0o644) throws {
         try createDirectory((path as NSString).deletingLastPathComponent)
         let file = try FileDescriptor.open(path: path, .writeOnly, options: [.create, .truncate],
                                            permissions: FilePermissions(rawValue: mode))
@@ -78,12 +78,12 @@ public enum Files {
         }
     }
 
-    public static func syncDirectory(_ path: String) throws {
+    package static func syncDirectory(_ path: String) throws {
         let directory = try FileDescriptor.open(path: path, .readOnly, options: .directory, operation: "open directory")
         try directory.closeAfter(path: path) { try directory.sync(path: path) }
     }
 
-    public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws {
+    package static func createDirectory(_ path: String, mode: mode_t = 0o755) throws {
         guard !path.isEmpty, !isDirectory(path) else { return }
         try createDirectory((path as NSString).deletingLastPathComponent, mode: mode)
         if mkdir(path, mode) != 0 && errno != EEXIST {
@@ -93,7 +93,7 @@ public enum Files {
 
     /// Removes a file or a directory tree. Refuses to descend into anything mounted below
     /// `path`, so a forgotten mount can never make it delete another filesystem's files.
-    public static func removeTree(_ path: String) throws {
+    package static func removeTree(_ path: String) throws {
         guard exists(path) else { return }
         let mounted = try MountTable.read().mounts(under: path)
         if let first = mounted.first {
@@ -104,7 +104,7 @@ public enum Files {
 
     /// The directory holding rast's caches (kernel builds, downloads):
     /// `$RAST_CACHE_DIR`, else `$XDG_CACHE_HOME/rast`, else `~/.cache/rast`.
-    public static var cacheDirectory: String {
+    package static var cacheDirectory: String {
         let env = ProcessInfo.processInfo.environment
         if let dir = env["RAST_CACHE_DIR"], !dir.isEmpty { return dir }
         if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/rast" }
@@ -114,10 +114,10 @@ public enum Files {
 
 /// A directory that exists for the life of the value; `remove()` unmounts nothing and
 /// refuses to delete across mounts (release mounts first).
-public final class TemporaryDirectory: Sendable {
-    public let path: String
+package final class TemporaryDirectory: Sendable {
+    package let path: String
 
-    public init(prefix: String = "rast", in parent: String? = nil) throws {
+    package init(prefix: String = "rast", in parent: String? = nil) throws {
         let base = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
         try Files.createDirectory(base)
         var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
@@ -127,22 +127,22 @@ public final class TemporaryDirectory: Sendable {
         path = String(nulTerminated: template)
     }
 
-    public func appending(_ component: String) -> String { path + "/" + component }
+    package func appending(_ component: String) -> String { path + "/" + component }
 
-    public func remove() throws {
+    package func remove() throws {
         try Files.removeTree(path)
     }
 }
 
 /// An advisory lock on a file (flock). Serialises concurrent rast invocations. Owns the
 /// descriptor that holds the lock; `unlock()` or `deinit` closes it.
-public final class FileLock {
-    public let path: String
+package final class FileLock {
+    package let path: String
     private var file: FileDescriptor?
 
     /// Takes the lock. With `wait`, blocks (calling `onWait` once first); without, throws
     /// `UserError` at once when another process holds it.
-    public init(path: String, wait: Bool, onWait: (() -> Void)? = nil) throws {
+    package init(path: String, wait: Bool, onWait: (() -> Void)? = nil) throws {
         self.path = path
         try Files.createDirectory((path as NSString).deletingLastPathComponent)
         let file = try FileDescriptor.open(path: path, .readWrite, options: .create, permissions: FilePermissions(rawValue: 0o644),
@@ -169,7 +169,7 @@ public final class FileLock {
     /// Whether another process holds the lock at `path`, found without creating anything:
     /// no file means no lock. A shared lock is tried on a read-only descriptor, so it works
     /// for users who may not write the file. Nil when the file cannot be opened at all.
-    public static func isHeld(path: String) -> Bool? {
+    package static func isHeld(path: String) -> Bool? {
         let file: FileDescriptor
         do {
             file = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
@@ -184,7 +184,7 @@ public final class FileLock {
         return errno == EWOULDBLOCK ? true : nil
     }
 
-    public func unlock() {
+    package func unlock() {
         if let file {
             flock(file.rawValue, LOCK_UN)
             try? file.close()

@@ -9,14 +9,14 @@ import Glibc
 /// it ends, even if it was killed in raw mode. SIGINT, SIGTERM or SIGHUP to us (see
 /// `Cancellation`) stop it with SIGTERM, SIGKILL after `grace` seconds. `Command.run` with
 /// `.inherit` is the form for programs whose process id nobody needs while they run.
-public final class ForegroundProcess {
-    public let pid: pid_t
-    public let commandLine: String
+package final class ForegroundProcess {
+    package let pid: pid_t
+    package let commandLine: String
     private var terminal: termios?
     private var termination: Termination?
 
     /// Starts `command` (through `Command.spawn`: its environment and working directory apply).
-    public init(_ command: Command) throws {
+    package init(_ command: Command) throws {
         guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
         try checkCancelled()
         var saved = termios()
@@ -42,7 +42,7 @@ public final class ForegroundProcess {
     /// Waits until the program ends; a cancellation of this process (a signal) stops it first.
     /// The terminal's modes are restored before this returns.
     @discardableResult
-    public func wait(grace: Double = 5) throws -> Termination {
+    package func wait(grace: Double = 5) throws -> Termination {
         if let termination { return termination }
         var status: Int32 = 0
         var stopping: Stopwatch?

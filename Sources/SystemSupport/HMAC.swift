@@ -1,9 +1,9 @@
 import CCrypto
 
 /// HMAC-SHA256 through libcrypto: AWS Signature V4 and HKDF.
-public enum HMACSHA256 {
+package enum HMACSHA256 {
     /// The 32-byte MAC of `message` under `key`.
-    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
+    package static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         let result = key.withUnsafeBytes { keyBytes in
@@ -20,17 +20,17 @@ public enum HMACSHA256 {
         return output
     }
 
-    public static func authenticate(_ message: String, key: [UInt8]) -> [UInt8] {
+    package static func authenticate(_ message: String, key: [UInt8]) -> [UInt8] {
         authenticate(Array(message.utf8), key: key)
     }
 }
 
 /// Lowercase hexadecimal text of bytes, and back.
-public enum Hex {
-    public static func encode(_ bytes: [UInt8]) -> String { SHA256.hex(bytes) }
+package enum Hex {
+    package static func encode(_ bytes: [UInt8]) -> String { SHA256.hex(bytes) }
 
     /// nil when `text` is not an even number of hex digits.
-    public static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         let digits = Array(text.utf8)
         guard digits.count % 2 == 0 else { return nil }
         func value(_ c: UInt8) -> UInt8? {

@@ -6,8 +6,8 @@ import SystemPackage
 /// most recent text kept for error messages. Owns its descriptor: `close()` or `deinit`
 /// closes it. A write that fails (a full disk) is reported once in the debug log and does not
 /// stop the work the log describes.
-public final class LogFile: Sendable {
-    public let path: String
+package final class LogFile: Sendable {
+    package let path: String
     private struct State {
         var file: FileDescriptor?
         var recent: [String] = []
@@ -16,7 +16,7 @@ public final class LogFile: Sendable {
     private let state: Mutex<State>
 
     /// Creates (or empties) the file at `path`, and its directory.
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         try Files.createDirectory((path as NSString).deletingLastPathComponent)
         let file = try FileDescriptor.open(path: path, .writeOnly, options: [.create, .truncate],
@@ -24,7 +24,7 @@ public final class LogFile: Sendable {
         state = Mutex(State(file: file))
     }
 
-    public func write(_ text: String) {
+    package func write(_ text: String) {
         state.withLock { state in
             if let file = state.file, !state.failed {
                 do {
@@ -40,13 +40,13 @@ public final class LogFile: Sendable {
     }
 
     /// The last `lines` lines written.
-    public func tail(lines: Int) -> String {
+    package func tail(lines: Int) -> String {
         let recent = state.withLock { $0.recent }
         return recent.joined().split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     /// Closes the file now; later writes only reach `tail`.
-    public func close() {
+    package func close() {
         state.withLock { state in
             try? state.file?.close()
             state.file = nil

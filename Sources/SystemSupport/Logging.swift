@@ -6,17 +6,17 @@ import Glibc
 /// The process-wide logger. Executables call `RastLog.bootstrap` once; libraries log through
 /// `RastLog.logger`. `RAST_DEBUG=1` (or `--verbose`) shows debug lines, among them every
 /// external command and its exit status.
-public enum RastLog {
-    public static let logger = Logger(label: "rast")
+package enum RastLog {
+    package static let logger = Logger(label: "rast")
 
-    public static var debugRequested: Bool {
+    package static var debugRequested: Bool {
         if let value = getenv("RAST_DEBUG").map({ String(cString: $0) }) {
             return !value.isEmpty && value != "0"
         }
         return false
     }
 
-    public static func bootstrap(verbose: Bool = false) {
+    package static func bootstrap(verbose: Bool = false) {
         let level: Logger.Level = (verbose || debugRequested) ? .debug : .notice
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

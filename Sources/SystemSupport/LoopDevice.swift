@@ -11,15 +11,15 @@ import Glibc
 /// grub-install) lets go, the kernel detaches it, so even a crashed build leaves no loop
 /// device behind after its mounts are gone. Partitions of a GPT image are announced with the
 /// BLKPG ioctl (what `partx -a` does), because the host kernel has no GPT parser.
-public final class LoopDevice {
-    public let path: String
-    public let backingFile: String
+package final class LoopDevice {
+    package let path: String
+    package let backingFile: String
     /// Ours until `detach()`; the kernel keeps the device bound while it is open.
     private var device: FileDescriptor?
     private var partitions: [Int] = []
 
     /// Attaches `file` (optionally a window of it) to a free loop device.
-    public init(file: String, offset: UInt64 = 0, sizeLimit: UInt64 = 0, readOnly: Bool = false) throws {
+    package init(file: String, offset: UInt64 = 0, sizeLimit: UInt64 = 0, readOnly: Bool = false) throws {
         backingFile = file
         let mode: FileDescriptor.AccessMode = readOnly ? .readOnly : .readWrite
         let backing = try FileDescriptor.open(path: file, mode)
@@ -55,10 +55,10 @@ public final class LoopDevice {
     }
 
     /// The device node of partition `number` once it was added.
-    public func partitionPath(_ number: Int) -> String { "\(path)p\(number)" }
+    package func partitionPath(_ number: Int) -> String { "\(path)p\(number)" }
 
     /// Announces a partition to the kernel and waits for its device node.
-    public func addPartition(number: Int, start: Int64, length: Int64) throws {
+    package func addPartition(number: Int, start: Int64, length: Int64) throws {
         guard let device else { throw SystemError("add partition \(number) to", path: path, errno: EBADF) }
         if rast_blkpg_partition(device.rawValue, 1, Int32(number), start, length) != 0 {
             throw SystemError("add partition \(number) to", path: path)
@@ -72,7 +72,7 @@ public final class LoopDevice {
     }
 
     /// Removes the partitions added through `addPartition` (retrying while they are busy).
-    public func removePartitions() {
+    package func removePartitions() {
         guard let device else { return }
         for number in partitions.reversed() {
             var attempts = 0
@@ -87,7 +87,7 @@ public final class LoopDevice {
     /// Lets go of the device: removes partitions and closes our descriptor, after which the
     /// kernel detaches it as soon as nothing else holds it (autoclear). With `force`, also
     /// clears the binding at once.
-    public func detach(force: Bool = true) {
+    package func detach(force: Bool = true) {
         guard let device else { return }
         waitUntilReleased()
         removePartitions()
@@ -121,7 +121,7 @@ public final class LoopDevice {
     }
 
     /// Loop devices whose backing file is `file` (from sysfs).
-    public static func devices(backing file: String) -> [String] {
+    package static func devices(backing file: String) -> [String] {
         guard let names = try? FileManagerShim.contents(of: "/sys/block") else { return [] }
         return names.filter { $0.hasPrefix("loop") }.compactMap { name in
             guard let backing = try? Files.readString("/sys/block/\(name)/loop/backing_file") else { return nil }
@@ -132,8 +132,8 @@ public final class LoopDevice {
 }
 
 /// Directory listing without pulling Foundation's FileManager into hot paths.
-public enum FileManagerShim {
-    public static func contents(of directory: String) throws -> [String] {
+package enum FileManagerShim {
+    package static func contents(of directory: String) throws -> [String] {
         guard let dir = opendir(directory) else { throw SystemError("open directory", path: directory) }
         defer { closedir(dir) }
         var names: [String] = []

@@ -5,17 +5,17 @@ import Glibc
 #endif
 
 /// One line of /proc/self/mountinfo.
-public struct MountEntry: Sendable, Equatable {
-    public let mountID: Int
-    public let root: String        // the path inside the filesystem (a btrfs subvolume path)
-    public let mountPoint: String
-    public let options: String
-    public let fileSystemType: String
-    public let source: String
-    public let superOptions: String
+package struct MountEntry: Sendable, Equatable {
+    package let mountID: Int
+    package let root: String        // the path inside the filesystem (a btrfs subvolume path)
+    package let mountPoint: String
+    package let options: String
+    package let fileSystemType: String
+    package let source: String
+    package let superOptions: String
 
     /// The `subvol=` value for btrfs mounts.
-    public var subvolume: String? {
+    package var subvolume: String? {
         for option in superOptions.split(separator: ",") where option.hasPrefix("subvol=") {
             return String(option.dropFirst("subvol=".count))
         }
@@ -24,16 +24,16 @@ public struct MountEntry: Sendable, Equatable {
 }
 
 /// The mount table of this process's namespace.
-public struct MountTable: Sendable {
-    public let entries: [MountEntry]
+package struct MountTable: Sendable {
+    package let entries: [MountEntry]
 
-    public static func read() throws -> MountTable {
+    package static func read() throws -> MountTable {
         let text = try Files.readString("/proc/self/mountinfo")
         return MountTable(entries: text.split(separator: "\n").compactMap(parse))
     }
 
     /// Mounts at or below `path`, deepest first (the order to unmount them in).
-    public func mounts(under path: String) -> [MountEntry] {
+    package func mounts(under path: String) -> [MountEntry] {
         let base = Mounts.normalize(path)
         return entries.filter { entry in
             entry.mountPoint == base || entry.mountPoint.hasPrefix(base == "/" ? "/" : base + "/")
@@ -41,7 +41,7 @@ public struct MountTable: Sendable {
     }
 
     /// The entry that is mounted on `path` itself (the last one when stacked).
-    public func entry(at path: String) -> MountEntry? {
+    package func entry(at path: String) -> MountEntry? {
         let base = Mounts.normalize(path)
         return entries.last { $0.mountPoint == base }
     }
@@ -78,15 +78,15 @@ public struct MountTable: Sendable {
 }
 
 /// mount(2) and umount2(2), with errors that name the source, target and options.
-public enum Mounts {
-    public static func normalize(_ path: String) -> String {
+package enum Mounts {
+    package static func normalize(_ path: String) -> String {
         let standardized = (path as NSString).standardizingPath
         return standardized.count > 1 && standardized.hasSuffix("/") ? String(standardized.dropLast()) : standardized
     }
 
     /// Generic options (ro, nosuid, nodev, noexec, noatime, ...) become mount flags; the rest
     /// go to the filesystem as its data string.
-    public static func mount(_ source: String, on target: String, type: String? = nil,
+    package static func mount(_ source: String, on target: String, type: String? = nil,
                              options: [String] = [], flags: UInt = 0) throws {
         var allFlags = flags
         var data: [String] = []
@@ -109,7 +109,7 @@ public enum Mounts {
         RastLog.logger.debug("mounted \(source) on \(target) \(options.joined(separator: ","))")
     }
 
-    public static func bind(_ source: String, on target: String, recursive: Bool = false, readOnly: Bool = false) throws {
+    package static func bind(_ source: String, on target: String, recursive: Bool = false, readOnly: Bool = false) throws {
         var flags = UInt(MS_BIND)
         if recursive { flags |= UInt(MS_REC) }
         try mount(source, on: target, flags: flags)
@@ -119,12 +119,12 @@ public enum Mounts {
     }
 
     /// Makes `target` private so mounts below it do not propagate to the host.
-    public static func makePrivate(_ target: String, recursive: Bool = true) throws {
+    package static func makePrivate(_ target: String, recursive: Bool = true) throws {
         try mount("none", on: target, flags: UInt(MS_PRIVATE) | (recursive ? UInt(MS_REC) : 0))
     }
 
     /// Unmounts `target`. Busy mounts are retried briefly, then detached lazily when `lazyFallback`.
-    public static func unmount(_ target: String, lazyFallback: Bool = true) throws {
+    package static func unmount(_ target: String, lazyFallback: Bool = true) throws {
         var attempts = 0
         while umount2(target, 0) != 0 {
             let error = errno
@@ -144,7 +144,7 @@ public enum Mounts {
     }
 
     /// Unmounts everything at or below `path`, deepest first.
-    public static func unmountAll(under path: String) throws {
+    package static func unmountAll(under path: String) throws {
         var firstError: Error?
         for entry in try MountTable.read().mounts(under: path) {
             do { try unmount(entry.mountPoint) } catch { firstError = firstError ?? error }
@@ -155,7 +155,7 @@ public enum Mounts {
     /// Gives the process (its main thread, which does all mounting, and every child it
     /// starts) a private mount namespace: mounts made from now on vanish when the process
     /// ends, however it ends. Call first thing in `main`, as root.
-    public static func enterPrivateNamespace() throws {
+    package static func enterPrivateNamespace() throws {
         if rast_private_mount_namespace() != 0 { throw SystemError("create a private mount namespace") }
         RastLog.logger.debug("running in a private mount namespace")
         detachInheritedWorkMounts()
@@ -164,7 +164,7 @@ public enum Mounts {
     /// The name every temporary directory that holds mounts starts with (`rast-build`'s work
     /// directory, `rast-install`'s scratch directory): no other process needs what is mounted
     /// there.
-    public static let workDirectoryPrefix = ".rast-work-"
+    package static let workDirectoryPrefix = ".rast-work-"
 
     /// A new mount namespace starts as a copy of its parent's, including the mounts another
     /// rast process has open in its work directory at that moment. Such a copy would keep
@@ -181,12 +181,12 @@ public enum Mounts {
         }
     }
 
-    public static func isMountPoint(_ path: String) -> Bool {
+    package static func isMountPoint(_ path: String) -> Bool {
         (try? MountTable.read().entry(at: path)) != nil
     }
 
     /// Whether `path` lives on a btrfs filesystem.
-    public static func isBtrfs(_ path: String) -> Bool {
+    package static func isBtrfs(_ path: String) -> Bool {
         var info = statfs()
         guard statfs(path, &info) == 0 else { return false }
         return Int(info.f_type) == rast_btrfs_super_magic()

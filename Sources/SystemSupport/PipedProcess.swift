@@ -9,19 +9,19 @@ import Glibc
 /// file (read for the error message), so a chatty program can never block on a full pipe.
 /// The child runs in its own process group and is stopped with SIGTERM on cancellation;
 /// `finish()` waits for it and throws `CommandError.failed` on a non-zero exit.
-public final class PipedProcess {
+package final class PipedProcess {
     /// Which of the child's streams is the pipe.
-    public enum Pipe: Sendable { case standardInput, standardOutput }
+    package enum Pipe: Sendable { case standardInput, standardOutput }
 
-    public let command: Command
-    public let pipe: Pipe
+    package let command: Command
+    package let pipe: Pipe
     /// Our end of the pipe, closed by `finish()`, `terminate()` or `deinit`.
     private var pipeEnd: FileDescriptor?
     private var pid: pid_t
     private let errorLog: String
     private var result: CommandResult?
 
-    public init(_ command: Command, pipe: Pipe) throws {
+    package init(_ command: Command, pipe: Pipe) throws {
         guard let executable = Command.find(command.program) else { throw CommandError.notFound(program: command.program) }
         try checkCancelled()
         self.command = command
@@ -71,10 +71,10 @@ public final class PipedProcess {
     }
 
     /// The child's process id (also its process group's).
-    public var processID: pid_t { pid }
+    package var processID: pid_t { pid }
 
     /// Whether the child is still running (it may have exited without being reaped).
-    public var isRunning: Bool {
+    package var isRunning: Bool {
         guard result == nil, pid > 0 else { return false }
         return kill(pid, 0) == 0
     }
@@ -85,7 +85,7 @@ public final class PipedProcess {
     }
 
     /// Reads what the child wrote to its stdout; 0 at its end.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         precondition(pipe == .standardOutput)
         guard let pipeEnd else { return 0 }
         while true {
@@ -101,7 +101,7 @@ public final class PipedProcess {
 
     /// Writes all of `bytes` to the child's stdin. A child that exited early makes this fail
     /// with the child's own error message.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(pipe == .standardInput)
         guard let pipeEnd else { throw SystemError("write to the input of", path: command.program, errno: EPIPE) }
         var offset = 0
@@ -123,7 +123,7 @@ public final class PipedProcess {
     /// Closes our end of the pipe, waits for the child and returns how it ended; a non-zero
     /// exit throws `CommandError.failed` with the end of its stderr.
     @discardableResult
-    public func finish() throws -> CommandResult {
+    package func finish() throws -> CommandResult {
         if let result { return try checked(result) }
         closePipe()
         let status = reap()
@@ -135,7 +135,7 @@ public final class PipedProcess {
     }
 
     /// Stops the child (SIGTERM to its group, SIGKILL if it lingers) and reaps it.
-    public func terminate() {
+    package func terminate() {
         guard result == nil, pid > 0 else { closePipe(); return }
         closePipe()
         kill(-pid, SIGTERM)

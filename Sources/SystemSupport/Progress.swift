@@ -6,16 +6,16 @@ import Glibc
 #endif
 
 /// One report of long-running work: which task, how far, and in what unit.
-public struct ProgressUpdate: Sendable {
-    public enum Unit: Sendable { case bytes, items, percent }
+package struct ProgressUpdate: Sendable {
+    package enum Unit: Sendable { case bytes, items, percent }
 
-    public var task: String
-    public var completed: Int64
-    public var total: Int64?
-    public var unit: Unit
-    public var detail: String?
+    package var task: String
+    package var completed: Int64
+    package var total: Int64?
+    package var unit: Unit
+    package var detail: String?
 
-    public init(task: String, completed: Int64, total: Int64?, unit: Unit = .items, detail: String? = nil) {
+    package init(task: String, completed: Int64, total: Int64?, unit: Unit = .items, detail: String? = nil) {
         self.task = task
         self.completed = completed
         self.total = total
@@ -23,14 +23,14 @@ public struct ProgressUpdate: Sendable {
         self.detail = detail
     }
 
-    public var fraction: Double? {
+    package var fraction: Double? {
         guard let total, total > 0 else { return nil }
         return min(1, max(0, Double(completed) / Double(total)))
     }
 }
 
 /// Where long work reports to. The command line renders it; tests can collect it.
-public protocol ProgressReporter: Sendable {
+package protocol ProgressReporter: Sendable {
     /// A new stage or step begins ("rootfs: installing packages").
     func begin(_ task: String)
     func update(_ update: ProgressUpdate)
@@ -41,17 +41,17 @@ public protocol ProgressReporter: Sendable {
 }
 
 /// Reports nothing.
-public struct SilentProgress: ProgressReporter {
-    public init() {}
-    public func begin(_ task: String) {}
-    public func update(_ update: ProgressUpdate) {}
-    public func end(_ task: String, summary: String) {}
-    public func note(_ message: String) {}
+package struct SilentProgress: ProgressReporter {
+    package init() {}
+    package func begin(_ task: String) {}
+    package func update(_ update: ProgressUpdate) {}
+    package func end(_ task: String, summary: String) {}
+    package func note(_ message: String) {}
 }
 
 /// Progress on stderr: a redrawn bar on a terminal, throttled plain lines otherwise
 /// (CI logs, pipes).
-public final class TerminalProgress: ProgressReporter {
+package final class TerminalProgress: ProgressReporter {
     private struct State {
         var lastDraw: Double = 0
         var lastPlainPercent: [String: Int] = [:]
@@ -61,15 +61,15 @@ public final class TerminalProgress: ProgressReporter {
     private let interactive: Bool
     private let width = 30
 
-    public init(interactive: Bool? = nil) {
+    package init(interactive: Bool? = nil) {
         self.interactive = interactive ?? (isatty(2) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb")
     }
 
-    public func begin(_ task: String) {
+    package func begin(_ task: String) {
         emitLine("==> \(task)")
     }
 
-    public func update(_ update: ProgressUpdate) {
+    package func update(_ update: ProgressUpdate) {
         let now = Date().timeIntervalSinceReferenceDate
         if interactive {
             let draw = state.withLock { state -> Bool in
@@ -94,12 +94,12 @@ public final class TerminalProgress: ProgressReporter {
         }
     }
 
-    public func end(_ task: String, summary: String) {
+    package func end(_ task: String, summary: String) {
         state.withLock { $0.lastPlainPercent[task] = nil }
         emitLine("    \(task): \(summary)")
     }
 
-    public func note(_ message: String) {
+    package func note(_ message: String) {
         emitLine("    \(message)")
     }
 
@@ -137,8 +137,8 @@ public final class TerminalProgress: ProgressReporter {
 }
 
 /// Human-readable sizes and size parsing ("512M", "2G", "1.5GiB").
-public enum ByteCount {
-    public static func format(_ bytes: Int64) -> String {
+package enum ByteCount {
+    package static func format(_ bytes: Int64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = Double(bytes)
         var unit = 0
@@ -150,7 +150,7 @@ public enum ByteCount {
     }
 
     /// Parses sizes with binary suffixes K, M, G, T (optionally "iB" or "B"); nil when malformed.
-    public static func parse(_ text: String) -> Int64? {
+    package static func parse(_ text: String) -> Int64? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         var number = trimmed
         var multiplier: Int64 = 1
@@ -173,14 +173,14 @@ public enum ByteCount {
 }
 
 /// Wall-clock timing of a piece of work.
-public struct Stopwatch: Sendable {
+package struct Stopwatch: Sendable {
     private let start: Double
-    public init() { start = Stopwatch.now() }
-    public var elapsed: Double { Stopwatch.now() - start }
-    public static func now() -> Double {
+    package init() { start = Stopwatch.now() }
+    package var elapsed: Double { Stopwatch.now() - start }
+    package static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
-    public var formatted: String { String(format: "%.1f s", elapsed) }
+    package var formatted: String { String(format: "%.1f s", elapsed) }
 }

@@ -5,10 +5,10 @@ import Glibc
 #endif
 
 /// SHA-256 through libcrypto: cache keys, recipe hashes, source checksums, SHA256SUMS.
-public struct SHA256: ~Copyable {
+package struct SHA256: ~Copyable {
     private let context: OpaquePointer
 
-    public init() {
+    package init() {
         // EVP_MD_CTX_new only fails on allocation failure.
         guard let context = EVP_MD_CTX_new() else { fatalError("libcrypto: out of memory") }
         self.context = context
@@ -17,33 +17,33 @@ public struct SHA256: ~Copyable {
 
     deinit { EVP_MD_CTX_free(context) }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
     }
 
-    public mutating func update(_ bytes: [UInt8]) {
+    package mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    public mutating func update(_ string: String) {
+    package mutating func update(_ string: String) {
         update(Array(string.utf8))
     }
 
     /// The digest as lowercase hex.
-    public consuming func finalize() -> String {
+    package consuming func finalize() -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &digest, &length)
         return SHA256.hex(digest)
     }
 
-    public static func hash(_ string: String) -> String {
+    package static func hash(_ string: String) -> String {
         var hasher = SHA256()
         hasher.update(string)
         return hasher.finalize()
     }
 
-    public static func hash(_ bytes: [UInt8]) -> String {
+    package static func hash(_ bytes: [UInt8]) -> String {
         var hasher = SHA256()
         hasher.update(bytes)
         return hasher.finalize()
@@ -53,7 +53,7 @@ public struct SHA256: ~Copyable {
     /// hashed as the zeros they read as, without reading them: a 2 GiB disk image holding
     /// 120 MB of data reads 120 MB, not 2 GiB through the page cache. `progress` is called with
     /// the bytes hashed so far and the total after each step; what it throws ends the hash.
-    public static func hash(file path: String,
+    package static func hash(file path: String,
                             progress: ((_ done: Int64, _ total: Int64) throws -> Void)? = nil) throws -> String {
         let file = try FileDescriptor.open(path: path, .readOnly)
         return try file.closeAfter(path: path) { try hash(file, path: path, progress: progress) }

@@ -5,11 +5,11 @@ import Glibc
 /// posix_spawn attributes for a child that starts with the signal state programs expect,
 /// whatever rast does with signals: none blocked, and the signals rast handles (SIGINT,
 /// SIGTERM, SIGHUP, SIGPIPE, SIGQUIT) back to their default action.
-public enum SpawnAttributes {
+package enum SpawnAttributes {
     /// Calls `body` with such attributes. `flags` are set besides: POSIX_SPAWN_SETPGROUP
     /// for a process group of the child's own, or the setsid flag (CLinux's
     /// `rast_spawn_setsid_flag()`) for a session of its own.
-    public static func with<R>(flags: Int16 = 0, _ body: (inout posix_spawnattr_t) throws -> R) rethrows -> R {
+    package static func with<R>(flags: Int16 = 0, _ body: (inout posix_spawnattr_t) throws -> R) rethrows -> R {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -3,23 +3,23 @@ import Glibc
 #endif
 
 /// rastOS's version, printed by `--version` of every program.
-public enum RastVersion {
-    public static let string = "0.1.0"
+package enum RastVersion {
+    package static let string = "0.1.0"
 }
 
 /// A failed system call: what was attempted, on what, and the errno text.
-public struct SystemError: Error, CustomStringConvertible, Sendable {
-    public let operation: String
-    public let path: String?
-    public let errno: Int32
+package struct SystemError: Error, CustomStringConvertible, Sendable {
+    package let operation: String
+    package let path: String?
+    package let errno: Int32
 
-    public init(_ operation: String, path: String? = nil, errno: Int32 = Glibc.errno) {
+    package init(_ operation: String, path: String? = nil, errno: Int32 = Glibc.errno) {
         self.operation = operation
         self.path = path
         self.errno = errno
     }
 
-    public var description: String {
+    package var description: String {
         let reason = String(cString: strerror(errno))
         if let path { return "\(operation) \(path): \(reason)" }
         return "\(operation): \(reason)"
@@ -27,7 +27,7 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 
     /// Runs `body` and throws a `SystemError` when it returns -1.
     @discardableResult
-    public static func check(_ operation: String, path: String? = nil, _ body: () -> Int32) throws -> Int32 {
+    package static func check(_ operation: String, path: String? = nil, _ body: () -> Int32) throws -> Int32 {
         let result = body()
         if result == -1 { throw SystemError(operation, path: path) }
         return result
@@ -37,21 +37,21 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 /// A problem the user can fix, said in one sentence (no stack of wrapped errors). When it
 /// explains a typed error, it carries that error as its `cause`, so that code (and tests) can
 /// ask what went wrong underneath without reading the sentence.
-public struct UserError: Error, CustomStringConvertible, Sendable {
-    public let message: String
+package struct UserError: Error, CustomStringConvertible, Sendable {
+    package let message: String
     /// The error this one explains, if any.
-    public let cause: (any Error)?
+    package let cause: (any Error)?
 
-    public init(_ message: String, cause: (any Error)? = nil) {
+    package init(_ message: String, cause: (any Error)? = nil) {
         self.message = message
         self.cause = cause
     }
 
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// An error that can say which error caused it.
-public protocol CausedError: Error {
+package protocol CausedError: Error {
     var cause: (any Error)? { get }
 }
 
@@ -59,7 +59,7 @@ extension UserError: CausedError {}
 
 extension Error {
     /// This error, or the first error of type `E` along its chain of causes.
-    public func underlying<E: Error>(_ type: E.Type) -> E? {
+    package func underlying<E: Error>(_ type: E.Type) -> E? {
         var current: (any Error)? = self
         while let error = current {
             if let match = error as? E { return match }
@@ -70,10 +70,10 @@ extension Error {
 }
 
 /// Says whether the process runs as root, and a one-sentence error when it does not.
-public enum Privileges {
-    public static var isRoot: Bool { geteuid() == 0 }
+package enum Privileges {
+    package static var isRoot: Bool { geteuid() == 0 }
 
-    public static func requireRoot(for what: String) throws {
+    package static func requireRoot(for what: String) throws {
         guard isRoot else {
             throw UserError("\(what) needs root privileges; run it again with sudo or as root.")
         }

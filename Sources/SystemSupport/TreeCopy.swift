@@ -9,9 +9,9 @@ import Glibc
 /// coreutils (images ship busybox): files are reflinked when the filesystem allows it,
 /// otherwise copied with copy_file_range; modes, owners, times and symlinks are kept;
 /// device nodes, FIFOs and sockets are recreated.
-public enum TreeCopy {
+package enum TreeCopy {
     /// Copies the contents of `source` into the directory `destination` (created if missing).
-    public static func copyContents(of source: String, into destination: String) throws {
+    package static func copyContents(of source: String, into destination: String) throws {
         var st = stat()
         try SystemError.check("stat", path: source) { lstat(source, &st) }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw UserError("\(source) is not a directory") }
@@ -25,7 +25,7 @@ public enum TreeCopy {
     }
 
     /// Copies one entry (recursively for directories) to a path that does not exist yet.
-    public static func copy(_ source: String, to destination: String) throws {
+    package static func copy(_ source: String, to destination: String) throws {
         var st = stat()
         try SystemError.check("stat", path: source) { lstat(source, &st) }
         switch st.st_mode & S_IFMT {
@@ -64,7 +64,7 @@ public enum TreeCopy {
     /// Copies the bytes of the file at `source` to `output` (at its offset): a reflink when
     /// the file system allows it, else copy_file_range, else reads and writes. `path` names
     /// `output` in errors.
-    public static func copyData(from source: String, to output: FileDescriptor, path: String) throws {
+    package static func copyData(from source: String, to output: FileDescriptor, path: String) throws {
         let input = try FileDescriptor.open(path: source, .readOnly)
         try input.closeAfter(path: source) {
             // The C helpers take raw descriptors: swift-system has no clone or copy_file_range.

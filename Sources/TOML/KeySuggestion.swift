@@ -1,6 +1,6 @@
 /// The message for a key a reader does not know: "unknown key 'x'; did you mean 'y'?" when it
 /// looks like a typo of a known one, otherwise "unknown key 'x'; the keys here are 'a', 'b'".
-public func unknownKeyMessage(_ key: String, known: [String]) -> String {
+package func unknownKeyMessage(_ key: String, known: [String]) -> String {
     if let suggestion = closestMatch(to: key, among: known) {
         return "unknown key '\(key)'; did you mean '\(suggestion)'?"
     }
@@ -9,7 +9,7 @@ public func unknownKeyMessage(_ key: String, known: [String]) -> String {
 
 /// The known name closest to `word` (by edit distance, ignoring case), if it is close enough
 /// to be a likely typo.
-public func closestMatch(to word: String, among candidates: [String]) -> String? {
+package func closestMatch(to word: String, among candidates: [String]) -> String? {
     let target = Array(word.lowercased())
     var best: (name: String, distance: Int)?
     for candidate in candidates {

@@ -4,13 +4,13 @@
 /// (headers can reopen a table defined far above) and frozen into value types at the end.
 /// Nesting is limited to `maximumDepth`, so hostile input gets an error instead of a
 /// stack overflow.
-public enum TOMLDocument {
+package enum TOMLDocument {
     /// The deepest nesting of tables and arrays accepted.
-    public static let maximumDepth = 128
+    package static let maximumDepth = 128
 
     /// `text` as a TOML basic string: in double quotes, with quotes, backslashes and control
     /// characters escaped. For writing TOML, and for quoting keys in messages.
-    public static func basicString(_ text: String) -> String {
+    package static func basicString(_ text: String) -> String {
         var quoted = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -30,13 +30,13 @@ public enum TOMLDocument {
     }
 
     /// Parses `text`; `file` names the source in positions and errors.
-    public static func parse(_ text: String, file: String) throws(TOMLError) -> TOMLTable {
+    package static func parse(_ text: String, file: String) throws(TOMLError) -> TOMLTable {
         var parser = Parser(bytes: Array(text.utf8), file: file)
         return try parser.parseDocument()
     }
 
     /// Parses raw file contents, rejecting invalid UTF-8 with the position of the first bad byte.
-    public static func parse(bytes: [UInt8], file: String) throws(TOMLError) -> TOMLTable {
+    package static func parse(bytes: [UInt8], file: String) throws(TOMLError) -> TOMLTable {
         if let bad = firstInvalidUTF8(bytes) {
             var line = 1
             var column = 1

@@ -1,16 +1,16 @@
 /// One problem in what a TOML document says, found by the program that reads it (a recipe, a
 /// service definition): where (file, line, column), which key, and what is wrong.
-public struct TOMLProblem: Error, Sendable, Equatable, CustomStringConvertible {
-    public let position: TOMLPosition
+package struct TOMLProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    package let position: TOMLPosition
     /// The key path: "disk.size", "users[1].name", "ready.tcp", "services[0].depends[1]";
     /// empty when the problem concerns no key (a syntax error between keys).
-    public let keyPath: String
+    package let keyPath: String
     /// One sentence.
-    public let message: String
+    package let message: String
     /// The other place involved, for duplicates ("first defined at ...").
-    public let relatedPosition: TOMLPosition?
+    package let relatedPosition: TOMLPosition?
 
-    public init(position: TOMLPosition, keyPath: String, message: String, relatedPosition: TOMLPosition? = nil) {
+    package init(position: TOMLPosition, keyPath: String, message: String, relatedPosition: TOMLPosition? = nil) {
         self.position = position
         self.keyPath = keyPath
         self.message = message
@@ -18,21 +18,21 @@ public struct TOMLProblem: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A document that is not valid TOML, at the key being read when there was one.
-    public init(_ error: TOMLError) {
+    package init(_ error: TOMLError) {
         self.init(position: error.position, keyPath: error.key ?? "", message: error.message)
     }
 
     /// `file:line:column: error: key: message`, one line.
-    public var description: String {
+    package var description: String {
         keyPath.isEmpty ? "\(position): error: \(message)" : "\(position): error: \(keyPath): \(message)"
     }
 }
 
 /// Every problem found, sorted by file and position.
-public struct TOMLProblems: Error, Sendable, CustomStringConvertible {
-    public let errors: [TOMLProblem]
+package struct TOMLProblems: Error, Sendable, CustomStringConvertible {
+    package let errors: [TOMLProblem]
 
-    public init(_ errors: [TOMLProblem]) {
+    package init(_ errors: [TOMLProblem]) {
         // A stable sort: problems at the same place keep the order they were found in.
         self.errors = errors.enumerated().sorted { lhs, rhs in
             lhs.element.position == rhs.element.position ? lhs.offset < rhs.offset : lhs.element.position < rhs.element.position
@@ -40,7 +40,7 @@ public struct TOMLProblems: Error, Sendable, CustomStringConvertible {
     }
 
     /// One problem per line.
-    public var description: String {
+    package var description: String {
         errors.map(\.description).joined(separator: "\n")
     }
 }

@@ -1,23 +1,23 @@
 /// A place in a TOML source: the file name and a 1-based line and column. Columns count
 /// Unicode scalars, so a tab or an "é" is one column, as most editors show them.
-public struct TOMLPosition: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public let file: String
-    public let line: Int
-    public let column: Int
+package struct TOMLPosition: Sendable, Hashable, Comparable, CustomStringConvertible {
+    package let file: String
+    package let line: Int
+    package let column: Int
 
-    public init(file: String, line: Int, column: Int) {
+    package init(file: String, line: Int, column: Int) {
         self.file = file
         self.line = line
         self.column = column
     }
 
     /// `file:line:column`, the form compilers use and editors jump to.
-    public var description: String { "\(file):\(line):\(column)" }
+    package var description: String { "\(file):\(line):\(column)" }
 
     /// `line:column`, for messages that refer to another place in the same file.
-    public var lineAndColumn: String { "\(line):\(column)" }
+    package var lineAndColumn: String { "\(line):\(column)" }
 
-    public static func < (lhs: TOMLPosition, rhs: TOMLPosition) -> Bool {
+    package static func < (lhs: TOMLPosition, rhs: TOMLPosition) -> Bool {
         if lhs.file != rhs.file { return lhs.file < rhs.file }
         if lhs.line != rhs.line { return lhs.line < rhs.line }
         return lhs.column < rhs.column
@@ -25,40 +25,40 @@ public struct TOMLPosition: Sendable, Hashable, Comparable, CustomStringConverti
 }
 
 /// A document that is not valid TOML: where, which key (when known) and what is wrong.
-public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let position: TOMLPosition
-    public let message: String
+package struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
+    package let position: TOMLPosition
+    package let message: String
     /// The dotted path of the key being read when the error happened, when there was one.
-    public let key: String?
+    package let key: String?
 
-    public var description: String { "\(position): \(message)" }
+    package var description: String { "\(position): \(message)" }
 }
 
 /// An offset date-time, local date-time, local date or local time, with its original text.
-public struct TOMLDateTime: Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable {
+package struct TOMLDateTime: Sendable, Hashable, CustomStringConvertible {
+    package enum Kind: String, Sendable, Hashable {
         case offsetDateTime = "offset date-time"
         case localDateTime = "local date-time"
         case localDate = "local date"
         case localTime = "local time"
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// The value exactly as written in the document.
-    public let text: String
+    package let text: String
     /// Date fields; 0 for a local time.
-    public let year: Int
-    public let month: Int
-    public let day: Int
+    package let year: Int
+    package let month: Int
+    package let day: Int
     /// Time fields; 0 for a local date.
-    public let hour: Int
-    public let minute: Int
-    public let second: Int
-    public let nanosecond: Int
+    package let hour: Int
+    package let minute: Int
+    package let second: Int
+    package let nanosecond: Int
     /// Minutes east of UTC for an offset date-time (0 for `Z`); nil otherwise.
-    public let offsetMinutes: Int?
+    package let offsetMinutes: Int?
 
-    public init(kind: Kind, text: String, year: Int = 0, month: Int = 0, day: Int = 0, hour: Int = 0,
+    package init(kind: Kind, text: String, year: Int = 0, month: Int = 0, day: Int = 0, hour: Int = 0,
                 minute: Int = 0, second: Int = 0, nanosecond: Int = 0, offsetMinutes: Int? = nil) {
         self.kind = kind
         self.text = text
@@ -72,11 +72,11 @@ public struct TOMLDateTime: Sendable, Hashable, CustomStringConvertible {
         self.offsetMinutes = offsetMinutes
     }
 
-    public var description: String { text }
+    package var description: String { text }
 }
 
 /// A TOML value together with the position where it starts in its document.
-public enum TOMLValue: Sendable {
+package enum TOMLValue: Sendable {
     case string(String, TOMLPosition)
     case integer(Int64, TOMLPosition)
     case float(Double, TOMLPosition)
@@ -87,7 +87,7 @@ public enum TOMLValue: Sendable {
     case table(TOMLTable)
 
     /// Where the value starts; for a table, where it is defined.
-    public var position: TOMLPosition {
+    package var position: TOMLPosition {
         switch self {
         case .string(_, let position), .integer(_, let position), .float(_, let position),
              .boolean(_, let position), .dateTime(_, let position), .array(_, let position):
@@ -98,7 +98,7 @@ public enum TOMLValue: Sendable {
     }
 
     /// The TOML type name: "string", "integer", "float", "boolean", "date-time", "array", "table".
-    public var typeName: String {
+    package var typeName: String {
         switch self {
         case .string: return "string"
         case .integer: return "integer"
@@ -111,52 +111,52 @@ public enum TOMLValue: Sendable {
     }
 
     /// The type name with its article, for messages: "a string", "an integer".
-    public var typeDescription: String {
+    package var typeDescription: String {
         let name = typeName
         let article = name.first.map { "aeiou".contains($0) } == true ? "an" : "a"
         return "\(article) \(name)"
     }
 
-    public var string: String? {
+    package var string: String? {
         if case .string(let value, _) = self { return value }
         return nil
     }
 
-    public var integer: Int64? {
+    package var integer: Int64? {
         if case .integer(let value, _) = self { return value }
         return nil
     }
 
-    public var float: Double? {
+    package var float: Double? {
         if case .float(let value, _) = self { return value }
         return nil
     }
 
-    public var boolean: Bool? {
+    package var boolean: Bool? {
         if case .boolean(let value, _) = self { return value }
         return nil
     }
 
-    public var dateTime: TOMLDateTime? {
+    package var dateTime: TOMLDateTime? {
         if case .dateTime(let value, _) = self { return value }
         return nil
     }
 
-    public var array: [TOMLValue]? {
+    package var array: [TOMLValue]? {
         if case .array(let value, _) = self { return value }
         return nil
     }
 
-    public var table: TOMLTable? {
+    package var table: TOMLTable? {
         if case .table(let value) = self { return value }
         return nil
     }
 }
 
 /// A table with its keys in document order; every key knows where it was written.
-public struct TOMLTable: Sendable {
+package struct TOMLTable: Sendable {
     /// How the table came to exist, which decides how it may be extended and how to name it.
-    public enum Origin: Sendable, Hashable {
+    package enum Origin: Sendable, Hashable {
         /// The document's root table.
         case document
         /// A `[name]` header.
@@ -172,17 +172,17 @@ public struct TOMLTable: Sendable {
     }
 
     /// One key of the table: its name, where the key was written, and its value.
-    public struct Entry: Sendable {
-        public let key: String
-        public let keyPosition: TOMLPosition
-        public let value: TOMLValue
+    package struct Entry: Sendable {
+        package let key: String
+        package let keyPosition: TOMLPosition
+        package let value: TOMLValue
     }
 
     /// Where the table is defined: its header's `[`, an inline table's `{`, 1:1 for the root,
     /// or the key that created it.
-    public let position: TOMLPosition
-    public let origin: Origin
-    public let entries: [Entry]
+    package let position: TOMLPosition
+    package let origin: Origin
+    package let entries: [Entry]
     private let index: [String: Int]
 
     init(position: TOMLPosition, origin: Origin, entries: [Entry]) {
@@ -195,16 +195,16 @@ public struct TOMLTable: Sendable {
     }
 
     /// The keys in document order.
-    public var keys: [String] { entries.map(\.key) }
-    public var count: Int { entries.count }
-    public var isEmpty: Bool { entries.isEmpty }
+    package var keys: [String] { entries.map(\.key) }
+    package var count: Int { entries.count }
+    package var isEmpty: Bool { entries.isEmpty }
 
-    public subscript(key: String) -> TOMLValue? {
+    package subscript(key: String) -> TOMLValue? {
         index[key].map { entries[$0].value }
     }
 
     /// The entry for `key` (its key position and value), or nil.
-    public func entry(_ key: String) -> Entry? {
+    package func entry(_ key: String) -> Entry? {
         index[key].map { entries[$0] }
     }
 }

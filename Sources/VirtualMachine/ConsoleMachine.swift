@@ -9,12 +9,12 @@ import Glibc
 /// to the guest), running until the guest powers off or the person quits. Reboots in the guest
 /// reboot the machine. `rast-build vm` and `rast vm` are built on it; the boot tests use
 /// `QEMU.boot` and `RunningMachine`, which read the console themselves.
-public struct ConsoleMachine {
-    public var configuration: MachineConfiguration
+package struct ConsoleMachine {
+    package var configuration: MachineConfiguration
     /// Decided by the caller, normally with `QEMU.decideAccelerator(for:consoleLog:)`.
-    public var accelerator: String
+    package var accelerator: String
 
-    public init(_ configuration: MachineConfiguration, accelerator: String) {
+    package init(_ configuration: MachineConfiguration, accelerator: String) {
         var configuration = configuration
         configuration.console = .terminal
         self.configuration = configuration
@@ -22,14 +22,14 @@ public struct ConsoleMachine {
     }
 
     /// QEMU's command line (with `varsCopy` as the UEFI variable store).
-    public func command(varsCopy: String?) -> Command {
+    package func command(varsCopy: String?) -> Command {
         Command(configuration.program, QEMU.arguments(for: configuration, accelerator: accelerator, varsCopy: varsCopy))
     }
 
     /// Runs QEMU until it ends; `started` gets QEMU's process id once it runs (for a state file;
     /// when it throws, QEMU is stopped and the error passed on). A signal to this process stops
     /// QEMU (SIGTERM, then SIGKILL).
-    public func run(started: (Int32) throws -> Void = { _ in }) throws -> Termination {
+    package func run(started: (Int32) throws -> Void = { _ in }) throws -> Termination {
         // A directory only for UEFI's variable store (a killed caller leaves it behind).
         var scratch: TemporaryDirectory?
         defer { try? scratch?.remove() }

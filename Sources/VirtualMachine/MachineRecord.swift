@@ -7,24 +7,24 @@ import SystemSupport
 /// forwarded from 127.0.0.1, and the user and key to log in with. The `vm` command removes it
 /// when QEMU ends; one left behind (the `vm` command itself was killed) is recognised as stale
 /// because its process is gone.
-public struct MachineRecord: Codable, Sendable, Equatable {
-    public var image: String
+package struct MachineRecord: Codable, Sendable, Equatable {
+    package var image: String
     /// QEMU's process id and its start time (field 22 of /proc/PID/stat).
-    public var pid: Int32
-    public var processStart: UInt64?
+    package var pid: Int32
+    package var processStart: UInt64?
     /// The guest's SSH port, forwarded from 127.0.0.1:sshPort.
-    public var sshPort: Int
+    package var sshPort: Int
     /// Who `rast-build ssh` logs in as, and with which private key (nil: none known).
-    public var user: String?
-    public var identity: String?
+    package var user: String?
+    package var identity: String?
     /// Writes go to the image itself (else to a throw-away overlay).
-    public var persistent: Bool
-    public var firmware: String
-    public var accelerator: String
+    package var persistent: Bool
+    package var firmware: String
+    package var accelerator: String
     /// When QEMU started (UTC, ISO 8601).
-    public var started: String
+    package var started: String
 
-    public init(image: String, pid: Int32, sshPort: Int, user: String?, identity: String?, persistent: Bool,
+    package init(image: String, pid: Int32, sshPort: Int, user: String?, identity: String?, persistent: Bool,
                 firmware: String, accelerator: String) {
         self.image = image
         self.pid = pid
@@ -39,18 +39,18 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     }
 
     /// Where the record of `image`'s machine lives: `IMAGE.vm.json` beside it.
-    public static func path(forImage image: String) -> String {
+    package static func path(forImage image: String) -> String {
         URL(fileURLWithPath: image).standardizedFileURL.path + ".vm.json"
     }
 
     /// QEMU still runs (the same process, not a later one with the same id).
-    public var isRunning: Bool {
+    package var isRunning: Bool {
         guard pid > 0, let start = Self.startTime(of: pid) else { return false }
         return processStart == nil || processStart == start
     }
 
     /// What is recorded for `image`.
-    public enum Lookup: Sendable, Equatable {
+    package enum Lookup: Sendable, Equatable {
         case none
         case running(MachineRecord)
         /// The file is there but its QEMU is gone.
@@ -58,7 +58,7 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     }
 
     /// Reads `image`'s record and tells whether its machine runs.
-    public static func lookup(image: String) throws -> Lookup {
+    package static func lookup(image: String) throws -> Lookup {
         let path = path(forImage: image)
         guard Files.exists(path) else { return .none }
         let record: MachineRecord
@@ -72,7 +72,7 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     }
 
     /// Writes the record beside its image (temporary file, fsync, rename).
-    public func save() throws {
+    package func save() throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Files.writeAtomically(Self.path(forImage: image), bytes: Array(try encoder.encode(self)) + [10])
@@ -80,7 +80,7 @@ public struct MachineRecord: Codable, Sendable, Equatable {
 
     /// Removes the record, if it is still this one (another machine may have replaced a stale
     /// record meanwhile).
-    public func remove() {
+    package func remove() {
         let path = Self.path(forImage: image)
         guard let data = try? Files.read(path),
               let current = try? JSONDecoder().decode(MachineRecord.self, from: Data(data)),
@@ -90,7 +90,7 @@ public struct MachineRecord: Codable, Sendable, Equatable {
 
     /// The start time of process `pid` in clock ticks since boot; nil when it does not exist
     /// or is a zombie (it ended and waits for its parent).
-    public static func startTime(of pid: Int32) -> UInt64? {
+    package static func startTime(of pid: Int32) -> UInt64? {
         guard let stat = try? Files.readString("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After "pid (comm)" come the fields from 3 on: the state first, field 22 is the 20th.

@@ -2,18 +2,18 @@ import Foundation
 
 /// What a person may ask of a machine on the command line (`rast-build vm`, `rast vm`):
 /// checked once here, so both commands refuse the same values with the same words.
-public struct MachineSettings: Sendable {
-    public let firmware: MachineConfiguration.Firmware
-    public let memory: String
-    public let cpus: Int
-    public let sshPort: Int?
+package struct MachineSettings: Sendable {
+    package let firmware: MachineConfiguration.Firmware
+    package let memory: String
+    package let cpus: Int
+    package let sshPort: Int?
 
     /// A refusal naming the option and the value.
-    public struct Invalid: Error, CustomStringConvertible {
-        public let description: String
+    package struct Invalid: Error, CustomStringConvertible {
+        package let description: String
     }
 
-    public init(firmware: String, memory: String, cpus: Int, sshPort: Int?) throws(Invalid) {
+    package init(firmware: String, memory: String, cpus: Int, sshPort: Int?) throws(Invalid) {
         guard let choice = MachineConfiguration.Firmware(rawValue: firmware) else {
             throw Invalid(description: "--firmware must be bios or uefi, not '\(firmware)'.")
         }

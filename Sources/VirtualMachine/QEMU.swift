@@ -3,19 +3,19 @@ import Synchronization
 import SystemSupport
 
 /// A QEMU x86-64 machine with a serial console, for boot tests.
-public struct MachineConfiguration: Sendable {
-    public enum Firmware: String, Sendable, CaseIterable {
+package struct MachineConfiguration: Sendable {
+    package enum Firmware: String, Sendable, CaseIterable {
         case bios, uefi
     }
 
-    public struct Disk: Sendable {
-        public var path: String
-        public var format: String      // raw | qcow2
+    package struct Disk: Sendable {
+        package var path: String
+        package var format: String      // raw | qcow2
         /// Writes go to a temporary overlay, leaving the file untouched.
-        public var snapshot: Bool
-        public var interface: String   // virtio | ide | none (with a device)
+        package var snapshot: Bool
+        package var interface: String   // virtio | ide | none (with a device)
 
-        public init(path: String, format: String = "raw", snapshot: Bool = false, interface: String = "virtio") {
+        package init(path: String, format: String = "raw", snapshot: Bool = false, interface: String = "virtio") {
             self.path = path
             self.format = format
             self.snapshot = snapshot
@@ -23,38 +23,38 @@ public struct MachineConfiguration: Sendable {
         }
     }
 
-    public var firmware: Firmware = .bios
-    public var disks: [Disk] = []
+    package var firmware: Firmware = .bios
+    package var disks: [Disk] = []
     /// Direct kernel boot (no firmware boot loader).
-    public var kernel: String?
-    public var initrd: String?
-    public var kernelArguments: String?
+    package var kernel: String?
+    package var initrd: String?
+    package var kernelArguments: String?
     /// Files the guest reads from /sys/firmware/qemu_fw_cfg/by_name/NAME/raw.
-    public var firmwareConfig: [(name: String, file: String)] = []
-    public var memory: String = "512M"
-    public var cpus: Int = 1
+    package var firmwareConfig: [(name: String, file: String)] = []
+    package var memory: String = "512M"
+    package var cpus: Int = 1
     /// The QEMU program; nil: `$RAST_QEMU`, else `qemu-system-x86_64` from PATH.
-    public var qemu: String?
+    package var qemu: String?
     /// A Linux kernel (bzImage) for the accelerator probe, booted once per process before the
     /// first boot. Without it, the first KVM boot is watched instead (see `QEMU.boot`).
-    public var probeKernel: String?
+    package var probeKernel: String?
 
-    public init() {}
+    package init() {}
 
     /// The QEMU program this configuration runs.
-    public var program: String { qemu ?? QEMU.defaultProgram }
+    package var program: String { qemu ?? QEMU.defaultProgram }
 
     /// No network card (the default), or QEMU's user networking (see `Network`).
-    public var network: Network = .none
+    package var network: Network = .none
 
     /// Where the serial console goes (see `Console`).
-    public var console: Console = .watched
+    package var console: Console = .watched
     /// A reboot in the guest ends QEMU (`-no-reboot`), as the boot tests want; false lets
     /// the machine reboot (a person's virtual machine).
-    public var rebootEndsMachine = true
+    package var rebootEndsMachine = true
 
     /// The serial console.
-    public enum Console: Sendable, Equatable {
+    package enum Console: Sendable, Equatable {
         /// On QEMU's stdout, which the caller reads (the boot tests); no monitor.
         case watched
         /// On QEMU's stdin and stdout, multiplexed with QEMU's monitor (`-serial mon:stdio`):
@@ -64,7 +64,7 @@ public struct MachineConfiguration: Sendable {
     }
 
     /// The guest's network.
-    public enum Network: Sendable, Equatable {
+    package enum Network: Sendable, Equatable {
         case none
         /// A virtio network card on QEMU's user networking with `restrict=on`: the guest gets
         /// an address by DHCP but reaches nothing outside QEMU; each forward makes a TCP port
@@ -73,18 +73,18 @@ public struct MachineConfiguration: Sendable {
     }
 
     /// 127.0.0.1:hostPort on this machine → guestPort in the guest (TCP).
-    public struct PortForward: Sendable, Equatable {
-        public var hostPort: Int
-        public var guestPort: Int
+    package struct PortForward: Sendable, Equatable {
+        package var hostPort: Int
+        package var guestPort: Int
 
-        public init(hostPort: Int, guestPort: Int) {
+        package init(hostPort: Int, guestPort: Int) {
             self.hostPort = hostPort
             self.guestPort = guestPort
         }
     }
 
     /// QEMU's arguments for the network.
-    public var networkArguments: [String] {
+    package var networkArguments: [String] {
         switch network {
         case .none:
             return ["-nic", "none"]
@@ -96,19 +96,19 @@ public struct MachineConfiguration: Sendable {
 }
 
 /// How a boot ended.
-public enum BootOutcome: Sendable, Equatable, CustomStringConvertible {
+package enum BootOutcome: Sendable, Equatable, CustomStringConvertible {
     case success(marker: String)
     case failureMarker(line: String)
     case kernelPanic(line: String)
     case exitedEarly(status: Int32)
     case timedOut(seconds: Double)
 
-    public var succeeded: Bool {
+    package var succeeded: Bool {
         if case .success = self { return true }
         return false
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .success(let marker): return "the guest reported success (\(marker))"
         case .failureMarker(let line): return "the guest reported failure: \(line)"
@@ -119,21 +119,21 @@ public enum BootOutcome: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public struct BootReport: Sendable {
-    public let outcome: BootOutcome
-    public let seconds: Double
-    public let accelerator: String
-    public let consoleLog: String
+package struct BootReport: Sendable {
+    package let outcome: BootOutcome
+    package let seconds: Double
+    package let accelerator: String
+    package let consoleLog: String
     /// Console lines that started with the report prefix (e.g. `RAST-REPORT `), in order.
-    public let reports: [String]
+    package let reports: [String]
     /// The boot started under KVM, stayed silent, and ran again under TCG.
-    public var fellBackFromKVM = false
+    package var fellBackFromKVM = false
 }
 
-public enum QEMUError: Error, CustomStringConvertible {
+package enum QEMUError: Error, CustomStringConvertible {
     case missingFirmware(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missingFirmware(let path):
             return "UEFI firmware \(path) is missing (apt-get install ovmf)"
@@ -149,16 +149,16 @@ public enum QEMUError: Error, CustomStringConvertible {
 /// console line under it: the probe boots `probeKernel` (the image's own kernel) directly with a
 /// short limit, and any KVM boot that stays silent after the firmware stage is stopped and run
 /// again under TCG. The decision holds for the rest of the process (per QEMU program).
-public enum QEMU {
-    public static let ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-    public static let ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+package enum QEMU {
+    package static let ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    package static let ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
     /// How long the probe waits for the kernel's first console line.
-    public static let probeSeconds: Double = 10
+    package static let probeSeconds: Double = 10
     /// How long a KVM boot may stay without a kernel console line before it counts as hung.
-    public static let kvmSilenceSeconds: Double = 25
+    package static let kvmSilenceSeconds: Double = 25
 
     /// `$RAST_QEMU` when set, else `qemu-system-x86_64`.
-    public static var defaultProgram: String {
+    package static var defaultProgram: String {
         if let program = ProcessInfo.processInfo.environment["RAST_QEMU"], !program.isEmpty { return program }
         return "qemu-system-x86_64"
     }
@@ -186,7 +186,7 @@ public enum QEMU {
     /// without /dev/kvm, else the probe's answer when there is a `probeKernel`. Otherwise the
     /// answer is a tentative `kvm` that `boot` confirms or replaces: a watched boot is as good
     /// a probe as the probe (a direct kernel boot is one).
-    public static func accelerator(for configuration: MachineConfiguration) -> String {
+    package static func accelerator(for configuration: MachineConfiguration) -> String {
         if let forced = forcedAccelerator { return forced }
         let program = configuration.program
         if let known = decided.withLock({ $0[program] }) { return known }
@@ -199,7 +199,7 @@ public enum QEMU {
 
     /// Like `accelerator(for:)`, for a kernel alone (decides once, before concurrent boots).
     @discardableResult
-    public static func accelerator(probeKernel: String?, qemu: String? = nil) -> String {
+    package static func accelerator(probeKernel: String?, qemu: String? = nil) -> String {
         var configuration = MachineConfiguration()
         configuration.probeKernel = probeKernel
         configuration.qemu = qemu
@@ -211,7 +211,7 @@ public enum QEMU {
     /// tentative KVM, a short watched boot of the same machine first (its disks with
     /// throw-away writes, no network): KVM when a kernel line shows within
     /// `kvmSilenceSeconds`, else TCG. The console of that boot goes to `consoleLog`.
-    public static func decideAccelerator(for configuration: MachineConfiguration, consoleLog: String,
+    package static func decideAccelerator(for configuration: MachineConfiguration, consoleLog: String,
                                          progress: ProgressReporter = SilentProgress(),
                                          kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws -> String {
         let tentative = accelerator(for: configuration)
@@ -271,7 +271,7 @@ public enum QEMU {
     }
 
     /// The argument list for a configuration.
-    public static func arguments(for configuration: MachineConfiguration, accelerator: String, varsCopy: String?) -> [String] {
+    package static func arguments(for configuration: MachineConfiguration, accelerator: String, varsCopy: String?) -> [String] {
         var args = ["-accel", accelerator, "-machine", "q35", "-m", configuration.memory,
                     "-smp", String(configuration.cpus), "-display", "none", "-vga", "none"]
         switch configuration.console {
@@ -304,7 +304,7 @@ public enum QEMU {
     /// `consoleLog`; lines starting with `reportPrefix` are collected. A KVM boot (unless
     /// `RAST_ACCEL=kvm`) that shows no kernel console line within `kvmSilenceSeconds`, or ends
     /// before one, is stopped and run again under TCG; `progress` gets one line saying so.
-    public static func boot(_ configuration: MachineConfiguration, successMarker: String, failurePrefix: String,
+    package static func boot(_ configuration: MachineConfiguration, successMarker: String, failurePrefix: String,
                             reportPrefix: String = "RAST-REPORT ", timeout: Double, consoleLog: String,
                             progress: ProgressReporter = SilentProgress(),
                             kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws -> BootReport {

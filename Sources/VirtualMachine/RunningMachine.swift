@@ -9,11 +9,11 @@ import Glibc
 /// login, a command over a forwarded port): the serial console is logged and kept, callers
 /// wait for console lines, and `stop()` (or dropping it) ends QEMU. `QEMU.boot` is the
 /// one-shot form that only watches the console.
-public final class RunningMachine: Sendable {
-    public let accelerator: String
-    public let consoleLog: String
+package final class RunningMachine: Sendable {
+    package let accelerator: String
+    package let consoleLog: String
     /// QEMU's command line.
-    public let commandLine: String
+    package let commandLine: String
     private let process: BackgroundProcess
     private let console: Console
     private let started: Stopwatch
@@ -25,7 +25,7 @@ public final class RunningMachine: Sendable {
     }
 
     /// How a wait for the console ended.
-    public enum ConsoleEvent: Sendable, Equatable {
+    package enum ConsoleEvent: Sendable, Equatable {
         case line(String, seconds: Double)
         case kernelPanic(String)
         case exited(status: Int32)
@@ -36,7 +36,7 @@ public final class RunningMachine: Sendable {
     /// KVM (no decision yet, no `RAST_ACCEL`), this waits for the kernel's first console line,
     /// and a guest that stays silent for `QEMU.kvmSilenceSeconds` (or a QEMU that ends first) is
     /// stopped and started again under TCG, as `QEMU.boot` does.
-    public init(_ configuration: MachineConfiguration, consoleLog: String,
+    package init(_ configuration: MachineConfiguration, consoleLog: String,
                 kvmSilenceSeconds: Double = QEMU.kvmSilenceSeconds) throws {
         let scratch = try TemporaryDirectory(prefix: "rast-qemu")
         var varsCopy: String?
@@ -95,13 +95,13 @@ public final class RunningMachine: Sendable {
     }
 
     /// Seconds since QEMU started.
-    public var elapsed: Double { started.elapsed }
-    public var isRunning: Bool { process.isRunning }
-    public var consoleLines: [String] { console.lines.withLock { $0.map(\.text) } }
+    package var elapsed: Double { started.elapsed }
+    package var isRunning: Bool { process.isRunning }
+    package var consoleLines: [String] { console.lines.withLock { $0.map(\.text) } }
 
     /// Waits for the first console line (from line `from` on) that `matches`, a kernel panic,
     /// QEMU's exit or the timeout. Returns the event and the index after the line.
-    public func waitForConsole(from index: Int = 0, timeout: Double,
+    package func waitForConsole(from index: Int = 0, timeout: Double,
                                matching matches: (String) -> Bool) -> (event: ConsoleEvent, next: Int) {
         let deadline = Stopwatch.now() + timeout
         var cursor = index
@@ -124,20 +124,20 @@ public final class RunningMachine: Sendable {
     }
 
     /// Ends QEMU (SIGTERM, SIGKILL after two seconds).
-    public func stop() {
+    package func stop() {
         process.stop(grace: 2)
     }
 
     /// Waits for QEMU to exit by itself (the guest powered off); nil on timeout.
     @discardableResult
-    public func waitForExit(timeout: Double) -> Int32? {
+    package func waitForExit(timeout: Double) -> Int32? {
         process.wait(timeout: timeout)
     }
 }
 
 extension QEMU {
     /// True when 127.0.0.1:`port` can be bound right now (QEMU's `hostfwd` needs that).
-    public static func isLocalPortFree(_ port: Int) -> Bool {
+    package static func isLocalPortFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -153,7 +153,7 @@ extension QEMU {
     }
 
     /// A TCP port on 127.0.0.1 that nothing listens on right now (for a `hostfwd`).
-    public static func freeLocalPort() throws -> Int {
+    package static func freeLocalPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
         defer { close(fd) }

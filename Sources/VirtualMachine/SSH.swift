@@ -4,22 +4,22 @@ import SystemSupport
 /// OpenSSH's `ssh` pointed at a guest's forwarded port on 127.0.0.1: batch mode, the given
 /// key only, no configuration files, known hosts or agents of this machine (a guest makes new
 /// host keys on its first boot, so there is nothing to check them against).
-public struct SSHClient: Sendable {
-    public var port: Int
-    public var user: String
+package struct SSHClient: Sendable {
+    package var port: Int
+    package var user: String
     /// The private key; nil offers no key.
-    public var identity: String?
-    public var host = "127.0.0.1"
-    public var connectTimeout = 5
+    package var identity: String?
+    package var host = "127.0.0.1"
+    package var connectTimeout = 5
 
-    public init(port: Int, user: String, identity: String?) {
+    package init(port: Int, user: String, identity: String?) {
         self.port = port
         self.user = user
         self.identity = identity
     }
 
     /// ssh's options for a command `command` (or none).
-    public func arguments(options extra: [String] = [], command: String? = nil) -> [String] {
+    package func arguments(options extra: [String] = [], command: String? = nil) -> [String] {
         var arguments = ["-F", "/dev/null", "-p", String(port),
                          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
                          "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "IdentityAgent=none"]
@@ -35,7 +35,7 @@ public struct SSHClient: Sendable {
     }
 
     /// Runs `command` in the guest (by the user's login shell); the result is not checked.
-    public func run(_ command: String, timeout: Double = 120) throws -> CommandResult {
+    package func run(_ command: String, timeout: Double = 120) throws -> CommandResult {
         try Command("ssh", arguments(options: ["-o", "BatchMode=yes"], command: command), input: .null).run(check: false, timeout: timeout)
     }
 
@@ -43,7 +43,7 @@ public struct SSHClient: Sendable {
     /// when `timeout` passed first or `giveUp` said so. Each attempt waits at most 2 s for
     /// the server: before the guest listens, QEMU accepts the connection and then has nothing
     /// to hand it to.
-    public func waitUntilLoggedIn(timeout: Double, giveUp: () -> Bool = { false }) throws -> Double? {
+    package func waitUntilLoggedIn(timeout: Double, giveUp: () -> Bool = { false }) throws -> Double? {
         let stopwatch = Stopwatch()
         var quick = self
         quick.connectTimeout = 2
@@ -59,7 +59,7 @@ public struct SSHClient: Sendable {
 
     /// The authentication methods the server lets this user continue with before any is
     /// tried ("publickey", "password", ...), as `ssh -v` reports them.
-    public func offeredAuthentications() throws -> [String] {
+    package func offeredAuthentications() throws -> [String] {
         let result = try Command("ssh", arguments(options: ["-v", "-o", "BatchMode=yes", "-o", "PreferredAuthentications=none",
                                                             "-o", "LogLevel=DEBUG1"], command: "true"), input: .null)
             .run(check: false, timeout: 60)
@@ -73,7 +73,7 @@ public struct SSHClient: Sendable {
 
     /// Tries a password login (with the password given through SSH_ASKPASS, no key); true
     /// when the server let it in.
-    public func passwordLoginSucceeds(password: String) throws -> Bool {
+    package func passwordLoginSucceeds(password: String) throws -> Bool {
         let scratch = try TemporaryDirectory(prefix: "rast-askpass")
         defer { try? scratch.remove() }
         let askpass = scratch.appending("askpass")
@@ -87,7 +87,7 @@ public struct SSHClient: Sendable {
     }
 
     /// Makes an ed25519 key pair at `path` (and `path.pub`); returns the public key line.
-    public static func generateKey(at path: String, comment: String) throws -> String {
+    package static func generateKey(at path: String, comment: String) throws -> String {
         try Command("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]).run()
         return try Files.readString(path + ".pub").trimmingCharacters(in: .whitespacesAndNewlines)
     }

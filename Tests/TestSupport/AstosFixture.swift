@@ -13,13 +13,13 @@ import Glibc
 /// default subvolume and wrote grub.cfg (first entry: snapshot 1 in `tmp0`, then "astOS last
 /// booted deployment (snapshot 0)" in `tmp`); after booting it, `ast etc-update` saved the
 /// running /etc into etc-1, so etc-1's fstab names slot `tmp0`, as astOS's sed left it.
-public final class AstosFixture {
-    public let fs: BtrfsFixture
-    public let layout: Layout
-    public let filesystemUUID: String
-    public static let efiUUID = "ABCD-1234"
+package final class AstosFixture {
+    package let fs: BtrfsFixture
+    package let layout: Layout
+    package let filesystemUUID: String
+    package static let efiUUID = "ABCD-1234"
 
-    public init() throws {
+    package init() throws {
         try Require.programs("busybox", "btrfs")
         fs = try BtrfsFixture(size: "512M", label: "astos")
         layout = Layout(top: fs.mountPoint)
@@ -100,7 +100,7 @@ public final class AstosFixture {
     }
 
     /// astOS's /etc/fstab for a slot (ASTOS.md 1.4).
-    public func fstab(slot: String) -> String {
+    package func fstab(slot: String) -> String {
         let uuid = "UUID=\(filesystemUUID)"
         return """
             \(uuid) / btrfs subvol=@.snapshots/rootfs/snapshot-\(slot),compress=zstd,noatime,ro 0 0
@@ -118,7 +118,7 @@ public final class AstosFixture {
 
     /// grub.cfg as grub-mkconfig writes it inside astOS's chroot, with the slot names edited
     /// in, the first entry renamed and the previous deployment appended (ASTOS.md 1.5).
-    public func grubConfig(next: (slot: String, snapshot: Int), previous: (slot: String, snapshot: Int)?) -> String {
+    package func grubConfig(next: (slot: String, snapshot: Int), previous: (slot: String, snapshot: Int)?) -> String {
         func entry(_ title: String, slot: String) -> String {
             """
             menuentry '\(title)' --class arch --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-simple-\(filesystemUUID)' {
@@ -175,15 +175,15 @@ public final class AstosFixture {
     }
 
     /// Lets an unprivileged user reach the filesystem (the fixture's directories are 0700).
-    public func openToEveryone() {
+    package func openToEveryone() {
         for path in [fs.directory.path, fs.mountPoint] { chmod(path, 0o755) }
     }
 
     /// Every path under the top level with its size and modification time, for "nothing
     /// changed" comparisons.
-    public func listing() throws -> String {
+    package func listing() throws -> String {
         try Command("find", [layout.top, "-printf", "%p %s %T@ %m\n"]).output().split(separator: "\n").sorted().joined(separator: "\n")
     }
 
-    public func close() { fs.close() }
+    package func close() { fs.close() }
 }

@@ -9,22 +9,22 @@ import Glibc
 /// 127.0.0.1, by running `git http-backend` as a CGI program for each request (the way a
 /// web server fronts git). libgit2 does not speak git's "dumb" HTTP protocol, so static
 /// file serving (HTTPServer after `git update-server-info`) is not enough for it.
-public final class GitHTTPServer: Sendable {
-    public struct Request: Sendable {
-        public let method: String
-        public let path: String
-        public let query: String
+package final class GitHTTPServer: Sendable {
+    package struct Request: Sendable {
+        package let method: String
+        package let path: String
+        package let query: String
     }
 
-    public let projectRoot: String
+    package let projectRoot: String
     private let git: String
     private let requestLog = Mutex<[Request]>([])
     private let listener: LoopbackListener
 
-    public var port: UInt16 { listener.port }
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var port: UInt16 { listener.port }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    public init(projectRoot: String) throws {
+    package init(projectRoot: String) throws {
         try Require.programs("git")
         guard let git = Command.find("git") else { throw CommandError.notFound(program: "git") }
         self.git = git
@@ -35,11 +35,11 @@ public final class GitHTTPServer: Sendable {
     }
 
     /// The URL of repository `name` (a directory below the project root).
-    public func url(_ name: String) -> String { baseURL + "/" + name }
+    package func url(_ name: String) -> String { baseURL + "/" + name }
 
-    public var requests: [Request] { requestLog.withLock { $0 } }
+    package var requests: [Request] { requestLog.withLock { $0 } }
 
-    public func stop() {
+    package func stop() {
         listener.stop()
     }
 

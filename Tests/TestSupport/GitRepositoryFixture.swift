@@ -4,11 +4,11 @@ import SystemSupport
 /// A git repository made and inspected with the `git` command line tool, the reference
 /// the Git module's results are checked against. Identity and dates are fixed so commits
 /// do not depend on the machine's configuration.
-public struct GitRepositoryFixture: Sendable {
-    public let path: String
+package struct GitRepositoryFixture: Sendable {
+    package let path: String
 
     /// Runs `git init` at `path` (created if needed) with `initialBranch` as HEAD.
-    public init(at path: String, bare: Bool = false, initialBranch: String = "main") throws {
+    package init(at path: String, bare: Bool = false, initialBranch: String = "main") throws {
         try Require.programs("git")
         self.path = path
         try Files.createDirectory(path)
@@ -16,20 +16,20 @@ public struct GitRepositoryFixture: Sendable {
     }
 
     /// Wraps an existing repository (a clone made by the code under test).
-    public init(existing path: String) {
+    package init(existing path: String) {
         self.path = path
     }
 
     /// `git -C path ARGS`, returning stdout without the trailing newline.
     @discardableResult
-    public func git(_ arguments: String...) throws -> String {
+    package func git(_ arguments: String...) throws -> String {
         try GitRepositoryFixture.run(["-C", path] + arguments)
     }
 
     /// Writes `contents` to `file` (relative to the working tree), commits it and returns
     /// the new commit ID.
     @discardableResult
-    public func commit(_ file: String, _ contents: String, message: String? = nil) throws -> String {
+    package func commit(_ file: String, _ contents: String, message: String? = nil) throws -> String {
         let target = path + "/" + file
         if let slash = target.lastIndex(of: "/") { try Files.createDirectory(String(target[..<slash])) }
         try Files.write(target, string: contents)
@@ -39,7 +39,7 @@ public struct GitRepositoryFixture: Sendable {
     }
 
     /// The commit a revision names (peeling tags).
-    public func revParse(_ revision: String) throws -> String {
+    package func revParse(_ revision: String) throws -> String {
         try git("rev-parse", "--verify", "-q", revision + "^{commit}")
     }
 

@@ -8,21 +8,21 @@ import Glibc
 /// A small HTTP/1.1 file server on 127.0.0.1 for tests: GET and HEAD, byte ranges
 /// (`Range: bytes=N-` and `N-M`), 404s, and scripted misbehaviour (drop the connection
 /// after some bytes, answer with an error status) to exercise download code for real.
-public final class HTTPServer: Sendable {
-    public enum Behavior: Sendable {
+package final class HTTPServer: Sendable {
+    package enum Behavior: Sendable {
         /// Send only this many body bytes of the next response for the path, then close.
         case dropAfter(bytes: Int)
         /// Answer every request for the path with this status.
         case status(Int)
     }
 
-    public struct Request: Sendable {
-        public let method: String
-        public let path: String
-        public let range: String?
+    package struct Request: Sendable {
+        package let method: String
+        package let path: String
+        package let range: String?
     }
 
-    public let root: String
+    package let root: String
     private struct State {
         var requests: [Request] = []
         var behaviors: [String: Behavior] = [:]
@@ -30,23 +30,23 @@ public final class HTTPServer: Sendable {
     private let state = Mutex(State())
     private let listener: LoopbackListener
 
-    public var port: UInt16 { listener.port }
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var port: UInt16 { listener.port }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    public init(root: String) throws {
+    package init(root: String) throws {
         self.root = root
         let (listener, attach) = try LoopbackListener.forServer { (server: HTTPServer, connection) in server.handle(connection) }
         self.listener = listener
         attach(self)
     }
 
-    public func setBehavior(_ behavior: Behavior?, for path: String) {
+    package func setBehavior(_ behavior: Behavior?, for path: String) {
         state.withLock { $0.behaviors[path] = behavior }
     }
 
-    public var requests: [Request] { state.withLock { $0.requests } }
+    package var requests: [Request] { state.withLock { $0.requests } }
 
-    public func stop() {
+    package func stop() {
         listener.stop()
     }
 

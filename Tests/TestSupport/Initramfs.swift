@@ -2,9 +2,9 @@ import Foundation
 import SystemSupport
 
 /// A tiny initramfs for booting a kernel directly in QEMU: static busybox and an /init script.
-public enum Initramfs {
+package enum Initramfs {
     /// Writes `directory/initramfs.cpio.gz` whose /init runs `script` (with busybox applets in PATH).
-    public static func make(in directory: String, script: String) throws -> String {
+    package static func make(in directory: String, script: String) throws -> String {
         try Require.programs("cpio", "gzip", "busybox")
         let root = directory + "/initramfs-root"
         for dir in ["bin", "proc", "sys", "dev"] { try Files.createDirectory(root + "/" + dir) }

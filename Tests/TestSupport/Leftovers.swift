@@ -4,9 +4,9 @@ import Glibc
 #endif
 
 /// What a build or an install may leave attached or mounted below a directory.
-public enum Leftovers {
+package enum Leftovers {
     /// Mounts strictly below `directory`.
-    public static func mounts(under directory: String) throws -> [String] {
+    package static func mounts(under directory: String) throws -> [String] {
         try MountTable.read().mounts(under: directory)
             .filter { $0.mountPoint != Mounts.normalize(directory) }
             .map(\.mountPoint)
@@ -15,7 +15,7 @@ public enum Leftovers {
     /// Backing files of loop devices whose file lies below `directory`. The kernel lets go of
     /// an autoclear loop device once its last user closed it, so this waits up to two seconds
     /// for them to go (a leak lasts forever).
-    public static func loopDevices(under directory: String) throws -> [String] {
+    package static func loopDevices(under directory: String) throws -> [String] {
         func attached() throws -> [String] {
             try FileManagerShim.contents(of: "/sys/block").filter { $0.hasPrefix("loop") }.compactMap { name -> String? in
                 guard let backing = try? Files.readString("/sys/block/\(name)/loop/backing_file") else { return nil }

@@ -7,13 +7,13 @@ import Glibc
 
 /// A TCP listener on 127.0.0.1 (a free port), with a thread per connection: the plumbing of
 /// the test servers. `Connection` reads HTTP heads and bodies and writes responses.
-public final class LoopbackListener: Sendable {
-    public let port: UInt16
+package final class LoopbackListener: Sendable {
+    package let port: UInt16
     private let socketDescriptor: Int32
     private let stopped = Mutex(false)
 
     /// A bound, listening socket on 127.0.0.1 and its port (for servers that misbehave on purpose).
-    public static func listeningSocket() throws -> (fd: Int32, port: UInt16) {
+    package static func listeningSocket() throws -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
         var one: Int32 = 1
@@ -36,14 +36,14 @@ public final class LoopbackListener: Sendable {
     }
 
     /// A port nothing listens on (bound, then closed again).
-    public static func closedPort() throws -> UInt16 {
+    package static func closedPort() throws -> UInt16 {
         let (fd, port) = try listeningSocket()
         close(fd)
         return port
     }
 
     /// Accepts connections and runs `handler` for each on a thread of its own.
-    public init(handler: @escaping @Sendable (Connection) -> Void) throws {
+    package init(handler: @escaping @Sendable (Connection) -> Void) throws {
         let (fd, port) = try Self.listeningSocket()
         socketDescriptor = fd
         self.port = port
@@ -75,7 +75,7 @@ public final class LoopbackListener: Sendable {
         return (listener, { server in slot.server.withLock { $0 = server } })
     }
 
-    public func stop() {
+    package func stop() {
         let wasStopped = stopped.withLock { stopped -> Bool in
             defer { stopped = true }
             return stopped
@@ -89,14 +89,14 @@ public final class LoopbackListener: Sendable {
     deinit { stop() }
 
     /// One accepted connection and the bytes received but not consumed yet.
-    public final class Connection {
-        public let descriptor: Int32
+    package final class Connection {
+        package let descriptor: Int32
         private var buffer: [UInt8] = []
 
         init(descriptor: Int32) { self.descriptor = descriptor }
 
         /// The request line and headers, up to the blank line; nil when the peer closed.
-        public func readHead() -> String? {
+        package func readHead() -> String? {
             while true {
                 if let end = buffer.firstRange(of: [13, 10, 13, 10]) {
                     let head = String(decoding: buffer[..<end.lowerBound], as: UTF8.self)
@@ -107,7 +107,7 @@ public final class LoopbackListener: Sendable {
             }
         }
 
-        public func readExactly(_ count: Int) -> [UInt8]? {
+        package func readExactly(_ count: Int) -> [UInt8]? {
             while buffer.count < count {
                 guard receive() else { return nil }
             }
@@ -116,7 +116,7 @@ public final class LoopbackListener: Sendable {
             return result
         }
 
-        public func readLine() -> String? {
+        package func readLine() -> String? {
             while true {
                 if let end = buffer.firstRange(of: [13, 10]) {
                     let line = String(decoding: buffer[..<end.lowerBound], as: UTF8.self)
@@ -128,7 +128,7 @@ public final class LoopbackListener: Sendable {
         }
 
         /// A body in chunked transfer encoding.
-        public func readChunked() -> [UInt8]? {
+        package func readChunked() -> [UInt8]? {
             var body: [UInt8] = []
             while true {
                 guard let line = readLine(),
@@ -150,9 +150,9 @@ public final class LoopbackListener: Sendable {
             return true
         }
 
-        public func send(_ text: String) { send(Array(text.utf8)) }
+        package func send(_ text: String) { send(Array(text.utf8)) }
 
-        public func send(_ bytes: [UInt8]) {
+        package func send(_ bytes: [UInt8]) {
             var offset = 0
             while offset < bytes.count {
                 let sent = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }

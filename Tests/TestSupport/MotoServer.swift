@@ -12,16 +12,16 @@ import Glibc
 /// keys with '+' or non-ASCII characters and for query values with '/' (boto3's requests
 /// fail it the same way), so tests of such requests use `authenticate: false`. `S3Inspector` looks at what it
 /// stores through boto3, a client independent of ours.
-public final class MotoServer {
-    public let port: UInt16
-    public var endpoint: String { "http://127.0.0.1:\(port)" }
+package final class MotoServer {
+    package let port: UInt16
+    package var endpoint: String { "http://127.0.0.1:\(port)" }
     private var process: PipedProcess?
-    public private(set) var accessKey = ""
-    public private(set) var secretKey = ""
+    package private(set) var accessKey = ""
+    package private(set) var secretKey = ""
 
     private let authenticate: Bool
 
-    public init(authenticate: Bool = true) throws {
+    package init(authenticate: Bool = true) throws {
         guard Command.find("moto_server") != nil else {
             throw MissingRequirement(description: "this test needs moto_server (PyPI moto[server], pinned in the Makefile); `make deps` installs it with pip")
         }
@@ -80,18 +80,18 @@ public final class MotoServer {
     }
 
     /// The server's process id, for tests that stop or kill it mid-transfer.
-    public var processID: pid_t? { process?.processID }
+    package var processID: pid_t? { process?.processID }
 
     /// Starts the server again on the same port (empty: moto keeps everything in memory),
     /// with a new user (`accessKey`, `secretKey`).
-    public func restart() throws {
+    package func restart() throws {
         process?.terminate()
         process = nil
         _ = try MotoServer.start(into: &process, port: port, authenticate: authenticate)
         try createUser()
     }
 
-    public func stop() {
+    package func stop() {
         process?.terminate()
         process = nil
     }
@@ -99,18 +99,18 @@ public final class MotoServer {
     deinit { stop() }
 
     /// The environment that points the AWS tools (boto3, aws) at this server.
-    public var clientEnvironment: [String: String] {
+    package var clientEnvironment: [String: String] {
         ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey,
          "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint]
     }
 
-    public var inspector: S3Inspector { S3Inspector(endpoint: endpoint, environment: clientEnvironment) }
+    package var inspector: S3Inspector { S3Inspector(endpoint: endpoint, environment: clientEnvironment) }
 }
 
 /// boto3, run as `python3 -c`, looking at a bucket: the client a user would check with.
-public struct S3Inspector: Sendable {
-    public let endpoint: String
-    public let environment: [String: String]
+package struct S3Inspector: Sendable {
+    package let endpoint: String
+    package let environment: [String: String]
 
     private func python(_ script: String, _ arguments: [String]) throws -> String {
         let preamble = """
@@ -121,12 +121,12 @@ public struct S3Inspector: Sendable {
         return try Command("python3", ["-c", preamble + script, endpoint] + arguments, environment: environment).output()
     }
 
-    public func createBucket(_ bucket: String) throws {
+    package func createBucket(_ bucket: String) throws {
         _ = try python("s3.create_bucket(Bucket=sys.argv[2])", [bucket])
     }
 
     /// Every object's key and size.
-    public func objects(_ bucket: String, prefix: String = "") throws -> [String: Int] {
+    package func objects(_ bucket: String, prefix: String = "") throws -> [String: Int] {
         let text = try python("""
             out = {}
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):
@@ -138,7 +138,7 @@ public struct S3Inspector: Sendable {
     }
 
     /// Downloads every object below `prefix` into `directory` (keys' "/" become "%2F").
-    public func download(_ bucket: String, prefix: String = "", to directory: String) throws {
+    package func download(_ bucket: String, prefix: String = "", to directory: String) throws {
         _ = try python("""
             import os, urllib.parse
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):
@@ -148,18 +148,18 @@ public struct S3Inspector: Sendable {
     }
 
     /// Replaces an object's content.
-    public func put(_ bucket: String, key: String, from path: String) throws {
+    package func put(_ bucket: String, key: String, from path: String) throws {
         _ = try python("s3.upload_file(sys.argv[4], sys.argv[2], sys.argv[3])", [bucket, key, path])
     }
 
-    public func delete(_ bucket: String, key: String) throws {
+    package func delete(_ bucket: String, key: String) throws {
         _ = try python("s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])", [bucket, key])
     }
 
     /// Waits (polling in one python process) until a multipart upload is pending whose key
     /// is not in `known`; returns its key, or nil after `timeout` seconds or when `stop`
     /// (checked between polls, from the file it names existing) says so.
-    public func waitForPendingUpload(_ bucket: String, besides known: [String], timeout: Double, stopFile: String) throws -> String? {
+    package func waitForPendingUpload(_ bucket: String, besides known: [String], timeout: Double, stopFile: String) throws -> String? {
         let text = try python("""
             import os, time
             known, deadline = set(json.loads(sys.argv[3])), time.time() + float(sys.argv[4])
@@ -173,7 +173,7 @@ public struct S3Inspector: Sendable {
     }
 
     /// Multipart uploads started and neither completed nor aborted: their keys.
-    public func pendingUploads(_ bucket: String) throws -> [String] {
+    package func pendingUploads(_ bucket: String) throws -> [String] {
         let text = try python("""
             r = s3.list_multipart_uploads(Bucket=sys.argv[2])
             print(json.dumps([u["Key"] for u in r.get("Uploads", [])]))

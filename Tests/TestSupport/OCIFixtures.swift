@@ -8,13 +8,13 @@ import Glibc
 /// Builds OCI image layouts with umoci from layer trees the test describes: each layer is a
 /// directory staged on disk (whiteout and opaque markers are plain empty files named
 /// `.wh.NAME` and `.wh..wh..opq`), archived with tar and added verbatim.
-public final class OCILayoutBuilder {
-    public let layout: String
+package final class OCILayoutBuilder {
+    package let layout: String
     private let scratch: String
     private var counter = 0
 
     /// A new empty layout at `layout` (umoci init).
-    public init(layout: String, scratch: String) throws {
+    package init(layout: String, scratch: String) throws {
         try Require.programs("umoci", "tar")
         self.layout = layout
         self.scratch = scratch
@@ -23,7 +23,7 @@ public final class OCILayoutBuilder {
     }
 
     /// One entry of a layer.
-    public enum Entry {
+    package enum Entry {
         case file(String, String, mode: mode_t = 0o644)
         case directory(String)
         case symlink(String, target: String)
@@ -33,7 +33,7 @@ public final class OCILayoutBuilder {
 
     /// Tags `tag` as a new image from `base` (or an empty one) plus the layers, each a list of
     /// entries; sets the configuration's command and environment.
-    public func image(_ tag: String, base: String? = nil, layers: [[Entry]], cmd: [String]? = nil,
+    package func image(_ tag: String, base: String? = nil, layers: [[Entry]], cmd: [String]? = nil,
                       env: [String] = [], architecture: String? = nil) throws {
         if let base {
             try Command("umoci", ["tag", "--image", "\(layout):\(base)", tag]).run()
@@ -74,7 +74,7 @@ public final class OCILayoutBuilder {
     }
 
     /// The descriptor of a tag in index.json, as JSON.
-    public func descriptor(_ tag: String) throws -> [String: Any] {
+    package func descriptor(_ tag: String) throws -> [String: Any] {
         let index = try JSONSerialization.jsonObject(with: Data(try Files.read(layout + "/index.json"))) as? [String: Any]
         let manifests = index?["manifests"] as? [[String: Any]] ?? []
         guard let found = manifests.first(where: { ($0["annotations"] as? [String: String])?["org.opencontainers.image.ref.name"] == tag }) else {
@@ -85,7 +85,7 @@ public final class OCILayoutBuilder {
 
     /// Adds an image index (manifest list) tagged `tag` that points at other tags, each
     /// with its platform (os, architecture).
-    public func index(_ tag: String, of entries: [(tag: String, os: String, architecture: String)]) throws -> String {
+    package func index(_ tag: String, of entries: [(tag: String, os: String, architecture: String)]) throws -> String {
         var manifests: [[String: Any]] = []
         for entry in entries {
             var descriptor = try self.descriptor(entry.tag)
@@ -108,7 +108,7 @@ public final class OCILayoutBuilder {
     }
 
     /// The busybox userland (Debian's static busybox and a link per applet) as layer entries.
-    public static func busyboxEntries() throws -> [Entry] {
+    package static func busyboxEntries() throws -> [Entry] {
         try Require.programs("busybox")
         let busybox = Command.find("busybox") ?? "/bin/busybox"
         let applets = try Command(busybox, ["--list"]).output().split(separator: "\n").map(String.init)
@@ -129,11 +129,11 @@ public final class OCILayoutBuilder {
 /// (openssl) and whose certificate the registry trusts. `refuse` names repositories the
 /// token service grants only to the user `tester` with password `secret` (HTTP Basic on the
 /// token request); everything else it grants to anyone.
-public final class TestRegistry: @unchecked Sendable {
-    public let directory: String
-    public let port: UInt16
-    public let storage: String
-    public var host: String { "127.0.0.1:\(port)" }
+package final class TestRegistry: @unchecked Sendable {
+    package let directory: String
+    package let port: UInt16
+    package let storage: String
+    package var host: String { "127.0.0.1:\(port)" }
     private let process: Process
     private let lifeline = Pipe()
     private let tokenListener: LoopbackListener
@@ -141,10 +141,10 @@ public final class TestRegistry: @unchecked Sendable {
         let entries = Mutex<[String]>([])
     }
     private let tokenRequests = RequestLog()
-    public static let service = "rast-test-registry"
-    public static let issuer = "rast-test-issuer"
+    package static let service = "rast-test-registry"
+    package static let issuer = "rast-test-issuer"
 
-    public init(directory: String, refuse: Set<String> = []) throws {
+    package init(directory: String, refuse: Set<String> = []) throws {
         try Require.programs("docker-registry", "openssl")
         self.directory = directory
         storage = directory + "/storage"
@@ -222,11 +222,11 @@ public final class TestRegistry: @unchecked Sendable {
     }
 
     /// The paths the token service was asked for ("/token?scope=...&service=...").
-    public var tokenRequestLog: [String] { tokenRequests.entries.withLock { $0 } }
+    package var tokenRequestLog: [String] { tokenRequests.entries.withLock { $0 } }
 
     /// Copies an image with skopeo (from `oci:LAYOUT:TAG`) into the registry; `format`
     /// "oci" keeps OCI media types, "v2s2" converts to Docker's; `all` copies every image of an index.
-    public func push(_ source: String, to repository: String, format: String = "oci", all: Bool = false) throws {
+    package func push(_ source: String, to repository: String, format: String = "oci", all: Bool = false) throws {
         var arguments = ["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", "tester:secret", "--format", format]
         if all { arguments.append("--all") }
         arguments += [source, "docker://\(host)/\(repository)"]
@@ -234,12 +234,12 @@ public final class TestRegistry: @unchecked Sendable {
     }
 
     /// The registry's own file of a blob (filesystem storage driver).
-    public func blobFile(_ digest: String) -> String {
+    package func blobFile(_ digest: String) -> String {
         let hex = String(digest.dropFirst("sha256:".count))
         return "\(storage)/docker/registry/v2/blobs/sha256/\(hex.prefix(2))/\(hex)/data"
     }
 
-    public func stop() {
+    package func stop() {
         if process.isRunning {
             try? lifeline.fileHandleForWriting.close()
             process.waitUntilExit()

@@ -5,29 +5,29 @@ import Glibc
 #endif
 
 /// A small PKGBUILD for tests: a package that installs the given files.
-public struct PKGBUILDSpec: Sendable {
-    public var name: String
-    public var version: String
-    public var release: String
-    public var architecture: String
-    public var description: String
-    public var depends: [String]
-    public var optionalDepends: [String]
-    public var conflicts: [String]
-    public var provides: [String]
+package struct PKGBUILDSpec: Sendable {
+    package var name: String
+    package var version: String
+    package var release: String
+    package var architecture: String
+    package var description: String
+    package var depends: [String]
+    package var optionalDepends: [String]
+    package var conflicts: [String]
+    package var provides: [String]
     /// Installed packages this one takes the place of (a rename).
-    public var replaces: [String]
-    public var backup: [String]
+    package var replaces: [String]
+    package var backup: [String]
     /// Relative path -> contents. Files under usr/bin/ get mode 755, others 644.
-    public var files: [String: String]
+    package var files: [String: String]
     /// Relative path -> symlink target.
-    public var symlinks: [String: String]
+    package var symlinks: [String: String]
     /// The .install scriptlet (post_install() and friends).
-    public var installScript: String?
+    package var installScript: String?
     /// Makes build() fail, for error-path tests.
-    public var failsToBuild: Bool
+    package var failsToBuild: Bool
 
-    public init(name: String, version: String = "1.0", release: String = "1", architecture: String = "any",
+    package init(name: String, version: String = "1.0", release: String = "1", architecture: String = "any",
                 description: String? = nil, depends: [String] = [], optionalDepends: [String] = [],
                 conflicts: [String] = [], provides: [String] = [], replaces: [String] = [], backup: [String] = [],
                 files: [String: String] = [:], symlinks: [String: String] = [:], installScript: String? = nil,
@@ -50,10 +50,10 @@ public struct PKGBUILDSpec: Sendable {
     }
 
     /// "name-version-release-arch.pkg.tar.zst", the file makepkg writes.
-    public var packageFileName: String { "\(name)-\(version)-\(release)-\(architecture).pkg.tar.zst" }
+    package var packageFileName: String { "\(name)-\(version)-\(release)-\(architecture).pkg.tar.zst" }
 
     /// The PKGBUILD text.
-    public var pkgbuild: String {
+    package var pkgbuild: String {
         func quote(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         func array(_ values: [String]) -> String { "(" + values.map(quote).joined(separator: " ") + ")" }
         var lines = [
@@ -98,7 +98,7 @@ public struct PKGBUILDSpec: Sendable {
 
     /// Writes `DIRECTORY/NAME-VERSION/PKGBUILD` (plus the .install file); returns the directory.
     @discardableResult
-    public func write(in directory: String) throws -> String {
+    package func write(in directory: String) throws -> String {
         let path = directory + "/" + name + "-" + version
         try Files.write(path + "/PKGBUILD", string: pkgbuild)
         if let installScript {
@@ -109,9 +109,9 @@ public struct PKGBUILDSpec: Sendable {
 }
 
 /// The packages the libalpm tests install, upgrade, remove and break.
-public enum PKGBUILDFixtures {
+package enum PKGBUILDFixtures {
     /// `hello` needs `libhello`; version 1.1 replaces it in upgrade tests.
-    public static func hello(version: String) -> PKGBUILDSpec {
+    package static func hello(version: String) -> PKGBUILDSpec {
         PKGBUILDSpec(name: "hello", version: version, architecture: "x86_64", description: "says hello",
                      depends: ["libhello>=1.0"], optionalDepends: ["cowsay: fancier greetings"], backup: ["etc/hello.conf"],
                      files: ["usr/bin/hello": "#!/bin/sh\necho 'hello \(version)'\n",
@@ -120,27 +120,27 @@ public enum PKGBUILDFixtures {
                      symlinks: ["usr/bin/hi": "hello"])
     }
 
-    public static let libhello = PKGBUILDSpec(
+    package static let libhello = PKGBUILDSpec(
         name: "libhello", description: "the library hello needs",
         files: ["usr/lib/libhello.txt": "libhello 1.0\n"])
 
     /// Conflicts with hello.
-    public static let clash = PKGBUILDSpec(
+    package static let clash = PKGBUILDSpec(
         name: "clash", description: "cannot live with hello", conflicts: ["hello"],
         files: ["usr/bin/clash": "#!/bin/sh\necho clash\n"])
 
     /// Owns /usr/bin/hello too.
-    public static let filethief = PKGBUILDSpec(
+    package static let filethief = PKGBUILDSpec(
         name: "filethief", description: "ships a file hello owns",
         files: ["usr/bin/hello": "#!/bin/sh\necho 'not hello'\n"])
 
     /// Depends on a package no repository has.
-    public static let needy = PKGBUILDSpec(
+    package static let needy = PKGBUILDSpec(
         name: "needy", description: "needs a ghost", depends: ["ghost"],
         files: ["usr/share/needy/README": "needy\n"])
 
     /// Runs an install scriptlet in the target (needs /bin/sh there).
-    public static let scripted = PKGBUILDSpec(
+    package static let scripted = PKGBUILDSpec(
         name: "scripted", description: "has an install scriptlet",
         files: ["var/lib/scripted/.keep": ""],
         installScript: """
@@ -155,15 +155,15 @@ public enum PKGBUILDFixtures {
         """)
 
     /// Everything the shared fixture builds.
-    public static var all: [PKGBUILDSpec] {
+    package static var all: [PKGBUILDSpec] {
         [hello(version: "1.0"), hello(version: "1.1"), libhello, clash, filethief, needy, scripted]
     }
 }
 
 /// Helpers for target roots that libalpm installs into.
-public enum TargetRoot {
+package enum TargetRoot {
     /// Creates `root` with a static busybox as `/bin/sh`, which install scriptlets need.
-    public static func create(_ root: String) throws {
+    package static func create(_ root: String) throws {
         try Require.file("/bin/busybox", hint: "Debian's busybox-static provides a static /bin/busybox")
         try Files.createDirectory(root + "/bin")
         try Files.writeAtomically(root + "/bin/sh", bytes: try Files.read("/bin/busybox"), mode: 0o755)

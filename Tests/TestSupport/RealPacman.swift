@@ -3,14 +3,14 @@ import SystemSupport
 
 /// The real pacman, pointed at a test root and database with every other path (config,
 /// cache, hooks, keyring, log) inside a scratch directory, for cross-checking libalpm work.
-public struct RealPacman: Sendable {
-    public let root: String
-    public let databasePath: String
-    public let scratch: String
-    public let config: String
+package struct RealPacman: Sendable {
+    package let root: String
+    package let databasePath: String
+    package let scratch: String
+    package let config: String
 
     /// Writes `scratch/pacman.conf` (SigLevel Never) with the given `[name]` -> server sections.
-    public init(root: String, databasePath: String, scratch: String, repositories: [(String, String)] = []) throws {
+    package init(root: String, databasePath: String, scratch: String, repositories: [(String, String)] = []) throws {
         try Require.programs("pacman")
         self.root = root
         self.databasePath = databasePath
@@ -23,7 +23,7 @@ public struct RealPacman: Sendable {
 
     /// Runs `pacman ARGUMENTS` with `--root`, `--dbpath` and the scratch paths.
     @discardableResult
-    public func run(_ arguments: [String], check: Bool = true) throws -> CommandResult {
+    package func run(_ arguments: [String], check: Bool = true) throws -> CommandResult {
         let options = ["--root", root, "--dbpath", databasePath, "--config", config,
                        "--cachedir", scratch + "/pacman-cache", "--hookdir", scratch + "/pacman-hooks",
                        "--gpgdir", scratch + "/pacman-gnupg", "--logfile", scratch + "/pacman.log",
@@ -32,7 +32,7 @@ public struct RealPacman: Sendable {
     }
 
     /// `pacman -Q` as "name version" lines (empty when nothing is installed).
-    public func installed() throws -> [String] {
+    package func installed() throws -> [String] {
         let result = try run(["-Q"], check: false)
         // pacman -Q exits 1 with no output when the database is empty.
         if result.status != 0, result.standardOutput.isEmpty, result.standardError.isEmpty { return [] }

@@ -6,20 +6,20 @@ import Glibc
 
 /// What a test needs from the machine. A missing requirement is a test failure with a clear
 /// message (CI runs as root with every package installed), never a silent pass.
-public struct MissingRequirement: Error, CustomStringConvertible {
-    public let description: String
+package struct MissingRequirement: Error, CustomStringConvertible {
+    package let description: String
 }
 
-public enum Require {
+package enum Require {
     /// Root, for mounts, loop devices and btrfs ioctls.
-    public static func root() throws {
+    package static func root() throws {
         guard geteuid() == 0 else {
             throw MissingRequirement(description: "this test needs root (mounts, loop devices, btrfs); run the tests as root, as CI does with `bash .ci/run`")
         }
     }
 
     /// Programs in PATH; the message names the Debian package that provides each.
-    public static func programs(_ names: String...) throws {
+    package static func programs(_ names: String...) throws {
         let missing = names.filter { Command.find($0) == nil }
         guard missing.isEmpty else {
             let hints = missing.map { "\($0) (apt-get install \(debianPackage[$0] ?? $0))" }
@@ -28,21 +28,21 @@ public enum Require {
     }
 
     /// Loop devices (root plus /dev/loop-control).
-    public static func loopDevices() throws {
+    package static func loopDevices() throws {
         try root()
         guard access("/dev/loop-control", R_OK | W_OK) == 0 else {
             throw MissingRequirement(description: "this test needs loop devices, but /dev/loop-control is not usable")
         }
     }
 
-    public static func file(_ path: String, hint: String) throws {
+    package static func file(_ path: String, hint: String) throws {
         guard Files.exists(path) else {
             throw MissingRequirement(description: "this test needs \(path) (\(hint))")
         }
     }
 
     /// An environment variable that would change what the test checks must not be set.
-    public static func unset(_ variable: String, because reason: String) throws {
+    package static func unset(_ variable: String, because reason: String) throws {
         if let value = ProcessInfo.processInfo.environment[variable] {
             throw MissingRequirement(description: "this test needs \(variable) unset (it is \(value)): \(reason)")
         }

@@ -9,7 +9,7 @@ extension TemporaryDirectory {
     /// A temporary directory that lasts as long as the test process, for a fixture built once
     /// and shared by all its tests (an image, a package pool): when the process exits,
     /// whatever is still mounted below it is unmounted and it is removed.
-    public static func forTestProcess(prefix: String) throws -> TemporaryDirectory {
+    package static func forTestProcess(prefix: String) throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory(prefix: prefix)
         let first = directoriesToRemoveAtExit.withLock { directories in
             directories.append(directory.path)

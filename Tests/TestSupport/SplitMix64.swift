@@ -2,18 +2,18 @@ import Foundation
 
 /// A small deterministic random number generator (SplitMix64), so that a failing random
 /// schedule (of kills, of mutations) can be replayed from its seed.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
+package struct SplitMix64: RandomNumberGenerator, Sendable {
+    package var state: UInt64
 
-    public init(state: UInt64) { self.state = state }
+    package init(state: UInt64) { self.state = state }
 
     /// Seeded from the environment variable `variable` when it holds a number (to replay a
     /// failure), else from `seed`.
-    public init(environment variable: String, default seed: UInt64) {
+    package init(environment variable: String, default seed: UInt64) {
         self.init(state: ProcessInfo.processInfo.environment[variable].flatMap(UInt64.init) ?? seed)
     }
 
-    public mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

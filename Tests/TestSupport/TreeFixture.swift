@@ -4,20 +4,20 @@ import SnapshotTree
 import SystemSupport
 
 /// A real btrfs filesystem holding a rastOS layout whose snapshot 0 is a tiny busybox root.
-public final class TreeFixture {
-    public let fs: BtrfsFixture
-    public let layout: Layout
-    public let store: SnapshotStore
+package final class TreeFixture {
+    package let fs: BtrfsFixture
+    package let layout: Layout
+    package let store: SnapshotStore
 
-    public static let settings = BootMenuSettings(loader: .grub, filesystemUUID: "11111111-2222-4333-8444-555555555555",
+    package static let settings = BootMenuSettings(loader: .grub, filesystemUUID: "11111111-2222-4333-8444-555555555555",
                                            rootPartitionUUID: "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
                                            kernelArguments: "console=ttyS0")
 
     /// The FAT image standing in for the ESP of a Limine tree (nil for GRUB).
-    public let espImage: String?
+    package let espImage: String?
 
     /// `loader: .limine` adds a 64 MiB FAT image as the ESP, reached through mtools.
-    public init(bootedSlot: String? = nil, loader: BootLoader = .grub) throws {
+    package init(bootedSlot: String? = nil, loader: BootLoader = .grub) throws {
         try Require.programs("busybox", "chroot")
         fs = try BtrfsFixture(size: "512M")
         layout = Layout(top: fs.mountPoint)
@@ -42,9 +42,9 @@ public final class TreeFixture {
     }
 
     /// The ESP of a Limine tree.
-    public var esp: ESPVolume? { espImage.map { MtoolsESP(image: $0) } }
+    package var esp: ESPVolume? { espImage.map { MtoolsESP(image: $0) } }
 
-    public static func populate(_ root: String) throws {
+    package static func populate(_ root: String) throws {
         for dir in ["bin", "etc", "boot", "proc", "sys", "dev", "run", "tmp", "var", "home", "usr/share"] {
             try Files.createDirectory(root + "/" + dir)
         }
@@ -56,11 +56,11 @@ public final class TreeFixture {
         try Files.write(root + "/boot/vmlinuz-linux-test", string: "not really a kernel\n")
     }
 
-    public func file(_ id: Int, _ path: String) -> String? {
+    package func file(_ id: Int, _ path: String) -> String? {
         try? Files.readString(layout.root(id) + path)
     }
 
-    public func close() {
+    package func close() {
         store.unlock()
         fs.close()
     }
