@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(name: "CurlTests", dependencies: ["Curl", "TestSupport"]),
         .testTarget(name: "GitTests", dependencies: ["Git", "TestSupport"]),
         .testTarget(name: "ZlibTests", dependencies: ["Zlib", "TestSupport"]),
-        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML", "TestSupport"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "HostCommands", "TOML", "TestSupport"]),
         .testTarget(name: "RecipeTests", dependencies: ["Recipe", "Services", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),

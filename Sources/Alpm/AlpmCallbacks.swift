@@ -159,11 +159,6 @@ package struct AnsweredQuestion: Sendable, Equatable {
     package var question: AlpmQuestion
     /// Yes/no, or for provider selection whether a provider was chosen.
     package var answer: Bool
-
-    package init(question: AlpmQuestion, answer: Bool) {
-        self.question = question
-        self.answer = answer
-    }
 }
 
 /// The closures and policy the C callbacks reach through their context pointer.

@@ -27,12 +27,6 @@ package struct PacmanConfigError: Error, CustomStringConvertible, Sendable, Equa
     package let line: Int?
     package let message: String
 
-    package init(file: String, line: Int?, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
-
     package var description: String {
         "\(file)\(line.map { ":\($0)" } ?? ""): \(message)"
     }

@@ -1,4 +1,4 @@
-import Alpm
+@testable import Alpm
 import Foundation
 import Packages
 import SystemSupport

@@ -1,5 +1,6 @@
 import Testing
 @testable import TOML
+import TestSupport
 
 /// Parses a document named "t.toml".
 func parse(_ text: String) throws -> TOMLTable {
@@ -590,18 +591,6 @@ func at(_ line: Int, _ column: Int) -> TOMLPosition {
 
 /// Mutated documents must give a value or a `TOMLError`, never a crash (a trap ends the run).
 @Suite struct RobustnessTests {
-    /// A small deterministic generator, so a failure can be reproduced.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let seedDocument = #"""
         name = "x" # c
         "q k".'l' = 'lit'
@@ -620,7 +609,7 @@ func at(_ line: Int, _ column: Int) -> TOMLPosition {
         """#
 
     @Test func mutatedDocumentsNeverCrash() {
-        var random = SplitMix(state: 42)
+        var random = SplitMix64(state: 42)  // deterministic, so a failure can be reproduced
         let original = Array(RobustnessTests.seedDocument.utf8)
         let alphabet = Array("[]{}=.,\"'\\#\n\r\t 0xe_+-:TZuU".utf8)
         var parsed = 0
