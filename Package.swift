@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "ImageSupport", dependencies: ["Recipe", "SnapshotTree", "BootEntries", "Fdisk", "SystemSupport"]),
         .target(name: "Pipeline", dependencies: [
             "Recipe", "Kernel", "Packages", "Alpm", "SnapshotTree", "BootEntries", "QCOW2", "ImageSupport",
-            "VirtualMachine", "Fdisk", "Blkid", "Services", "SystemSupport", "OCI", "Containers",
+            "VirtualMachine", "Blkid", "Services", "SystemSupport", "OCI", "Containers",
         ]),
         // rast search and rast "...": the embedding table and its generator live in Sources/Search/Embeddings.
         .target(name: "Search", dependencies: ["SystemSupport"], exclude: ["Embeddings"]),
@@ -89,7 +89,7 @@ let package = Package(
         // rast vm: a snapshot booted in QEMU from a throw-away disk (the builder's disk layout and
         // boot loader installer, from ImageSupport).
         .target(name: "SnapshotMachine", dependencies: [
-            "ImageSupport", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "Fdisk", "VirtualMachine", "SystemSupport",
+            "ImageSupport", "Recipe", "SnapshotTree", "BootEntries", "Btrfs", "Blkid", "VirtualMachine", "SystemSupport",
         ]),
         // rast-install: writes a built image to a disk and personalises it (shares ImageSupport with the pipeline).
         .target(name: "DiskImage", dependencies: [

@@ -1,5 +1,4 @@
 import Blkid
-import Fdisk
 import Foundation
 import ImageSupport
 import Recipe

@@ -1,7 +1,6 @@
 import Blkid
 import BootEntries
 import Btrfs
-import Fdisk
 import Foundation
 import ImageSupport
 import Recipe
